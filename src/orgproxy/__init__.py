@@ -1,0 +1,1 @@
+"""orgproxy: names beside the ids in OpenAI organization usage and costs."""

@@ -1,0 +1,283 @@
+"""Add names beside ids in a JSON body, changing nothing else, to the byte.
+
+Parsing and re-serialising would quietly alter what OpenAI sent: number spellings
+(``1e-7``, ``0.10``), precision beyond a double, ``\\u`` escapes, key order of duplicates,
+whitespace. So the body is never re-serialised: every name is *inserted* into the
+original bytes right after its id's value, in the formatting of the id's own member, and
+every other byte stays where it was.
+
+Two ways to find the insertion points, with identical results:
+
+- the fast path, one regular-expression pass over the bytes. In valid JSON a quote that
+  is not escaped and is followed by ``api_key_id"`` and a colon can only open an object
+  key, so each match is a real member. It applies when the body has no ``\\u`` escape
+  (which could spell a key another way), no name field already, and every id is a
+  string or null;
+- the exact path, a member-by-member walk with the standard library's JSON scanner, for
+  everything else (rare in practice, and always correct).
+
+Pure: no I/O, no clock, no Twisted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from collections import Counter
+from dataclasses import dataclass, field
+from json.decoder import scanstring
+
+import orjson
+
+from orgproxy.names import NAME_FIELD_FOR_ID, Names
+
+UNKNOWN = "unknown"
+_UNKNOWN_JSON = json.dumps(UNKNOWN).encode()
+_NULL_JSON = b"null"
+
+# An id member: key, the whitespace around its colon, a simple string or null (a missing
+# value group means something else: the exact path), and the comma and whitespace after
+# it, which the inserted member copies so that it sits in the body's own layout.
+_ID_MEMBER = re.compile(
+    rb'"(api_key_id|project_id|user_id)"([ \t\n\r]*):([ \t\n\r]*)'
+    rb'(?:"([^"\\]*)"|(null))?(,[ \t\n\r]*)?'
+)
+_NAME_KEYS = tuple(b'"%s"' % n.encode() for n in NAME_FIELD_FOR_ID.values())
+_ESCAPED_ID_KEYS = (b"\\u",) + tuple(b'\\"%s"' % f.encode() for f in NAME_FIELD_FOR_ID)
+
+
+@dataclass(slots=True)
+class Amended:
+    """A body with names added, and what was found on the way."""
+
+    body: bytes
+    named: int = 0  # ids that got a name from the map
+    unknown: int = 0  # string ids the map lacks (named "unknown")
+    unknown_ids: dict[str, str] = field(default_factory=dict)  # id -> its id field, first-seen order
+
+
+class _NeedsExactPath(Exception):
+    """The fast path met something it does not handle; the exact path will."""
+
+
+def is_json(body: bytes) -> bool:
+    """Whether the body is one valid JSON text (UTF-8, no NaN or Infinity)."""
+    try:
+        orjson.loads(body)
+        return True
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses some valid JSON: integers beyond 64 bits, lone surrogate escapes.
+    try:
+        json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        return True
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def amend_json(body: bytes, names: Names) -> Amended | None:
+    """The body with a name beside every id, or None when the body is not valid JSON.
+
+    Every object at any depth with ``api_key_id`` gets ``api_key_name`` (likewise
+    ``project_id``/``project_name`` and ``user_id``/``user_name``): the mapped name,
+    ``"unknown"`` for a string id the map lacks, ``null`` for any other id. An object
+    that already has the name field keeps it as it is.
+    """
+    if not is_json(body):
+        return None
+    if _fast_path_applies(body):
+        try:
+            return _amend_fast(body, names.encoded)
+        except _NeedsExactPath:
+            pass
+    try:
+        return _amend_exact(body, names.encoded)
+    except RecursionError:
+        # Nesting deeper than Python's stack: valid, but not worth a special walker.
+        return Amended(body)
+
+
+def _fast_path_applies(body: bytes) -> bool:
+    # Each test is one C-speed substring search; usage pages have no backslash at all.
+    if b"\\" in body and any(spoiler in body for spoiler in _ESCAPED_ID_KEYS):
+        return False
+    return not (b'_name"' in body and any(key in body for key in _NAME_KEYS))
+
+
+def _member(name_field: str, before_colon: bytes, after_colon: bytes, name: bytes,
+            following: bytes | None) -> bytes:
+    """The member to insert after an id member, laid out like it.
+
+    With a comma after the id member, the new member goes after that comma and its
+    whitespace, and takes the same comma and whitespace after itself, so on a
+    pretty-printed page it gets a line and indent of its own. As an object's last
+    member, it follows the id member on the same line.
+    """
+    if following:
+        return b'"%s"%s:%s%s%s' % (name_field.encode(), before_colon, after_colon, name, following)
+    return b',%s"%s"%s:%s%s' % (after_colon, name_field.encode(), before_colon, after_colon, name)
+
+
+def _name_for(id_field: str, id_value: str | None, encoded: Mapping[str, Mapping[str, bytes]],
+              result: Amended, times: int = 1) -> bytes:
+    if id_value is None:
+        return _NULL_JSON
+    name = encoded.get(id_field, {}).get(id_value)
+    if name is not None:
+        result.named += times
+        return name
+    result.unknown += times
+    result.unknown_ids.setdefault(id_value, id_field)
+    return _UNKNOWN_JSON
+
+
+class _Insertions(dict[bytes, bytes]):
+    """Matched id member -> the same bytes followed by its name member.
+
+    Pages repeat the same few ids thousands of times, so each distinct member is worked
+    out once per body; the per-match cost is one dictionary lookup.
+    """
+
+    def __init__(self, encoded: Mapping[str, Mapping[str, bytes]]):
+        super().__init__()
+        self.encoded = encoded
+        self.ids: dict[bytes, tuple[str, str | None]] = {}
+
+    def __missing__(self, text: bytes) -> bytes:
+        match = _ID_MEMBER.fullmatch(text)
+        assert match is not None
+        id_field, before, after, raw_id, null, following = match.groups()
+        if raw_id is None and null is None:
+            raise _NeedsExactPath  # a number, object or array as the id, or an escape in it
+        field_name = id_field.decode()
+        id_value = None if raw_id is None else raw_id.decode("utf-8")
+        self.ids[text] = (field_name, id_value)
+        if id_value is None:
+            name = _NULL_JSON
+        else:
+            name = self.encoded.get(field_name, {}).get(id_value, _UNKNOWN_JSON)
+        insertion = text + _member(NAME_FIELD_FOR_ID[field_name], before, after, name, following)
+        self[text] = insertion
+        return insertion
+
+
+def _amend_fast(body: bytes, encoded: Mapping[str, Mapping[str, bytes]]) -> Amended:
+    insertions = _Insertions(encoded)
+    seen: list[bytes] = []
+    remember = seen.append
+
+    def insert(match: re.Match[bytes]) -> bytes:
+        text = match[0]
+        remember(text)
+        return insertions[text]
+
+    amended = _ID_MEMBER.sub(insert, body)
+    result = Amended(amended if seen else body)
+    for text, times in Counter(seen).items():
+        id_field, id_value = insertions.ids[text]
+        _name_for(id_field, id_value, encoded, result, times)
+    return result
+
+
+_WS_RE = re.compile(r"[ \t\n\r]*")
+_scan_value = json.JSONDecoder().scan_once
+
+
+class _ExactWalk:
+    """Finds every id member with the standard library's scanner, position by position."""
+
+    def __init__(self, text: str, encoded: Mapping[str, Mapping[str, bytes]], result: Amended):
+        self.text = text
+        self.encoded = encoded
+        self.result = result
+        self.inserts: list[tuple[int, bytes]] = []
+
+    def skip_ws(self, i: int) -> int:
+        return _WS_RE.match(self.text, i).end()  # type: ignore[union-attr]
+
+    def value(self, i: int) -> int:
+        """Walk the value at i; return the index after it."""
+        c = self.text[i]
+        if c == "{":
+            return self.object(i)
+        if c == "[":
+            return self.array(i)
+        return _scan_value(self.text, i)[1]
+
+    def array(self, i: int) -> int:
+        i = self.skip_ws(i + 1)
+        if self.text[i] == "]":
+            return i + 1
+        while True:
+            i = self.skip_ws(self.value(i))
+            if self.text[i] == "]":
+                return i + 1
+            i = self.skip_ws(i + 1)  # past the comma
+
+    def object(self, i: int) -> int:
+        text = self.text
+        # id field -> (where its member goes, the id, whitespace around the colon, the
+        # comma and whitespace after the id member); the last member wins, as it does
+        # for every JSON parser.
+        ids: dict[str, tuple[int, str | None, str, str, str | None]] = {}
+        keys: set[str] = set()
+        i = self.skip_ws(i + 1)
+        if text[i] == "}":
+            return i + 1
+        while True:
+            key, i = scanstring(text, i + 1)
+            colon = self.skip_ws(i)
+            value_start = self.skip_ws(colon + 1)
+            value_end = self.value(value_start)
+            keys.add(key)
+            if key in NAME_FIELD_FOR_ID:
+                id_value = (scanstring(text, value_start + 1)[0] if text[value_start] == '"'
+                            else None)
+                # The same layout rule as the fast path's pattern: a comma right after
+                # the value (no space before it) is followed by the inserted member.
+                following = None
+                insert_at = value_end
+                if text[value_end] == ",":
+                    insert_at = self.skip_ws(value_end + 1)
+                    following = text[value_end:insert_at]
+                ids[key] = (insert_at, id_value, text[i:colon], text[colon + 1:value_start],
+                            following)
+            i = self.skip_ws(value_end)
+            if text[i] == "}":
+                break
+            i = self.skip_ws(i + 1)  # past the comma
+        for id_field, (at, id_value, before, after, following) in ids.items():
+            name_field = NAME_FIELD_FOR_ID[id_field]
+            if name_field in keys:
+                continue
+            name = _name_for(id_field, id_value, self.encoded, self.result)
+            self.inserts.append((at, _member(
+                name_field, before.encode(), after.encode(), name,
+                following.encode() if following is not None else None,
+            )))
+        return i + 1
+
+
+def _amend_exact(body: bytes, encoded: Mapping[str, Mapping[str, bytes]]) -> Amended:
+    result = Amended(body)
+    text = body.decode("utf-8")
+    walk = _ExactWalk(text, encoded, result)
+    walk.value(walk.skip_ws(0))
+    if walk.inserts:
+        walk.inserts.sort(key=lambda insert: insert[0])
+        pieces: list[bytes] = []
+        done = 0
+        for at, member in walk.inserts:
+            # Decoding UTF-8 and encoding it again gives back the same bytes, so the
+            # untouched parts stay byte-identical.
+            pieces.append(text[done:at].encode("utf-8", "surrogatepass"))
+            pieces.append(member)
+            done = at
+        pieces.append(text[done:].encode("utf-8", "surrogatepass"))
+        result.body = b"".join(pieces)
+    return result

@@ -1,0 +1,45 @@
+"""Errors the proxy answers itself, in OpenAI's error shape so that SDKs raise the right thing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+
+@dataclass(frozen=True)
+class ProxyError(Exception):
+    """An answer of the proxy's own: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    status: int
+    code: str
+    message: str
+    type: str = "proxy_error"
+    param: str | None = None
+    # Whether an SDK should try again (sent as ``x-should-retry``, which the official SDKs
+    # honour); None leaves it to the SDK's own rules for the status.
+    retry: bool | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {
+            "message": self.message, "type": self.type, "param": self.param, "code": self.code,
+        }})
+
+
+def not_found() -> ProxyError:
+    return ProxyError(404, "not_found", "orgproxy forwards only paths under /v1/organization/;"
+                      " this one is outside it, or would leave it once decoded.",
+                      type="invalid_request_error", retry=False)
+
+
+def internal_error() -> ProxyError:
+    return ProxyError(500, "proxy_internal_error", "The proxy failed while handling this request;"
+                      " its log has the details.")
+
+
+def request_too_large(limit: int) -> ProxyError:
+    return ProxyError(413, "request_too_large", f"The request body is larger than {limit} bytes.",
+                      type="invalid_request_error", retry=False)

@@ -1,0 +1,66 @@
+"""The names the proxy puts beside ids: one immutable snapshot, swapped whole on reload.
+
+A request takes the snapshot current when it starts and keeps it to the end, so a reload
+never shows it a half-built map, and a failed reload simply never swaps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+# Each id field OpenAI sends, and the name field the proxy adds beside it.
+NAME_FIELD_FOR_ID: Mapping[str, str] = MappingProxyType(
+    {"api_key_id": "api_key_name", "project_id": "project_name", "user_id": "user_name"}
+)
+# The alias file's table for each id field.
+ALIAS_TABLE_FOR_ID: Mapping[str, str] = MappingProxyType(
+    {"api_key_id": "api_keys", "project_id": "projects", "user_id": "users"}
+)
+
+
+def _encode_name(name: str) -> bytes:
+    # Prepared once per snapshot, so amending a page is a dictionary lookup per id.
+    return json.dumps(name, ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Names:
+    """id -> name for each id field, with each name already encoded as a JSON string."""
+
+    by_field: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    encoded: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_aliases(cls, aliases: Mapping[str, Mapping[str, str]]) -> Names:
+        """Build a snapshot from an alias map keyed by table (api_keys, projects, users)."""
+        by_field = {
+            id_field: MappingProxyType(dict(aliases.get(table, {})))
+            for id_field, table in ALIAS_TABLE_FOR_ID.items()
+        }
+        encoded = {
+            id_field: MappingProxyType({i: _encode_name(n) for i, n in names.items()})
+            for id_field, names in by_field.items()
+        }
+        return cls(MappingProxyType(by_field), MappingProxyType(encoded))
+
+    def count(self) -> int:
+        """How many ids have a name, over all fields."""
+        return sum(len(names) for names in self.by_field.values())
+
+    def counts(self) -> dict[str, int]:
+        """How many ids have a name, per id field."""
+        return {id_field: len(self.by_field.get(id_field, {})) for id_field in NAME_FIELD_FOR_ID}
+
+
+NO_NAMES = Names.from_aliases({})
+
+
+class CurrentNames:
+    """The snapshot in force. Replaced by one assignment; readers take ``.names`` once."""
+
+    def __init__(self, names: Names = NO_NAMES, source: str | None = None):
+        self.names = names
+        self.source = source  # where the names came from, for /health and logs

@@ -1,0 +1,235 @@
+"""HTTP in: /health, and the proxy for everything under /v1/organization/.
+
+One leaf resource routes on the raw path, so that the path that was checked is the path
+that is forwarded (Twisted's own traversal would decode ``%2F`` and ``%2e`` first), and
+so that every refusal is an OpenAI-shaped error rather than Twisted's HTML pages.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+import orjson
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from orgproxy.amend import amend_json
+from orgproxy.errors import ProxyError, internal_error, not_found, request_too_large
+from orgproxy.names import CurrentNames, Names
+from orgproxy.paths import is_forwardable, split_uri
+from orgproxy.query import rewrite_group_by
+from orgproxy.upstream import NOT_FORWARDED_TO_UPSTREAM, Upstream, UpstreamResponse, end_to_end
+
+log = Logger(namespace="orgproxy")
+
+MAX_REQUEST_BODY = 1024 * 1024
+# How many distinct unknown ids one request's log line lists.
+UNKNOWN_IDS_LOGGED = 10
+
+
+class CappedRequest(server.Request):
+    """A request that keeps at most ``max_body`` bytes of body, in memory.
+
+    Twisted spools large bodies to temporary files; the admin API's bodies are tiny, so
+    anything over the cap is dropped as it arrives and answered with 413.
+    """
+
+    max_body = MAX_REQUEST_BODY
+    body_too_large = False
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = BytesIO()
+        if length is not None and length > self.max_body:
+            self.body_too_large = True
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_too_large:
+            return
+        if self.content.tell() + len(data) > self.max_body:
+            self.body_too_large = True
+            self.content = BytesIO()
+            return
+        self.content.write(data)
+
+    def processingFailed(self, reason: Failure) -> Failure:
+        # A fault of the proxy's own: the traceback goes to the operator's log, the client
+        # gets a plain OpenAI-shaped 500 instead of Twisted's HTML page.
+        log.failure("{method} {path}: internal error", reason,
+                    method=self.method.decode("ascii", "replace"), path=_printable(split_uri(self.uri)[0]))
+        if not self.finished and not self.startedWriting and not self._disconnected:
+            send_error(self, internal_error())
+        return reason
+
+
+class OrgproxySite(server.Site):
+    requestFactory = CappedRequest
+    noisy = False
+    displayTracebacks = False
+
+    def log(self, request: server.Request) -> None:
+        # No access log: the resource logs one line per request, without query strings
+        # and with what the proxy did.
+        pass
+
+
+def is_json_type(content_type: bytes | None) -> bool:
+    if not content_type:
+        return False
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or media_type.endswith(b"+json")
+
+
+def _printable(path: bytes) -> str:
+    return path[:200].decode("ascii", "replace")
+
+
+class OrgproxyResource(Resource):
+    isLeaf = True
+
+    def __init__(self, upstream: Upstream, names: CurrentNames, clock: IReactorTime):
+        super().__init__()
+        self.upstream = upstream
+        self.names = names
+        self.clock = clock
+
+    def render(self, request: CappedRequest) -> bytes | int:  # type: ignore[override]
+        # Twisted would label a body-less answer text/html; the proxy adds no content type
+        # the upstream did not send.
+        request.defaultContentType = None
+        path, query = split_uri(request.uri)
+        if path == b"/health":
+            return self.render_health(request)
+        if not is_forwardable(path):
+            return self.refuse(request, not_found())
+        if request.body_too_large:
+            return self.refuse(request, request_too_large(CappedRequest.max_body))
+        return self.forward(request, path, query)
+
+    def render_health(self, request: server.Request) -> bytes:
+        names = self.names.names
+        request.setHeader(b"content-type", b"application/json")
+        return orjson.dumps({
+            "status": "ok",
+            "names_loaded": names.count(),
+            "names_by_field": names.counts(),
+        })
+
+    def refuse(self, request: server.Request, error: ProxyError) -> int:
+        send_error(request, error)
+        log.info("{method} {path} -> {status} {code}", method=request.method.decode("ascii", "replace"),
+                 path=_printable(split_uri(request.uri)[0]), status=error.status, code=error.code)
+        return server.NOT_DONE_YET
+
+    def forward(self, request: CappedRequest, path: bytes, query: bytes | None) -> int:
+        started = self.clock.seconds()
+        names = self.names.names  # this request keeps this snapshot, whatever reloads happen
+        target = path if query is None else path + b"?" + rewrite_group_by(query)
+        has_body = (request.requestHeaders.hasHeader(b"content-length")
+                    or request.requestHeaders.hasHeader(b"transfer-encoding"))
+        # Taken before any work starts, so a client that leaves at once is still noticed.
+        client_gone = request.notifyFinish()
+        exchange = self.upstream.forward(
+            request.method, target, end_to_end(request.requestHeaders, NOT_FORWARDED_TO_UPSTREAM),
+            request.content.getvalue() if has_body else None,
+        )
+        exchange_state = _Exchange(request, path, names, started)
+        client_gone.addErrback(exchange_state.client_left, exchange)
+        exchange.addCallbacks(exchange_state.respond, exchange_state.fail,
+                              callbackArgs=(self.clock,), errbackArgs=(self.clock,))
+        exchange.addErrback(exchange_state.bug)
+        return server.NOT_DONE_YET
+
+
+def send_error(request: server.Request, error: ProxyError) -> None:
+    """Answer with one of the proxy's own errors, and finish."""
+    body = error.body()
+    request.setResponseCode(error.status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    if error.retry is not None:
+        request.setHeader(b"x-should-retry", b"true" if error.retry else b"false")
+    request.write(body)
+    request.finish()
+
+
+class _Exchange:
+    """One forwarded request: answers the client once, and logs one line."""
+
+    def __init__(self, request: CappedRequest, path: bytes, names: Names, started: float):
+        self.request = request
+        self.path = path
+        self.names = names
+        self.started = started
+        self.gone = False
+
+    def client_left(self, _: Failure, exchange: Deferred[UpstreamResponse]) -> None:
+        self.gone = True
+        exchange.cancel()
+
+    def respond(self, response: UpstreamResponse, clock: IReactorTime) -> None:
+        upstream_done = clock.seconds()
+        body = response.body
+        named = unknown = 0
+        unknown_ids: dict[str, str] = {}
+        content_type = next((v[-1] for k, v in response.headers if k.lower() == b"content-type"), None)
+        if body and is_json_type(content_type):
+            amended = amend_json(body, self.names)
+            if amended is None:
+                log.warn("{method} {path}: the upstream's body is labelled JSON but does not parse;"
+                         " passed through untouched", method=self.method, path=_printable(self.path))
+            else:
+                body, named, unknown, unknown_ids = (amended.body, amended.named, amended.unknown,
+                                                     amended.unknown_ids)
+        if self.gone:
+            return
+        request = self.request
+        request.setResponseCode(response.status, response.phrase)
+        for name, values in response.headers:
+            request.responseHeaders.setRawHeaders(name, values)
+        if request.method == b"HEAD" and response.announced_length is not None:
+            request.setHeader(b"content-length", response.announced_length)
+        else:
+            request.setHeader(b"content-length", b"%d" % len(body))
+        request.write(body)
+        request.finish()
+        self.log_line(response.status, clock.seconds(), upstream_done, named, unknown, unknown_ids)
+
+    def fail(self, failure: Failure, clock: IReactorTime) -> None:
+        if failure.check(CancelledError) or self.gone:
+            log.info("{method} {path}: the client left; the upstream request was cancelled",
+                     method=self.method, path=_printable(self.path))
+            return None
+        failure.trap(ProxyError)  # anything else is a bug, for bug() below
+        error: ProxyError = failure.value
+        send_error(self.request, error)
+        log.warn("{method} {path} -> {status} {code}: {message} (after {total_ms:.1f} ms)",
+                 method=self.method, path=_printable(self.path), status=error.status,
+                 code=error.code, message=error.message,
+                 total_ms=(clock.seconds() - self.started) * 1000)
+        return None
+
+    def bug(self, failure: Failure) -> None:
+        self.request.processingFailed(failure)
+
+    @property
+    def method(self) -> str:
+        return self.request.method.decode("ascii", "replace")
+
+    def log_line(self, status: int, now: float, upstream_done: float, named: int, unknown: int,
+                 unknown_ids: dict[str, Any]) -> None:
+        listed = list(unknown_ids)[:UNKNOWN_IDS_LOGGED]
+        more = len(unknown_ids) - len(listed)
+        log.info(
+            "{method} {path} -> {status} in {total_ms:.1f} ms (upstream {upstream_ms:.1f} ms):"
+            " {named} named, {unknown} unknown{unknown_list}",
+            method=self.method, path=_printable(self.path), status=status,
+            total_ms=(now - self.started) * 1000, upstream_ms=(upstream_done - self.started) * 1000,
+            named=named, unknown=unknown, unknown_ids=listed,
+            unknown_list=(f" ({', '.join(listed)}{f' and {more} more' if more else ''})"
+                          if listed else ""),
+        )

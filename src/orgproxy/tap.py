@@ -1,0 +1,154 @@
+"""``twistd orgproxy``: the options, and the service tree they build."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from twisted.application import strports
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from orgproxy.aliasfile import AliasFileError, load_aliases
+from orgproxy.names import CurrentNames, Names
+from orgproxy.signals import SignalHandler
+from orgproxy.resource import OrgproxyResource, OrgproxySite
+from orgproxy.upstream import Upstream
+
+log = Logger(namespace="orgproxy")
+
+ENV_PREFIX = "ORGPROXY_"
+DEFAULTS: Mapping[str, str] = {
+    "port": "tcp:18080:interface=127.0.0.1",
+    "upstream": "https://api.openai.com",
+    "timeout": "60",
+    "max-response-bytes": str(64 * 1024 * 1024),
+}
+
+
+def env_name(option: str) -> str:
+    """The environment variable for an option: ``--max-response-bytes`` -> ORGPROXY_MAX_RESPONSE_BYTES."""
+    return ENV_PREFIX + option.upper().replace("-", "_")
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Forward /v1/organization/* to OpenAI and add api_key_name, project_name and user_name"
+        " beside every api_key_id, project_id and user_id in the JSON that comes back. Every"
+        " option can also be set by an environment variable ORGPROXY_<OPTION> (for example"
+        " ORGPROXY_PORT); a flag given on the command line wins."
+    )
+    optParameters = [
+        ["port", "p", None, f"Endpoint to listen on. [default: {DEFAULTS['port']}]"],
+        ["upstream", "u", None, f"Base URL requests are forwarded to. [default: {DEFAULTS['upstream']}]"],
+        ["aliases", "a", None, "Alias file (TOML or JSON) naming ids. Without it, no names."],
+        ["timeout", "t", None, f"Seconds allowed for a whole upstream exchange. [default: {DEFAULTS['timeout']}]"],
+        ["max-response-bytes", None, None,
+         f"Largest upstream body accepted, in bytes. [default: {DEFAULTS['max-response-bytes']}]"],
+    ]
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        super().__init__()
+        self.environ = os.environ if environ is None else environ
+
+    def postOptions(self) -> None:
+        for option, _, _, _ in self.optParameters:
+            if self[option] is None:
+                self[option] = self.environ.get(env_name(option)) or DEFAULTS.get(option)
+        self["timeout"] = _positive(self, "timeout", float)
+        self["max-response-bytes"] = _positive(self, "max-response-bytes", int)
+        _check_upstream(self["upstream"])
+        _check_endpoint(self["port"])
+
+
+def _positive(options: Options, option: str, kind: type[int] | type[float]) -> Any:
+    try:
+        value = kind(options[option])
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise usage.UsageError(f"--{option} must be a positive {kind.__name__}, not {options[option]!r}")
+    return value
+
+
+def _check_upstream(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise usage.UsageError(f"--upstream must be an http:// or https:// URL, not {url!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise usage.UsageError("--upstream takes a base URL with no credentials, query or fragment")
+
+
+def _check_endpoint(description: str) -> None:
+    # Parsing needs no reactor (none may be installed yet while options are parsed).
+    try:
+        serverFromString(cast(Any, None), description)
+    except (ValueError, TypeError, KeyError) as e:
+        raise usage.UsageError(f"--port {description!r} is not an endpoint description: {e}") from None
+
+
+class OrgproxyService(MultiService):
+    """The listening port and the upstream client; says what it serves at start."""
+
+    def __init__(self, options: Options, upstream: Upstream, names: CurrentNames, reactor: Any):
+        super().__init__()
+        self.options = options
+        self.upstream = upstream
+        self.current = names
+        self.reactor = reactor
+        # twistd's own SIGTERM handler makes the process end by re-raising the signal,
+        # which supervisors report as a crash; a requested stop ends with status 0.
+        self.sigterm = SignalHandler(reactor, signal.SIGTERM, self.stop_requested)
+
+    def stop_requested(self) -> None:
+        log.info("SIGTERM: shutting down")
+        self.reactor.stop()
+
+    def startService(self) -> None:
+        super().startService()
+        # After start-up, when the reactor has installed its own handlers, to replace them.
+        self.reactor.callWhenRunning(self.sigterm.install)
+        if self.current.source is None:
+            log.warn("No alias file (--aliases or ORGPROXY_ALIASES): running with no names;"
+                     " every id is named \"unknown\"")
+        else:
+            log.info("{count} names from {path}", count=self.current.names.count(),
+                     path=self.current.source)
+        log.info("orgproxy serving on {port}, forwarding /v1/organization/ to {upstream}",
+                 port=self.options["port"], upstream=self.options["upstream"])
+
+    def stopService(self) -> Deferred[None]:
+        self.sigterm.uninstall()
+        stopped = super().stopService()
+        stopped.addCallback(lambda _: self.upstream.close())
+        return stopped
+
+
+def load_names(path: str | None) -> CurrentNames:
+    """The names from the alias file; a broken file ends the start-up with one line."""
+    if path is None:
+        return CurrentNames()
+    try:
+        return CurrentNames(Names.from_aliases(load_aliases(path)), path)
+    except AliasFileError as e:
+        raise SystemExit(f"orgproxy: alias file: {e}") from None
+
+
+def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
+    if reactor is None:
+        from twisted.internet import reactor as installed_reactor
+
+        reactor = installed_reactor
+    names = load_names(options["aliases"])
+    upstream = Upstream(reactor, options["upstream"], options["timeout"], options["max-response-bytes"])
+    site = OrgproxySite(OrgproxyResource(upstream, names, reactor))
+    service = OrgproxyService(options, upstream, names, reactor)
+    strports.service(options["port"], site, reactor=reactor).setServiceParent(service)
+    return service

@@ -1,0 +1,227 @@
+"""The call to OpenAI: pooled, TLS-verified, bounded in time and size.
+
+Twisted's ``Agent`` is used directly rather than through treq's ``HTTPClient``: treq
+re-encodes URLs (``group_by[]`` becomes ``group_by%5B%5D``), and the proxy promises to
+forward the caller's path and query byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from io import BytesIO
+
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    ContentDecoderAgent,
+    FileBodyProducer,
+    GzipDecoder,
+    HTTPConnectionPool,
+    ResponseDone,
+    _HTTP11ClientFactory,
+)
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
+
+from orgproxy.errors import ProxyError
+
+# Connection-level headers, never forwarded in either direction (RFC 9110, 7.6.1), with
+# those the proxy sets itself: Host is the upstream's, lengths are recomputed, and the
+# upstream's gzip is undone by the proxy (it has to read the JSON to amend it).
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+    b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+NOT_FORWARDED_TO_UPSTREAM = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"expect"}
+NOT_RETURNED_TO_CLIENT = HOP_BY_HOP | {b"content-length", b"content-encoding"}
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    status: int
+    phrase: bytes
+    headers: list[tuple[bytes, list[bytes]]]
+    body: bytes
+    announced_length: bytes | None  # the upstream's Content-Length, which a HEAD answer keeps
+
+
+class ResponseTooLarge(Exception):
+    """The upstream's body passed the size cap."""
+
+
+def end_to_end(headers: Headers, dropped: frozenset[bytes]) -> list[tuple[bytes, list[bytes]]]:
+    """The headers minus the dropped ones and those the Connection header names."""
+    connection_named = {
+        token.strip().lower()
+        for value in headers.getRawHeaders(b"connection", [])
+        for token in value.split(b",")
+    }
+    return [
+        (name, values)
+        for name, values in headers.getAllRawHeaders()
+        if (lowered := name.lower()) not in dropped and lowered not in connection_named
+    ]
+
+
+class _CappedBody(Protocol):
+    """Collects a response body, giving up once it passes ``limit`` bytes."""
+
+    def __init__(self, finished: Deferred[bytes], limit: int, announced: int | object):
+        self.finished = finished
+        self.limit = limit
+        self.announced = announced
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def connectionMade(self) -> None:
+        if isinstance(self.announced, int) and self.announced > self.limit:
+            self._give_up()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.finished.called:
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            self._give_up()
+            return
+        self.chunks.append(data)
+
+    def _give_up(self) -> None:
+        self.chunks.clear()
+        self.abort()
+        if not self.finished.called:
+            self.finished.errback(ResponseTooLarge())
+
+    def abort(self) -> None:
+        # Stopping the producer closes the connection: the rest is never read.
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        if self.finished.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.finished.callback(b"".join(self.chunks))
+        else:
+            self.finished.errback(reason)
+
+
+def read_capped(response: IResponse, limit: int) -> Deferred[bytes]:
+    """The whole body, or a ``ResponseTooLarge`` failure; cancelling drops the connection."""
+    announced = response.length if response.length is not UNKNOWN_LENGTH else None
+    collector: _CappedBody
+
+    def cancel(_: Deferred[bytes]) -> None:
+        collector.abort()
+
+    finished: Deferred[bytes] = Deferred(cancel)
+    collector = _CappedBody(finished, limit, announced)
+    response.deliverBody(collector)
+    return finished
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    # Twisted logs "Starting factory" for every new upstream connection; the pool's
+    # factory class is the one place to say no (treq's documented workaround).
+    noisy = False
+
+
+class Upstream:
+    """Sends requests to one upstream base URL and reads whole, capped responses."""
+
+    def __init__(self, reactor: IReactorTime, base_url: str, timeout: float,
+                 max_response_bytes: int, agent: IAgent | None = None):
+        self.reactor = reactor
+        self.base_url = base_url.rstrip("/").encode("ascii")
+        self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+        self.pool: HTTPConnectionPool | None = None
+        if agent is None:
+            self.pool = HTTPConnectionPool(reactor, persistent=True)
+            # Enough idle connections kept for a dashboard's burst of parallel calls.
+            self.pool.maxPersistentPerHost = 32
+            self.pool._factory = _QuietClientFactory
+            agent = Agent(reactor, pool=self.pool, connectTimeout=timeout)
+        self.agent = ContentDecoderAgent(agent, [(b"gzip", GzipDecoder)])
+
+    def forward(self, method: bytes, path_and_query: bytes,
+                headers: list[tuple[bytes, list[bytes]]], body: bytes | None) -> Deferred[UpstreamResponse]:
+        """The upstream's answer, or a ``ProxyError`` failure (502, 504) saying why not.
+
+        The whole exchange, headers and body, is bounded by the timeout; cancelling the
+        returned Deferred (the client went away) drops the upstream connection.
+        """
+        exchange = Deferred.fromCoroutine(self._exchange(method, path_and_query, headers, body))
+        # Cancelling an Agent request fails it with ResponseNeverReceived rather than
+        # CancelledError, so the timeout says itself that it was the cause.
+        exchange.addTimeout(self.timeout, self.reactor,
+                            onTimeoutCancel=lambda result, timeout: Failure(TimeoutError(timeout)))
+        return exchange.addErrback(self._as_proxy_error)
+
+    async def _exchange(self, method: bytes, path_and_query: bytes,
+                        headers: list[tuple[bytes, list[bytes]]], body: bytes | None) -> UpstreamResponse:
+        producer = FileBodyProducer(BytesIO(body)) if body is not None else None
+        response = await self.agent.request(method, self.base_url + path_and_query,
+                                            Headers(dict(headers)), producer)
+        content = await read_capped(response, self.max_response_bytes)
+        announced = response.headers.getRawHeaders(b"content-length")
+        return UpstreamResponse(response.code, response.phrase,
+                                end_to_end(response.headers, NOT_RETURNED_TO_CLIENT), content,
+                                announced[-1] if announced else None)
+
+    def _as_proxy_error(self, failure: Failure) -> Failure:
+        if failure.check(CancelledError, ProxyError):
+            return failure  # the client went away: nobody to answer
+        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes))
+
+    def close(self) -> Deferred[None]:
+        """Close idle pooled connections (at shutdown)."""
+        if self.pool is None:
+            return Deferred.fromCoroutine(_nothing())
+        return self.pool.closeCachedConnections()
+
+
+async def _nothing() -> None:
+    return None
+
+
+def describe_failure(failure: Failure, timeout: float, max_response_bytes: int) -> ProxyError:
+    """The OpenAI-shaped error for a failed upstream exchange; never the exception's text
+    when it might carry request details."""
+    if failure.check(TimeoutError):
+        return ProxyError(504, "upstream_timeout",
+                          f"OpenAI did not answer within {timeout:g} seconds.")
+    if failure.check(ResponseTooLarge):
+        return ProxyError(502, "upstream_response_too_large",
+                          f"OpenAI's response is larger than the proxy's limit of "
+                          f"{max_response_bytes} bytes (--max-response-bytes).", retry=False)
+    if failure.check(DNSLookupError):
+        return ProxyError(502, "upstream_unreachable", "The upstream's host name does not resolve.")
+    if failure.check(ConnectError):
+        return ProxyError(502, "upstream_unreachable", "The proxy could not connect to OpenAI.")
+    tls = _tls_error(failure)
+    if tls is not None:
+        return ProxyError(502, "upstream_tls_error",
+                          f"TLS with the upstream failed: {tls}", retry=False)
+    return ProxyError(502, "upstream_connection_lost",
+                      "The connection to OpenAI was lost before its answer was complete.")
+
+
+def _tls_error(failure: Failure) -> str | None:
+    """A short reason when the failure is a TLS handshake or verification error."""
+    from OpenSSL.SSL import Error as SSLError
+
+    reasons = getattr(failure.value, "reasons", None) or [failure]
+    for reason in reasons:
+        if isinstance(reason, Failure) and reason.check(SSLError):
+            return "the upstream's certificate could not be verified" \
+                if "certificate" in str(reason.value) else "handshake failed"
+    return None
+
+
+__all__ = ["ConnectionClosed", "Upstream", "UpstreamResponse", "describe_failure", "end_to_end"]
