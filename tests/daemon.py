@@ -33,12 +33,12 @@ class Daemon:
     """A running ``twistd -n orgproxy``; its output is collected line by line."""
 
     def __init__(self, args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None,
-                 port: int | None = None):
+                 port: int | None = None, twistd_args: Sequence[str] = ()):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         self._changed = threading.Condition()
-        command = [TWISTD, "--nodaemon", "--pidfile=", "orgproxy",
+        command = [TWISTD, "--nodaemon", "--pidfile=", *twistd_args, "orgproxy",
                    "--port", f"tcp:{self.port}:interface=127.0.0.1", *args]
         self.process = subprocess.Popen(command, cwd=cwd, env=daemon_env(env), stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)

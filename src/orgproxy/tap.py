@@ -12,6 +12,7 @@ from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -110,6 +111,14 @@ class OrgproxyService(MultiService):
     def stop_requested(self) -> None:
         log.info("SIGTERM: shutting down")
         self.reactor.stop()
+
+    def privilegedStartService(self) -> None:
+        # The port is bound here (strports raises at once rather than logging and serving
+        # nothing); a port in use ends the start-up with one line instead of a traceback.
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise SystemExit(f"orgproxy: cannot listen on {self.options['port']}: {e.socketError}") from None
 
     def startService(self) -> None:
         super().startService()
