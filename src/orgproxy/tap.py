@@ -122,8 +122,12 @@ class OrgproxyService(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        # After start-up, when the reactor has installed its own handlers, to replace them.
-        self.reactor.callWhenRunning(self.sigterm.install)
+        self.reactor.callWhenRunning(self.reactor_running)
+
+    def reactor_running(self) -> None:
+        # Only now has the reactor installed its own signal handlers, which ours replace;
+        # the "serving" line comes last, so whoever waits for it can also signal us.
+        self.sigterm.install()
         if self.current.source is None:
             log.warn("No alias file (--aliases or ORGPROXY_ALIASES): running with no names;"
                      " every id is named \"unknown\"")
