@@ -210,6 +210,23 @@ def test_request_log_line_counts_named_and_unknown_ids(daemon: Daemon, upstream:
     assert "secret_marker" not in line  # the query string is not logged
 
 
+def test_per_object_detail_is_logged_only_at_debug_level(upstream: FakeUpstream, tmp_path: Path,
+                                                         aliases: Path) -> None:
+    rows = [{"api_key_id": "key_1234567890abcdef"}, {"api_key_id": "key_1234567890abcdef"},
+            {"project_id": "proj_zzz"}]
+    upstream.on(COSTS, reply(body={"data": rows}))
+    for level, shown in (("info", False), ("debug", True)):
+        daemon = start_daemon(upstream.url, tmp_path, "--aliases", str(aliases), "--log-level", level)
+        try:
+            call(daemon.url, COSTS + "?start_time=1")
+            daemon.wait_for("GET /v1/organization/costs -> 200")
+            named = "api_key_id key_1234567890abcdef named 'checkout-service-production' in 2 objects"
+            unknown = "project_id proj_zzz named 'unknown' in 1 objects"
+            assert (named in daemon.output, unknown in daemon.output) == (shown, shown)
+        finally:
+            stop_cleanly(daemon)
+
+
 # --- upstream answers and failures ------------------------------------------------------
 
 def test_upstream_status_headers_and_error_body_come_back_as_sent(daemon: Daemon, upstream: FakeUpstream) -> None:

@@ -29,20 +29,22 @@ def test_defaults() -> None:
     assert options["aliases"] is None
     assert options["timeout"] == 60.0
     assert options["max-response-bytes"] == 64 * 1024 * 1024
+    assert options["log-level"] == "info"
 
 
 def test_every_option_has_an_environment_variable_and_the_flag_wins() -> None:
     environ = {"ORGPROXY_PORT": "tcp:1234", "ORGPROXY_UPSTREAM": "http://gateway.internal:8080",
                "ORGPROXY_ALIASES": "/etc/orgproxy/aliases.toml", "ORGPROXY_TIMEOUT": "2.5",
-               "ORGPROXY_MAX_RESPONSE_BYTES": "1000"}
+               "ORGPROXY_MAX_RESPONSE_BYTES": "1000", "ORGPROXY_LOG_LEVEL": "debug"}
     from_env = parse([], environ)
     assert (from_env["port"], from_env["upstream"], from_env["aliases"], from_env["timeout"],
-            from_env["max-response-bytes"]) == ("tcp:1234", "http://gateway.internal:8080",
-                                                "/etc/orgproxy/aliases.toml", 2.5, 1000)
+            from_env["max-response-bytes"], from_env["log-level"]) == (
+        "tcp:1234", "http://gateway.internal:8080", "/etc/orgproxy/aliases.toml", 2.5, 1000, "debug")
     flags = parse(["--port", "tcp:999", "--upstream", "https://x.example", "--aliases", "a.json",
-                   "--timeout", "7", "--max-response-bytes", "5"], environ)
+                   "--timeout", "7", "--max-response-bytes", "5", "--log-level", "warn"], environ)
     assert (flags["port"], flags["upstream"], flags["aliases"], flags["timeout"],
-            flags["max-response-bytes"]) == ("tcp:999", "https://x.example", "a.json", 7.0, 5)
+            flags["max-response-bytes"], flags["log-level"]) == (
+        "tcp:999", "https://x.example", "a.json", 7.0, 5, "warn")
     assert {env_name(option) for option, *_ in Options.optParameters} == set(environ)
 
 
@@ -59,6 +61,7 @@ def test_openai_base_url_is_never_read() -> None:
     (["--upstream", "ftp://x"], "--upstream must be an http:// or https:// URL"),
     (["--upstream", "https://user:secret@x"], "no credentials"),
     (["--port", "nonsense:1"], "is not an endpoint description"),
+    (["--log-level", "loud"], "--log-level must be one of debug, info, warn, error"),
 ])
 def test_malformed_options_are_refused(argv: list[str], message: str) -> None:
     with pytest.raises(usage.UsageError, match=message):

@@ -55,6 +55,9 @@ class Amended:
     named: int = 0  # ids that got a name from the map
     unknown: int = 0  # string ids the map lacks (named "unknown")
     unknown_ids: dict[str, str] = field(default_factory=dict)  # id -> its id field, first-seen order
+    # (id field, id) -> how often it occurs, for string ids: the per-object detail a debug
+    # log shows, gathered per distinct id rather than per object.
+    occurrences: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class _NeedsExactPath(Exception):
@@ -127,6 +130,8 @@ def _name_for(id_field: str, id_value: str | None, encoded: Mapping[str, Mapping
               result: Amended, times: int = 1) -> bytes:
     if id_value is None:
         return _NULL_JSON
+    key = (id_field, id_value)
+    result.occurrences[key] = result.occurrences.get(key, 0) + times
     name = encoded.get(id_field, {}).get(id_value)
     if name is not None:
         result.named += times

@@ -13,19 +13,17 @@ from typing import Any
 import orjson
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from orgproxy.amend import amend_json
+from orgproxy.amend import UNKNOWN, amend_json
+from orgproxy.logs import debug_enabled, log
 from orgproxy.errors import ProxyError, internal_error, not_found, request_too_large
 from orgproxy.names import CurrentNames, Names
 from orgproxy.paths import is_forwardable, split_uri
 from orgproxy.query import rewrite_group_by
 from orgproxy.upstream import NOT_FORWARDED_TO_UPSTREAM, Upstream, UpstreamResponse, end_to_end
-
-log = Logger(namespace="orgproxy")
 
 MAX_REQUEST_BODY = 1024 * 1024
 # How many distinct unknown ids one request's log line lists.
@@ -185,6 +183,8 @@ class _Exchange:
             else:
                 body, named, unknown, unknown_ids = (amended.body, amended.named, amended.unknown,
                                                      amended.unknown_ids)
+                if debug_enabled():
+                    self.log_ids(amended.occurrences)
         if self.gone:
             return
         request = self.request
@@ -215,6 +215,13 @@ class _Exchange:
 
     def bug(self, failure: Failure) -> None:
         self.request.processingFailed(failure)
+
+    def log_ids(self, occurrences: dict[tuple[str, str], int]) -> None:
+        for (id_field, id_value), times in occurrences.items():
+            name = self.names.by_field.get(id_field, {}).get(id_value, UNKNOWN)
+            log.debug("{method} {path}: {id_field} {id} named {name!r} in {times} objects",
+                      method=self.method, path=_printable(self.path), id_field=id_field,
+                      id=id_value, name=name, times=times)
 
     @property
     def method(self) -> str:

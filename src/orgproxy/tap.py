@@ -13,16 +13,14 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
 from twisted.python import usage
 
 from orgproxy.aliasfile import AliasFileError, load_aliases
+from orgproxy.logs import LEVELS, log, set_level
 from orgproxy.names import CurrentNames, Names
 from orgproxy.signals import SignalHandler
 from orgproxy.resource import OrgproxyResource, OrgproxySite
 from orgproxy.upstream import Upstream
-
-log = Logger(namespace="orgproxy")
 
 ENV_PREFIX = "ORGPROXY_"
 DEFAULTS: Mapping[str, str] = {
@@ -30,6 +28,7 @@ DEFAULTS: Mapping[str, str] = {
     "upstream": "https://api.openai.com",
     "timeout": "60",
     "max-response-bytes": str(64 * 1024 * 1024),
+    "log-level": "info",
 }
 
 
@@ -53,6 +52,9 @@ class Options(usage.Options):
         ["timeout", "t", None, f"Seconds allowed for a whole upstream exchange. [default: {DEFAULTS['timeout']}]"],
         ["max-response-bytes", None, None,
          f"Largest upstream body accepted, in bytes. [default: {DEFAULTS['max-response-bytes']}]"],
+        ["log-level", None, None,
+         f"Least level of orgproxy's log events: {', '.join(LEVELS)}; debug adds a line per id."
+         f" [default: {DEFAULTS['log-level']}]"],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None):
@@ -65,6 +67,8 @@ class Options(usage.Options):
                 self[option] = self.environ.get(env_name(option)) or DEFAULTS.get(option)
         self["timeout"] = _positive(self, "timeout", float)
         self["max-response-bytes"] = _positive(self, "max-response-bytes", int)
+        if self["log-level"] not in LEVELS:
+            raise usage.UsageError(f"--log-level must be one of {', '.join(LEVELS)}, not {self['log-level']!r}")
         _check_upstream(self["upstream"])
         _check_endpoint(self["port"])
 
@@ -159,6 +163,7 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
         from twisted.internet import reactor as installed_reactor
 
         reactor = installed_reactor
+    set_level(options["log-level"])
     names = load_names(options["aliases"])
     upstream = Upstream(reactor, options["upstream"], options["timeout"], options["max-response-bytes"])
     site = OrgproxySite(OrgproxyResource(upstream, names, reactor))
