@@ -73,7 +73,7 @@ def is_json(body: bytes) -> bool:
         pass
     # orjson refuses some valid JSON: integers beyond 64 bits, lone surrogate escapes.
     try:
-        json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        _STRICT.decode(body.decode("utf-8"))
         return True
     except (UnicodeDecodeError, ValueError, RecursionError):
         return False
@@ -81,6 +81,17 @@ def is_json(body: bytes) -> bool:
 
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def _keep_spelling(number: str) -> str:
+    return number
+
+
+# The standard library's decoder made strict (no NaN or Infinity), and blind to what
+# numbers mean: only their extent matters here, and int() of more than 4300 digits
+# would refuse valid JSON.
+_STRICT = json.JSONDecoder(parse_int=_keep_spelling, parse_float=_keep_spelling,
+                           parse_constant=_refuse_constant)
 
 
 def amend_json(body: bytes, names: Names) -> Amended | None:
@@ -190,7 +201,7 @@ def _amend_fast(body: bytes, encoded: Mapping[str, Mapping[str, bytes]]) -> Amen
 
 
 _WS_RE = re.compile(r"[ \t\n\r]*")
-_scan_value = json.JSONDecoder().scan_once
+_scan_value = _STRICT.scan_once
 
 
 class _ExactWalk:
@@ -226,10 +237,11 @@ class _ExactWalk:
 
     def object(self, i: int) -> int:
         text = self.text
-        # id field -> (where its member goes, the id, whitespace around the colon, the
-        # comma and whitespace after the id member); the last member wins, as it does
-        # for every JSON parser.
-        ids: dict[str, tuple[int, str | None, str, str, str | None]] = {}
+        # Each id member: (its field, where the name member goes, the id, whitespace
+        # around the colon, the comma and whitespace after it). A duplicated id key gets
+        # a name member after each copy, as on the fast path; parsers keep the last of
+        # both, so the name read is the id read's.
+        ids: list[tuple[str, int, str | None, str, str, str | None]] = []
         keys: set[str] = set()
         i = self.skip_ws(i + 1)
         if text[i] == "}":
@@ -250,13 +262,13 @@ class _ExactWalk:
                 if text[value_end] == ",":
                     insert_at = self.skip_ws(value_end + 1)
                     following = text[value_end:insert_at]
-                ids[key] = (insert_at, id_value, text[i:colon], text[colon + 1:value_start],
-                            following)
+                ids.append((key, insert_at, id_value, text[i:colon], text[colon + 1:value_start],
+                            following))
             i = self.skip_ws(value_end)
             if text[i] == "}":
                 break
             i = self.skip_ws(i + 1)  # past the comma
-        for id_field, (at, id_value, before, after, following) in ids.items():
+        for id_field, at, id_value, before, after, following in ids:
             name_field = NAME_FIELD_FOR_ID[id_field]
             if name_field in keys:
                 continue

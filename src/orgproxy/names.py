@@ -23,7 +23,12 @@ ALIAS_TABLE_FOR_ID: Mapping[str, str] = MappingProxyType(
 
 def _encode_name(name: str) -> bytes:
     # Prepared once per snapshot, so amending a page is a dictionary lookup per id.
-    return json.dumps(name, ensure_ascii=False).encode("utf-8")
+    try:
+        return json.dumps(name, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (a JSON alias file may spell one as "\ud800") has no UTF-8
+        # form; its \u escape is still valid JSON.
+        return json.dumps(name).encode("ascii")
 
 
 @dataclass(frozen=True)
