@@ -122,38 +122,38 @@ def reply(status: int = 200, body: bytes | str | dict | list = b"", headers: lis
     return answer
 
 
-def hold(limit: float = 15.0) -> Behaviour:
-    """Never answer; note whether the proxy gave up on the connection."""
-    def wait(handler: Handler, received: Received) -> None:
-        if handler.wait_for_client_to_leave(limit):
-            handler.server.cancelled.set()
-        handler.close_connection = True
-    return wait
-
-
-def headers_then_stall(limit: float = 15.0) -> Behaviour:
-    """Send headers announcing a body, then send nothing more."""
-    def stall(handler: Handler, received: Received) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", "1000")
-        handler.end_headers()
-        handler.wfile.write(b'{"object": "page", ')
-        handler.wfile.flush()
-        if handler.wait_for_client_to_leave(limit):
-            handler.server.cancelled.set()
-        handler.close_connection = True
-    return stall
-
-
-def close_mid_body(handler: Handler, received: Received) -> None:
-    """Announce 1000 bytes, send a few, and close the connection."""
+def _start_a_1000_byte_body(handler: Handler) -> None:
+    """Headers announcing 1000 bytes of JSON, and the first few of them."""
     handler.send_response(200)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", "1000")
     handler.end_headers()
     handler.wfile.write(b'{"object": "page", "data": [')
     handler.wfile.flush()
+
+
+def _note_when_the_proxy_leaves(handler: Handler, limit: float) -> None:
+    if handler.wait_for_client_to_leave(limit):
+        handler.server.cancelled.set()
+    handler.close_connection = True
+
+
+def hold(limit: float = 15.0) -> Behaviour:
+    """Never answer; note whether the proxy gave up on the connection."""
+    return lambda handler, received: _note_when_the_proxy_leaves(handler, limit)
+
+
+def headers_then_stall(limit: float = 15.0) -> Behaviour:
+    """Send headers announcing a body and the start of it, then nothing more."""
+    def stall(handler: Handler, received: Received) -> None:
+        _start_a_1000_byte_body(handler)
+        _note_when_the_proxy_leaves(handler, limit)
+    return stall
+
+
+def close_mid_body(handler: Handler, received: Received) -> None:
+    """Announce 1000 bytes, send a few, and close the connection."""
+    _start_a_1000_byte_body(handler)
     handler.close_connection = True
     handler.connection.shutdown(socket.SHUT_RDWR)
 

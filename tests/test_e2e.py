@@ -16,6 +16,7 @@ from tests.conftest import AUTH, TOKEN, assert_clean_output
 from tests.daemon import Daemon, free_port
 from tests.fakeupstream import (
     EXAMPLES,
+    Behaviour,
     FakeUpstream,
     close_mid_body,
     headers_then_stall,
@@ -261,26 +262,16 @@ def test_unreachable_upstream_is_a_502(tmp_path: Path) -> None:
         stop_cleanly(daemon)
 
 
-def test_silent_upstream_is_a_504_and_its_request_is_dropped(upstream: FakeUpstream, tmp_path: Path) -> None:
-    upstream.on(COSTS, hold())
+@pytest.mark.parametrize("behaviour", [hold(), headers_then_stall()], ids=["silent", "stalled body"])
+def test_upstream_too_slow_is_a_504_and_its_request_is_dropped(upstream: FakeUpstream, tmp_path: Path,
+                                                               behaviour: Behaviour) -> None:
+    upstream.on(COSTS, behaviour)
     daemon = start_daemon(upstream.url, tmp_path, "--timeout", "0.5")
     try:
         answer = call(daemon.url, COSTS + "?start_time=1")
         assert answer.status == 504
         assert answer.error()["code"] == "upstream_timeout"
         assert upstream.cancelled.wait(10), "the proxy kept the upstream connection open"
-    finally:
-        stop_cleanly(daemon)
-
-
-def test_stalled_body_is_a_504(upstream: FakeUpstream, tmp_path: Path) -> None:
-    upstream.on(COSTS, headers_then_stall())
-    daemon = start_daemon(upstream.url, tmp_path, "--timeout", "0.5")
-    try:
-        answer = call(daemon.url, COSTS + "?start_time=1")
-        assert answer.status == 504
-        assert answer.error()["code"] == "upstream_timeout"
-        assert upstream.cancelled.wait(10)
     finally:
         stop_cleanly(daemon)
 
