@@ -497,7 +497,7 @@ def test_json_duplicate_id_with_the_same_name_is_fine() -> None:
 def test_json_duplicate_id_with_a_different_name_is_an_error_at_the_second() -> None:
     text = b'{"api_keys": {\n"key_a": "a",\n"key_b": "x",\n"key_a": "a",\n"key_a": "b"\n}}'
     err = parse_error(text, "a.json")
-    assert_error(err, "a.json", 5, 'api_keys.key_a has two names: "a" and "b"')
+    assert_error(err, "a.json", 5, "api_keys.key_a is given two different names")
 
 
 def test_json_duplicate_table_is_an_error_at_the_second() -> None:
@@ -514,7 +514,7 @@ def test_flat_json_duplicate_id_with_the_same_name_is_fine() -> None:
 def test_flat_json_duplicate_id_with_a_different_name_is_an_error() -> None:
     text = b'{\n"k": "A",\n"k": "B"\n}'
     err = parse_error(text, "a.json")
-    assert_error(err, "a.json", 3, 'api_keys.k has two names: "A" and "B"')
+    assert_error(err, "a.json", 3, "api_keys.k is given two different names")
 
 
 def test_flat_json_name_that_is_not_a_string() -> None:

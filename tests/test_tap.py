@@ -30,22 +30,34 @@ def test_defaults() -> None:
     assert options["timeout"] == 60.0
     assert options["max-response-bytes"] == 64 * 1024 * 1024
     assert options["log-level"] == "info"
+    assert options["watch"] == "auto"
+    assert options["shutdown-timeout"] == 10.0
+
+
+# option -> (environment value, parsed), (flag value, parsed)
+SAMPLES = {
+    "port": (("tcp:1234", "tcp:1234"), ("tcp:999", "tcp:999")),
+    "upstream": (("http://gateway.internal:8080",) * 2, ("https://x.example",) * 2),
+    "aliases": (("/etc/orgproxy/aliases.toml",) * 2, ("a.json",) * 2),
+    "timeout": (("2.5", 2.5), ("7", 7.0)),
+    "max-response-bytes": (("1000", 1000), ("5", 5)),
+    "log-level": (("debug", "debug"), ("warn", "warn")),
+    "watch": (("poll", "poll"), ("off", "off")),
+    "shutdown-timeout": (("3", 3.0), ("0.5", 0.5)),
+}
 
 
 def test_every_option_has_an_environment_variable_and_the_flag_wins() -> None:
-    environ = {"ORGPROXY_PORT": "tcp:1234", "ORGPROXY_UPSTREAM": "http://gateway.internal:8080",
-               "ORGPROXY_ALIASES": "/etc/orgproxy/aliases.toml", "ORGPROXY_TIMEOUT": "2.5",
-               "ORGPROXY_MAX_RESPONSE_BYTES": "1000", "ORGPROXY_LOG_LEVEL": "debug"}
+    assert set(SAMPLES) == {option for option, *_ in Options.optParameters}
+    environ = {env_name(option): env for option, ((env, _), _) in SAMPLES.items()}
     from_env = parse([], environ)
-    assert (from_env["port"], from_env["upstream"], from_env["aliases"], from_env["timeout"],
-            from_env["max-response-bytes"], from_env["log-level"]) == (
-        "tcp:1234", "http://gateway.internal:8080", "/etc/orgproxy/aliases.toml", 2.5, 1000, "debug")
-    flags = parse(["--port", "tcp:999", "--upstream", "https://x.example", "--aliases", "a.json",
-                   "--timeout", "7", "--max-response-bytes", "5", "--log-level", "warn"], environ)
-    assert (flags["port"], flags["upstream"], flags["aliases"], flags["timeout"],
-            flags["max-response-bytes"], flags["log-level"]) == (
-        "tcp:999", "https://x.example", "a.json", 7.0, 5, "warn")
-    assert {env_name(option) for option, *_ in Options.optParameters} == set(environ)
+    assert {option: from_env[option] for option in SAMPLES} == {
+        option: parsed for option, ((_, parsed), _) in SAMPLES.items()}
+    argv = [arg for option, (_, (flag, _)) in SAMPLES.items() for arg in (f"--{option}", flag)]
+    from_flags = parse(argv, environ)
+    assert {option: from_flags[option] for option in SAMPLES} == {
+        option: parsed for option, (_, (_, parsed)) in SAMPLES.items()}
+    assert env_name("max-response-bytes") == "ORGPROXY_MAX_RESPONSE_BYTES"
 
 
 def test_openai_base_url_is_never_read() -> None:
@@ -62,6 +74,8 @@ def test_openai_base_url_is_never_read() -> None:
     (["--upstream", "https://user:secret@x"], "no credentials"),
     (["--port", "nonsense:1"], "is not an endpoint description"),
     (["--log-level", "loud"], "--log-level must be one of debug, info, warn, error"),
+    (["--watch", "fanotify"], "--watch must be one of auto, inotify, poll, off"),
+    (["--shutdown-timeout", "0"], "--shutdown-timeout must be a positive float"),
 ])
 def test_malformed_options_are_refused(argv: list[str], message: str) -> None:
     with pytest.raises(usage.UsageError, match=message):

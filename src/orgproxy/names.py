@@ -64,8 +64,26 @@ NO_NAMES = Names.from_aliases({})
 
 
 class CurrentNames:
-    """The snapshot in force. Replaced by one assignment; readers take ``.names`` once."""
+    """The snapshot in force, and the state of the alias file it came from.
 
-    def __init__(self, names: Names = NO_NAMES, source: str | None = None):
+    ``names`` is replaced by one assignment; a request reads it once and keeps it.
+    """
+
+    def __init__(self, names: Names = NO_NAMES, source: str | None = None,
+                 loaded_at: float | None = None):
         self.names = names
-        self.source = source  # where the names came from, for /health and logs
+        self.source = source  # the alias file, or None when there is none
+        self.loaded_at = loaded_at  # when ``names`` was loaded from it (POSIX time)
+        self.error: str | None = None  # why the file as it is now could not be loaded
+        self.checked_at: float | None = None  # when the file was last looked at for changes
+
+
+def diff(old: Names, new: Names) -> tuple[int, int, int]:
+    """How many ids were added, removed and renamed from ``old`` to ``new``."""
+    added = removed = changed = 0
+    for id_field in NAME_FIELD_FOR_ID:
+        before, after = old.by_field.get(id_field, {}), new.by_field.get(id_field, {})
+        added += sum(1 for i in after if i not in before)
+        removed += sum(1 for i in before if i not in after)
+        changed += sum(1 for i, name in after.items() if i in before and before[i] != name)
+    return added, removed, changed

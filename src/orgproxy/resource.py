@@ -7,6 +7,7 @@ so that every refusal is an OpenAI-shaped error rather than Twisted's HTML pages
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from io import BytesIO
 from typing import Any
 
@@ -82,8 +83,42 @@ def is_json_type(content_type: bytes | None) -> bool:
     return media_type == b"application/json" or media_type.endswith(b"+json")
 
 
+def _iso(seconds: float | None, precise: bool = False) -> str | None:
+    if seconds is None:
+        return None
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    return moment.isoformat(timespec="milliseconds" if precise else "seconds")
+
+
 def _printable(path: bytes) -> str:
     return path[:200].decode("ascii", "replace")
+
+
+class InFlight:
+    """Counts forwarded requests not yet answered, so that a stop can wait for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.waiting: list[Deferred[None]] = []
+
+    def enter(self) -> None:
+        self.count += 1
+
+    def leave(self, _: object = None) -> None:
+        self.count -= 1
+        if self.count == 0:
+            waiting, self.waiting = self.waiting, []
+            for idle in waiting:
+                idle.callback(None)
+
+    def idle(self) -> Deferred[None]:
+        """Fires once no request is in flight."""
+        idle: Deferred[None] = Deferred()
+        if self.count == 0:
+            idle.callback(None)
+        else:
+            self.waiting.append(idle)
+        return idle
 
 
 class OrgproxyResource(Resource):
@@ -94,6 +129,7 @@ class OrgproxyResource(Resource):
         self.upstream = upstream
         self.names = names
         self.clock = clock
+        self.in_flight = InFlight()
 
     def render(self, request: CappedRequest) -> bytes | int:  # type: ignore[override]
         # Twisted would label a body-less answer text/html; the proxy adds no content type
@@ -109,12 +145,23 @@ class OrgproxyResource(Resource):
         return self.forward(request, path, query)
 
     def render_health(self, request: server.Request) -> bytes:
-        names = self.names.names
+        current = self.names
+        names = current.names
         request.setHeader(b"content-type", b"application/json")
+        aliases = None
+        if current.source is not None:
+            aliases = {
+                "path": current.source,
+                "names": names.count(),
+                "loaded_at": _iso(current.loaded_at),
+                "checked_at": _iso(current.checked_at, precise=True),
+                "error": current.error,  # the current file's problem; None when it loaded
+            }
         return orjson.dumps({
             "status": "ok",
             "names_loaded": names.count(),
             "names_by_field": names.counts(),
+            "aliases": aliases,
         })
 
     def refuse(self, request: server.Request, error: ProxyError) -> int:
@@ -131,6 +178,8 @@ class OrgproxyResource(Resource):
                     or request.requestHeaders.hasHeader(b"transfer-encoding"))
         # Taken before any work starts, so a client that leaves at once is still noticed.
         client_gone = request.notifyFinish()
+        self.in_flight.enter()
+        request.notifyFinish().addBoth(self.in_flight.leave)
         exchange = self.upstream.forward(
             request.method, target, end_to_end(request.requestHeaders, NOT_FORWARDED_TO_UPSTREAM),
             request.content.getvalue() if has_body else None,

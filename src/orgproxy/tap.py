@@ -10,15 +10,17 @@ from urllib.parse import urlsplit
 
 from twisted.application import strports
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
-from orgproxy.aliasfile import AliasFileError, load_aliases
+from orgproxy.aliasfile import AliasFileError
 from orgproxy.logs import LEVELS, log, set_level
-from orgproxy.names import CurrentNames, Names
+from orgproxy.names import CurrentNames
+from orgproxy.reload import AliasReloader, ReloadService
 from orgproxy.signals import SignalHandler
+from orgproxy.watch import MODES
 from orgproxy.resource import OrgproxyResource, OrgproxySite
 from orgproxy.upstream import Upstream
 
@@ -29,6 +31,8 @@ DEFAULTS: Mapping[str, str] = {
     "timeout": "60",
     "max-response-bytes": str(64 * 1024 * 1024),
     "log-level": "info",
+    "watch": "auto",
+    "shutdown-timeout": "10",
 }
 
 
@@ -55,6 +59,12 @@ class Options(usage.Options):
         ["log-level", None, None,
          f"Least level of orgproxy's log events: {', '.join(LEVELS)}; debug adds a line per id."
          f" [default: {DEFAULTS['log-level']}]"],
+        ["watch", None, None,
+         "How to notice alias file changes: inotify, poll or off."
+         " [default: auto, inotify where the platform has it, else poll]"],
+        ["shutdown-timeout", None, None,
+         "Seconds a stop waits for requests in flight to finish."
+         f" [default: {DEFAULTS['shutdown-timeout']}]"],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None):
@@ -67,6 +77,9 @@ class Options(usage.Options):
                 self[option] = self.environ.get(env_name(option)) or DEFAULTS.get(option)
         self["timeout"] = _positive(self, "timeout", float)
         self["max-response-bytes"] = _positive(self, "max-response-bytes", int)
+        self["shutdown-timeout"] = _positive(self, "shutdown-timeout", float)
+        if self["watch"] not in MODES:
+            raise usage.UsageError(f"--watch must be one of {', '.join(MODES)}, not {self['watch']!r}")
         if self["log-level"] not in LEVELS:
             raise usage.UsageError(f"--log-level must be one of {', '.join(LEVELS)}, not {self['log-level']!r}")
         _check_upstream(self["upstream"])
@@ -100,12 +113,15 @@ def _check_endpoint(description: str) -> None:
 
 
 class OrgproxyService(MultiService):
-    """The listening port and the upstream client; says what it serves at start."""
+    """The listening port, the alias reloader and the upstream client, started and
+    stopped in order: a stop lets requests in flight finish before the pool closes."""
 
-    def __init__(self, options: Options, upstream: Upstream, names: CurrentNames, reactor: Any):
+    def __init__(self, options: Options, upstream: Upstream, resource: OrgproxyResource,
+                 names: CurrentNames, reactor: Any):
         super().__init__()
         self.options = options
         self.upstream = upstream
+        self.resource = resource
         self.current = names
         self.reactor = reactor
         # twistd's own SIGTERM handler makes the process end by re-raising the signal,
@@ -113,7 +129,7 @@ class OrgproxyService(MultiService):
         self.sigterm = SignalHandler(reactor, signal.SIGTERM, self.stop_requested)
 
     def stop_requested(self) -> None:
-        log.info("SIGTERM: shutting down")
+        log.info("SIGTERM: no longer accepting connections; shutting down")
         self.reactor.stop()
 
     def privilegedStartService(self) -> None:
@@ -143,19 +159,37 @@ class OrgproxyService(MultiService):
 
     def stopService(self) -> Deferred[None]:
         self.sigterm.uninstall()
-        stopped = super().stopService()
-        stopped.addCallback(lambda _: self.upstream.close())
-        return stopped
+        return Deferred.fromCoroutine(self.stop_in_order())
+
+    async def stop_in_order(self) -> None:
+        await super().stopService()  # the port stops accepting; the reloader stops
+        await self.drain(self.options["shutdown-timeout"])
+        await self.upstream.close()
+
+    async def drain(self, timeout: float) -> None:
+        in_flight = self.resource.in_flight
+        if not in_flight.count:
+            return
+        log.info("Waiting up to {timeout:g} s for {count} requests in flight", timeout=timeout,
+                 count=in_flight.count)
+        try:
+            await in_flight.idle().addTimeout(timeout, self.reactor)
+        except TimeoutError:
+            log.warn("{count} requests still in flight after {timeout:g} s; stopping anyway",
+                     count=in_flight.count, timeout=timeout)
 
 
-def load_names(path: str | None) -> CurrentNames:
+def load_names(path: str | None, reactor: Any) -> tuple[CurrentNames, AliasReloader | None]:
     """The names from the alias file; a broken file ends the start-up with one line."""
+    current = CurrentNames()
     if path is None:
-        return CurrentNames()
+        return current, None
+    reloader = AliasReloader(path, current, reactor)
     try:
-        return CurrentNames(Names.from_aliases(load_aliases(path)), path)
+        reloader.load_first()
     except AliasFileError as e:
         raise SystemExit(f"orgproxy: alias file: {e}") from None
+    return current, reloader
 
 
 def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
@@ -164,9 +198,10 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
 
         reactor = installed_reactor
     set_level(options["log-level"])
-    names = load_names(options["aliases"])
+    names, reloader = load_names(options["aliases"], reactor)
     upstream = Upstream(reactor, options["upstream"], options["timeout"], options["max-response-bytes"])
-    site = OrgproxySite(OrgproxyResource(upstream, names, reactor))
-    service = OrgproxyService(options, upstream, names, reactor)
-    strports.service(options["port"], site, reactor=reactor).setServiceParent(service)
+    resource = OrgproxyResource(upstream, names, reactor)
+    service = OrgproxyService(options, upstream, resource, names, reactor)
+    strports.service(options["port"], OrgproxySite(resource), reactor=reactor).setServiceParent(service)
+    ReloadService(reactor, reloader, options["watch"]).setServiceParent(service)
     return service
