@@ -103,6 +103,30 @@ def test_shutdown_timeout_bounds_the_wait_for_requests_in_flight(upstream: FakeU
     assert_clean_output(daemon)
 
 
+def test_a_request_in_flight_keeps_the_names_it_started_with(upstream: FakeUpstream, aliases: Path,
+                                                             tmp_path: Path) -> None:
+    release = threading.Event()
+    upstream.on(COSTS, released_by(release))
+    daemon = Daemon(["--upstream", upstream.url, "--aliases", str(aliases), "--watch", "off"],
+                    cwd=tmp_path).wait_ready()
+    try:
+        thread, results = in_background(COSTS + "?start_time=1", daemon)
+        wait_for_request(upstream)
+        aliases.write_text('[api_keys]\nkey_1234567890abcdef = "renamed-meanwhile"\n')
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for("Alias file reloaded (SIGHUP)")
+        release.set()
+        thread.join(20)
+        answer = results[0]
+        assert isinstance(answer, Answer), answer
+        assert answer.json()["api_key_name"] == "checkout-service-production"
+        assert call(daemon.url, COSTS + "?start_time=1").json()["api_key_name"] == "renamed-meanwhile"
+    finally:
+        release.set()
+        assert daemon.stop() == 0
+    assert_clean_output(daemon)
+
+
 # --- supervisord ---------------------------------------------------------------------------
 
 SHIPPED = ROOT / "etc" / "supervisor" / "orgproxy.conf"
