@@ -41,6 +41,7 @@ class Received:
     target: bytes  # the request target exactly as sent: path and query
     headers: list[tuple[str, str]]
     body: bytes
+    received_at: float = field(default_factory=time.monotonic)
 
     def header(self, name: str) -> str | None:
         values = [v for k, v in self.headers if k.lower() == name.lower()]

@@ -426,11 +426,11 @@ def test_fast_and_exact_paths_give_identical_results(
         value: Any, layout: Layout, aliases: dict[str, dict[str, str]]) -> None:
     body = render(value, layout, aliases).body_in
     names = Names.from_aliases(aliases)
-    exact = _amend_exact(body, names.encoded)
+    exact = _amend_exact(body, names.members)
     if not _fast_path_applies(body):
         return
     try:
-        fast = _amend_fast(body, names.encoded)
+        fast = _amend_fast(body, names.members)
     except _NeedsExactPath:
         return
     assert fast.body == exact.body
@@ -472,7 +472,7 @@ def test_whatever_the_bytes_the_answer_is_none_exactly_when_not_json(body: bytes
     result = amend_json(body, NAMES)
     assert (result is not None) == valid
     if result is not None:
-        assert result.body == _amend_exact(body, NAMES.encoded).body
+        assert result.body == _amend_exact(body, NAMES.members).body
 
 
 # The upstream's own examples -----------------------------------------------------------------
@@ -804,7 +804,7 @@ def test_duplicate_id_keys_each_get_a_name_member_on_both_paths() -> None:
                 b' "api_key_id": "key_zzz", "api_key_name": "unknown"}')
 
     result = amend_json(body, NAMES)
-    exact = _amend_exact(body, NAMES.encoded)
+    exact = _amend_exact(body, NAMES.members)
 
     assert result is not None
     assert result.body == exact.body == expected
@@ -815,9 +815,9 @@ def test_duplicate_id_keys_each_get_a_name_member_on_both_paths() -> None:
 def test_duplicate_id_keys_fast_and_exact_paths_agree() -> None:
     body = b'{"api_key_id":"key_abc","api_key_id":"key_abc","n":1}'
     assert _fast_path_applies(body)
-    exact = _amend_exact(body, NAMES.encoded)
+    exact = _amend_exact(body, NAMES.members)
     try:
-        fast = _amend_fast(body, NAMES.encoded)
+        fast = _amend_fast(body, NAMES.members)
     except _NeedsExactPath:
         return
     assert (fast.body, fast.named, fast.unknown) == (exact.body, exact.named, exact.unknown)
@@ -883,7 +883,7 @@ def test_fast_path_hands_over_what_it_cannot_handle() -> None:
     for body in (b'{"api_key_id": 5}', b'{"api_key_id": "k\\"x"}', b'{"api_key_id": "k\\nx"}',
                  b'{"api_key_id": {"a": 1}}', b'{"api_key_id": ["key_abc"]}'):
         with pytest.raises(_NeedsExactPath):
-            _amend_fast(body, NAMES.encoded)
+            _amend_fast(body, NAMES.members)
 
 
 def test_fast_path_does_not_apply_where_it_could_be_fooled() -> None:
@@ -934,7 +934,7 @@ def test_integer_longer_than_4300_digits_is_still_json() -> None:
 
     assert result is not None
     assert result.body == body.replace(b'"key_abc", ', b'"key_abc", "api_key_name": "checkout-service-production", ')
-    assert _amend_exact(body, NAMES.encoded).body == result.body
+    assert _amend_exact(body, NAMES.members).body == result.body
 
 
 # Counts ------------------------------------------------------------------------------------
@@ -982,26 +982,27 @@ def test_no_ids_no_counts_and_the_same_body_object() -> None:
 def test_names_are_encoded_as_json_utf8_strings() -> None:
     name = 'He said "hi" \\ é 日 😀\n\u2028'
     names = Names.from_aliases({"api_keys": {"k": name}, "projects": {"p": ""}})
-    encoded = names.encoded["api_key_id"]["k"]
+    ((key, encoded),) = names.members["api_key_id"]["k"]
+    assert key == b"api_key_name"
     assert json.loads(encoded) == name
     assert "é 日 😀".encode() in encoded  # not \u-escaped
-    assert names.encoded["project_id"]["p"] == b'""'
+    assert names.members["project_id"]["p"] == ((b"project_name", b'""'),)
     assert names.by_field["api_key_id"] == {"k": name}
-    assert dict(names.encoded["user_id"]) == {}
+    assert dict(names.members["user_id"]) == {}
 
 
 @settings(database=None, max_examples=100, deadline=None)
 @given(name=st.text(alphabet=ALPHABET, max_size=20))
 def test_any_name_round_trips_through_its_encoding(name: str) -> None:
     names = Names.from_aliases({"users": {"u": name}})
-    assert json.loads(names.encoded["user_id"]["u"]) == name
+    assert json.loads(names.members["user_id"]["u"][0][1]) == name
     assert json.loads(amended(b'{"user_id":"u"}', names))["user_name"] == name
 
 
 def test_name_with_a_lone_surrogate_is_encoded_as_valid_json() -> None:
     # A JSON alias file may hold "\ud800" (valid JSON); json.loads gives a lone surrogate.
     names = Names.from_aliases({"api_keys": {"k": "a\ud800b"}})
-    assert json.loads(names.encoded["api_key_id"]["k"]) == "a\ud800b"
+    assert json.loads(names.members["api_key_id"]["k"][0][1]) == "a\ud800b"
 
 
 def test_count_and_counts() -> None:

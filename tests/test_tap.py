@@ -32,6 +32,9 @@ def test_defaults() -> None:
     assert options["log-level"] == "info"
     assert options["watch"] == "auto"
     assert options["shutdown-timeout"] == 10.0
+    assert options["admin-key-file"] is None
+    assert options["state-dir"] == "var"
+    assert (options["discovery-interval"], options["discovery-cooldown"]) == (900.0, 60.0)
 
 
 # option -> (environment value, parsed), (flag value, parsed)
@@ -44,6 +47,10 @@ SAMPLES = {
     "log-level": (("debug", "debug"), ("warn", "warn")),
     "watch": (("poll", "poll"), ("off", "off")),
     "shutdown-timeout": (("3", 3.0), ("0.5", 0.5)),
+    "admin-key-file": (("/run/secrets/openai-admin", "/run/secrets/openai-admin"), ("key.txt", "key.txt")),
+    "state-dir": (("/var/lib/orgproxy", "/var/lib/orgproxy"), ("state", "state")),
+    "discovery-interval": (("600", 600.0), ("30", 30.0)),
+    "discovery-cooldown": (("10", 10.0), ("5", 5.0)),
 }
 
 

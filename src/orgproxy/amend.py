@@ -30,7 +30,7 @@ from json.decoder import scanstring
 
 import orjson
 
-from orgproxy.names import NAME_FIELD_FOR_ID, Names
+from orgproxy.names import ADDED_FIELDS, NAME_FIELD_FOR_ID, Members, Names
 
 UNKNOWN = "unknown"
 _UNKNOWN_JSON = json.dumps(UNKNOWN).encode()
@@ -43,7 +43,9 @@ _ID_MEMBER = re.compile(
     rb'"(api_key_id|project_id|user_id)"([ \t\n\r]*):([ \t\n\r]*)'
     rb'(?:"([^"\\]*)"|(null))?(,[ \t\n\r]*)?'
 )
-_NAME_KEYS = tuple(b'"%s"' % n.encode() for n in NAME_FIELD_FOR_ID.values())
+_ADDED_KEYS = tuple(b'"%s"' % added.encode() for added in ADDED_FIELDS)
+_NULL_MEMBERS = {f: ((n.encode(), _NULL_JSON),) for f, n in NAME_FIELD_FOR_ID.items()}
+_UNKNOWN_MEMBERS = {f: ((n.encode(), _UNKNOWN_JSON),) for f, n in NAME_FIELD_FOR_ID.items()}
 _ESCAPED_ID_KEYS = (b"\\u",) + tuple(b'\\"%s"' % f.encode() for f in NAME_FIELD_FOR_ID)
 
 
@@ -106,11 +108,11 @@ def amend_json(body: bytes, names: Names) -> Amended | None:
         return None
     if _fast_path_applies(body):
         try:
-            return _amend_fast(body, names.encoded)
+            return _amend_fast(body, names.members)
         except _NeedsExactPath:
             pass
     try:
-        return _amend_exact(body, names.encoded)
+        return _amend_exact(body, names.members)
     except RecursionError:
         # Nesting deeper than Python's stack: valid, but not worth a special walker.
         return Amended(body)
@@ -120,48 +122,53 @@ def _fast_path_applies(body: bytes) -> bool:
     # Each test is one C-speed substring search; usage pages have no backslash at all.
     if b"\\" in body and any(spoiler in body for spoiler in _ESCAPED_ID_KEYS):
         return False
-    return not (b'_name"' in body and any(key in body for key in _NAME_KEYS))
+    return not any(key in body for key in _ADDED_KEYS)
 
 
-def _member(name_field: str, before_colon: bytes, after_colon: bytes, name: bytes,
-            following: bytes | None) -> bytes:
-    """The member to insert after an id member, laid out like it.
+def _layout(members: Members, before_colon: bytes, after_colon: bytes, following: bytes | None) -> bytes:
+    """The members to insert after an id member, laid out like it.
 
-    With a comma after the id member, the new member goes after that comma and its
-    whitespace, and takes the same comma and whitespace after itself, so on a
-    pretty-printed page it gets a line and indent of its own. As an object's last
-    member, it follows the id member on the same line.
+    With a comma after the id member, the new members go after that comma and its
+    whitespace, each taking the same comma and whitespace after itself, so on a
+    pretty-printed page each gets a line and indent of its own. After an object's last
+    member, they follow the id member on the same line.
     """
     if following:
-        return b'"%s"%s:%s%s%s' % (name_field.encode(), before_colon, after_colon, name, following)
-    return b',%s"%s"%s:%s%s' % (after_colon, name_field.encode(), before_colon, after_colon, name)
+        return b"".join(b'"%s"%s:%s%s%s' % (key, before_colon, after_colon, value, following)
+                        for key, value in members)
+    return b"".join(b',%s"%s"%s:%s%s' % (after_colon, key, before_colon, after_colon, value)
+                    for key, value in members)
 
 
-def _name_for(id_field: str, id_value: str | None, encoded: Mapping[str, Mapping[str, bytes]],
-              result: Amended, times: int = 1) -> bytes:
+def _members_for(id_field: str, id_value: str | None, known: Mapping[str, Mapping[str, Members]]) -> Members:
     if id_value is None:
-        return _NULL_JSON
+        return _NULL_MEMBERS[id_field]
+    return known.get(id_field, {}).get(id_value) or _UNKNOWN_MEMBERS[id_field]
+
+
+def _tally(result: Amended, id_field: str, id_value: str | None,
+           known: Mapping[str, Mapping[str, Members]], times: int = 1) -> None:
+    if id_value is None:
+        return  # an ungrouped dimension: nothing to name, nothing to report
     key = (id_field, id_value)
     result.occurrences[key] = result.occurrences.get(key, 0) + times
-    name = encoded.get(id_field, {}).get(id_value)
-    if name is not None:
+    if id_value in known.get(id_field, {}):
         result.named += times
-        return name
-    result.unknown += times
-    result.unknown_ids.setdefault(id_value, id_field)
-    return _UNKNOWN_JSON
+    else:
+        result.unknown += times
+        result.unknown_ids.setdefault(id_value, id_field)
 
 
 class _Insertions(dict[bytes, bytes]):
-    """Matched id member -> the same bytes followed by its name member.
+    """Matched id member -> the same bytes followed by the members to insert.
 
     Pages repeat the same few ids thousands of times, so each distinct member is worked
     out once per body; the per-match cost is one dictionary lookup.
     """
 
-    def __init__(self, encoded: Mapping[str, Mapping[str, bytes]]):
+    def __init__(self, known: Mapping[str, Mapping[str, Members]]):
         super().__init__()
-        self.encoded = encoded
+        self.known = known
         self.ids: dict[bytes, tuple[str, str | None]] = {}
 
     def __missing__(self, text: bytes) -> bytes:
@@ -173,17 +180,13 @@ class _Insertions(dict[bytes, bytes]):
         field_name = id_field.decode()
         id_value = None if raw_id is None else raw_id.decode("utf-8")
         self.ids[text] = (field_name, id_value)
-        if id_value is None:
-            name = _NULL_JSON
-        else:
-            name = self.encoded.get(field_name, {}).get(id_value, _UNKNOWN_JSON)
-        insertion = text + _member(NAME_FIELD_FOR_ID[field_name], before, after, name, following)
+        insertion = text + _layout(_members_for(field_name, id_value, self.known), before, after, following)
         self[text] = insertion
         return insertion
 
 
-def _amend_fast(body: bytes, encoded: Mapping[str, Mapping[str, bytes]]) -> Amended:
-    insertions = _Insertions(encoded)
+def _amend_fast(body: bytes, known: Mapping[str, Mapping[str, Members]]) -> Amended:
+    insertions = _Insertions(known)
     seen: list[bytes] = []
     remember = seen.append
 
@@ -196,7 +199,7 @@ def _amend_fast(body: bytes, encoded: Mapping[str, Mapping[str, bytes]]) -> Amen
     result = Amended(amended if seen else body)
     for text, times in Counter(seen).items():
         id_field, id_value = insertions.ids[text]
-        _name_for(id_field, id_value, encoded, result, times)
+        _tally(result, id_field, id_value, known, times)
     return result
 
 
@@ -207,9 +210,9 @@ _scan_value = _STRICT.scan_once
 class _ExactWalk:
     """Finds every id member with the standard library's scanner, position by position."""
 
-    def __init__(self, text: str, encoded: Mapping[str, Mapping[str, bytes]], result: Amended):
+    def __init__(self, text: str, known: Mapping[str, Mapping[str, Members]], result: Amended):
         self.text = text
-        self.encoded = encoded
+        self.known = known
         self.result = result
         self.inserts: list[tuple[int, bytes]] = []
 
@@ -269,21 +272,23 @@ class _ExactWalk:
                 break
             i = self.skip_ws(i + 1)  # past the comma
         for id_field, at, id_value, before, after, following in ids:
-            name_field = NAME_FIELD_FOR_ID[id_field]
-            if name_field in keys:
+            # A field the object already has is never written again.
+            members = tuple(m for m in _members_for(id_field, id_value, self.known)
+                            if m[0].decode() not in keys)
+            if not members:
                 continue
-            name = _name_for(id_field, id_value, self.encoded, self.result)
-            self.inserts.append((at, _member(
-                name_field, before.encode(), after.encode(), name,
+            _tally(self.result, id_field, id_value, self.known)
+            self.inserts.append((at, _layout(
+                members, before.encode(), after.encode(),
                 following.encode() if following is not None else None,
             )))
         return i + 1
 
 
-def _amend_exact(body: bytes, encoded: Mapping[str, Mapping[str, bytes]]) -> Amended:
+def _amend_exact(body: bytes, known: Mapping[str, Mapping[str, Members]]) -> Amended:
     result = Amended(body)
     text = body.decode("utf-8")
-    walk = _ExactWalk(text, encoded, result)
+    walk = _ExactWalk(text, known, result)
     walk.value(walk.skip_ws(0))
     if walk.inserts:
         walk.inserts.sort(key=lambda insert: insert[0])

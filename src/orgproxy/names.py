@@ -1,15 +1,20 @@
-"""The names the proxy puts beside ids: one immutable snapshot, swapped whole on reload.
+"""The names the proxy puts beside ids: one immutable snapshot, swapped whole.
 
-A request takes the snapshot current when it starts and keeps it to the end, so a reload
-never shows it a half-built map, and a failed reload simply never swaps.
+Names come from three sources, in order of precedence: the operator's alias file, what
+discovery learned from the Admin API this run, and the history of everything ever
+learned (which keeps deleted keys named). A request takes the snapshot current when it
+starts and keeps it to the end, so a rebuild never shows it a half-built map, and a
+failed rebuild simply never swaps.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from orgproxy.history import Learned
 
 # Each id field OpenAI sends, and the name field the proxy adds beside it.
 NAME_FIELD_FOR_ID: Mapping[str, str] = MappingProxyType(
@@ -19,37 +24,76 @@ NAME_FIELD_FOR_ID: Mapping[str, str] = MappingProxyType(
 ALIAS_TABLE_FOR_ID: Mapping[str, str] = MappingProxyType(
     {"api_key_id": "api_keys", "project_id": "projects", "user_id": "users"}
 )
+# More fields added beside an id where discovery knows them, from the Learned record.
+EXTRA_FIELDS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType({
+    "api_key_id": (("api_key_redacted_value", "redacted_value"),),
+    "project_id": (),
+    "user_id": (("user_email", "email"),),
+})
+# Every field the proxy may add to an object.
+ADDED_FIELDS: tuple[str, ...] = tuple(NAME_FIELD_FOR_ID.values()) + tuple(
+    added for extras in EXTRA_FIELDS.values() for added, _ in extras)
+SOURCES = ("aliases", "discovered", "history")
+
+# The members inserted beside one id: (field name, its value as JSON), in order.
+Members = tuple[tuple[bytes, bytes], ...]
 
 
-def _encode_name(name: str) -> bytes:
-    # Prepared once per snapshot, so amending a page is a dictionary lookup per id.
+def encode_json_string(text: str) -> bytes:
+    """``text`` as a JSON string, in UTF-8 (or with a \\u escape where UTF-8 has no form)."""
     try:
-        return json.dumps(name, ensure_ascii=False).encode("utf-8")
+        return json.dumps(text, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         # A lone surrogate (a JSON alias file may spell one as "\ud800") has no UTF-8
         # form; its \u escape is still valid JSON.
-        return json.dumps(name).encode("ascii")
+        return json.dumps(text).encode("ascii")
 
 
 @dataclass(frozen=True)
 class Names:
-    """id -> name for each id field, with each name already encoded as a JSON string."""
+    """id -> name for each id field, and the members to insert for each, prepared once."""
 
     by_field: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    encoded: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict, repr=False)
+    members: Mapping[str, Mapping[str, Members]] = field(default_factory=dict, repr=False)
+    by_source: Mapping[str, int] = field(default_factory=dict)  # names each source supplied
 
     @classmethod
     def from_aliases(cls, aliases: Mapping[str, Mapping[str, str]]) -> Names:
-        """Build a snapshot from an alias map keyed by table (api_keys, projects, users)."""
-        by_field = {
-            id_field: MappingProxyType(dict(aliases.get(table, {})))
-            for id_field, table in ALIAS_TABLE_FOR_ID.items()
+        """A snapshot from an alias map alone, keyed by table (api_keys, projects, users)."""
+        return cls.build(aliases)
+
+    @classmethod
+    def build(cls, aliases: Mapping[str, Mapping[str, str]] | None = None,
+              discovered: Iterable[Learned] = (), history: Iterable[Learned] = ()) -> Names:
+        """Merge the sources: the alias file's names win over discovery's, which win
+        over history's; extra fields (redacted values, emails) come from the most
+        recent source that has them."""
+        learned: dict[str, dict[str, Learned]] = {id_field: {} for id_field in NAME_FIELD_FOR_ID}
+        name_source: dict[str, dict[str, str]] = {id_field: {} for id_field in NAME_FIELD_FOR_ID}
+        for source, records in (("history", history), ("discovered", discovered)):
+            for record in records:
+                if record.id_field in learned:
+                    learned[record.id_field][record.id] = _merged(learned[record.id_field].get(record.id), record)
+                    name_source[record.id_field][record.id] = source
+        by_field: dict[str, dict[str, str]] = {
+            id_field: {i: record.name for i, record in records.items()} for id_field, records in learned.items()
         }
-        encoded = {
-            id_field: MappingProxyType({i: _encode_name(n) for i, n in names.items()})
+        for id_field, table in ALIAS_TABLE_FOR_ID.items():
+            for i, name in (aliases or {}).get(table, {}).items():
+                by_field[id_field][i] = name
+                name_source[id_field][i] = "aliases"
+        members = {
+            id_field: MappingProxyType({
+                i: _members(id_field, name, learned[id_field].get(i)) for i, name in names.items()
+            })
             for id_field, names in by_field.items()
         }
-        return cls(MappingProxyType(by_field), MappingProxyType(encoded))
+        by_source = {source: 0 for source in SOURCES}
+        for sources in name_source.values():
+            for source in sources.values():
+                by_source[source] += 1
+        return cls(MappingProxyType({f: MappingProxyType(n) for f, n in by_field.items()}),
+                   MappingProxyType(members), MappingProxyType(by_source))
 
     def count(self) -> int:
         """How many ids have a name, over all fields."""
@@ -60,29 +104,55 @@ class Names:
         return {id_field: len(self.by_field.get(id_field, {})) for id_field in NAME_FIELD_FOR_ID}
 
 
-NO_NAMES = Names.from_aliases({})
+def _merged(old: Learned | None, new: Learned) -> Learned:
+    """``new``, keeping the extras of ``old`` that ``new`` lacks."""
+    if old is None:
+        return new
+    return Learned(**{k: getattr(new, k) if getattr(new, k) is not None else getattr(old, k)
+                      for k in Learned.__slots__})  # type: ignore[arg-type]
+
+
+def _members(id_field: str, name: str, record: Learned | None) -> Members:
+    members = [(NAME_FIELD_FOR_ID[id_field].encode(), encode_json_string(name))]
+    if record is not None:
+        for added, attribute in EXTRA_FIELDS[id_field]:
+            value = getattr(record, attribute)
+            if value is not None:
+                members.append((added.encode(), encode_json_string(value)))
+    return tuple(members)
+
+
+NO_NAMES = Names.build()
 
 
 class CurrentNames:
-    """The snapshot in force, and the state of the alias file it came from.
+    """The sources of names, the snapshot built from them, and the alias file's state.
 
-    ``names`` is replaced by one assignment; a request reads it once and keeps it.
+    ``names`` is replaced by one assignment whenever a source changes; a request reads it
+    once and keeps it.
     """
 
-    def __init__(self, names: Names = NO_NAMES, source: str | None = None,
-                 loaded_at: float | None = None):
-        self.names = names
+    def __init__(self, source: str | None = None):
+        self.aliases: Mapping[str, Mapping[str, str]] = {}
+        self.discovered: dict[tuple[str, str], Learned] = {}
+        self.history: dict[tuple[str, str], Learned] = {}
+        self.names: Names = NO_NAMES
         self.source = source  # the alias file, or None when there is none
-        self.loaded_at = loaded_at  # when ``names`` was loaded from it (POSIX time)
-        self.error: str | None = None  # why the file as it is now could not be loaded
-        self.checked_at: float | None = None  # when the file was last looked at for changes
+        self.loaded_at: float | None = None  # when the alias file was loaded (POSIX time)
+        self.error: str | None = None  # why the alias file as it is now could not be loaded
+        self.checked_at: float | None = None  # when the alias file was last looked at
+
+    def rebuild(self) -> Names:
+        """Build a new snapshot from the sources and put it in force."""
+        self.names = Names.build(self.aliases, self.discovered.values(), self.history.values())
+        return self.names
 
 
-def diff(old: Names, new: Names) -> tuple[int, int, int]:
-    """How many ids were added, removed and renamed from ``old`` to ``new``."""
+def diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]]) -> tuple[int, int, int]:
+    """How many ids were added, removed and renamed between two alias maps."""
     added = removed = changed = 0
-    for id_field in NAME_FIELD_FOR_ID:
-        before, after = old.by_field.get(id_field, {}), new.by_field.get(id_field, {})
+    for table in ALIAS_TABLE_FOR_ID.values():
+        before, after = old.get(table, {}), new.get(table, {})
         added += sum(1 for i in after if i not in before)
         removed += sum(1 for i in before if i not in after)
         changed += sum(1 for i, name in after.items() if i in before and before[i] != name)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 
-from orgproxy.aliasfile import AliasFileError, load_aliases
+from orgproxy.aliasfile import AliasFileError, Aliases, load_aliases
 from orgproxy.logs import log
-from orgproxy.names import CurrentNames, Names, diff
+from orgproxy.names import CurrentNames, diff
 from orgproxy.signals import SignalHandler
 from orgproxy.watch import FileWatcher
 
@@ -44,9 +45,10 @@ class AliasReloader:
     def load_first(self) -> None:
         """The load at start-up: errors propagate, since there are no names to keep."""
         self.seen = stamp(self.path)
-        self.current.names = Names.from_aliases(load_aliases(self.path))
+        self.current.aliases = load_aliases(self.path)
         self.current.source = self.path
         self.current.loaded_at = self.clock.seconds()
+        self.current.rebuild()
 
     def reload_if_changed(self) -> None:
         """Reload when the file is not the version last tried (what the watchers call)."""
@@ -58,28 +60,35 @@ class AliasReloader:
         """Load the file now; True when the new names are in force."""
         self.seen = stamp(self.path)
         try:
-            names = Names.from_aliases(load_aliases(self.path))
+            aliases = load_aliases(self.path)
         except AliasFileError as e:
             self.current.error = str(e)
             log.error("Alias file not reloaded ({why}); the previous {count} names stay in force: {error}",
-                      why=why, count=self.current.names.count(), error=str(e))
+                      why=why, count=_count(self.current.aliases), error=str(e))
             return False
-        added, removed, changed = diff(self.current.names, names)
-        self.current.names = names
+        added, removed, changed = diff(self.current.aliases, aliases)
+        self.current.aliases = aliases
         self.current.loaded_at = self.clock.seconds()
         self.current.error = None
+        self.current.rebuild()
         log.info("Alias file reloaded ({why}): {count} names from {path};"
                  " {added} added, {removed} removed, {changed} changed",
-                 why=why, count=names.count(), path=self.path, added=added, removed=removed,
+                 why=why, count=_count(aliases), path=self.path, added=added, removed=removed,
                  changed=changed)
         return True
+
+
+def _count(aliases: Aliases) -> int:
+    return sum(len(table) for table in aliases.values())
 
 
 class ReloadService(Service):
     """Reloads on SIGHUP, and on changes the watcher reports, while running."""
 
-    def __init__(self, reactor: IReactorCore, reloader: AliasReloader | None, watch: str):
+    def __init__(self, reactor: IReactorCore, reloader: AliasReloader | None, watch: str,
+                 also_on_sighup: Callable[[str], None] | None = None):
         self.reloader = reloader
+        self.also_on_sighup = also_on_sighup  # discovery, which SIGHUP runs too
         # twistd installs no SIGHUP handler, and an unhandled SIGHUP ends the process:
         # ours is installed even with no alias file, so a stray HUP is harmless.
         self.sighup = SignalHandler(reactor, signal.SIGHUP, self.on_sighup)
@@ -91,6 +100,8 @@ class ReloadService(Service):
             log.info("SIGHUP: no alias file to reload")
         else:
             self.reloader.reload("SIGHUP")
+        if self.also_on_sighup is not None:
+            self.also_on_sighup("SIGHUP")
 
     def startService(self) -> None:
         super().startService()

@@ -1,4 +1,4 @@
-"""HTTP in: /health, and the proxy for everything under /v1/organization/.
+"""HTTP in: /health, /orgproxy/unknown, and the proxy for everything under /v1/organization/.
 
 One leaf resource routes on the raw path, so that the path that was checked is the path
 that is forwarded (Twisted's own traversal would decode ``%2F`` and ``%2e`` first), and
@@ -7,8 +7,8 @@ so that every refusal is an OpenAI-shaped error rather than Twisted's HTML pages
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from io import BytesIO
+from urllib.parse import parse_qs
 from typing import Any
 
 import orjson
@@ -18,10 +18,13 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from orgproxy.amend import UNKNOWN, amend_json
+from orgproxy.amend import UNKNOWN, Amended, amend_json
+from orgproxy.times import iso
 from orgproxy.logs import debug_enabled, log
 from orgproxy.errors import ProxyError, internal_error, not_found, request_too_large
+from orgproxy.learning import DiscoveryService
 from orgproxy.names import CurrentNames, Names
+from orgproxy.unknown import UnknownIds
 from orgproxy.paths import is_forwardable, split_uri
 from orgproxy.query import rewrite_group_by
 from orgproxy.upstream import NOT_FORWARDED_TO_UPSTREAM, Upstream, UpstreamResponse, end_to_end
@@ -83,13 +86,6 @@ def is_json_type(content_type: bytes | None) -> bool:
     return media_type == b"application/json" or media_type.endswith(b"+json")
 
 
-def _iso(seconds: float | None, precise: bool = False) -> str | None:
-    if seconds is None:
-        return None
-    moment = datetime.fromtimestamp(seconds, timezone.utc)
-    return moment.isoformat(timespec="milliseconds" if precise else "seconds")
-
-
 def _printable(path: bytes) -> str:
     return path[:200].decode("ascii", "replace")
 
@@ -124,12 +120,15 @@ class InFlight:
 class OrgproxyResource(Resource):
     isLeaf = True
 
-    def __init__(self, upstream: Upstream, names: CurrentNames, clock: IReactorTime):
+    def __init__(self, upstream: Upstream, names: CurrentNames, clock: IReactorTime,
+                 discovery: DiscoveryService | None = None):
         super().__init__()
         self.upstream = upstream
         self.names = names
         self.clock = clock
+        self.discovery = discovery
         self.in_flight = InFlight()
+        self.unknown = UnknownIds()
 
     def render(self, request: CappedRequest) -> bytes | int:  # type: ignore[override]
         # Twisted would label a body-less answer text/html; the proxy adds no content type
@@ -138,6 +137,8 @@ class OrgproxyResource(Resource):
         path, query = split_uri(request.uri)
         if path == b"/health":
             return self.render_health(request)
+        if path == b"/orgproxy/unknown":
+            return self.render_unknown(request, query)
         if not is_forwardable(path):
             return self.refuse(request, not_found())
         if request.body_too_large:
@@ -153,16 +154,35 @@ class OrgproxyResource(Resource):
             aliases = {
                 "path": current.source,
                 "names": names.count(),
-                "loaded_at": _iso(current.loaded_at),
-                "checked_at": _iso(current.checked_at, precise=True),
+                "loaded_at": iso(current.loaded_at),
+                "checked_at": iso(current.checked_at, precise=True),
                 "error": current.error,  # the current file's problem; None when it loaded
             }
         return orjson.dumps({
             "status": "ok",
             "names_loaded": names.count(),
             "names_by_field": names.counts(),
+            "names_by_source": dict(names.by_source),
             "aliases": aliases,
+            "discovery": self.discovery.status() if self.discovery is not None else {"enabled": False},
         })
+
+    def render_unknown(self, request: server.Request, query: bytes | None) -> bytes:
+        names = self.names.names
+        wanted = parse_qs((query or b"").decode("latin-1")).get("format", ["json"])[-1]
+        if wanted == "toml":
+            request.setHeader(b"content-type", b"application/toml; charset=utf-8")
+            return self.unknown.toml_skeleton(names).encode("utf-8")
+        request.setHeader(b"content-type", b"application/json")
+        return orjson.dumps(self.unknown.report(names))
+
+    def saw_unknown(self, amended: Amended) -> None:
+        """Remember the ids a response could not name, and let discovery look for them."""
+        if not amended.unknown_ids:
+            return
+        self.unknown.record(amended.occurrences, amended.unknown_ids, self.clock.seconds())
+        if self.discovery is not None:
+            self.discovery.unknown_seen(amended.unknown_ids)
 
     def refuse(self, request: server.Request, error: ProxyError) -> int:
         send_error(request, error)
@@ -184,7 +204,7 @@ class OrgproxyResource(Resource):
             request.method, target, end_to_end(request.requestHeaders, NOT_FORWARDED_TO_UPSTREAM),
             request.content.getvalue() if has_body else None,
         )
-        exchange_state = _Exchange(request, path, names, started)
+        exchange_state = _Exchange(self, request, path, names, started)
         client_gone.addErrback(exchange_state.client_left, exchange)
         exchange.addCallbacks(exchange_state.respond, exchange_state.fail,
                               callbackArgs=(self.clock,), errbackArgs=(self.clock,))
@@ -207,7 +227,9 @@ def send_error(request: server.Request, error: ProxyError) -> None:
 class _Exchange:
     """One forwarded request: answers the client once, and logs one line."""
 
-    def __init__(self, request: CappedRequest, path: bytes, names: Names, started: float):
+    def __init__(self, proxy: OrgproxyResource, request: CappedRequest, path: bytes, names: Names,
+                 started: float):
+        self.proxy = proxy
         self.request = request
         self.path = path
         self.names = names
@@ -232,6 +254,7 @@ class _Exchange:
             else:
                 body, named, unknown, unknown_ids = (amended.body, amended.named, amended.unknown,
                                                      amended.unknown_ids)
+                self.proxy.saw_unknown(amended)
                 if debug_enabled():
                     self.log_ids(amended.occurrences)
         if self.gone:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -16,6 +17,8 @@ from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from orgproxy.aliasfile import AliasFileError
+from orgproxy.history import History
+from orgproxy.learning import DiscoveryService, KeyFileError, read_admin_key
 from orgproxy.logs import LEVELS, log, set_level
 from orgproxy.names import CurrentNames
 from orgproxy.reload import AliasReloader, ReloadService
@@ -33,6 +36,9 @@ DEFAULTS: Mapping[str, str] = {
     "log-level": "info",
     "watch": "auto",
     "shutdown-timeout": "10",
+    "state-dir": "var",
+    "discovery-interval": "900",
+    "discovery-cooldown": "60",
 }
 
 
@@ -65,6 +71,16 @@ class Options(usage.Options):
         ["shutdown-timeout", None, None,
          "Seconds a stop waits for requests in flight to finish."
          f" [default: {DEFAULTS['shutdown-timeout']}]"],
+        ["admin-key-file", None, None,
+         "File holding an admin key, used only to learn names from the Admin API."
+         " [default: the environment variable OPENAI_ADMIN_KEY; without either, no discovery]"],
+        ["state-dir", None, None,
+         f"Directory for the history of every name learned. [default: {DEFAULTS['state-dir']}]"],
+        ["discovery-interval", None, None,
+         f"Seconds between discoveries. [default: {DEFAULTS['discovery-interval']}]"],
+        ["discovery-cooldown", None, None,
+         "Least seconds between discoveries set off by unknown ids."
+         f" [default: {DEFAULTS['discovery-cooldown']}]"],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None):
@@ -78,6 +94,8 @@ class Options(usage.Options):
         self["timeout"] = _positive(self, "timeout", float)
         self["max-response-bytes"] = _positive(self, "max-response-bytes", int)
         self["shutdown-timeout"] = _positive(self, "shutdown-timeout", float)
+        self["discovery-interval"] = _positive(self, "discovery-interval", float)
+        self["discovery-cooldown"] = _positive(self, "discovery-cooldown", float)
         if self["watch"] not in MODES:
             raise usage.UsageError(f"--watch must be one of {', '.join(MODES)}, not {self['watch']!r}")
         if self["log-level"] not in LEVELS:
@@ -117,8 +135,10 @@ class OrgproxyService(MultiService):
     stopped in order: a stop lets requests in flight finish before the pool closes."""
 
     def __init__(self, options: Options, upstream: Upstream, resource: OrgproxyResource,
-                 names: CurrentNames, reactor: Any):
+                 names: CurrentNames, reactor: Any, history: History):
         super().__init__()
+        self.history = history
+        self.notes: list[str] = []  # what start-up found worth a warning
         self.options = options
         self.upstream = upstream
         self.resource = resource
@@ -148,6 +168,10 @@ class OrgproxyService(MultiService):
         # Only now has the reactor installed its own signal handlers, which ours replace;
         # the "serving" line comes last, so whoever waits for it can also signal us.
         self.sigterm.install()
+        for note in self.notes:
+            log.warn("{note}", note=note)
+        remembered = self.current.names.by_source.get("history", 0)
+        log.info("{count} names remembered in {path}", count=remembered, path=self.history.path)
         if self.current.source is None:
             log.warn("No alias file (--aliases or ORGPROXY_ALIASES): running with no names;"
                      " every id is named \"unknown\"")
@@ -165,6 +189,7 @@ class OrgproxyService(MultiService):
         await super().stopService()  # the port stops accepting; the reloader stops
         await self.drain(self.options["shutdown-timeout"])
         await self.upstream.close()
+        self.history.close()
 
     async def drain(self, timeout: float) -> None:
         in_flight = self.resource.in_flight
@@ -192,6 +217,29 @@ def load_names(path: str | None, reactor: Any) -> tuple[CurrentNames, AliasReloa
     return current, reloader
 
 
+def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[History, str | None]:
+    """The store of every name learned, its names put in force; a problem to report, if any."""
+    try:
+        history, problem = History.open(directory, reactor.seconds())
+        remembered = history.load()
+    except (OSError, sqlite3.Error) as e:
+        raise SystemExit(f"orgproxy: --state-dir {directory}: {e}") from None
+    current.history = {(r.learned.id_field, r.learned.id): r.learned for r in remembered}
+    current.rebuild()
+    return history, problem
+
+
+def admin_key(options: Options) -> str | None:
+    """The discovery credential: --admin-key-file, else OPENAI_ADMIN_KEY (never a flag's
+    value, which ps would show)."""
+    if options["admin-key-file"]:
+        try:
+            return read_admin_key(options["admin-key-file"])
+        except KeyFileError as e:
+            raise SystemExit(f"orgproxy: {e}") from None
+    return options.environ.get("OPENAI_ADMIN_KEY", "").strip() or None
+
+
 def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
     if reactor is None:
         from twisted.internet import reactor as installed_reactor
@@ -199,9 +247,23 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
         reactor = installed_reactor
     set_level(options["log-level"])
     names, reloader = load_names(options["aliases"], reactor)
+    history, history_problem = open_history(os.path.abspath(options["state-dir"]), names, reactor)
     upstream = Upstream(reactor, options["upstream"], options["timeout"], options["max-response-bytes"])
-    resource = OrgproxyResource(upstream, names, reactor)
-    service = OrgproxyService(options, upstream, resource, names, reactor)
+    key = admin_key(options)
+    discovery = None
+    if key is not None:
+        discovery = DiscoveryService(reactor, upstream, key, names, history,
+                                     options["discovery-interval"], options["discovery-cooldown"])
+    resource = OrgproxyResource(upstream, names, reactor, discovery)
+    service = OrgproxyService(options, upstream, resource, names, reactor, history)
+    if history_problem is not None:
+        service.notes.append(history_problem)
+    if discovery is None:
+        service.notes.append("Discovery is off (no --admin-key-file or OPENAI_ADMIN_KEY):"
+                             " names come from the alias file and the history only")
     strports.service(options["port"], OrgproxySite(resource), reactor=reactor).setServiceParent(service)
-    ReloadService(reactor, reloader, options["watch"]).setServiceParent(service)
+    ReloadService(reactor, reloader, options["watch"],
+                  discovery.request if discovery is not None else None).setServiceParent(service)
+    if discovery is not None:
+        discovery.setServiceParent(service)
     return service
