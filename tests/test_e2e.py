@@ -122,7 +122,7 @@ def test_names_come_back_beside_ids_and_nothing_else_changes(daemon: Daemon, ups
     page = grouped(example("get_organization_usage_completions.response.json"),
                    api_key_id="key_1234567890abcdef", project_id="proj_abc", user_id="user-nobody")
     upstream.on(COMPLETIONS, reply(body=page))
-    answer = call(daemon.url, COMPLETIONS + "?start_time=1730419200&group_by=api_key_name,project_id,user_id")
+    answer = call(daemon.url, COMPLETIONS + "?start_time=1730419200&group_by=api_key_id,project_id,user_id")
     assert answer.status == 200
     expected = (page
                 .replace('"project_id": "proj_abc",' + INDENT,

@@ -67,6 +67,13 @@ def test_every_option_has_an_environment_variable_and_the_flag_wins() -> None:
     assert env_name("max-response-bytes") == "ORGPROXY_MAX_RESPONSE_BYTES"
 
 
+def test_replace_ids_is_a_flag_also_set_by_its_environment_variable() -> None:
+    assert parse([])["replace-ids"] is False
+    assert parse(["--replace-ids"])["replace-ids"] is True
+    assert parse([], {"ORGPROXY_REPLACE_IDS": "1"})["replace-ids"] is True
+    assert parse([], {"ORGPROXY_REPLACE_IDS": "no"})["replace-ids"] is False
+
+
 def test_openai_base_url_is_never_read() -> None:
     # Callers point OPENAI_BASE_URL at the proxy; reading it would make the proxy call itself.
     options = parse([], {"OPENAI_BASE_URL": "http://127.0.0.1:18080/v1"})

@@ -43,3 +43,13 @@ def internal_error() -> ProxyError:
 def request_too_large(limit: int) -> ProxyError:
     return ProxyError(413, "request_too_large", f"The request body is larger than {limit} bytes.",
                       type="invalid_request_error", retry=False)
+
+
+_WHAT = {"api_key_names": "API key", "project_names": "project", "user_names": "user"}
+
+
+def unknown_name(param: str, name: str) -> ProxyError:
+    return ProxyError(400, "unknown_name",
+                      f"No {_WHAT.get(param, 'id')} is known by the name {name!r}. The request was not sent:"
+                      " without this filter it would return everyone's data.",
+                      type="invalid_request_error", param=param, retry=False)

@@ -56,6 +56,8 @@ class Names:
     by_field: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     members: Mapping[str, Mapping[str, Members]] = field(default_factory=dict, repr=False)
     by_source: Mapping[str, int] = field(default_factory=dict)  # names each source supplied
+    # id field -> name -> every id known by that name, for filters by name
+    ids_by_name: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_aliases(cls, aliases: Mapping[str, Mapping[str, str]]) -> Names:
@@ -92,8 +94,15 @@ class Names:
         for sources in name_source.values():
             for source in sources.values():
                 by_source[source] += 1
+        ids_by_name: dict[str, dict[str, tuple[str, ...]]] = {}
+        for id_field, names in by_field.items():
+            grouped: dict[str, list[str]] = {}
+            for i, name in names.items():
+                grouped.setdefault(name, []).append(i)
+            ids_by_name[id_field] = {name: tuple(ids) for name, ids in grouped.items()}
         return cls(MappingProxyType({f: MappingProxyType(n) for f, n in by_field.items()}),
-                   MappingProxyType(members), MappingProxyType(by_source))
+                   MappingProxyType(members), MappingProxyType(by_source),
+                   MappingProxyType({f: MappingProxyType(n) for f, n in ids_by_name.items()}))
 
     def count(self) -> int:
         """How many ids have a name, over all fields."""

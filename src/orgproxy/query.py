@@ -1,4 +1,5 @@
-"""Rewrite ``group_by`` names to ids in a query string before it goes upstream.
+"""Rewrite names to ids in a query string before it goes upstream: ``group_by`` names,
+and filters by name.
 
 Callers of the proxy may group by ``api_key_name``, ``project_name`` or ``user_name``.
 OpenAI knows only the ids, so the upstream request must group by ``api_key_id``,
@@ -20,7 +21,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-__all__ = ["GROUP_BY_NAME_TO_ID", "rewrite_group_by"]
+__all__ = ["GROUP_BY_NAME_TO_ID", "NAME_FILTERS", "UnknownName", "names_grouped_by", "rewrite_group_by",
+           "rewrite_name_filters"]
 
 # Read-only, so that no caller can change what the proxy asks upstream for.
 GROUP_BY_NAME_TO_ID: Mapping[str, str] = MappingProxyType(
@@ -121,3 +123,85 @@ def rewrite_group_by(query: bytes) -> bytes:
             parts[index] = key + b"=" + _encode(kept)
 
     return b"&".join(part for index, part in enumerate(parts) if index not in removed)
+
+
+# --- what the caller grouped by -------------------------------------------------------
+
+def names_grouped_by(query: bytes) -> frozenset[str]:
+    """The id fields whose *names* the caller grouped by (``group_by=api_key_name`` ->
+    ``api_key_id``): the rows the proxy merges by name in the answer."""
+    if not _may_name(query):
+        return frozenset()
+    found: set[str] = set()
+    for part in query.split(b"&"):
+        key, _, raw_value = part.partition(b"=")
+        if _decode(key) in _GROUP_BY_KEYS:
+            found.update(_NAME_TO_ID[v].decode() for v in _decode(raw_value).split(b",") if v in _NAME_TO_ID)
+    return frozenset(found)
+
+
+# --- filters by name --------------------------------------------------------------------
+
+# api_key_names -> (api_key_ids, the id field whose names it filters by)
+NAME_FILTERS: Mapping[str, tuple[str, str]] = MappingProxyType({
+    "api_key_names": ("api_key_ids", "api_key_id"),
+    "project_names": ("project_ids", "project_id"),
+    "user_names": ("user_ids", "user_id"),
+})
+_FILTER_KEYS: Mapping[bytes, str] = MappingProxyType(
+    {spelling: name for name in NAME_FILTERS for spelling in (name.encode(), name.encode() + b"[]")})
+_ENCODED_NAMES = re.compile(rb"(?:_|%5[fF])(?:n|%6[eE])(?:a|%61)(?:m|%6[dD])(?:e|%65)(?:s|%73)")
+
+
+class UnknownName(Exception):
+    """A name filter names something no id is known by; the request must not go out
+    without the filter (it would return everyone's data)."""
+
+    def __init__(self, param: str, name: str):
+        super().__init__(f"{param}: no id is known by the name {name!r}")
+        self.param = param
+        self.name = name
+
+
+def rewrite_name_filters(query: bytes, ids_by_name: Mapping[str, Mapping[str, tuple[str, ...]]]) -> bytes:
+    """``api_key_names`` (``project_names``, ``user_names``; any array spelling) replaced by
+    ``api_key_ids`` (...) holding every id known under those names, in the caller's
+    spelling, without repeating ids the caller also gave. Raises UnknownName."""
+    if b"_names" not in query and not (b"%" in query and _ENCODED_NAMES.search(query)):
+        return query
+    parts = query.split(b"&")
+    decoded = [(_decode(p.partition(b"=")[0]), p.partition(b"=")[2]) for p in parts]
+    if not any(key in _FILTER_KEYS for key, _ in decoded):
+        return query
+    # Ids already asked for, per id filter, so that none is sent twice.
+    present: dict[str, set[bytes]] = {ids_param: set() for ids_param, _ in NAME_FILTERS.values()}
+    for key, raw_value in decoded:
+        plain = key.removesuffix(b"[]").decode("latin-1")
+        if plain in present:
+            present[plain].update(_decode(raw_value).split(b","))
+    out: list[bytes] = []
+    for part, (key, raw_value) in zip(parts, decoded):
+        param = _FILTER_KEYS.get(key)
+        if param is None:
+            out.append(part)
+            continue
+        ids_param, id_field = NAME_FILTERS[param]
+        values = _decode(raw_value).split(b",")
+        ids: list[bytes] = []
+        for value in values:
+            name = value.decode("utf-8", "replace")
+            known = ids_by_name.get(id_field, {}).get(name)
+            if not known:
+                raise UnknownName(param, name)
+            ids += [i.encode() for i in known if i.encode() not in present[ids_param]]
+            present[ids_param].update(i.encode() for i in known)
+        if not ids:
+            continue  # every id was asked for already
+        raw_key = part.partition(b"=")[0]
+        new_key = (ids_param.encode() + (b"%5B%5D" if b"%5" in raw_key.upper() else b"[]")
+                   if key.endswith(b"[]") else ids_param.encode())
+        if len(values) > 1:  # the comma spelling stays one part
+            out.append(new_key + b"=" + _encode(ids))
+        else:
+            out.extend(new_key + b"=" + _encode([i]) for i in ids)
+    return b"&".join(out)

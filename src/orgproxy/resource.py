@@ -21,12 +21,13 @@ from twisted.web.resource import Resource
 from orgproxy.amend import UNKNOWN, Amended, amend_json
 from orgproxy.times import iso
 from orgproxy.logs import debug_enabled, log
-from orgproxy.errors import ProxyError, internal_error, not_found, request_too_large
+from orgproxy.errors import ProxyError, internal_error, not_found, request_too_large, unknown_name
 from orgproxy.learning import DiscoveryService
 from orgproxy.names import CurrentNames, Names
 from orgproxy.unknown import UnknownIds
 from orgproxy.paths import is_forwardable, split_uri
-from orgproxy.query import rewrite_group_by
+from orgproxy.grouping import regroup
+from orgproxy.query import UnknownName, names_grouped_by, rewrite_group_by, rewrite_name_filters
 from orgproxy.upstream import NOT_FORWARDED_TO_UPSTREAM, Upstream, UpstreamResponse, end_to_end
 
 MAX_REQUEST_BODY = 1024 * 1024
@@ -121,8 +122,9 @@ class OrgproxyResource(Resource):
     isLeaf = True
 
     def __init__(self, upstream: Upstream, names: CurrentNames, clock: IReactorTime,
-                 discovery: DiscoveryService | None = None):
+                 discovery: DiscoveryService | None = None, replace_ids: bool = False):
         super().__init__()
+        self.replace_ids = replace_ids
         self.upstream = upstream
         self.names = names
         self.clock = clock
@@ -193,7 +195,15 @@ class OrgproxyResource(Resource):
     def forward(self, request: CappedRequest, path: bytes, query: bytes | None) -> int:
         started = self.clock.seconds()
         names = self.names.names  # this request keeps this snapshot, whatever reloads happen
-        target = path if query is None else path + b"?" + rewrite_group_by(query)
+        grouped: frozenset[str] = frozenset()
+        target = path
+        if query is not None:
+            try:
+                upstream_query = rewrite_group_by(rewrite_name_filters(query, names.ids_by_name))
+            except UnknownName as e:
+                return self.refuse(request, unknown_name(e.param, e.name))
+            grouped = names_grouped_by(query)
+            target = path + b"?" + upstream_query
         has_body = (request.requestHeaders.hasHeader(b"content-length")
                     or request.requestHeaders.hasHeader(b"transfer-encoding"))
         # Taken before any work starts, so a client that leaves at once is still noticed.
@@ -204,7 +214,7 @@ class OrgproxyResource(Resource):
             request.method, target, end_to_end(request.requestHeaders, NOT_FORWARDED_TO_UPSTREAM),
             request.content.getvalue() if has_body else None,
         )
-        exchange_state = _Exchange(self, request, path, names, started)
+        exchange_state = _Exchange(self, request, path, names, started, grouped)
         client_gone.addErrback(exchange_state.client_left, exchange)
         exchange.addCallbacks(exchange_state.respond, exchange_state.fail,
                               callbackArgs=(self.clock,), errbackArgs=(self.clock,))
@@ -228,8 +238,9 @@ class _Exchange:
     """One forwarded request: answers the client once, and logs one line."""
 
     def __init__(self, proxy: OrgproxyResource, request: CappedRequest, path: bytes, names: Names,
-                 started: float):
+                 started: float, grouped: frozenset[str]):
         self.proxy = proxy
+        self.grouped = grouped  # id fields the caller grouped by name: rows to merge
         self.request = request
         self.path = path
         self.names = names
@@ -255,6 +266,8 @@ class _Exchange:
                 body, named, unknown, unknown_ids = (amended.body, amended.named, amended.unknown,
                                                      amended.unknown_ids)
                 self.proxy.saw_unknown(amended)
+                if self.grouped or self.proxy.replace_ids:
+                    body = regroup(body, self.grouped, self.names, self.proxy.replace_ids) or body
                 if debug_enabled():
                     self.log_ids(amended.occurrences)
         if self.gone:

@@ -55,6 +55,10 @@ class Options(usage.Options):
         " option can also be set by an environment variable ORGPROXY_<OPTION> (for example"
         " ORGPROXY_PORT); a flag given on the command line wins."
     )
+    optFlags = [
+        ["replace-ids", None, "Write names into the id fields themselves (api_key_id), keeping each"
+         " id in <field>_original: for tools that read only the id. [env: ORGPROXY_REPLACE_IDS=1]"],
+    ]
     optParameters = [
         ["port", "p", None, f"Endpoint to listen on. [default: {DEFAULTS['port']}]"],
         ["upstream", "u", None, f"Base URL requests are forwarded to. [default: {DEFAULTS['upstream']}]"],
@@ -91,6 +95,9 @@ class Options(usage.Options):
         for option, _, _, _ in self.optParameters:
             if self[option] is None:
                 self[option] = self.environ.get(env_name(option)) or DEFAULTS.get(option)
+        for option, _, _ in self.optFlags:
+            self[option] = bool(self[option]) or (
+                self.environ.get(env_name(option), "").lower() in ("1", "true", "yes", "on"))
         self["timeout"] = _positive(self, "timeout", float)
         self["max-response-bytes"] = _positive(self, "max-response-bytes", int)
         self["shutdown-timeout"] = _positive(self, "shutdown-timeout", float)
@@ -254,7 +261,7 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
     if key is not None:
         discovery = DiscoveryService(reactor, upstream, key, names, history,
                                      options["discovery-interval"], options["discovery-cooldown"])
-    resource = OrgproxyResource(upstream, names, reactor, discovery)
+    resource = OrgproxyResource(upstream, names, reactor, discovery, options["replace-ids"])
     service = OrgproxyService(options, upstream, resource, names, reactor, history)
     if history_problem is not None:
         service.notes.append(history_problem)
