@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,11 @@ SAMPLES = {
     "state-dir": (("/var/lib/orgproxy", "/var/lib/orgproxy"), ("state", "state")),
     "discovery-interval": (("600", 600.0), ("30", 30.0)),
     "discovery-cooldown": (("10", 10.0), ("5", 5.0)),
+    "allow-from": (("10.0.0.0/8", (ip_network("10.0.0.0/8"),)),
+                   ("127.0.0.1,fd00::/8", (ip_network("127.0.0.1/32"), ip_network("fd00::/8")))),
+    "client-token-file": (("/run/secrets/token", "/run/secrets/token"), ("token.txt", "token.txt")),
+    "upstream-ca": (("/etc/ssl/gateway.pem", "/etc/ssl/gateway.pem"), ("ca.pem", "ca.pem")),
+    "max-concurrency": (("100", 100), ("8", 8)),
 }
 
 
@@ -88,6 +94,8 @@ def test_openai_base_url_is_never_read() -> None:
     (["--upstream", "https://user:secret@x"], "no credentials"),
     (["--port", "nonsense:1"], "is not an endpoint description"),
     (["--log-level", "loud"], "--log-level must be one of debug, info, warn, error"),
+    (["--allow-from", "10.0.0.0/8,nonsense"], "--allow-from: 'nonsense' is not an address or CIDR network"),
+    (["--max-concurrency", "0"], "--max-concurrency must be a positive int"),
     (["--watch", "fanotify"], "--watch must be one of auto, inotify, poll, off"),
     (["--shutdown-timeout", "0"], "--shutdown-timeout must be a positive float"),
 ])

@@ -19,6 +19,7 @@ class ProxyError(Exception):
     # Whether an SDK should try again (sent as ``x-should-retry``, which the official SDKs
     # honour); None leaves it to the SDK's own rules for the status.
     retry: bool | None = None
+    retry_after: int | None = None  # seconds, sent as Retry-After
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"
@@ -53,3 +54,35 @@ def unknown_name(param: str, name: str) -> ProxyError:
                       f"No {_WHAT.get(param, 'id')} is known by the name {name!r}. The request was not sent:"
                       " without this filter it would return everyone's data.",
                       type="invalid_request_error", param=param, retry=False)
+
+
+def forbidden_source() -> ProxyError:
+    return ProxyError(403, "forbidden_source", "orgproxy does not answer this address (see --allow-from).",
+                      type="invalid_request_error", retry=False)
+
+
+def bad_client_token() -> ProxyError:
+    return ProxyError(401, "invalid_orgproxy_token",
+                      "orgproxy needs the right X-Orgproxy-Token header from its callers.",
+                      type="invalid_request_error", retry=False)
+
+
+def too_many_requests(limit: int) -> ProxyError:
+    return ProxyError(503, "too_many_requests",
+                      f"orgproxy already has {limit} requests in flight to OpenAI (--max-concurrency);"
+                      " try again shortly.", retry_after=1)
+
+
+def bad_request() -> ProxyError:
+    return ProxyError(400, "bad_request", "The request is not valid HTTP.",
+                      type="invalid_request_error", retry=False)
+
+
+def uri_too_long(limit: int) -> ProxyError:
+    return ProxyError(414, "uri_too_long", f"The request line is longer than {limit} bytes.",
+                      type="invalid_request_error", retry=False)
+
+
+def headers_too_large(limit: int) -> ProxyError:
+    return ProxyError(431, "headers_too_large", f"The request's headers are larger than {limit} bytes.",
+                      type="invalid_request_error", retry=False)

@@ -20,6 +20,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 
+from orgproxy import metrics
 from orgproxy.discovery import DiscoveryFailed, discover
 from orgproxy.history import History, Learned
 from orgproxy.times import iso
@@ -138,6 +139,7 @@ class DiscoveryService(Service):
             log.failure("Discovery ({why}) failed unexpectedly", why=why)
             self.failed(why, DiscoveryFailed("an internal error (see the log above)"), learned)
         else:
+            metrics.DISCOVERY_RUNS.labels("ok").inc()
             self.failures = 0
             self.state["last_success"] = self.reactor.seconds()
             self.state["last_error"] = None
@@ -152,6 +154,7 @@ class DiscoveryService(Service):
             self.request(again)
 
     def failed(self, why: str, error: DiscoveryFailed, learned: list[Learned]) -> None:
+        metrics.DISCOVERY_RUNS.labels("failed").inc()
         self.failures += 1
         if error.retry_after is not None:
             delay = min(error.retry_after, MAX_RETRY_AFTER)

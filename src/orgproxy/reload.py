@@ -15,6 +15,7 @@ from collections.abc import Callable
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 
+from orgproxy import metrics
 from orgproxy.aliasfile import AliasFileError, Aliases, load_aliases
 from orgproxy.logs import log
 from orgproxy.names import CurrentNames, diff
@@ -62,10 +63,12 @@ class AliasReloader:
         try:
             aliases = load_aliases(self.path)
         except AliasFileError as e:
+            metrics.ALIAS_RELOADS.labels("failed").inc()
             self.current.error = str(e)
             log.error("Alias file not reloaded ({why}); the previous {count} names stay in force: {error}",
                       why=why, count=_count(self.current.aliases), error=str(e))
             return False
+        metrics.ALIAS_RELOADS.labels("ok").inc()
         added, removed, changed = diff(self.current.aliases, aliases)
         self.current.aliases = aliases
         self.current.loaded_at = self.clock.seconds()

@@ -7,7 +7,6 @@ so that every refusal is an OpenAI-shaped error rather than Twisted's HTML pages
 
 from __future__ import annotations
 
-from io import BytesIO
 from urllib.parse import parse_qs
 from typing import Any
 
@@ -21,63 +20,32 @@ from twisted.web.resource import Resource
 from orgproxy.amend import UNKNOWN, Amended, amend_json
 from orgproxy.times import iso
 from orgproxy.logs import debug_enabled, log
-from orgproxy.errors import ProxyError, internal_error, not_found, request_too_large, unknown_name
+from orgproxy import metrics
+from orgproxy.access import TOKEN_HEADER, AllowList, token_matches
+from orgproxy.errors import (
+    ProxyError,
+    bad_client_token,
+    forbidden_source,
+    not_found,
+    request_too_large,
+    too_many_requests,
+    unknown_name,
+)
 from orgproxy.learning import DiscoveryService
 from orgproxy.names import CurrentNames, Names
 from orgproxy.unknown import UnknownIds
 from orgproxy.paths import is_forwardable, split_uri
 from orgproxy.grouping import regroup
 from orgproxy.query import UnknownName, names_grouped_by, rewrite_group_by, rewrite_name_filters
+from orgproxy.site import CappedRequest, printable, send_error
 from orgproxy.upstream import NOT_FORWARDED_TO_UPSTREAM, Upstream, UpstreamResponse, end_to_end
 
-MAX_REQUEST_BODY = 1024 * 1024
 # How many distinct unknown ids one request's log line lists.
 UNKNOWN_IDS_LOGGED = 10
-
-
-class CappedRequest(server.Request):
-    """A request that keeps at most ``max_body`` bytes of body, in memory.
-
-    Twisted spools large bodies to temporary files; the admin API's bodies are tiny, so
-    anything over the cap is dropped as it arrives and answered with 413.
-    """
-
-    max_body = MAX_REQUEST_BODY
-    body_too_large = False
-
-    def gotLength(self, length: int | None) -> None:
-        self.content = BytesIO()
-        if length is not None and length > self.max_body:
-            self.body_too_large = True
-
-    def handleContentChunk(self, data: bytes) -> None:
-        if self.body_too_large:
-            return
-        if self.content.tell() + len(data) > self.max_body:
-            self.body_too_large = True
-            self.content = BytesIO()
-            return
-        self.content.write(data)
-
-    def processingFailed(self, reason: Failure) -> Failure:
-        # A fault of the proxy's own: the traceback goes to the operator's log, the client
-        # gets a plain OpenAI-shaped 500 instead of Twisted's HTML page.
-        log.failure("{method} {path}: internal error", reason,
-                    method=self.method.decode("ascii", "replace"), path=_printable(split_uri(self.uri)[0]))
-        if not self.finished and not self.startedWriting and not self._disconnected:
-            send_error(self, internal_error())
-        return reason
-
-
-class OrgproxySite(server.Site):
-    requestFactory = CappedRequest
-    noisy = False
-    displayTracebacks = False
-
-    def log(self, request: server.Request) -> None:
-        # No access log: the resource logs one line per request, without query strings
-        # and with what the proxy did.
-        pass
+# The proxy's own routes, by raw path, as named in metrics.
+# The status counted for a request whose client left before the answer (nginx's use).
+CLIENT_LEFT = 499
+OWN_ROUTES = {b"/health": "health", b"/metrics": "metrics", b"/orgproxy/unknown": "unknown_report"}
 
 
 def is_json_type(content_type: bytes | None) -> bool:
@@ -85,10 +53,6 @@ def is_json_type(content_type: bytes | None) -> bool:
         return False
     media_type = content_type.split(b";", 1)[0].strip().lower()
     return media_type == b"application/json" or media_type.endswith(b"+json")
-
-
-def _printable(path: bytes) -> str:
-    return path[:200].decode("ascii", "replace")
 
 
 class InFlight:
@@ -122,9 +86,14 @@ class OrgproxyResource(Resource):
     isLeaf = True
 
     def __init__(self, upstream: Upstream, names: CurrentNames, clock: IReactorTime,
-                 discovery: DiscoveryService | None = None, replace_ids: bool = False):
+                 discovery: DiscoveryService | None = None, replace_ids: bool = False,
+                 allow: AllowList | None = None, client_token: bytes | None = None,
+                 max_concurrency: int = 256):
         super().__init__()
         self.replace_ids = replace_ids
+        self.allow = allow
+        self.client_token = client_token
+        self.max_concurrency = max_concurrency
         self.upstream = upstream
         self.names = names
         self.clock = clock
@@ -137,15 +106,40 @@ class OrgproxyResource(Resource):
         # the upstream did not send.
         request.defaultContentType = None
         path, query = split_uri(request.uri)
-        if path == b"/health":
-            return self.render_health(request)
-        if path == b"/orgproxy/unknown":
-            return self.render_unknown(request, query)
-        if not is_forwardable(path):
-            return self.refuse(request, not_found())
-        if request.body_too_large:
-            return self.refuse(request, request_too_large(CappedRequest.max_body))
-        return self.forward(request, path, query)
+        route = OWN_ROUTES.get(path) or ("proxy" if is_forwardable(path) else "other")
+        refusal = self.refusal(request, route)
+        if refusal is not None:
+            return self.refuse(request, refusal, route)
+        if route == "health":
+            body = self.render_health(request)
+        elif route == "metrics":
+            content_type, body = metrics.render()
+            request.setHeader(b"content-type", content_type)
+        elif route == "unknown_report":
+            body = self.render_unknown(request, query)
+        elif route == "other":
+            return self.refuse(request, not_found(), route)
+        elif request.body_too_large:
+            return self.refuse(request, request_too_large(CappedRequest.max_body), route)
+        elif self.in_flight.count >= self.max_concurrency:
+            return self.refuse(request, too_many_requests(self.max_concurrency), route)
+        else:
+            return self.forward(request, path, query)
+        metrics.count_request(route, request.method, 200)
+        return body
+
+    def refusal(self, request: CappedRequest, route: str) -> ProxyError | None:
+        """Why this caller may not be answered at all, if it may not."""
+        address = request.getClientAddress()
+        host = getattr(address, "host", None)  # None for a UNIX socket: this machine
+        if self.allow is not None and host is not None and not self.allow.allows(host):
+            return forbidden_source()
+        # /health answers without the token: liveness probes cannot send one, and it
+        # tells nothing but counts.
+        if self.client_token is not None and route != "health" and not token_matches(
+                self.client_token, request.requestHeaders.getRawHeaders(TOKEN_HEADER, [None])[-1]):
+            return bad_client_token()
+        return None
 
     def render_health(self, request: server.Request) -> bytes:
         current = self.names
@@ -186,10 +180,11 @@ class OrgproxyResource(Resource):
         if self.discovery is not None:
             self.discovery.unknown_seen(amended.unknown_ids)
 
-    def refuse(self, request: server.Request, error: ProxyError) -> int:
+    def refuse(self, request: server.Request, error: ProxyError, route: str) -> int:
         send_error(request, error)
+        metrics.count_request(route, request.method, error.status)
         log.info("{method} {path} -> {status} {code}", method=request.method.decode("ascii", "replace"),
-                 path=_printable(split_uri(request.uri)[0]), status=error.status, code=error.code)
+                 path=printable(split_uri(request.uri)[0]), status=error.status, code=error.code)
         return server.NOT_DONE_YET
 
     def forward(self, request: CappedRequest, path: bytes, query: bytes | None) -> int:
@@ -201,7 +196,7 @@ class OrgproxyResource(Resource):
             try:
                 upstream_query = rewrite_group_by(rewrite_name_filters(query, names.ids_by_name))
             except UnknownName as e:
-                return self.refuse(request, unknown_name(e.param, e.name))
+                return self.refuse(request, unknown_name(e.param, e.name), "proxy")
             grouped = names_grouped_by(query)
             target = path + b"?" + upstream_query
         has_body = (request.requestHeaders.hasHeader(b"content-length")
@@ -220,18 +215,6 @@ class OrgproxyResource(Resource):
                               callbackArgs=(self.clock,), errbackArgs=(self.clock,))
         exchange.addErrback(exchange_state.bug)
         return server.NOT_DONE_YET
-
-
-def send_error(request: server.Request, error: ProxyError) -> None:
-    """Answer with one of the proxy's own errors, and finish."""
-    body = error.body()
-    request.setResponseCode(error.status)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"content-length", b"%d" % len(body))
-    if error.retry is not None:
-        request.setHeader(b"x-should-retry", b"true" if error.retry else b"false")
-    request.write(body)
-    request.finish()
 
 
 class _Exchange:
@@ -253,6 +236,7 @@ class _Exchange:
 
     def respond(self, response: UpstreamResponse, clock: IReactorTime) -> None:
         upstream_done = clock.seconds()
+        metrics.UPSTREAM_SECONDS.observe(upstream_done - self.started)
         body = response.body
         named = unknown = 0
         unknown_ids: dict[str, str] = {}
@@ -261,10 +245,11 @@ class _Exchange:
             amended = amend_json(body, self.names)
             if amended is None:
                 log.warn("{method} {path}: the upstream's body is labelled JSON but does not parse;"
-                         " passed through untouched", method=self.method, path=_printable(self.path))
+                         " passed through untouched", method=self.method, path=printable(self.path))
             else:
                 body, named, unknown, unknown_ids = (amended.body, amended.named, amended.unknown,
                                                      amended.unknown_ids)
+                metrics.count_ids(amended.occurrences, amended.unknown_ids)
                 self.proxy.saw_unknown(amended)
                 if self.grouped or self.proxy.replace_ids:
                     body = regroup(body, self.grouped, self.names, self.proxy.replace_ids) or body
@@ -272,6 +257,7 @@ class _Exchange:
                     self.log_ids(amended.occurrences)
         if self.gone:
             return
+        metrics.count_request("proxy", self.request.method, response.status)
         request = self.request
         request.setResponseCode(response.status, response.phrase)
         for name, values in response.headers:
@@ -286,14 +272,17 @@ class _Exchange:
 
     def fail(self, failure: Failure, clock: IReactorTime) -> None:
         if failure.check(CancelledError) or self.gone:
+            metrics.count_request("proxy", self.request.method, CLIENT_LEFT)
             log.info("{method} {path}: the client left; the upstream request was cancelled",
-                     method=self.method, path=_printable(self.path))
+                     method=self.method, path=printable(self.path))
             return None
         failure.trap(ProxyError)  # anything else is a bug, for bug() below
         error: ProxyError = failure.value
+        metrics.UPSTREAM_SECONDS.observe(clock.seconds() - self.started)
+        metrics.count_request("proxy", self.request.method, error.status)
         send_error(self.request, error)
         log.warn("{method} {path} -> {status} {code}: {message} (after {total_ms:.1f} ms)",
-                 method=self.method, path=_printable(self.path), status=error.status,
+                 method=self.method, path=printable(self.path), status=error.status,
                  code=error.code, message=error.message,
                  total_ms=(clock.seconds() - self.started) * 1000)
         return None
@@ -305,7 +294,7 @@ class _Exchange:
         for (id_field, id_value), times in occurrences.items():
             name = self.names.by_field.get(id_field, {}).get(id_value, UNKNOWN)
             log.debug("{method} {path}: {id_field} {id} named {name!r} in {times} objects",
-                      method=self.method, path=_printable(self.path), id_field=id_field,
+                      method=self.method, path=printable(self.path), id_field=id_field,
                       id=id_value, name=name, times=times)
 
     @property
@@ -319,7 +308,7 @@ class _Exchange:
         log.info(
             "{method} {path} -> {status} in {total_ms:.1f} ms (upstream {upstream_ms:.1f} ms):"
             " {named} named, {unknown} unknown{unknown_list}",
-            method=self.method, path=_printable(self.path), status=status,
+            method=self.method, path=printable(self.path), status=status,
             total_ms=(now - self.started) * 1000, upstream_ms=(upstream_done - self.started) * 1000,
             named=named, unknown=unknown, unknown_ids=listed,
             unknown_list=(f" ({', '.join(listed)}{f' and {more} more' if more else ''})"

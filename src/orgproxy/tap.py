@@ -16,6 +16,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
+from orgproxy import metrics
+from orgproxy.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
 from orgproxy.aliasfile import AliasFileError
 from orgproxy.history import History
 from orgproxy.learning import DiscoveryService, KeyFileError, read_admin_key
@@ -24,7 +26,8 @@ from orgproxy.names import CurrentNames
 from orgproxy.reload import AliasReloader, ReloadService
 from orgproxy.signals import SignalHandler
 from orgproxy.watch import MODES
-from orgproxy.resource import OrgproxyResource, OrgproxySite
+from orgproxy.resource import OrgproxyResource
+from orgproxy.site import OrgproxySite
 from orgproxy.upstream import Upstream
 
 ENV_PREFIX = "ORGPROXY_"
@@ -39,6 +42,8 @@ DEFAULTS: Mapping[str, str] = {
     "state-dir": "var",
     "discovery-interval": "900",
     "discovery-cooldown": "60",
+    "allow-from": DEFAULT_ALLOW_FROM,
+    "max-concurrency": "256",
 }
 
 
@@ -85,6 +90,16 @@ class Options(usage.Options):
         ["discovery-cooldown", None, None,
          "Least seconds between discoveries set off by unknown ids."
          f" [default: {DEFAULTS['discovery-cooldown']}]"],
+        ["allow-from", None, None,
+         "Addresses (CIDR, comma-separated) that may call; others get 403."
+         " [default: loopback and the private ranges]"],
+        ["client-token-file", None, None,
+         "File holding a token callers must send as X-Orgproxy-Token (never forwarded)."],
+        ["upstream-ca", None, None,
+         "PEM file of the CAs to trust for the upstream's TLS, in place of the system's"
+         " (for an internal gateway)."],
+        ["max-concurrency", None, None,
+         f"Upstream requests at once; beyond, 503. [default: {DEFAULTS['max-concurrency']}]"],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None):
@@ -92,6 +107,8 @@ class Options(usage.Options):
         self.environ = os.environ if environ is None else environ
 
     def postOptions(self) -> None:
+        # Whether the operator chose who may call, or left it to the default.
+        self.allow_from_chosen = self["allow-from"] is not None or env_name("allow-from") in self.environ
         for option, _, _, _ in self.optParameters:
             if self[option] is None:
                 self[option] = self.environ.get(env_name(option)) or DEFAULTS.get(option)
@@ -103,6 +120,11 @@ class Options(usage.Options):
         self["shutdown-timeout"] = _positive(self, "shutdown-timeout", float)
         self["discovery-interval"] = _positive(self, "discovery-interval", float)
         self["discovery-cooldown"] = _positive(self, "discovery-cooldown", float)
+        self["max-concurrency"] = _positive(self, "max-concurrency", int)
+        try:
+            self["allow-from"] = parse_networks(self["allow-from"])
+        except ValueError as e:
+            raise usage.UsageError(f"--allow-from: {e}") from None
         if self["watch"] not in MODES:
             raise usage.UsageError(f"--watch must be one of {', '.join(MODES)}, not {self['watch']!r}")
         if self["log-level"] not in LEVELS:
@@ -255,16 +277,35 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
     set_level(options["log-level"])
     names, reloader = load_names(options["aliases"], reactor)
     history, history_problem = open_history(os.path.abspath(options["state-dir"]), names, reactor)
-    upstream = Upstream(reactor, options["upstream"], options["timeout"], options["max-response-bytes"])
+    try:
+        upstream = Upstream(reactor, options["upstream"], options["timeout"], options["max-response-bytes"],
+                            ca_file=options["upstream-ca"])
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"orgproxy: --upstream-ca: {getattr(e, 'strerror', None) or e}"
+                         + (f": {options['upstream-ca']}" if isinstance(e, OSError) else "")) from None
+    client_token = None
+    if options["client-token-file"]:
+        try:
+            client_token = read_token(options["client-token-file"])
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"orgproxy: --client-token-file: {e}") from None
     key = admin_key(options)
     discovery = None
     if key is not None:
         discovery = DiscoveryService(reactor, upstream, key, names, history,
                                      options["discovery-interval"], options["discovery-cooldown"])
-    resource = OrgproxyResource(upstream, names, reactor, discovery, options["replace-ids"])
+    resource = OrgproxyResource(upstream, names, reactor, discovery, options["replace-ids"],
+                                AllowList(options["allow-from"]), client_token, options["max-concurrency"])
+    metrics.follow_names(lambda: names.names)
+    metrics.IN_FLIGHT.set_function(lambda: resource.in_flight.count)
     service = OrgproxyService(options, upstream, resource, names, reactor, history)
     if history_problem is not None:
         service.notes.append(history_problem)
+    if not is_loopback_only(options["port"]) and client_token is None and not options.allow_from_chosen:
+        service.notes.append(
+            f"!!! Listening on {options['port']}, beyond this machine, with neither --allow-from nor"
+            " --client-token-file: any host in the private ranges can use it to call OpenAI with"
+            " whatever admin key it sends. Restrict it.")
     if discovery is None:
         service.notes.append("Discovery is off (no --admin-key-file or OPENAI_ADMIN_KEY):"
                              " names come from the alias file and the history only")

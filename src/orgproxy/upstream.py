@@ -28,6 +28,13 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
+from service_identity import CertificateError, VerificationError
+from twisted.internet.ssl import Certificate, trustRootFromCertificates
+from twisted.web.client import BrowserLikePolicyForHTTPS
+
 from orgproxy.errors import ProxyError
 
 # Connection-level headers, never forwarded in either direction (RFC 9110, 7.6.1), with
@@ -37,7 +44,9 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
     b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
 })
-NOT_FORWARDED_TO_UPSTREAM = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"expect"}
+# X-Orgproxy-Token is the proxy's own credential: it never leaves for OpenAI.
+NOT_FORWARDED_TO_UPSTREAM = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"expect",
+                                          b"x-orgproxy-token"}
 NOT_RETURNED_TO_CLIENT = HOP_BY_HOP | {b"content-length", b"content-encoding"}
 
 
@@ -135,7 +144,7 @@ class Upstream:
     """Sends requests to one upstream base URL and reads whole, capped responses."""
 
     def __init__(self, reactor: IReactorTime, base_url: str, timeout: float,
-                 max_response_bytes: int, agent: IAgent | None = None):
+                 max_response_bytes: int, agent: IAgent | None = None, ca_file: str | None = None):
         self.reactor = reactor
         self.base_url = base_url.rstrip("/").encode("ascii")
         self.timeout = timeout
@@ -146,7 +155,12 @@ class Upstream:
             # Enough idle connections kept for a dashboard's burst of parallel calls.
             self.pool.maxPersistentPerHost = 32
             self.pool._factory = _QuietClientFactory
-            agent = Agent(reactor, pool=self.pool, connectTimeout=timeout)
+            # TLS is verified against the system's CAs (or --upstream-ca's, for an internal
+            # gateway), host name included, by service-identity: a wrong certificate is an
+            # error, never a silent downgrade.
+            trust = upstream_trust(ca_file) if ca_file else None
+            agent = Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trust), pool=self.pool,
+                          connectTimeout=timeout)
         self.agent = ContentDecoderAgent(agent, [(b"gzip", GzipDecoder)])
 
     def forward(self, method: bytes, path_and_query: bytes,
@@ -214,14 +228,30 @@ def describe_failure(failure: Failure, timeout: float, max_response_bytes: int) 
 
 def _tls_error(failure: Failure) -> str | None:
     """A short reason when the failure is a TLS handshake or verification error."""
-    from OpenSSL.SSL import Error as SSLError
-
     reasons = getattr(failure.value, "reasons", None) or [failure]
     for reason in reasons:
-        if isinstance(reason, Failure) and reason.check(SSLError):
-            return "the upstream's certificate could not be verified" \
-                if "certificate" in str(reason.value) else "handshake failed"
+        if not isinstance(reason, Failure):
+            continue
+        if reason.check(VerificationError, CertificateError):
+            return "the upstream's certificate is not valid for its host name"
+        if reason.check(SSL.Error):
+            if "certificate" in str(reason.value):
+                return "the upstream's certificate could not be verified (see --upstream-ca)"
+            return "the TLS handshake with the upstream failed"
     return None
+
+
+def upstream_trust(path: str) -> object:
+    """The CAs of a PEM file (one or several certificates) as the upstream's trust root;
+    ValueError/OSError when there is none to read."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ValueError(f"{path}: no PEM certificate in it") from None
+    return trustRootFromCertificates([
+        Certificate.loadPEM(c.public_bytes(serialization.Encoding.PEM)) for c in certificates])
 
 
 __all__ = ["ConnectionClosed", "Upstream", "UpstreamResponse", "describe_failure", "end_to_end"]
