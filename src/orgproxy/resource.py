@@ -7,8 +7,8 @@ so that every refusal is an OpenAI-shaped error rather than Twisted's HTML pages
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from twisted.internet.defer import CancelledError, Deferred
@@ -17,11 +17,9 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from orgproxy.amend import UNKNOWN, Amended, amend_json
-from orgproxy.times import iso
-from orgproxy.logs import debug_enabled, log
 from orgproxy import metrics
 from orgproxy.access import TOKEN_HEADER, AllowList, token_matches
+from orgproxy.amend import UNKNOWN, Amended, amend_json
 from orgproxy.errors import (
     ProxyError,
     bad_client_token,
@@ -31,20 +29,22 @@ from orgproxy.errors import (
     too_many_requests,
     unknown_name,
 )
-from orgproxy.learning import DiscoveryService
-from orgproxy.names import CurrentNames, Names
-from orgproxy.unknown import UnknownIds
-from orgproxy.paths import is_forwardable, split_uri
 from orgproxy.grouping import regroup
+from orgproxy.learning import DiscoveryService
+from orgproxy.logs import debug_enabled, log
+from orgproxy.names import CurrentNames, Names
+from orgproxy.paths import is_forwardable, split_uri
 from orgproxy.query import UnknownName, names_grouped_by, rewrite_group_by, rewrite_name_filters
 from orgproxy.site import CappedRequest, printable, send_error
+from orgproxy.times import iso
+from orgproxy.unknown import UnknownIds
 from orgproxy.upstream import NOT_FORWARDED_TO_UPSTREAM, Upstream, UpstreamResponse, end_to_end
 
 # How many distinct unknown ids one request's log line lists.
 UNKNOWN_IDS_LOGGED = 10
-# The proxy's own routes, by raw path, as named in metrics.
 # The status counted for a request whose client left before the answer (nginx's use).
 CLIENT_LEFT = 499
+# The proxy's own routes, by raw path, as named in metrics.
 OWN_ROUTES = {b"/health": "health", b"/metrics": "metrics", b"/orgproxy/unknown": "unknown_report"}
 
 
@@ -211,8 +211,7 @@ class OrgproxyResource(Resource):
         )
         exchange_state = _Exchange(self, request, path, names, started, grouped)
         client_gone.addErrback(exchange_state.client_left, exchange)
-        exchange.addCallbacks(exchange_state.respond, exchange_state.fail,
-                              callbackArgs=(self.clock,), errbackArgs=(self.clock,))
+        exchange.addCallbacks(exchange_state.respond, exchange_state.fail)
         exchange.addErrback(exchange_state.bug)
         return server.NOT_DONE_YET
 
@@ -234,7 +233,8 @@ class _Exchange:
         self.gone = True
         exchange.cancel()
 
-    def respond(self, response: UpstreamResponse, clock: IReactorTime) -> None:
+    def respond(self, response: UpstreamResponse) -> None:
+        clock = self.proxy.clock
         upstream_done = clock.seconds()
         metrics.UPSTREAM_SECONDS.observe(upstream_done - self.started)
         body = response.body
@@ -270,7 +270,8 @@ class _Exchange:
         request.finish()
         self.log_line(response.status, clock.seconds(), upstream_done, named, unknown, unknown_ids)
 
-    def fail(self, failure: Failure, clock: IReactorTime) -> None:
+    def fail(self, failure: Failure) -> None:
+        clock = self.proxy.clock
         if failure.check(CancelledError) or self.gone:
             metrics.count_request("proxy", self.request.method, CLIENT_LEFT)
             log.info("{method} {path}: the client left; the upstream request was cancelled",
