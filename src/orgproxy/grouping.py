@@ -12,6 +12,8 @@ serialised anew (compactly); pages without grouping by name keep their bytes.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -30,31 +32,70 @@ def is_number(value: object) -> bool:
 
 def regroup(body: bytes, grouped: Collection[str], names: Names, replace: bool) -> bytes | None:
     """The amended JSON ``body`` merged by name over the ``grouped`` id fields and, when
-    ``replace``, with names written into the id fields; None when it does not parse."""
-    try:
-        page = orjson.loads(body)
-        compact = orjson.dumps
-    except orjson.JSONDecodeError:
-        try:  # integers beyond 64 bits: the standard library has no such limit
-            page = json.loads(body)
-        except ValueError:
-            return None
-        compact = _dumps_stdlib
+    ``replace``, with names written into the id fields; None when it does not parse, or
+    when the result has a number JSON cannot hold (a sum beyond a double's range)."""
+    page = _parse(body)
+    if page is _INVALID:
+        return None
     if grouped:
         merge_by_name(page, grouped, names)
     if replace:
         replace_ids(page, names)
-    return compact(page)
+    return _serialise(page)
 
 
-def _dumps_stdlib(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+_INVALID = object()
+# orjson reads integers beyond 64 bits as floats, losing digits: bodies with such long
+# digit runs (rare) are read by the standard library, whose integers are exact.
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def _parse(body: bytes) -> Any:
+    if not _LONG_NUMBER.search(body):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # lone surrogate escapes, numbers beyond a double: the standard library
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return _INVALID
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _serialise(page: Any) -> bytes | None:
+    try:
+        return orjson.dumps(page) if _finite(page) else None
+    except TypeError:  # an integer beyond 64 bits
+        pass
+    try:
+        text = json.dumps(page, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: its \u escape is still JSON
+        return json.dumps(page, separators=(",", ":")).encode("ascii")
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or infinity anywhere (orjson would write them as null)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def merge_by_name(page: Any, grouped: Collection[str], names: Names) -> int:
     """Merge each bucket's results in place; how many rows were merged into others."""
     merged = 0
-    if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+    if not grouped or not isinstance(page, dict) or not isinstance(page.get("data"), list):
         return 0
     for bucket in page["data"]:
         if isinstance(bucket, dict) and isinstance(bucket.get("results"), list):
@@ -136,13 +177,15 @@ def _add_into(target: dict[str, Any], row: dict[str, Any], grouped: Collection[s
         if field not in own_fields:
             target[field] = _sum(target[field], value)
     for id_field in grouped:
+        if IDS_FIELD[id_field] not in target:
+            continue  # rows without this field (user_id on costs): nothing to list
         ids = target[IDS_FIELD[id_field]]
         for id_value in row[IDS_FIELD[id_field]]:
             if id_value not in ids:
                 ids.append(id_value)
         target[id_field] = ids[0] if len(ids) == 1 else None
         for added, _ in EXTRA_FIELDS[id_field]:
-            if added in target and target[added] != row.get(added):
+            if target.get(added) != row.get(added):
                 target[added] = None  # several keys: no one redacted value or email
     return None
 
