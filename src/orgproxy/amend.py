@@ -108,7 +108,7 @@ def amend_json(body: bytes, names: Names) -> Amended | None:
         return None
     if _fast_path_applies(body):
         try:
-            return _amend_fast(body, names.members)
+            return _amend_fast(body, names.members, insertions_for(names))
         except _NeedsExactPath:
             pass
     try:
@@ -159,19 +159,25 @@ def _tally(result: Amended, id_field: str, id_value: str | None,
         result.unknown_ids.setdefault(id_value, id_field)
 
 
-class _Insertions(dict[bytes, bytes]):
-    """Matched id member -> the same bytes followed by the members to insert.
+# Distinct id members remembered per snapshot: pages repeat a few hundred, and a flood
+# of distinct ids must not grow memory without bound.
+MAX_REMEMBERED_MEMBERS = 50_000
 
-    Pages repeat the same few ids thousands of times, so each distinct member is worked
-    out once per body; the per-match cost is one dictionary lookup.
+
+class _Insertions(dict[bytes, tuple[bytes, str, str | None]]):
+    """Matched id member -> (the same bytes followed by the members to insert, its id
+    field, its id).
+
+    Pages repeat the same ids thousands of times, and every page the same few hundred, so
+    each distinct member is worked out once per snapshot of names; the per-match cost is
+    one dictionary lookup.
     """
 
     def __init__(self, known: Mapping[str, Mapping[str, Members]]):
         super().__init__()
         self.known = known
-        self.ids: dict[bytes, tuple[str, str | None]] = {}
 
-    def __missing__(self, text: bytes) -> bytes:
+    def __missing__(self, text: bytes) -> tuple[bytes, str, str | None]:
         match = _ID_MEMBER.fullmatch(text)
         assert match is not None
         id_field, before, after, raw_id, null, following = match.groups()
@@ -179,26 +185,36 @@ class _Insertions(dict[bytes, bytes]):
             raise _NeedsExactPath  # a number, object or array as the id, or an escape in it
         field_name = id_field.decode()
         id_value = None if raw_id is None else raw_id.decode("utf-8")
-        self.ids[text] = (field_name, id_value)
-        insertion = text + _layout(_members_for(field_name, id_value, self.known), before, after, following)
-        self[text] = insertion
-        return insertion
+        members = _members_for(field_name, id_value, self.known)
+        entry = (text + _layout(members, before, after, following), field_name, id_value)
+        if len(self) < MAX_REMEMBERED_MEMBERS:
+            self[text] = entry
+        return entry
 
 
-def _amend_fast(body: bytes, known: Mapping[str, Mapping[str, Members]]) -> Amended:
-    insertions = _Insertions(known)
+def insertions_for(names: Names) -> _Insertions:
+    """The snapshot's own table of worked-out insertions (made on first use)."""
+    table = names.cache.get("insertions")
+    if table is None:
+        table = names.cache["insertions"] = _Insertions(names.members)
+    return table
+
+
+def _amend_fast(body: bytes, known: Mapping[str, Mapping[str, Members]],
+                insertions: _Insertions | None = None) -> Amended:
+    table = _Insertions(known) if insertions is None else insertions
     seen: list[bytes] = []
     remember = seen.append
 
     def insert(match: re.Match[bytes]) -> bytes:
         text = match[0]
         remember(text)
-        return insertions[text]
+        return table[text][0]
 
     amended = _ID_MEMBER.sub(insert, body)
     result = Amended(amended if seen else body)
     for text, times in Counter(seen).items():
-        id_field, id_value = insertions.ids[text]
+        _, id_field, id_value = table[text]
         _tally(result, id_field, id_value, known, times)
     return result
 

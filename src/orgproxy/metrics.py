@@ -58,8 +58,13 @@ def count_request(route: str, method: bytes, status: int) -> None:
 
 
 def count_ids(occurrences: dict[tuple[str, str], int], unknown_ids: dict[str, str]) -> None:
+    # Summed here first: a page has hundreds of distinct ids, and each labelled
+    # increment takes a lock.
+    totals: dict[tuple[str, str], int] = {}
     for (id_field, id_value), times in occurrences.items():
-        result = "unknown" if unknown_ids.get(id_value) == id_field else "named"
+        key = (id_field, "unknown" if unknown_ids.get(id_value) == id_field else "named")
+        totals[key] = totals.get(key, 0) + times
+    for (id_field, result), times in totals.items():
         IDS.labels(id_field, result).inc(times)
 
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from orgproxy.history import Learned
 
@@ -58,6 +59,9 @@ class Names:
     by_source: Mapping[str, int] = field(default_factory=dict)  # names each source supplied
     # id field -> name -> every id known by that name, for filters by name
     ids_by_name: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+    # Work derived from this snapshot and kept with it (the amender's insertions), so
+    # that it is done once per snapshot rather than once per request.
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_aliases(cls, aliases: Mapping[str, Mapping[str, str]]) -> Names:
