@@ -57,6 +57,9 @@ SAMPLES = {
     "client-token-file": (("/run/secrets/token", "/run/secrets/token"), ("token.txt", "token.txt")),
     "upstream-ca": (("/etc/ssl/gateway.pem", "/etc/ssl/gateway.pem"), ("ca.pem", "ca.pem")),
     "max-concurrency": (("100", 100), ("8", 8)),
+    "workers": (("2", 2), ("3", 3)),
+    "worker-fd": (("3", "3"), ("4", "4")),
+    "worker-number": (("1", 1), ("2", 2)),
 }
 
 

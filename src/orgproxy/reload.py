@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorCore, IReactorTime
@@ -89,9 +89,9 @@ class ReloadService(Service):
     """Reloads on SIGHUP, and on changes the watcher reports, while running."""
 
     def __init__(self, reactor: IReactorCore, reloader: AliasReloader | None, watch: str,
-                 also_on_sighup: Callable[[str], None] | None = None):
+                 also_on_sighup: Sequence[Callable[[str], None]] = ()):
         self.reloader = reloader
-        self.also_on_sighup = also_on_sighup  # discovery, which SIGHUP runs too
+        self.also_on_sighup = list(also_on_sighup)  # discovery, the other workers
         # twistd installs no SIGHUP handler, and an unhandled SIGHUP ends the process:
         # ours is installed even with no alias file, so a stray HUP is harmless.
         self.sighup = SignalHandler(reactor, signal.SIGHUP, self.on_sighup)
@@ -103,8 +103,8 @@ class ReloadService(Service):
             log.info("SIGHUP: no alias file to reload")
         else:
             self.reloader.reload("SIGHUP")
-        if self.also_on_sighup is not None:
-            self.also_on_sighup("SIGHUP")
+        for also in self.also_on_sighup:
+            also("SIGHUP")
 
     def startService(self) -> None:
         super().startService()

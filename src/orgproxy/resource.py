@@ -7,6 +7,7 @@ so that every refusal is an OpenAI-shaped error rather than Twisted's HTML pages
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -156,6 +157,7 @@ class OrgproxyResource(Resource):
             }
         return orjson.dumps({
             "status": "ok",
+            "pid": os.getpid(),
             "names_loaded": names.count(),
             "names_by_field": names.counts(),
             "names_by_source": dict(names.by_source),

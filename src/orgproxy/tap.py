@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import sys
 from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -13,7 +14,7 @@ from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.python import usage
 
 from orgproxy import metrics
@@ -26,6 +27,7 @@ from orgproxy.names import CurrentNames
 from orgproxy.reload import AliasReloader, ReloadService
 from orgproxy.signals import SignalHandler
 from orgproxy.watch import MODES
+from orgproxy.workers import AdoptedPortService, ListeningService, WorkerPool
 from orgproxy.resource import OrgproxyResource
 from orgproxy.site import OrgproxySite
 from orgproxy.upstream import Upstream
@@ -44,6 +46,7 @@ DEFAULTS: Mapping[str, str] = {
     "discovery-cooldown": "60",
     "allow-from": DEFAULT_ALLOW_FROM,
     "max-concurrency": "256",
+    "workers": "1",
 }
 
 
@@ -100,6 +103,10 @@ class Options(usage.Options):
          " (for an internal gateway)."],
         ["max-concurrency", None, None,
          f"Upstream requests at once; beyond, 503. [default: {DEFAULTS['max-concurrency']}]"],
+        ["workers", None, None,
+         f"Processes serving the one listening socket (tcp: or unix: ports). [default: {DEFAULTS['workers']}]"],
+        ["worker-fd", None, None, "Internal: the listening socket a worker adopts."],
+        ["worker-number", None, None, "Internal: which worker this process is."],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None):
@@ -112,6 +119,8 @@ class Options(usage.Options):
         for option, _, _, _ in self.optParameters:
             if self[option] is None:
                 self[option] = self.environ.get(env_name(option)) or DEFAULTS.get(option)
+        # The values as text, for the command lines of --workers' other processes.
+        self.given = {option: self[option] for option, _, _, _ in self.optParameters if self[option] is not None}
         for option, _, _ in self.optFlags:
             self[option] = bool(self[option]) or (
                 self.environ.get(env_name(option), "").lower() in ("1", "true", "yes", "on"))
@@ -121,6 +130,10 @@ class Options(usage.Options):
         self["discovery-interval"] = _positive(self, "discovery-interval", float)
         self["discovery-cooldown"] = _positive(self, "discovery-cooldown", float)
         self["max-concurrency"] = _positive(self, "max-concurrency", int)
+        self["workers"] = _positive(self, "workers", int)
+        self["worker-number"] = int(self["worker-number"] or 0)
+        if self["workers"] > 1 and self["port"].split(":", 1)[0] not in ("tcp", "unix"):
+            raise usage.UsageError("--workers needs a tcp: or unix: --port (the socket is shared)")
         try:
             self["allow-from"] = parse_networks(self["allow-from"])
         except ValueError as e:
@@ -178,8 +191,16 @@ class OrgproxyService(MultiService):
         self.sigterm = SignalHandler(reactor, signal.SIGTERM, self.stop_requested)
 
     def stop_requested(self) -> None:
+        if self.stopping:
+            return  # a second SIGTERM (the supervisor's to the group, and ours to workers)
+        self.stopping = True
         log.info("SIGTERM: no longer accepting connections; shutting down")
-        self.reactor.stop()
+        try:
+            self.reactor.stop()
+        except ReactorNotRunning:
+            pass  # already stopping for another reason
+
+    stopping = False
 
     def privilegedStartService(self) -> None:
         # The port is bound here (strports raises at once rather than logging and serving
@@ -211,7 +232,10 @@ class OrgproxyService(MultiService):
                  port=self.options["port"], upstream=self.options["upstream"])
 
     def stopService(self) -> Deferred[None]:
-        self.sigterm.uninstall()
+        # The SIGTERM handler stays until the end: a second SIGTERM during the stop (a
+        # supervisor signalling the whole group) must not reach twistd's, which would
+        # stop the reactor again.
+        self.stopping = True
         return Deferred.fromCoroutine(self.stop_in_order())
 
     async def stop_in_order(self) -> None:
@@ -275,6 +299,8 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
 
         reactor = installed_reactor
     set_level(options["log-level"])
+    if options["worker-number"]:
+        log.namespace = f"orgproxy.worker{options['worker-number']}"
     names, reloader = load_names(options["aliases"], reactor)
     history, history_problem = open_history(os.path.abspath(options["state-dir"]), names, reactor)
     try:
@@ -309,9 +335,20 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
     if discovery is None:
         service.notes.append("Discovery is off (no --admin-key-file or OPENAI_ADMIN_KEY):"
                              " names come from the alias file and the history only")
-    strports.service(options["port"], OrgproxySite(resource), reactor=reactor).setServiceParent(service)
-    ReloadService(reactor, reloader, options["watch"],
-                  discovery.request if discovery is not None else None).setServiceParent(service)
+    on_sighup = [discovery.request] if discovery is not None else []
+    site = OrgproxySite(resource)
+    if options["worker-fd"] is not None:
+        AdoptedPortService(reactor, int(options["worker-fd"]), site).setServiceParent(service)
+    elif options["workers"] > 1:
+        listening = ListeningService(serverFromString(reactor, options["port"]), site)
+        listening.setServiceParent(service)
+        pool = WorkerPool(reactor, options["workers"], sys.argv, options, listening,
+                          options["shutdown-timeout"] + 5)
+        pool.setServiceParent(service)
+        on_sighup.append(pool.on_sighup)
+    else:
+        strports.service(options["port"], site, reactor=reactor).setServiceParent(service)
+    ReloadService(reactor, reloader, options["watch"], on_sighup).setServiceParent(service)
     if discovery is not None:
         discovery.setServiceParent(service)
     return service
