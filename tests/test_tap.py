@@ -58,6 +58,8 @@ SAMPLES = {
     "upstream-ca": (("/etc/ssl/gateway.pem", "/etc/ssl/gateway.pem"), ("ca.pem", "ca.pem")),
     "max-concurrency": (("100", 100), ("8", 8)),
     "workers": (("2", 2), ("3", 3)),
+    "cache-ttl": (("30", 30.0), ("0", 0.0)),
+    "cache-max-bytes": (("1000000", 1000000), ("5000", 5000)),
     "worker-fd": (("3", "3"), ("4", "4")),
     "worker-number": (("1", 1), ("2", 2)),
 }
@@ -99,6 +101,8 @@ def test_openai_base_url_is_never_read() -> None:
     (["--log-level", "loud"], "--log-level must be one of debug, info, warn, error"),
     (["--allow-from", "10.0.0.0/8,nonsense"], "--allow-from: 'nonsense' is not an address or CIDR network"),
     (["--max-concurrency", "0"], "--max-concurrency must be a positive int"),
+    (["--cache-ttl", "-1"], "--cache-ttl must be 0 \\(off\\) or more seconds"),
+    (["--cache-ttl", "soon"], "--cache-ttl must be 0 \\(off\\) or more seconds"),
     (["--watch", "fanotify"], "--watch must be one of auto, inotify, poll, off"),
     (["--shutdown-timeout", "0"], "--shutdown-timeout must be a positive float"),
 ])

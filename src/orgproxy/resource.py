@@ -30,6 +30,7 @@ from orgproxy.errors import (
     too_many_requests,
     unknown_name,
 )
+from orgproxy.cache import ResponseCache, cache_key
 from orgproxy.grouping import regroup
 from orgproxy.learning import DiscoveryService
 from orgproxy.logs import debug_enabled, log
@@ -45,6 +46,8 @@ from orgproxy.upstream import NOT_FORWARDED_TO_UPSTREAM, Upstream, UpstreamRespo
 UNKNOWN_IDS_LOGGED = 10
 # The status counted for a request whose client left before the answer (nginx's use).
 CLIENT_LEFT = 499
+# Request headers that choose what OpenAI answers, besides the credential and target.
+SCOPE_HEADERS = (b"openai-organization", b"openai-project")
 # The proxy's own routes, by raw path, as named in metrics.
 OWN_ROUTES = {b"/health": "health", b"/metrics": "metrics", b"/orgproxy/unknown": "unknown_report"}
 
@@ -89,8 +92,9 @@ class OrgproxyResource(Resource):
     def __init__(self, upstream: Upstream, names: CurrentNames, clock: IReactorTime,
                  discovery: DiscoveryService | None = None, replace_ids: bool = False,
                  allow: AllowList | None = None, client_token: bytes | None = None,
-                 max_concurrency: int = 256):
+                 max_concurrency: int = 256, cache: ResponseCache | None = None):
         super().__init__()
+        self.cache = cache
         self.replace_ids = replace_ids
         self.allow = allow
         self.client_token = client_token
@@ -182,6 +186,14 @@ class OrgproxyResource(Resource):
         if self.discovery is not None:
             self.discovery.unknown_seen(amended.unknown_ids)
 
+    @staticmethod
+    def cache_key(request: CappedRequest, target: bytes) -> bytes | None:
+        """Same credential, same organization and project headers, same target."""
+        headers = request.requestHeaders
+        scope = b"\n".join(b",".join(headers.getRawHeaders(name, [])) for name in SCOPE_HEADERS)
+        return cache_key(request.method, headers.getRawHeaders(b"authorization", [None])[-1],
+                         target + b"\n" + scope)
+
     def refuse(self, request: server.Request, error: ProxyError, route: str) -> int:
         send_error(request, error)
         metrics.count_request(route, request.method, error.status)
@@ -207,10 +219,19 @@ class OrgproxyResource(Resource):
         client_gone = request.notifyFinish()
         self.in_flight.enter()
         request.notifyFinish().addBoth(self.in_flight.leave)
-        exchange = self.upstream.forward(
-            request.method, target, end_to_end(request.requestHeaders, NOT_FORWARDED_TO_UPSTREAM),
-            request.content.getvalue() if has_body else None,
-        )
+        headers = end_to_end(request.requestHeaders, NOT_FORWARDED_TO_UPSTREAM)
+        body = request.content.getvalue() if has_body else None
+
+        def call_upstream() -> Deferred[UpstreamResponse]:
+            return self.upstream.forward(request.method, target, headers, body)
+
+        key = self.cache_key(request, target) if self.cache is not None and body is None else None
+        if key is None:
+            exchange = call_upstream()
+        else:
+            assert self.cache is not None
+            exchange, outcome = self.cache.fetch(key, call_upstream)
+            request.setHeader(b"x-orgproxy-cache", outcome.encode())
         exchange_state = _Exchange(self, request, path, names, started, grouped)
         client_gone.addErrback(exchange_state.client_left, exchange)
         exchange.addCallbacks(exchange_state.respond, exchange_state.fail)

@@ -20,6 +20,7 @@ from twisted.python import usage
 from orgproxy import metrics
 from orgproxy.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
 from orgproxy.aliasfile import AliasFileError
+from orgproxy.cache import ResponseCache
 from orgproxy.history import History
 from orgproxy.learning import DiscoveryService, KeyFileError, read_admin_key
 from orgproxy.logs import LEVELS, log, set_level
@@ -47,6 +48,8 @@ DEFAULTS: Mapping[str, str] = {
     "allow-from": DEFAULT_ALLOW_FROM,
     "max-concurrency": "256",
     "workers": "1",
+    "cache-ttl": "0",
+    "cache-max-bytes": str(64 * 1024 * 1024),
 }
 
 
@@ -105,6 +108,11 @@ class Options(usage.Options):
          f"Upstream requests at once; beyond, 503. [default: {DEFAULTS['max-concurrency']}]"],
         ["workers", None, None,
          f"Processes serving the one listening socket (tcp: or unix: ports). [default: {DEFAULTS['workers']}]"],
+        ["cache-ttl", None, None,
+         "Seconds identical GETs (same credential, path and query) are answered from memory,"
+         f" and identical GETs in flight share one upstream call; 0 is off. [default: {DEFAULTS['cache-ttl']}]"],
+        ["cache-max-bytes", None, None,
+         f"Most bytes of upstream bodies the cache keeps. [default: {DEFAULTS['cache-max-bytes']}]"],
         ["worker-fd", None, None, "Internal: the listening socket a worker adopts."],
         ["worker-number", None, None, "Internal: which worker this process is."],
     ]
@@ -131,6 +139,13 @@ class Options(usage.Options):
         self["discovery-cooldown"] = _positive(self, "discovery-cooldown", float)
         self["max-concurrency"] = _positive(self, "max-concurrency", int)
         self["workers"] = _positive(self, "workers", int)
+        self["cache-max-bytes"] = _positive(self, "cache-max-bytes", int)
+        try:
+            self["cache-ttl"] = float(self["cache-ttl"])
+        except ValueError:
+            self["cache-ttl"] = -1.0
+        if not self["cache-ttl"] >= 0:
+            raise usage.UsageError(f"--cache-ttl must be 0 (off) or more seconds, not {self.given['cache-ttl']!r}")
         self["worker-number"] = int(self["worker-number"] or 0)
         if self["workers"] > 1 and self["port"].split(":", 1)[0] not in ("tcp", "unix"):
             raise usage.UsageError("--workers needs a tcp: or unix: --port (the socket is shared)")
@@ -320,8 +335,11 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
     if key is not None:
         discovery = DiscoveryService(reactor, upstream, key, names, history,
                                      options["discovery-interval"], options["discovery-cooldown"])
+    cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"])
+             if options["cache-ttl"] > 0 else None)
     resource = OrgproxyResource(upstream, names, reactor, discovery, options["replace-ids"],
-                                AllowList(options["allow-from"]), client_token, options["max-concurrency"])
+                                AllowList(options["allow-from"]), client_token, options["max-concurrency"],
+                                cache)
     metrics.follow_names(lambda: names.names)
     metrics.IN_FLIGHT.set_function(lambda: resource.in_flight.count)
     service = OrgproxyService(options, upstream, resource, names, reactor, history)
