@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # to the sources or to pyproject.toml reinstalls it.
 SOURCES := pyproject.toml $(shell find src twisted -name '*.py' 2>/dev/null)
 
-.PHONY: run test clean
+.PHONY: run test clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,6 @@ test: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)

@@ -55,6 +55,14 @@ def worker_argv(argv: Sequence[str], options: Any, worker: int) -> list[str]:
             *plugin_options, "--workers=1", f"--worker-fd={WORKER_FD}", f"--worker-number={worker}"]
 
 
+def share_accepts(port: Any) -> None:
+    """Accept one connection per wake-up. Twisted accepts up to a hundred at once, so the
+    first worker to wake would take a whole burst of connections (and, with keep-alive,
+    their every request) while the others idle."""
+    if hasattr(port, "numberAccepts"):
+        port.numberAccepts = 1
+
+
 class AdoptedPortService(Service):
     """Serves on the listening socket a worker was given."""
 
@@ -69,6 +77,7 @@ class AdoptedPortService(Service):
         family = socket.socket(fileno=os.dup(self.fd)).family
         self.port = self.reactor.adoptStreamPort(self.fd, family, self.factory)
         os.close(self.fd)  # the port holds its own copy
+        share_accepts(self.port)
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
@@ -162,6 +171,7 @@ class ListeningService(Service):
         if isinstance(result[0], Failure):
             result[0].raiseException()
         self.port = result[0]
+        share_accepts(self.port)
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
