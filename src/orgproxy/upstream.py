@@ -8,6 +8,7 @@ forward the caller's path and query byte for byte.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from io import BytesIO
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
@@ -33,7 +34,12 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from service_identity import CertificateError, VerificationError
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
-from twisted.web.client import BrowserLikePolicyForHTTPS
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.web.client import URI, BrowserLikePolicyForHTTPS
+from twisted.web.error import SchemeNotSupported
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
 
 from orgproxy.errors import ProxyError
 
@@ -134,6 +140,32 @@ def read_capped(response: IResponse, limit: int) -> Deferred[bytes]:
     return finished
 
 
+@implementer(IAgentEndpointFactory)
+class _OneUpstreamEndpoints:
+    """Endpoints made once per host and port, not once per request as the Agent's own
+    factory does: each new HostnameEndpoint runs IDNA over the host name, a measurable
+    share of a small request's time. TCP for http, TCP and verified TLS for https."""
+
+    def __init__(self, reactor: Any, policy: BrowserLikePolicyForHTTPS, connect_timeout: float):
+        self.reactor = reactor
+        self.policy = policy
+        self.connect_timeout = connect_timeout
+        self.made: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self.made.get(key)
+        if endpoint is None:
+            endpoint = HostnameEndpoint(self.reactor, uri.host.decode("ascii"), uri.port,
+                                        timeout=self.connect_timeout)
+            if uri.scheme == b"https":
+                endpoint = wrapClientTLS(self.policy.creatorForNetloc(uri.host, uri.port), endpoint)
+            elif uri.scheme != b"http":
+                raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
+            self.made[key] = endpoint
+        return endpoint
+
+
 class _QuietClientFactory(_HTTP11ClientFactory):
     # Twisted logs "Starting factory" for every new upstream connection; the pool's
     # factory class is the one place to say no (treq's documented workaround).
@@ -159,8 +191,8 @@ class Upstream:
             # gateway), host name included, by service-identity: a wrong certificate is an
             # error, never a silent downgrade.
             trust = upstream_trust(ca_file) if ca_file else None
-            agent = Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trust), pool=self.pool,
-                          connectTimeout=timeout)
+            endpoints = _OneUpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trust), timeout)
+            agent = Agent.usingEndpointFactory(reactor, endpoints, pool=self.pool)
         self.agent = ContentDecoderAgent(agent, [(b"gzip", GzipDecoder)])
 
     def forward(self, method: bytes, path_and_query: bytes,
