@@ -329,12 +329,13 @@ class _Exchange:
                  unknown_ids: dict[str, Any]) -> None:
         listed = list(unknown_ids)[:UNKNOWN_IDS_LOGGED]
         more = len(unknown_ids) - len(listed)
-        log.info(
-            "{method} {path} -> {status} in {total_ms:.1f} ms (upstream {upstream_ms:.1f} ms):"
-            " {named} named, {unknown} unknown{unknown_list}",
-            method=self.method, path=printable(self.path), status=status,
-            total_ms=(now - self.started) * 1000, upstream_ms=(upstream_done - self.started) * 1000,
-            named=named, unknown=unknown, unknown_ids=listed,
-            unknown_list=(f" ({', '.join(listed)}{f' and {more} more' if more else ''})"
-                          if listed else ""),
-        )
+        method, path = self.method, printable(self.path)
+        total_ms, upstream_ms = (now - self.started) * 1000, (upstream_done - self.started) * 1000
+        unknown_list = f" ({', '.join(listed)}{f' and {more} more' if more else ''})" if listed else ""
+        # Formatted here, once, with an f-string: twisted.logger's own formatting of a
+        # many-field format string costs more than the rest of a small request's logging.
+        # The fields still travel with the event, for the JSON lines observer.
+        log.info("{line}", line=f"{method} {path} -> {status} in {total_ms:.1f} ms (upstream {upstream_ms:.1f} ms):"
+                 f" {named} named, {unknown} unknown{unknown_list}",
+                 method=method, path=path, status=status, total_ms=total_ms, upstream_ms=upstream_ms,
+                 named=named, unknown=unknown, unknown_ids=listed)
