@@ -132,7 +132,7 @@ class Report:
         return list(seen)
 
     def add(self, day: str, row: dict[str, Any]) -> None:
-        group = tuple(row.get(field_) for field_ in self.by)
+        group = tuple(_group_value(row, field_) for field_ in self.by)
         values = self.days.setdefault((day, group), {})
         if self.kind == "costs":
             amount = row.get("amount") or {}
@@ -154,6 +154,19 @@ class Report:
             for name, value in values.items():
                 total[name] = total.get(name, 0) + value
         return sorted(groups.items(), key=lambda item: -self.main_measure(item[1]))
+
+
+def _group_value(row: dict[str, Any], by: str) -> Any:
+    """The row's value for a --by field; a name nobody knew is told apart by its id, as
+    orgproxy keeps the rows of unknown ids apart."""
+    value = row.get(by)
+    id_field = ID_FOR_NAME.get(by)
+    if value == "unknown" and id_field and isinstance(row.get(id_field), str):
+        return f"unknown ({row[id_field]})"
+    return value
+
+
+ID_FOR_NAME = {"api_key_name": "api_key_id", "project_name": "project_id", "user_name": "user_id"}
 
 
 def collect(fetcher: Fetcher, kind: str, since: date, until: date, by: list[str]) -> Report:
