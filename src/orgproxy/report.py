@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import io
 import json
 import os
@@ -78,12 +79,14 @@ class Fetcher:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 body = response.read()
         except urllib.error.HTTPError as e:
-            raise ReportError(f"{path}: {e.code} from {'OpenAI' if e.code == 401 else 'the proxy'}:"
-                              f" {_error_message(e.read())}") from None
+            raise ReportError(f"{path}: {e.code}: {_error_message(e.read())}") from None
         except urllib.error.URLError as e:
             raise ReportError(f"cannot reach orgproxy at {self.proxy}: {e.reason}") from None
         except TimeoutError:
             raise ReportError(f"orgproxy at {self.proxy} did not answer within {TIMEOUT} s") from None
+        except (http.client.HTTPException, OSError) as e:
+            # The connection dropped without (a whole) answer.
+            raise ReportError(f"orgproxy at {self.proxy} hung up: {e or type(e).__name__}") from None
         self.pages += 1
         if self.progress is not None:
             self.progress.update(1)
