@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from io import BytesIO
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
-from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -228,12 +228,8 @@ class Upstream:
     def close(self) -> Deferred[None]:
         """Close idle pooled connections (at shutdown)."""
         if self.pool is None:
-            return Deferred.fromCoroutine(_nothing())
+            return succeed(None)
         return self.pool.closeCachedConnections()
-
-
-async def _nothing() -> None:
-    return None
 
 
 def describe_failure(failure: Failure, timeout: float, max_response_bytes: int) -> ProxyError:
@@ -286,4 +282,3 @@ def upstream_trust(path: str) -> object:
         Certificate.loadPEM(c.public_bytes(serialization.Encoding.PEM)) for c in certificates])
 
 
-__all__ = ["ConnectionClosed", "Upstream", "UpstreamResponse", "describe_failure", "end_to_end"]
