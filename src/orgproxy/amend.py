@@ -39,11 +39,13 @@ _NULL_JSON = b"null"
 # An id member: key, the whitespace around its colon, a simple string or null (a missing
 # value group means something else: the exact path), and the comma and whitespace after
 # it, which the inserted member copies so that it sits in the body's own layout.
+# The fields the proxy adds are matched too: finding one already in a body (the same
+# pass, rather than a search of its own) sends the body to the exact path, which never
+# writes a field twice.
 _ID_MEMBER = re.compile(
-    rb'"(api_key_id|project_id|user_id)"([ \t\n\r]*):([ \t\n\r]*)'
+    rb'"(' + b"|".join(f.encode() for f in (*NAME_FIELD_FOR_ID, *ADDED_FIELDS)) + rb')"([ \t\n\r]*):([ \t\n\r]*)'
     rb'(?:"([^"\\]*)"|(null))?(,[ \t\n\r]*)?'
 )
-_ADDED_KEYS = tuple(b'"%s"' % added.encode() for added in ADDED_FIELDS)
 _NULL_MEMBERS = {f: ((n.encode(), _NULL_JSON),) for f, n in NAME_FIELD_FOR_ID.items()}
 _UNKNOWN_MEMBERS = {f: ((n.encode(), _UNKNOWN_JSON),) for f, n in NAME_FIELD_FOR_ID.items()}
 _ESCAPED_ID_KEYS = (b"\\u",) + tuple(b'\\"%s"' % f.encode() for f in NAME_FIELD_FOR_ID)
@@ -119,10 +121,8 @@ def amend_json(body: bytes, names: Names) -> Amended | None:
 
 
 def _fast_path_applies(body: bytes) -> bool:
-    # Each test is one C-speed substring search; usage pages have no backslash at all.
-    if b"\\" in body and any(spoiler in body for spoiler in _ESCAPED_ID_KEYS):
-        return False
-    return not any(key in body for key in _ADDED_KEYS)
+    # One C-speed search for a backslash: usage pages have none at all.
+    return not (b"\\" in body and any(spoiler in body for spoiler in _ESCAPED_ID_KEYS))
 
 
 def _layout(members: Members, before_colon: bytes, after_colon: bytes, following: bytes | None) -> bytes:
@@ -181,9 +181,11 @@ class _Insertions(dict[bytes, tuple[bytes, str, str | None]]):
         match = _ID_MEMBER.fullmatch(text)
         assert match is not None
         id_field, before, after, raw_id, null, following = match.groups()
+        field_name = id_field.decode()
+        if field_name not in NAME_FIELD_FOR_ID:
+            raise _NeedsExactPath  # a field the proxy adds is there already
         if raw_id is None and null is None:
             raise _NeedsExactPath  # a number, object or array as the id, or an escape in it
-        field_name = id_field.decode()
         id_value = None if raw_id is None else raw_id.decode("utf-8")
         members = _members_for(field_name, id_value, self.known)
         entry = (text + _layout(members, before, after, following), field_name, id_value)
