@@ -7,6 +7,7 @@ outcomes): never ids, names, tokens or raw paths, so the number of series stays 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -53,8 +54,20 @@ def method_label(method: bytes) -> str:
     return text if text in KNOWN_METHODS else "OTHER"
 
 
+_request_series: dict[tuple[str, bytes, int], Any] = {}
+
+
 def count_request(route: str, method: bytes, status: int) -> None:
-    REQUESTS.labels(route, method_label(method), str(status)).inc()
+    # The labelled series looked up once per (route, method, status): labels() builds
+    # and locks on every call, and this runs on every request. Bounded: routes, methods
+    # (unknown ones share OTHER) and status codes are few.
+    key = (route, method, status)
+    series = _request_series.get(key)
+    if series is None:
+        series = REQUESTS.labels(route, method_label(method), str(status))
+        if len(_request_series) < 10_000:
+            _request_series[key] = series
+    series.inc()
 
 
 def count_ids(occurrences: dict[tuple[str, str], int], unknown_ids: dict[str, str]) -> None:

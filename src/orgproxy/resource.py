@@ -216,9 +216,8 @@ class OrgproxyResource(Resource):
         has_body = (request.requestHeaders.hasHeader(b"content-length")
                     or request.requestHeaders.hasHeader(b"transfer-encoding"))
         # Taken before any work starts, so a client that leaves at once is still noticed.
-        client_gone = request.notifyFinish()
+        finished = request.notifyFinish()
         self.in_flight.enter()
-        request.notifyFinish().addBoth(self.in_flight.leave)
         headers = end_to_end(request.requestHeaders, NOT_FORWARDED_TO_UPSTREAM)
         body = request.content.getvalue() if has_body else None
 
@@ -233,7 +232,8 @@ class OrgproxyResource(Resource):
             exchange, outcome = self.cache.fetch(key, call_upstream)
             request.setHeader(b"x-orgproxy-cache", outcome.encode())
         exchange_state = _Exchange(self, request, path, names, started, grouped)
-        client_gone.addErrback(exchange_state.client_left, exchange)
+        finished.addErrback(exchange_state.client_left, exchange)
+        finished.addBoth(self.in_flight.leave)
         exchange.addCallbacks(exchange_state.respond, exchange_state.fail)
         exchange.addErrback(exchange_state.bug)
         return server.NOT_DONE_YET
