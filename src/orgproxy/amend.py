@@ -83,7 +83,8 @@ def is_json(body: bytes) -> bool:
         return False
 
 
-def _refuse_constant(name: str) -> None:
+def refuse_constant(name: str) -> None:
+    """For json.loads(parse_constant=...): NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not JSON")
 
 
@@ -95,7 +96,7 @@ def _keep_spelling(number: str) -> str:
 # numbers mean: only their extent matters here, and int() of more than 4300 digits
 # would refuse valid JSON.
 _STRICT = json.JSONDecoder(parse_int=_keep_spelling, parse_float=_keep_spelling,
-                           parse_constant=_refuse_constant)
+                           parse_constant=refuse_constant)
 
 
 def amend_json(body: bytes, names: Names) -> Amended | None:

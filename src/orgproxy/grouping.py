@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from orgproxy.amend import refuse_constant
 from orgproxy.names import EXTRA_FIELDS, NAME_FIELD_FOR_ID, Names
 
 # The list of merged ids each grouped id field gets: api_key_id -> api_key_ids.
@@ -57,13 +58,9 @@ def _parse(body: bytes) -> Any:
         except orjson.JSONDecodeError:
             pass  # lone surrogate escapes, numbers beyond a double: the standard library
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        return json.loads(body.decode("utf-8"), parse_constant=refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return _INVALID
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _serialise(page: Any) -> bytes | None:

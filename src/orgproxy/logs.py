@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 from twisted.logger import (
@@ -24,6 +23,8 @@ from twisted.logger import (
     globalLogPublisher,
 )
 from zope.interface import provider
+
+from orgproxy.times import iso
 
 LEVELS: Mapping[str, LogLevel] = {
     "debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error,
@@ -65,8 +66,7 @@ def json_lines() -> ILogObserver:
     def observe(event: dict[str, Any]) -> None:
         level = event.get("log_level")
         record: dict[str, Any] = {
-            "time": datetime.fromtimestamp(event.get("log_time") or 0, timezone.utc).isoformat(
-                timespec="milliseconds"),
+            "time": iso(event.get("log_time") or 0, precise=True),
             "level": level.name if level is not None else "info",
             "namespace": event.get("log_namespace", "-"),
             "message": formatEvent(event),

@@ -21,16 +21,14 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
+from orgproxy.names import NAME_FIELD_FOR_ID
+
 __all__ = ["GROUP_BY_NAME_TO_ID", "NAME_FILTERS", "UnknownName", "names_grouped_by", "rewrite_group_by",
            "rewrite_name_filters"]
 
 # Read-only, so that no caller can change what the proxy asks upstream for.
 GROUP_BY_NAME_TO_ID: Mapping[str, str] = MappingProxyType(
-    {
-        "api_key_name": "api_key_id",
-        "project_name": "project_id",
-        "user_name": "user_id",
-    }
+    {name: id_field for id_field, name in NAME_FIELD_FOR_ID.items()}
 )
 
 # The same mapping on bytes, because values are decoded to bytes (see _decode).

@@ -26,6 +26,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from orgproxy.grouping import is_number
+from orgproxy.query import GROUP_BY_NAME_TO_ID
+
 DEFAULT_PROXY = "http://127.0.0.1:18080"
 DAY = 86400
 # The most 1-day buckets one call may cover (the API's limit on `limit`).
@@ -142,7 +145,7 @@ class Report:
             values["cost"] = values.get("cost", 0.0) + float(amount.get("value") or 0)
             return
         for name, value in row.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if is_number(value):
                 values[name] = values.get(name, 0) + value
 
     def main_measure(self, values: dict[str, float]) -> float:
@@ -163,13 +166,10 @@ def _group_value(row: dict[str, Any], by: str) -> Any:
     """The row's value for a --by field; a name nobody knew is told apart by its id, as
     orgproxy keeps the rows of unknown ids apart."""
     value = row.get(by)
-    id_field = ID_FOR_NAME.get(by)
+    id_field = GROUP_BY_NAME_TO_ID.get(by)
     if value == "unknown" and id_field and isinstance(row.get(id_field), str):
         return f"unknown ({row[id_field]})"
     return value
-
-
-ID_FOR_NAME = {"api_key_name": "api_key_id", "project_name": "project_id", "user_name": "user_id"}
 
 
 def collect(fetcher: Fetcher, kind: str, since: date, until: date, by: list[str]) -> Report:

@@ -8,16 +8,24 @@ forward the caller's path and query byte for byte.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from io import BytesIO
+from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
+from service_identity import CertificateError, VerificationError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, DNSLookupError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
+from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.python.failure import Failure
 from twisted.web.client import (
+    URI,
     Agent,
+    BrowserLikePolicyForHTTPS,
     ContentDecoderAgent,
     FileBodyProducer,
     GzipDecoder,
@@ -25,20 +33,10 @@ from twisted.web.client import (
     ResponseDone,
     _HTTP11ClientFactory,
 )
+from twisted.web.error import SchemeNotSupported
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from OpenSSL import SSL
-from service_identity import CertificateError, VerificationError
-from twisted.internet.ssl import Certificate, trustRootFromCertificates
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.web.client import URI, BrowserLikePolicyForHTTPS
-from twisted.web.error import SchemeNotSupported
-from twisted.web.iweb import IAgentEndpointFactory
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IResponse
 from zope.interface import implementer
 
 from orgproxy.errors import ProxyError
@@ -176,23 +174,21 @@ class Upstream:
     """Sends requests to one upstream base URL and reads whole, capped responses."""
 
     def __init__(self, reactor: IReactorTime, base_url: str, timeout: float,
-                 max_response_bytes: int, agent: IAgent | None = None, ca_file: str | None = None):
+                 max_response_bytes: int, ca_file: str | None = None):
         self.reactor = reactor
         self.base_url = base_url.rstrip("/").encode("ascii")
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
-        self.pool: HTTPConnectionPool | None = None
-        if agent is None:
-            self.pool = HTTPConnectionPool(reactor, persistent=True)
-            # Enough idle connections kept for a dashboard's burst of parallel calls.
-            self.pool.maxPersistentPerHost = 32
-            self.pool._factory = _QuietClientFactory
-            # TLS is verified against the system's CAs (or --upstream-ca's, for an internal
-            # gateway), host name included, by service-identity: a wrong certificate is an
-            # error, never a silent downgrade.
-            trust = upstream_trust(ca_file) if ca_file else None
-            endpoints = _OneUpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trust), timeout)
-            agent = Agent.usingEndpointFactory(reactor, endpoints, pool=self.pool)
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        # Enough idle connections kept for a dashboard's burst of parallel calls.
+        self.pool.maxPersistentPerHost = 32
+        self.pool._factory = _QuietClientFactory
+        # TLS is verified against the system's CAs (or --upstream-ca's, for an internal
+        # gateway), host name included, by service-identity: a wrong certificate is an
+        # error, never a silent downgrade.
+        trust = upstream_trust(ca_file) if ca_file else None
+        endpoints = _OneUpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trust), timeout)
+        agent = Agent.usingEndpointFactory(reactor, endpoints, pool=self.pool)
         self.agent = ContentDecoderAgent(agent, [(b"gzip", GzipDecoder)])
 
     def forward(self, method: bytes, path_and_query: bytes,
@@ -227,8 +223,6 @@ class Upstream:
 
     def close(self) -> Deferred[None]:
         """Close idle pooled connections (at shutdown)."""
-        if self.pool is None:
-            return succeed(None)
         return self.pool.closeCachedConnections()
 
 
