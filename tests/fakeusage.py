@@ -25,6 +25,7 @@ import json
 import random
 import struct
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -177,60 +178,61 @@ class Served:
     next_page: str | None
 
 
-def _cost_rows(since: date, until: date) -> list[CostRow]:
-    rows = []
+def _active(since: date, until: date) -> Iterator[tuple[date, Key]]:
+    """Every (day, key) with traffic, in order."""
     for offset in range((until - since).days):
         day = since + timedelta(days=offset)
         for key in KEYS:
-            if not key.active(offset, day):
-                continue
-            rng = random.Random(f"costs:{day.isoformat()}:{key.id}")
-            weights = [rng.uniform(0.2, 1.0) for _ in key.line_items]
-            total = key.dollars_a_day * rng.uniform(0.85, 1.15)
-            for item, weight in zip(key.line_items, weights):
-                # Dollars with OpenAI's many decimals (e.g. 1.2345678901).
-                value = round(total * weight / sum(weights), 10)
-                rows.append(CostRow(day, key.id, key.project, item, value))
+            if key.active(offset, day):
+                yield day, key
+
+
+def _cost_rows(since: date, until: date) -> list[CostRow]:
+    rows = []
+    for day, key in _active(since, until):
+        rng = random.Random(f"costs:{day.isoformat()}:{key.id}")
+        weights = [rng.uniform(0.2, 1.0) for _ in key.line_items]
+        total = key.dollars_a_day * rng.uniform(0.85, 1.15)
+        for item, weight in zip(key.line_items, weights):
+            # Dollars with OpenAI's many decimals (e.g. 1.2345678901).
+            value = round(total * weight / sum(weights), 10)
+            rows.append(CostRow(day, key.id, key.project, item, value))
     return rows
 
 
 def _usage_rows(since: date, until: date) -> list[UsageRow]:
     rows = []
-    for offset in range((until - since).days):
-        day = since + timedelta(days=offset)
-        for key in KEYS:
-            if not key.active(offset, day):
-                continue
-            for position, model in enumerate(key.models):
-                rng = random.Random(f"usage:{day.isoformat()}:{key.id}:{model}")
-                share = 0.7 if position == 0 and len(key.models) > 1 else 0.3 if len(key.models) > 1 else 1.0
-                input_tokens = int(key.tokens_a_day * share * rng.uniform(0.8, 1.2))
-                cached = input_tokens * rng.randint(0, 40) // 100
-                cache_write = cached // 4
-                audio = input_tokens // 50 if model.startswith("gpt-4o-2024") else 0
-                image = input_tokens // 40 if model.startswith("gpt-4o-2024") else 0
-                output_tokens = input_tokens * rng.randint(10, 35) // 100
-                output_audio = output_tokens // 60 if audio else 0
-                output_image = 0
-                numbers = {
-                    "input_tokens": input_tokens,
-                    "input_cached_tokens": cached,
-                    "input_cache_write_tokens": cache_write,
-                    "input_uncached_tokens": input_tokens - cached,
-                    "output_tokens": output_tokens,
-                    "input_text_tokens": input_tokens - audio - image,
-                    "output_text_tokens": output_tokens - output_audio - output_image,
-                    "input_cached_text_tokens": cached - cached // 10 if audio else cached,
-                    "input_audio_tokens": audio,
-                    "input_cached_audio_tokens": cached // 20 if audio else 0,
-                    "output_audio_tokens": output_audio,
-                    "input_image_tokens": image,
-                    "input_cached_image_tokens": cached // 10 - cached // 20 if audio else 0,
-                    "output_image_tokens": output_image,
-                    "num_model_requests": max(1, input_tokens // rng.randint(900, 2500)),
-                }
-                rows.append(UsageRow(day, key.id, key.project, f"user-{key.project.removeprefix('proj_')}",
-                                     model, key.batch, "default" if not key.batch else "flex", numbers))
+    for day, key in _active(since, until):
+        for position, model in enumerate(key.models):
+            rng = random.Random(f"usage:{day.isoformat()}:{key.id}:{model}")
+            share = 0.7 if position == 0 and len(key.models) > 1 else 0.3 if len(key.models) > 1 else 1.0
+            input_tokens = int(key.tokens_a_day * share * rng.uniform(0.8, 1.2))
+            cached = input_tokens * rng.randint(0, 40) // 100
+            cache_write = cached // 4
+            audio = input_tokens // 50 if model.startswith("gpt-4o-2024") else 0
+            image = input_tokens // 40 if model.startswith("gpt-4o-2024") else 0
+            output_tokens = input_tokens * rng.randint(10, 35) // 100
+            output_audio = output_tokens // 60 if audio else 0
+            output_image = 0
+            numbers = {
+                "input_tokens": input_tokens,
+                "input_cached_tokens": cached,
+                "input_cache_write_tokens": cache_write,
+                "input_uncached_tokens": input_tokens - cached,
+                "output_tokens": output_tokens,
+                "input_text_tokens": input_tokens - audio - image,
+                "output_text_tokens": output_tokens - output_audio - output_image,
+                "input_cached_text_tokens": cached - cached // 10 if audio else cached,
+                "input_audio_tokens": audio,
+                "input_cached_audio_tokens": cached // 20 if audio else 0,
+                "output_audio_tokens": output_audio,
+                "input_image_tokens": image,
+                "input_cached_image_tokens": cached // 10 - cached // 20 if audio else 0,
+                "output_image_tokens": output_image,
+                "num_model_requests": max(1, input_tokens // rng.randint(900, 2500)),
+            }
+            rows.append(UsageRow(day, key.id, key.project, f"user-{key.project.removeprefix('proj_')}",
+                                 model, key.batch, "default" if not key.batch else "flex", numbers))
     return rows
 
 

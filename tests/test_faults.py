@@ -146,22 +146,21 @@ def upstream_refused(ctx: Context) -> None:
     ctx.upstream.on(NORMAL, reply(body=NORMAL_PAGE))
 
 
-def upstream_silent(ctx: Context) -> None:
-    ctx.upstream.on(COSTS, hold())
+def _upstream_too_slow(ctx: Context, behaviour: Behaviour, what: str) -> None:
+    ctx.upstream.on(COSTS, behaviour)
     started = time.monotonic()
     answer = call(ctx.daemon.url, COSTS + "?start_time=1", timeout=DEADLINE)
     assert_proxy_error(answer, 504, "upstream_timeout")
     assert time.monotonic() - started < 5, "the 0.5 s timeout was not what ended the request"
-    assert ctx.upstream.cancelled.wait(10), "the proxy kept the silent upstream connection open"
+    assert ctx.upstream.cancelled.wait(10), f"the proxy kept the {what} upstream connection open"
+
+
+def upstream_silent(ctx: Context) -> None:
+    _upstream_too_slow(ctx, hold(), "silent")
 
 
 def upstream_stalled_body(ctx: Context) -> None:
-    ctx.upstream.on(COSTS, headers_then_stall())
-    started = time.monotonic()
-    answer = call(ctx.daemon.url, COSTS + "?start_time=1", timeout=DEADLINE)
-    assert_proxy_error(answer, 504, "upstream_timeout")
-    assert time.monotonic() - started < 5, "the 0.5 s timeout was not what ended the request"
-    assert ctx.upstream.cancelled.wait(10), "the proxy kept the stalled upstream connection open"
+    _upstream_too_slow(ctx, headers_then_stall(), "stalled")
 
 
 def upstream_closed_mid_body(ctx: Context) -> None:
