@@ -24,6 +24,7 @@ from orgproxy.cache import ResponseCache
 from orgproxy.history import History
 from orgproxy.learning import DiscoveryService, KeyFileError, read_admin_key
 from orgproxy.logs import LEVELS, log, set_level
+from orgproxy.memory import keep_large_buffers
 from orgproxy.names import CurrentNames
 from orgproxy.reload import AliasReloader, ReloadService
 from orgproxy.signals import SignalHandler
@@ -314,6 +315,7 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
 
         reactor = installed_reactor
     set_level(options["log-level"])
+    keep_large_buffers()
     if options["worker-number"]:
         log.namespace = f"orgproxy.worker{options['worker-number']}"
     names, reloader = load_names(options["aliases"], reactor)
