@@ -15,7 +15,9 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, ReactorNotRunning
+from twisted.logger import ILogObserver
 from twisted.python import usage
+from twisted.python.components import Componentized
 
 from orgproxy import metrics
 from orgproxy.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
@@ -23,7 +25,7 @@ from orgproxy.aliasfile import AliasFileError
 from orgproxy.cache import ResponseCache
 from orgproxy.history import History
 from orgproxy.learning import DiscoveryService, KeyFileError, read_admin_key
-from orgproxy.logs import LEVELS, log, set_level
+from orgproxy.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
 from orgproxy.memory import keep_large_buffers
 from orgproxy.names import CurrentNames
 from orgproxy.reload import AliasReloader, ReloadService
@@ -217,6 +219,15 @@ class OrgproxyService(MultiService):
             pass  # already stopping for another reason
 
     stopping = False
+    # The log observer to offer twistd (see logs.text_lines), or None for twistd's own.
+    log_observer: ILogObserver | None = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        # twistd starts logging after makeService, with an ILogObserver component of
+        # the application where there is one (the way a .tac file chooses its observer).
+        if self.log_observer is not None and isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.log_observer)
 
     def privilegedStartService(self) -> None:
         # The port is bound here (strports raises at once rather than logging and serving
@@ -345,6 +356,9 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
     metrics.follow_names(lambda: names.names)
     metrics.IN_FLIGHT.set_function(lambda: resource.in_flight.count)
     service = OrgproxyService(options, upstream, resource, names, reactor, history)
+    twistd_options = getattr(options, "parent", None)  # twistd's own, when twistd runs it
+    if twistd_options is not None and logs_to_standard_output(twistd_options):
+        service.log_observer = text_lines()
     if history_problem is not None:
         service.notes.append(history_problem)
     if not is_loopback_only(options["port"]) and client_token is None and not options.allow_from_chosen:
