@@ -78,3 +78,45 @@ def test_workers_need_a_shareable_port(tmp_path: Path) -> None:
     daemon = Daemon(["--workers", "2", "--port", "ssl:0:privateKey=x.pem"], cwd=tmp_path)
     assert daemon.wait_exit() != 0
     assert "--workers needs a tcp: or unix: --port" in daemon.output
+
+
+class _QuietReactor:
+    """Just enough reactor for a real listening port whose reads the test drives itself."""
+
+    def addReader(self, _: object) -> None: ...
+    def removeReader(self, _: object) -> None: ...
+    def addWriter(self, _: object) -> None: ...
+    def removeWriter(self, _: object) -> None: ...
+
+
+def test_each_wake_up_accepts_one_connection_however_many_wait() -> None:
+    # Twisted raises a port's accepts per wake-up by 20 after each full one: set once,
+    # the limit would be gone after the first connection, and with it the sharing.
+    import socket
+
+    from twisted.internet import tcp
+    from twisted.internet.protocol import Factory, Protocol
+
+    from orgproxy.workers import share_accepts
+
+    built: list[object] = []
+
+    class Counting(Factory):
+        def buildProtocol(self, addr: object) -> Protocol:
+            built.append(addr)
+            return Protocol()
+
+    port = tcp.Port(0, Counting(), interface="127.0.0.1", reactor=_QuietReactor())
+    port.startListening()
+    clients = []
+    try:
+        share_accepts(port)
+        address = port.getHost()
+        clients = [socket.create_connection((address.host, address.port)) for _ in range(5)]
+        for woken in range(1, 4):
+            port.doRead()
+            assert len(built) == woken
+    finally:
+        for client in clients:
+            client.close()
+        port.connectionLost(None)

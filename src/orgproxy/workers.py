@@ -58,9 +58,20 @@ def worker_argv(argv: Sequence[str], options: Any, worker: int) -> list[str]:
 def share_accepts(port: Any) -> None:
     """Accept one connection per wake-up. Twisted accepts up to a hundred at once, so the
     first worker to wake would take a whole burst of connections (and, with keep-alive,
-    their every request) while the others idle."""
-    if hasattr(port, "numberAccepts"):
+    their every request) while the others idle.
+
+    Setting ``numberAccepts`` once is not enough: after a wake-up that accepted as many
+    as it allowed, the port raises it by 20. So it is set again before every accept.
+    """
+    if not hasattr(port, "numberAccepts"):
+        return
+    accept = port.doRead
+
+    def accept_one() -> Any:
         port.numberAccepts = 1
+        return accept()
+
+    port.doRead = accept_one
 
 
 class AdoptedPortService(Service):
