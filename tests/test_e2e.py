@@ -371,3 +371,30 @@ def test_health_counts_names_and_never_lists_them(daemon: Daemon) -> None:
     assert body["names_loaded"] == 5
     assert body["names_by_field"] == {"api_key_id": 3, "project_id": 1, "user_id": 1}
     assert b"checkout" not in answer.body and b"key_1234567890abcdef" not in answer.body
+
+
+def test_a_page_of_thousands_of_rows_comes_back_named_to_the_byte(daemon: Daemon, upstream: FakeUpstream,
+                                                                 aliases: Path) -> None:
+    # Large enough for the array route (and a dozen sends): the daemon's answer must be
+    # exactly what the member-by-member walk makes of the same bytes.
+    from orgproxy.aliasfile import load_aliases
+    from orgproxy.amend import _amend_exact
+    from orgproxy.names import Names
+
+    names = Names.from_aliases(load_aliases(str(aliases)))
+    known = list(names.by_field["api_key_id"]) or ["key_none"]
+    rows = [{"object": "organization.usage.completions.result", "input_tokens": i * 7919 % 100_003,
+             "project_id": f"proj_{i % 5}", "user_id": None, "api_key_id": [*known, "key_unknown"][i % (len(known) + 1)],
+             "model": "gpt-4o-mini", "batch": None} for i in range(20_000)]
+    body = json.dumps({"object": "page", "data": [{"object": "bucket", "results": rows}],
+                       "has_more": False, "next_page": None}, indent=2).encode()
+    upstream.on(COMPLETIONS, reply(body=body))
+    from orgproxy.runs import id_member_runs
+
+    assert id_member_runs(body) is not None  # the route this test is for
+
+    answer = call(daemon.url, COMPLETIONS + "?start_time=1730419200", headers=AUTH)
+
+    assert answer.status == 200
+    assert answer.body == _amend_exact(body, names.members).body
+    assert answer.json()["data"][0]["results"][0]["api_key_name"] == names.by_field["api_key_id"][known[0]]

@@ -182,3 +182,20 @@ def test_json_lines_logs_carry_fields_and_no_secret(upstream: FakeUpstream, alia
         "GET", "/v1/organization/costs", 1, ["key_zzz"])
     assert request["level"] == "info" and request["namespace"] == "orgproxy"
     assert TOKEN not in "\n".join(daemon.lines)
+
+
+def test_each_send_takes_up_to_a_mebibyte_of_a_large_answer() -> None:
+    # A 10 MB page in a dozen sends, not a hundred; the answer itself is checked whole by
+    # the large-page tests through the daemon.
+    from twisted.internet.testing import StringTransport
+
+    from orgproxy.site import OrgproxyChannel
+
+    class SocketLike(StringTransport):
+        SEND_LIMIT = 128 * 1024  # Twisted's FileDescriptor default
+
+    transport = SocketLike()
+    channel = OrgproxyChannel()
+    channel.makeConnection(transport)
+    assert transport.SEND_LIMIT == 1024 * 1024
+    channel.connectionLost(None)
