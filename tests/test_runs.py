@@ -89,7 +89,7 @@ def test_a_usage_page_takes_the_array_route_with_one_run_per_row(dumps: dict[str
 
     # project_id, user_id and api_key_id follow one another in each row: one run.
     assert runs is not None and len(runs) == 2 * 3000
-    assert all(body[start:start + 1] == b'"' for start in runs[0::2])
+    assert all(body[start:start + 1] == b'"' for start in runs[0::2].tolist())
     assert routed is not None
     same_result(routed, _amend_fast(body, NAMES.members))
     same_result(amend_json(body, NAMES) or Amended(b""), routed)
@@ -133,7 +133,9 @@ def test_layouts_the_array_route_leaves_to_the_other_routes(body: bytes) -> None
 def test_an_id_field_name_used_as_a_value_is_not_a_member() -> None:
     body = b'{"fields": ["api_key_id", "user_id"], "row": {"api_key_id": "key_abc", "x": "user_id"}}'
 
-    assert id_member_runs(body) == [body.index(b'"api_key_id": "key'), body.index(b'"x"')]
+    runs = id_member_runs(body)
+    assert runs is not None
+    assert runs.tolist() == [body.index(b'"api_key_id": "key'), body.index(b'"x"')]
     routed = _amend_runs(body, NAMES)
     assert routed is not None
     same_result(routed, _amend_exact(body, NAMES.members))
@@ -149,7 +151,8 @@ def test_an_id_member_at_the_very_end_of_the_body() -> None:
 
 def test_a_body_without_ids_is_returned_as_it_is() -> None:
     body = json.dumps({"data": [{"n": i, "model": "gpt"} for i in range(3000)]}).encode()
-    assert id_member_runs(body) == []
+    runs = id_member_runs(body)
+    assert runs is not None and runs.size == 0
     result = amend_json(body, NAMES)
     assert result is not None and result.body is body and result.occurrences == {}
 
@@ -184,3 +187,31 @@ def test_is_json_can_be_asked_again_and_again(items: list[int]) -> None:
 
 def test_the_allocator_keeps_large_buffers_on_glibc() -> None:
     assert keep_large_buffers() is True
+
+
+@pytest.mark.parametrize("bounds", [[], [0], [3], [1, 2], [0, 10], [2, 2, 5], [9, 10]])
+def test_cut_gives_the_pieces_slicing_gives(bounds: list[int]) -> None:
+    import numpy as np
+
+    from orgproxy.runs import cut
+
+    body = b"0123456789"
+    edges = [0, *bounds, len(body)]
+    assert cut(body, np.array(bounds, np.int64)) == [body[a:b] for a, b in zip(edges, edges[1:])]
+
+
+def test_cut_spells_lengths_of_many_digits_and_slices_beyond_them() -> None:
+    import numpy as np
+
+    from orgproxy import runs
+
+    body = bytes(range(256)) * 500
+    bounds = np.array([1, 99_999, 100_000, 127_999], np.int64)
+    expected = [body[:1], body[1:99_999], body[99_999:100_000], body[100_000:127_999], body[127_999:]]
+    assert runs.cut(body, bounds) == expected
+    digits = runs._DIGITS
+    try:
+        runs._DIGITS = 4  # so that 99,998 bytes are too many to spell: sliced instead
+        assert runs.cut(body, bounds) == expected
+    finally:
+        runs._DIGITS = digits

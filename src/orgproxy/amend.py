@@ -38,7 +38,7 @@ import orjson
 import simdjson
 
 from orgproxy.names import ADDED_FIELDS, NAME_FIELD_FOR_ID, Members, Names
-from orgproxy.runs import id_member_runs
+from orgproxy.runs import cut, id_member_runs
 
 UNKNOWN = "unknown"
 _UNKNOWN_JSON = json.dumps(UNKNOWN).encode()
@@ -268,11 +268,10 @@ def _amend_runs(body: bytes, names: Names) -> Amended | None:
     bounds = id_member_runs(body)
     if bounds is None:
         return None
-    if not bounds:
+    if not bounds.size:
         return Amended(body)
-    cuts = [0, *bounds, len(body)]
     # Even pieces are copied as they are; odd ones are runs of id members.
-    pieces = list(map(body.__getitem__, map(slice, cuts[:-1], cuts[1:])))
+    pieces = cut(body, bounds)
     runs = pieces[1::2]
     table = _run_table(names)
     times_each = Counter(runs)

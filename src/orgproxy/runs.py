@@ -20,6 +20,8 @@ Pure: no I/O, no clock, no Twisted.
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import numpy.typing as npt
 
@@ -60,7 +62,7 @@ _WANTED_LENGTH[_LENGTHS] = True
 Ints = npt.NDArray[np.int64]
 
 
-def id_member_runs(body: bytes) -> list[int] | None:
+def id_member_runs(body: bytes) -> Ints | None:
     """``[start, end, start, end, ...]``: the byte ranges of the runs of id members, in
     order, or None when the body holds something left to the regex pass.
 
@@ -75,7 +77,7 @@ def id_member_runs(body: bytes) -> list[int] | None:
     opens, closes = quotes[0::2], quotes[1::2]
     keys = _id_keys(body, opens, closes)
     if keys is None or not keys.size:
-        return None if keys is None else []
+        return None if keys is None else _NONE
     after_key = closes[keys] + 1
     if after_key[-1] == len(body):
         return None  # the body is that one string
@@ -88,7 +90,7 @@ def id_member_runs(body: bytes) -> list[int] | None:
             return None
         keys, after_key = keys[is_member], after_key[is_member]
         if not keys.size:
-            return []
+            return _NONE
     # One space after the colon, or none.
     value_at = after_key + 1 + (data[after_key + 1] == _SPACE)
     first = data[value_at]
@@ -114,8 +116,33 @@ def id_member_runs(body: bytes) -> list[int] | None:
     bounds = np.empty(2 * (breaks.size + 1), np.int64)
     bounds[0::2] = member_start[np.concatenate(([0], breaks + 1))]
     bounds[1::2] = member_end[np.concatenate((breaks, [keys.size - 1]))]
-    result: list[int] = bounds.tolist()
-    return result
+    return bounds
+
+
+_NONE: Ints = np.empty(0, np.int64)
+_DIGITS = 8  # piece lengths up to 99,999,999 bytes in a struct format
+
+
+def cut(body: bytes, bounds: Ints) -> list[bytes]:
+    """``body`` cut at each of ``bounds`` (ascending): ``len(bounds) + 1`` pieces.
+
+    Slicing a large page into its 62,000 pieces one by one in Python took 12 ms; one
+    ``struct.unpack`` whose format is ``<length>s`` per piece makes them all in C, and
+    the format itself is written by array passes, digit by digit.
+    """
+    edges = np.concatenate(([0], bounds, [len(body)]))
+    lengths = np.diff(edges)
+    if lengths.size and int(lengths.max()) >= 10 ** _DIGITS:
+        cuts = edges.tolist()
+        return list(map(body.__getitem__, map(slice, cuts[:-1], cuts[1:])))
+    spelled = np.empty((lengths.size, _DIGITS + 1), np.uint8)
+    spelled[:, _DIGITS] = ord("s")
+    left = lengths
+    for column in range(_DIGITS - 1, -1, -1):
+        left, digit = np.divmod(left, 10)
+        spelled[:, column] = digit
+    spelled[:, :_DIGITS] += ord("0")
+    return list(struct.Struct(spelled.tobytes()).unpack(body))
 
 
 def _id_keys(body: bytes, opens: Ints, closes: Ints) -> Ints | None:
