@@ -137,7 +137,7 @@ def cut(body: bytes, bounds: Ints) -> list[bytes]:
         return list(map(body.__getitem__, map(slice, cuts[:-1], cuts[1:])))
     spelled = np.empty((lengths.size, _DIGITS + 1), np.uint8)
     spelled[:, _DIGITS] = ord("s")
-    left = lengths
+    left = lengths.astype(np.uint32)  # narrower words divide faster
     for column in range(_DIGITS - 1, -1, -1):
         left, digit = np.divmod(left, 10)
         spelled[:, column] = digit
