@@ -10,7 +10,7 @@ Three ways to find the insertion points, with identical results:
 
 - for a large body with no backslash, array passes (runs.py) find the runs of adjacent
   id members; each distinct run text is amended once by the fast path below and the
-  body copied around the runs. A usage page of 31,000 rows has a few hundred distinct
+  body copied around the runs. A usage page of 31,000 rows has a few thousand distinct
   runs, so this is several times faster than a regex pass over the whole body;
 - the fast path, one regular-expression pass over the bytes. In valid JSON a quote that
   is not escaped and is followed by ``api_key_id"`` and a colon can only open an object

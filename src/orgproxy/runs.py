@@ -53,6 +53,7 @@ def _mix(first: npt.NDArray[np.uint64], last: npt.NDArray[np.uint64]) -> npt.NDA
 
 
 _MIXED = _mix(_FIRST, _LAST)
+assert np.unique(_MIXED).size == _MIXED.size  # each field found by its own signature
 _ORDER = np.argsort(_MIXED)
 _SORTED_MIXED = _MIXED[_ORDER]
 # Which lengths to look at at all, as a table over lengths (longer ones are clipped).
