@@ -199,3 +199,16 @@ def test_each_send_takes_up_to_a_mebibyte_of_a_large_answer() -> None:
     channel.makeConnection(transport)
     assert transport.SEND_LIMIT == 1024 * 1024
     channel.connectionLost(None)
+
+
+def test_allow_list_decisions_are_remembered_per_address_within_a_bound() -> None:
+    from orgproxy.access import AllowList, parse_networks
+
+    allow = AllowList(parse_networks("10.0.0.0/8,::1"))
+    for _ in range(2):  # the second round answers from memory, the same way
+        assert allow.allows("10.1.2.3") and allow.allows("::ffff:10.0.0.1") and allow.allows("::1")
+        assert not allow.allows("192.168.0.1") and not allow.allows("not-an-address")
+    for i in range(AllowList.REMEMBERED + 100):
+        allow.allows(f"172.16.{i // 256}.{i % 256}")
+    assert len(allow.decided) == AllowList.REMEMBERED
+    assert allow.allows("10.9.9.9") and not allow.allows("172.16.200.1")

@@ -32,10 +32,24 @@ def parse_networks(text: str) -> tuple[Network, ...]:
 
 
 class AllowList:
+    # Decisions remembered per client address: parsing an address costs more than the
+    # rest of the check, and a deployment's callers come from a handful of them. Bounded,
+    # so that a scan from many addresses cannot grow it.
+    REMEMBERED = 4096
+
     def __init__(self, networks: Iterable[Network]):
         self.networks = tuple(networks)
+        self.decided: dict[str, bool] = {}
 
     def allows(self, host: str) -> bool:
+        decision = self.decided.get(host)
+        if decision is None:
+            decision = self._allows(host)
+            if len(self.decided) < self.REMEMBERED:
+                self.decided[host] = decision
+        return decision
+
+    def _allows(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host.split("%", 1)[0])  # drop an IPv6 zone
         except ValueError:

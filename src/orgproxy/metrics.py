@@ -70,6 +70,9 @@ def count_request(route: str, method: bytes, status: int) -> None:
     series.inc()
 
 
+_id_series: dict[tuple[str, str], Any] = {}
+
+
 def count_ids(occurrences: dict[tuple[str, str], int], unknown_ids: dict[str, str]) -> None:
     # Summed here first: a page has hundreds of distinct ids, and each labelled
     # increment takes a lock.
@@ -77,8 +80,11 @@ def count_ids(occurrences: dict[tuple[str, str], int], unknown_ids: dict[str, st
     for (id_field, id_value), times in occurrences.items():
         key = (id_field, "unknown" if unknown_ids.get(id_value) == id_field else "named")
         totals[key] = totals.get(key, 0) + times
-    for (id_field, result), times in totals.items():
-        IDS.labels(id_field, result).inc(times)
+    for key, times in totals.items():
+        series = _id_series.get(key)
+        if series is None:  # a few id fields times named/unknown: bounded
+            series = _id_series[key] = IDS.labels(*key)
+        series.inc(times)
 
 
 def follow_names(current: Callable[[], Names]) -> None:
