@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections import Counter
 from itertools import chain
 from operator import itemgetter
 from dataclasses import dataclass, field
 from json.decoder import scanstring
+from typing import TypeVar, cast
 
 import orjson
 import simdjson
@@ -40,6 +41,7 @@ import simdjson
 from orgproxy.names import ADDED_FIELDS, NAME_FIELD_FOR_ID, Members, Names
 from orgproxy.runs import cut, id_member_runs
 
+_Kept = TypeVar("_Kept")
 UNKNOWN = "unknown"
 _UNKNOWN_JSON = json.dumps(UNKNOWN).encode()
 _NULL_JSON = b"null"
@@ -236,12 +238,17 @@ class _Insertions(dict[bytes, tuple[bytes, str, str | None]]):
         return entry
 
 
+def _kept_with(names: Names, key: str, make: Callable[[], _Kept]) -> _Kept:
+    """Work derived from a snapshot of names, made on first use and kept with it."""
+    kept = names.cache.get(key)
+    if kept is None:
+        kept = names.cache[key] = make()
+    return cast(_Kept, kept)
+
+
 def insertions_for(names: Names) -> _Insertions:
-    """The snapshot's own table of worked-out insertions (made on first use)."""
-    table = names.cache.get("insertions")
-    if table is None:
-        table = names.cache["insertions"] = _Insertions(names.members)
-    return table
+    """The snapshot's own table of worked-out insertions."""
+    return _kept_with(names, "insertions", lambda: _Insertions(names.members))
 
 
 def _amend_fast(body: bytes, known: Mapping[str, Mapping[str, Members]],
@@ -314,10 +321,7 @@ class _Runs(dict[bytes, _RunEntry]):
 
 
 def _run_table(names: Names) -> _Runs:
-    table = names.cache.get("runs")
-    if table is None:
-        table = names.cache["runs"] = _Runs(names)
-    return table
+    return _kept_with(names, "runs", lambda: _Runs(names))
 
 
 _WS_RE = re.compile(r"[ \t\n\r]*")
