@@ -1,25 +1,48 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.logger import globalLogPublisher
 
-from tests.daemon import Daemon
-from tests.fakeupstream import FakeUpstream
+from tests.support.answers import AUTH, TOKEN
+from tests.support.daemon import Daemon
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.memory import InMemoryProxy
+from tests.support.tcp_upstream import FakeUpstream
+
+__all__ = ["AUTH", "ROOT", "TOKEN", "assert_clean_output"]
 
 ROOT = Path(__file__).resolve().parents[1]
-# The admin key every test sends; it must never show up in the daemon's output.
-TOKEN = "sk-admin-TEST-never-logged-5f2c9a"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def logged() -> Iterator[list[dict[str, Any]]]:
+    """Every log event of the test, in the test process; a test that logs a traceback
+    (an error nobody handled, a bug) fails, unless it takes them with ``logged_failures``.
+    Events never hold the admin key the tests send."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+    failures = [e for e in events if "log_failure" in e and not e.get("expected_by_test")]
+    assert not failures, "logged tracebacks:\n" + "\n".join(
+        e["log_failure"].getTraceback() for e in failures)
+    assert not any(TOKEN in repr(e) for e in events), "the admin key appeared in a log event"
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
+def logged_failures(logged: list[dict[str, Any]]) -> Callable[[], list[dict[str, Any]]]:
+    """The traceback events so far, taken (the test expects them)."""
+    def take() -> list[dict[str, Any]]:
+        found = [e for e in logged if "log_failure" in e]
+        for event in found:
+            event["expected_by_test"] = True
+        return found
+    return take
 
 
 @pytest.fixture
@@ -28,6 +51,42 @@ def aliases(tmp_path: Path) -> Path:
     path = tmp_path / "aliases.toml"
     shutil.copy(ROOT / "etc" / "aliases.toml", path)
     return path
+
+
+@pytest.fixture
+def fake() -> FakeOpenAI:
+    """An in-memory OpenAI, serving the spec's examples."""
+    return FakeOpenAI()
+
+
+@pytest.fixture
+def make_proxy(fake: FakeOpenAI, tmp_path: Path) -> Iterator[Callable[..., InMemoryProxy]]:
+    """orgproxy in memory in front of ``fake``: ``make_proxy("--aliases", path, ...)``."""
+    made: list[InMemoryProxy] = []
+
+    def make(*args: str, environ: dict[str, str] | None = None) -> InMemoryProxy:
+        proxy = InMemoryProxy(fake, tmp_path / "state", args, environ)
+        made.append(proxy)
+        return proxy
+    yield make
+    for proxy in made:
+        proxy.close()
+
+
+@pytest.fixture
+def proxy(make_proxy: Callable[..., InMemoryProxy], aliases: Path) -> InMemoryProxy:
+    """orgproxy in memory, with the example alias map, in front of the fake OpenAI."""
+    return make_proxy("--aliases", str(aliases))
+
+
+# --- real processes, where a process is the point ------------------------------------------
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    """A fake OpenAI on a real socket (in a thread), for tests that run the daemon."""
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
 
 
 def assert_clean_output(daemon: Daemon) -> None:

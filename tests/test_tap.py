@@ -12,9 +12,9 @@ from twisted.python import usage
 
 from orgproxy.tap import DEFAULTS, Options, env_name
 from tests.conftest import assert_clean_output
-from tests.daemon import TWISTD, Daemon, daemon_env, free_port
-from tests.fakeupstream import FakeUpstream, reply
-from tests.http import call
+from tests.support.daemon import TWISTD, Daemon, daemon_env, free_port
+from tests.support.tcp_upstream import FakeUpstream, reply
+from tests.support.raw_http import call
 
 
 def parse(argv: list[str], environ: dict[str, str] | None = None) -> Options:

@@ -86,3 +86,9 @@ def uri_too_long(limit: int) -> ProxyError:
 def headers_too_large(limit: int) -> ProxyError:
     return ProxyError(431, "headers_too_large", f"The request's headers are larger than {limit} bytes.",
                       type="invalid_request_error", retry=False)
+
+
+def method_not_allowed(allowed: tuple[bytes, ...]) -> ProxyError:
+    return ProxyError(405, "method_not_allowed",
+                      f"This path answers only {', '.join(m.decode() for m in allowed)}.",
+                      type="invalid_request_error", retry=False)

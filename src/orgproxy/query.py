@@ -21,15 +21,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-from orgproxy.names import NAME_FIELD_FOR_ID
+from orgproxy.fields import ID_FIELD_FOR_NAME
 
 __all__ = ["GROUP_BY_NAME_TO_ID", "NAME_FILTERS", "UnknownName", "names_grouped_by", "rewrite_group_by",
            "rewrite_name_filters"]
 
 # Read-only, so that no caller can change what the proxy asks upstream for.
-GROUP_BY_NAME_TO_ID: Mapping[str, str] = MappingProxyType(
-    {name: id_field for id_field, name in NAME_FIELD_FOR_ID.items()}
-)
+GROUP_BY_NAME_TO_ID: Mapping[str, str] = ID_FIELD_FOR_NAME
 
 # The same mapping on bytes, because values are decoded to bytes (see _decode).
 _NAME_TO_ID: Mapping[bytes, bytes] = MappingProxyType(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -15,26 +14,33 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, ReactorNotRunning
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.iweb import IAgent
 from twisted.logger import ILogObserver
 from twisted.python import usage
 from twisted.python.components import Componentized
 
-from orgproxy import metrics
-from orgproxy.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
-from orgproxy.aliasfile import AliasFileError
-from orgproxy.cache import ResponseCache
-from orgproxy.history import History
-from orgproxy.learning import DiscoveryService, KeyFileError, read_admin_key
-from orgproxy.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
-from orgproxy.memory import keep_large_buffers
-from orgproxy.names import CurrentNames
-from orgproxy.reload import AliasReloader, ReloadService
-from orgproxy.signals import SignalHandler
-from orgproxy.watch import MODES
-from orgproxy.workers import AdoptedPortService, ListeningService, WorkerPool
-from orgproxy.resource import OrgproxyResource
-from orgproxy.site import OrgproxySite
-from orgproxy.upstream import Upstream
+from orgproxy.body.amend import Amended
+from orgproxy.names.aliasfile import AliasFileError
+from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
+from orgproxy.names.history import History
+from orgproxy.names.snapshot import CurrentNames
+from orgproxy.names.unknown import UnknownIds
+from orgproxy.ops import metrics
+from orgproxy.ops.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
+from orgproxy.ops.memory import keep_large_buffers
+from orgproxy.ops.reload import AliasReloader, ReloadService
+from orgproxy.ops.signals import SignalHandler
+from orgproxy.ops.watch import MODES
+from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, worker_argv
+from orgproxy.upstream.admin import AdminClient
+from orgproxy.upstream.agent import pooled_agent
+from orgproxy.upstream.cache import ResponseCache
+from orgproxy.upstream.client import Upstream
+from orgproxy.web.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
+from orgproxy.web.proxy import InFlight, OrganizationProxy
+from orgproxy.web.resources import Health, UnknownReport
+from orgproxy.web.site import OrgproxySite, make_site
 
 ENV_PREFIX = "ORGPROXY_"
 DEFAULTS: Mapping[str, str] = {
@@ -54,6 +60,12 @@ DEFAULTS: Mapping[str, str] = {
     "cache-ttl": "0",
     "cache-max-bytes": str(64 * 1024 * 1024),
 }
+
+
+# Options naming files or directories.
+PATH_OPTIONS = ("aliases", "admin-key-file", "state-dir", "client-token-file", "upstream-ca")
+# Options that differ per process with --workers.
+WORKER_OWN_OPTIONS = ("workers", "worker-fd", "worker-number")
 
 
 def env_name(option: str) -> str:
@@ -124,14 +136,26 @@ class Options(usage.Options):
         super().__init__()
         self.environ = os.environ if environ is None else environ
 
+    def worker_arguments(self) -> list[str]:
+        """This plugin's options as given (defaults and environment resolved), for the
+        command lines of --workers' other processes."""
+        return ([f"--{name}={value}" for name, value in self.given.items()]
+                + [f"--{name}" for name, _, _ in self.optFlags if self[name]])
+
     def postOptions(self) -> None:
         # Whether the operator chose who may call, or left it to the default.
         self.allow_from_chosen = self["allow-from"] is not None or env_name("allow-from") in self.environ
         for option, _, _, _ in self.optParameters:
             if self[option] is None:
                 self[option] = self.environ.get(env_name(option)) or DEFAULTS.get(option)
+        # Files are named absolutely: twistd changes to --rundir after making the service,
+        # and reloads, and --workers' other processes, must find the same files.
+        for option in PATH_OPTIONS:
+            if self[option] is not None:
+                self[option] = os.path.abspath(self[option])
         # The values as text, for the command lines of --workers' other processes.
-        self.given = {option: self[option] for option, _, _, _ in self.optParameters if self[option] is not None}
+        self.given = {option: self[option] for option, _, _, _ in self.optParameters
+                      if self[option] is not None and option not in WORKER_OWN_OPTIONS}
         for option, _, _ in self.optFlags:
             self[option] = bool(self[option]) or (
                 self.environ.get(env_name(option), "").lower() in ("1", "true", "yes", "on"))
@@ -191,36 +215,49 @@ def _check_endpoint(description: str) -> None:
 
 
 class OrgproxyService(MultiService):
-    """The listening port, the alias reloader and the upstream client, started and
+    """The listening port, the alias reloader, discovery and the workers, started and
     stopped in order: a stop lets requests in flight finish before the pool closes."""
 
-    def __init__(self, options: Options, upstream: Upstream, resource: OrgproxyResource,
-                 names: CurrentNames, reactor: Any, history: History):
+    def __init__(self, options: Options, reactor: Any, current: CurrentNames, history: History,
+                 in_flight: InFlight, pool: HTTPConnectionPool | None):
         super().__init__()
-        self.history = history
-        self.notes: list[str] = []  # what start-up found worth a warning
         self.options = options
-        self.upstream = upstream
-        self.resource = resource
-        self.current = names
         self.reactor = reactor
+        self.current = current
+        self.history = history
+        self.in_flight = in_flight
+        self.pool = pool
+        self.notes: list[str] = []  # what start-up found worth a warning
         # twistd's own SIGTERM handler makes the process end by re-raising the signal,
         # which supervisors report as a crash; a requested stop ends with status 0.
         self.sigterm = SignalHandler(reactor, signal.SIGTERM, self.stop_requested)
+
+    stopping = False
+    # What makeService built, for whoever inspects the service (tests, mostly).
+    site: OrgproxySite
+    discovery: DiscoveryService | None
+    unknown: UnknownIds
+    # The log observer to offer twistd (see logs.text_lines), or None for twistd's own.
+    log_observer: ILogObserver | None = None
 
     def stop_requested(self) -> None:
         if self.stopping:
             return  # a second SIGTERM (the supervisor's to the group, and ours to workers)
         self.stopping = True
         log.info("SIGTERM: no longer accepting connections; shutting down")
+        self.stop_reactor()
+
+    def give_up(self, reason: str) -> None:
+        """Stop the daemon for good: something it cannot work without keeps failing."""
+        log.critical("Stopping: {reason}", reason=reason)
+        self.stopping = True
+        self.stop_reactor()
+
+    def stop_reactor(self) -> None:
         try:
             self.reactor.stop()
         except ReactorNotRunning:
             pass  # already stopping for another reason
-
-    stopping = False
-    # The log observer to offer twistd (see logs.text_lines), or None for twistd's own.
-    log_observer: ILogObserver | None = None
 
     def setServiceParent(self, parent: Any) -> None:
         super().setServiceParent(parent)
@@ -268,11 +305,12 @@ class OrgproxyService(MultiService):
     async def stop_in_order(self) -> None:
         await super().stopService()  # the port stops accepting; the reloader stops
         await self.drain(self.options["shutdown-timeout"])
-        await self.upstream.close()
+        if self.pool is not None:
+            await self.pool.closeCachedConnections()
         self.history.close()
 
     async def drain(self, timeout: float) -> None:
-        in_flight = self.resource.in_flight
+        in_flight = self.in_flight
         if not in_flight.count:
             return
         log.info("Waiting up to {timeout:g} s for {count} requests in flight", timeout=timeout,
@@ -320,7 +358,21 @@ def admin_key(options: Options) -> str | None:
     return options.environ.get("OPENAI_ADMIN_KEY", "").strip() or None
 
 
-def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
+def unknown_ids_noted(unknown: UnknownIds, clock: Any, discovery: DiscoveryService | None
+                      ) -> Callable[[Amended], None]:
+    """What the proxy does with ids nobody could name: remember them for the report, and
+    let discovery look for them."""
+    def note(amended: Amended) -> None:
+        unknown.record(amended.occurrences, amended.unknown_ids, clock.seconds())
+        if discovery is not None:
+            discovery.unknown_seen(amended.unknown_ids)
+    return note
+
+
+def makeService(options: Options, reactor: Any = None, agent: IAgent | None = None) -> OrgproxyService:
+    """The daemon's service tree. ``reactor`` and ``agent`` (every upstream call's HTTP
+    client) are for tests to give, in memory; by default the installed reactor and a
+    pooled, TLS-verified agent."""
     if reactor is None:
         from twisted.internet import reactor as installed_reactor
 
@@ -330,13 +382,15 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
     if options["worker-number"]:
         log.namespace = f"orgproxy.worker{options['worker-number']}"
     names, reloader = load_names(options["aliases"], reactor)
-    history, history_problem = open_history(os.path.abspath(options["state-dir"]), names, reactor)
-    try:
-        upstream = Upstream(reactor, options["upstream"], options["timeout"], options["max-response-bytes"],
-                            ca_file=options["upstream-ca"])
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"orgproxy: --upstream-ca: {getattr(e, 'strerror', None) or e}"
-                         + (f": {options['upstream-ca']}" if isinstance(e, OSError) else "")) from None
+    history, history_problem = open_history(options["state-dir"], names, reactor)
+    pool = None
+    if agent is None:
+        try:
+            agent, pool = pooled_agent(reactor, options["timeout"], options["upstream-ca"])
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"orgproxy: --upstream-ca: {getattr(e, 'strerror', None) or e}"
+                             + (f": {options['upstream-ca']}" if isinstance(e, OSError) else "")) from None
+    upstream = Upstream(reactor, options["upstream"], agent, options["timeout"], options["max-response-bytes"])
     client_token = None
     if options["client-token-file"]:
         try:
@@ -346,16 +400,23 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
     key = admin_key(options)
     discovery = None
     if key is not None:
-        discovery = DiscoveryService(reactor, upstream, key, names, history,
+        admin = AdminClient(reactor, options["upstream"], agent, [(b"Authorization", b"Bearer " + key.encode())],
+                            options["timeout"], options["max-response-bytes"])
+        discovery = DiscoveryService(reactor, admin.get, names, history,
                                      options["discovery-interval"], options["discovery-cooldown"])
     cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"])
              if options["cache-ttl"] > 0 else None)
-    resource = OrgproxyResource(upstream, names, reactor, discovery, options["replace-ids"],
-                                AllowList(options["allow-from"]), client_token, options["max-concurrency"],
-                                cache)
+    in_flight = InFlight(options["max-concurrency"])
+    unknown = UnknownIds()
+    proxy = OrganizationProxy(upstream.forward, names, reactor, in_flight,
+                              unknown_ids_noted(unknown, reactor, discovery),
+                              replace_ids=options["replace-ids"], cache=cache)
+    site = make_site(proxy=proxy, health=Health(names, discovery), unknown_report=UnknownReport(unknown, names),
+                     allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor)
     metrics.follow_names(lambda: names.names)
-    metrics.IN_FLIGHT.set_function(lambda: resource.in_flight.count)
-    service = OrgproxyService(options, upstream, resource, names, reactor, history)
+    metrics.IN_FLIGHT.set_function(lambda: in_flight.count)
+    service = OrgproxyService(options, reactor, names, history, in_flight, pool)
+    service.site, service.discovery, service.unknown = site, discovery, unknown
     twistd_options = getattr(options, "parent", None)  # twistd's own, when twistd runs it
     if twistd_options is not None and logs_to_standard_output(twistd_options):
         service.log_observer = text_lines()
@@ -369,19 +430,21 @@ def makeService(options: Options, reactor: Any = None) -> OrgproxyService:
     if discovery is None:
         service.notes.append("Discovery is off (no --admin-key-file or OPENAI_ADMIN_KEY):"
                              " names come from the alias file and the history only")
-    on_sighup = [discovery.request] if discovery is not None else []
-    site = OrgproxySite(resource)
+    on_sighup: list[Callable[[str], None]] = [discovery.request] if discovery is not None else []
     if options["worker-fd"] is not None:
-        AdoptedPortService(reactor, int(options["worker-fd"]), site).setServiceParent(service)
-    elif options["workers"] > 1:
-        listening = ListeningService(serverFromString(reactor, options["port"]), site)
-        listening.setServiceParent(service)
-        pool = WorkerPool(reactor, options["workers"], sys.argv, options, listening,
-                          options["shutdown-timeout"] + 5)
-        pool.setServiceParent(service)
-        on_sighup.append(pool.on_sighup)
+        adopted_port_service(reactor, int(options["worker-fd"]), site).setServiceParent(service)
     else:
-        strports.service(options["port"], site, reactor=reactor).setServiceParent(service)
+        listening = strports.service(options["port"], site, reactor=reactor)
+        if options["workers"] > 1:
+            shared = listening.endpoint = SharedAccepts(listening.endpoint)
+            plugin_arguments = options.worker_arguments()
+            pool_of_workers = WorkerPool(reactor, options["workers"],
+                                         lambda number: worker_argv(twistd_options, plugin_arguments, number),
+                                         shared, options["shutdown-timeout"] + 5, service.give_up)
+            on_sighup.append(pool_of_workers.on_sighup)
+        listening.setServiceParent(service)
+        if options["workers"] > 1:
+            pool_of_workers.setServiceParent(service)
     ReloadService(reactor, reloader, options["watch"], on_sighup).setServiceParent(service)
     if discovery is not None:
         discovery.setServiceParent(service)

@@ -1,0 +1,74 @@
+"""Every use of a name Twisted keeps private, in one place, each with its reason.
+
+Twisted does not promise these across releases. ``tests/test_twisted_private.py`` checks
+each of them, so an upgrade that changes one fails there, loudly, rather than quietly
+changing what the daemon answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web import http
+from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    # Twisted logs "Starting factory" for every new upstream connection; the pool's
+    # factory class is the one place to say no (treq's documented workaround).
+    noisy = False
+
+
+def quiet_pool(pool: HTTPConnectionPool) -> HTTPConnectionPool:
+    """The pool, making its connections without a log line each (``pool._factory``)."""
+    pool._factory = _QuietClientFactory
+    return pool
+
+
+def is_reading_request_line(channel: http.HTTPChannel) -> bool:
+    """Whether the channel is still reading a request's first line, not its headers.
+
+    Twisted tells the two apart only in ``_HTTPChannel__first_line``; a line too long is a
+    414 in the first case and a 431 in the second.
+    """
+    return bool(getattr(channel, "_HTTPChannel__first_line", True))
+
+
+def header_bytes_received(channel: http.HTTPChannel) -> int:
+    """How many bytes of headers the channel has read for the current request
+    (``_receivedHeaderSize``): more than its limit means a 431, not a 400."""
+    return int(getattr(channel, "_receivedHeaderSize", 0))
+
+
+class BadRequestHook(http.HTTPChannel):
+    """An HTTPChannel whose answer to a malformed request is ``refuse_malformed``.
+
+    Twisted answers a request it cannot parse in ``_respondToBadRequestAndDisconnect``
+    with a bare ``400 Bad Request``; the proxy answers in OpenAI's error shape instead.
+    """
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        self.refuse_malformed()
+
+    def refuse_malformed(self) -> None:
+        raise NotImplementedError
+
+
+def accept_one_per_wakeup(port: Any) -> None:
+    """Make a listening TCP or UNIX port accept one connection each time it wakes up.
+
+    Twisted's ports accept up to ``numberAccepts`` connections per wake-up (a hundred),
+    so with several workers on one socket the first to wake would take a whole burst (and,
+    with keep-alive, its every request) while the others idle. Setting ``numberAccepts``
+    once is not enough: after a wake-up that accepted as many as it allowed, the port
+    raises it by 20. So it is set again before every accept (``doRead`` wrapped).
+    """
+    if not hasattr(port, "numberAccepts"):
+        return
+    accept = port.doRead
+
+    def accept_one() -> Any:
+        port.numberAccepts = 1
+        return accept()
+
+    port.doRead = accept_one

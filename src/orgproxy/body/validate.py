@@ -1,0 +1,52 @@
+"""Whether an upstream body is one valid JSON text, as fast as that can be told.
+
+Only a valid body is amended; anything else passes through untouched. Pure.
+"""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import simdjson
+
+from orgproxy.body.jsonvalues import refuse_constant
+
+# simdjson validates without building Python objects: 4 ms for a 10.7 MB page where
+# orjson.loads takes 35. One parser, reused: the reactor thread is the only caller, and
+# the document it returns is dropped at once, which the parser's reuse requires.
+_VALIDATOR = simdjson.Parser()
+_BOM = b"\xef\xbb\xbf"
+
+
+def is_json(body: bytes) -> bool:
+    """Whether the body is one valid JSON text (UTF-8, no NaN or Infinity, no BOM)."""
+    if not body.startswith(_BOM):  # which simdjson skips, and JSON does not allow
+        try:
+            _VALIDATOR.parse(body)
+            return True
+        except (ValueError, RuntimeError):
+            pass
+    # simdjson and orjson refuse some valid JSON: numbers beyond 64 bits or a double's
+    # range, lone surrogate escapes, deep nesting.
+    try:
+        orjson.loads(body)
+        return True
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        STRICT_DECODER.decode(body.decode("utf-8"))
+        return True
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+
+
+def _keep_spelling(number: str) -> str:
+    return number
+
+
+# The standard library's decoder made strict (no NaN or Infinity), and blind to what
+# numbers mean: only their extent matters here, and int() of more than 4300 digits
+# would refuse valid JSON.
+STRICT_DECODER = json.JSONDecoder(parse_int=_keep_spelling, parse_float=_keep_spelling,
+                                  parse_constant=refuse_constant)

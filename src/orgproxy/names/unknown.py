@@ -1,0 +1,83 @@
+"""Ids seen in responses that nobody could name: what to add to the alias file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orgproxy.times import iso
+from orgproxy.fields import ALIAS_TABLE_FOR_ID
+from orgproxy.names.snapshot import Names
+
+# Ids kept at most: a flood of distinct ids must not grow memory without bound.
+LIMIT = 10_000
+
+
+@dataclass(slots=True)
+class Sighting:
+    first_seen: float
+    last_seen: float
+    count: int
+
+
+class UnknownIds:
+    """(id field, id) -> when and how often it was seen unnamed, since start."""
+
+    def __init__(self, limit: int = LIMIT):
+        self.limit = limit
+        self.seen: dict[tuple[str, str], Sighting] = {}
+        self.dropped = 0  # distinct ids not kept because the limit was reached
+
+    def record(self, occurrences: Mapping[tuple[str, str], int], unknown_ids: Mapping[str, str],
+               now: float) -> None:
+        """Note the unknown ones among a response's ids (``occurrences`` counts every id)."""
+        for (id_field, id_value), times in occurrences.items():
+            if unknown_ids.get(id_value) != id_field:
+                continue
+            sighting = self.seen.get((id_field, id_value))
+            if sighting is not None:
+                sighting.last_seen = now
+                sighting.count += times
+            elif len(self.seen) < self.limit:
+                self.seen[(id_field, id_value)] = Sighting(now, now, times)
+            else:
+                self.dropped += 1
+
+    def unresolved(self, names: Names) -> list[tuple[str, str, Sighting]]:
+        """The ids still without a name, most seen first."""
+        rows = [(f, i, s) for (f, i), s in self.seen.items() if i not in names.by_field.get(f, {})]
+        rows.sort(key=lambda row: (-row[2].count, row[0], row[1]))
+        return rows
+
+    def report(self, names: Names) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"field": f, "id": i, "first_seen": iso(s.first_seen), "last_seen": iso(s.last_seen),
+                      "count": s.count} for f, i, s in self.unresolved(names)],
+            "dropped": self.dropped,
+        }
+
+    def toml_skeleton(self, names: Names) -> str:
+        """Alias-file tables listing each unresolved id, commented out until named."""
+        lines = ["# Ids orgproxy saw but could not name. Write each name, uncomment the line,",
+                 "# and paste the tables into the alias file."]
+        rows = self.unresolved(names)
+        for id_field, table in ALIAS_TABLE_FOR_ID.items():
+            entries = [(i, s) for f, i, s in rows if f == id_field]
+            if not entries:
+                continue
+            lines += ["", f"[{table}]"]
+            for id_value, s in entries:
+                lines.append(f'# {_toml_key(id_value)} = ""  # seen {s.count} times,'
+                             f" {iso(s.first_seen)} to {iso(s.last_seen)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    if key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key):
+        return key
+    escaped = "".join(c if c.isprintable() and c not in '"\\'
+                      else f"\\U{ord(c):08x}" if ord(c) > 0xFFFF else f"\\u{ord(c):04x}" for c in key)
+    return f'"{escaped}"'
+

@@ -1,0 +1,173 @@
+"""``--workers N``: N processes serving one listening socket, so the daemon uses every core.
+
+The process twistd starts listens, serves like any other, and starts N-1 more
+``twistd orgproxy`` processes that adopt its listening socket
+(``AdoptedStreamServerEndpoint``); the kernel hands each new connection to whichever
+process accepts it first. The first process forwards SIGHUP and SIGTERM to the others,
+starts again one that dies, and at a stop waits for them. A worker that cannot start
+(it dies at once, several times in a row) stops the daemon with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, TimeoutError
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from orgproxy._twisted_private import accept_one_per_wakeup
+from orgproxy.ops.logs import log
+
+WORKER_FD = 3  # where a worker finds the listening socket
+RESTART_DELAY = 1.0
+# A worker that ends within this many seconds of its start did not start at all ...
+QUICK_DEATH = 5.0
+# ... and after this many such ends in a row, the daemon gives up and stops.
+STARTS_BEFORE_GIVING_UP = 5
+# twistd's own options a worker runs with, as the first process got them. The others
+# (daemonising, the pid file, the run directory, user and group, umask, chroot) have
+# already been acted on by the first process, whose state the workers inherit.
+CARRIED_TWISTD_OPTIONS = ("reactor", "logfile", "logger", "prefix")
+CARRIED_TWISTD_FLAGS = ("syslog",)
+
+
+def _spelled(value: Any) -> str:
+    """An option's value as it was given: twistd replaces --logger's with the function."""
+    if callable(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    return str(value)
+
+
+def worker_argv(twistd_options: Mapping[str, Any] | None, plugin_options: Sequence[str], worker: int) -> list[str]:
+    """The command line of worker ``worker``: twistd in the foreground with no pid file,
+    the first process's logging and reactor, then orgproxy with ``plugin_options`` and
+    the worker's own."""
+    carried: list[str] = []
+    for name in CARRIED_TWISTD_OPTIONS:
+        value = (twistd_options or {}).get(name)
+        if value is not None:
+            carried.append(f"--{name}={_spelled(value)}")
+    carried += [f"--{name}" for name in CARRIED_TWISTD_FLAGS if (twistd_options or {}).get(name)]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *carried,
+            "--nodaemon", "--pidfile=", "orgproxy", *plugin_options, "--workers=1",
+            f"--worker-fd={WORKER_FD}", f"--worker-number={worker}"]
+
+
+@implementer(IStreamServerEndpoint)
+class SharedAccepts:
+    """An endpoint whose port accepts one connection per wake-up (so that the workers on
+    one socket share a burst) and is kept, for the workers to inherit."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint):
+        self.endpoint = endpoint
+        self.port: IListeningPort | None = None
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        return self.endpoint.listen(factory).addCallback(self._listening)
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        accept_one_per_wakeup(port)
+        self.port = port
+        return port
+
+
+def adopted_port_service(reactor: Any, fd: int, factory: IProtocolFactory) -> StreamServerEndpointService:
+    """What a worker serves on: the listening socket it was given as ``fd``."""
+    probe = socket.socket(fileno=os.dup(fd))
+    family = probe.family
+    probe.close()
+    return StreamServerEndpointService(SharedAccepts(AdoptedStreamServerEndpoint(reactor, fd, family)), factory)
+
+
+class _Worker(ProcessProtocol):
+    def __init__(self, pool: WorkerPool, number: int, started: float):
+        self.pool = pool
+        self.number = number
+        self.started = started
+        self.ended: Deferred[None] = Deferred()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+        self.pool.ended(self, reason)
+
+
+class WorkerPool(Service):
+    """Starts the other workers on the listening socket, and keeps them running."""
+
+    def __init__(self, reactor: Any, count: int, argv_for: Callable[[int], list[str]],
+                 listening: SharedAccepts, stop_timeout: float, give_up: Callable[[str], None]):
+        self.reactor = reactor
+        self.count = count
+        self.argv_for = argv_for
+        self.listening = listening
+        self.stop_timeout = stop_timeout
+        self.give_up = give_up  # stops the daemon, saying why
+        self.workers: dict[int, _Worker] = {}
+        self.quick_deaths: dict[int, int] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        for number in range(1, self.count):
+            self.start_worker(number)
+
+    def start_worker(self, number: int) -> None:
+        if not self.running:
+            return
+        assert self.listening.port is not None, "the port listens before the workers start"
+        worker = _Worker(self, number, self.reactor.seconds())
+        fd = self.listening.port.fileno()  # type: ignore[attr-defined]
+        argv = self.argv_for(number)
+        self.reactor.spawnProcess(worker, argv[0], argv, env=os.environ.copy(),
+                                  childFDs={0: "w", 1: 1, 2: 2, WORKER_FD: fd})
+        self.workers[number] = worker
+        log.info("Started worker {number} (pid {pid})", number=number, pid=worker.transport.pid)
+
+    def ended(self, worker: _Worker, reason: Failure) -> None:
+        self.workers.pop(worker.number, None)
+        if not self.running:
+            return
+        why = reason.getErrorMessage()
+        if self.reactor.seconds() - worker.started < QUICK_DEATH:
+            self.quick_deaths[worker.number] = self.quick_deaths.get(worker.number, 0) + 1
+        else:
+            self.quick_deaths[worker.number] = 1
+        if self.quick_deaths[worker.number] >= STARTS_BEFORE_GIVING_UP:
+            self.give_up(f"worker {worker.number} ended {STARTS_BEFORE_GIVING_UP} times in a row within"
+                         f" {QUICK_DEATH:g} s of its start (last: {why}); see its lines above")
+            return
+        log.error("Worker {number} ended ({reason}); starting it again in {delay:g} s",
+                  number=worker.number, reason=why, delay=RESTART_DELAY)
+        self.reactor.callLater(RESTART_DELAY, self.start_worker, worker.number)
+
+    def signal_all(self, signum: int) -> None:
+        for worker in self.workers.values():
+            if worker.transport is not None and worker.transport.pid is not None:
+                worker.transport.signalProcess(signum)
+
+    def on_sighup(self, _why: str) -> None:
+        self.signal_all(signal.SIGHUP)
+
+    def stopService(self) -> Deferred[Any] | None:
+        super().stopService()
+        if not self.workers:
+            return None
+        self.signal_all(signal.SIGTERM)
+        everyone = DeferredList([w.ended for w in self.workers.values()])
+        everyone.addTimeout(self.stop_timeout, self.reactor)
+
+        def kill_the_rest(failure: Failure) -> None:
+            failure.trap(TimeoutError)
+            log.warn("Workers still running after {timeout:g} s; killing them", timeout=self.stop_timeout)
+            self.signal_all(signal.SIGKILL)
+        return everyone.addErrback(kill_the_rest)

@@ -1,0 +1,49 @@
+"""The Admin API calls of discovery: GETs with parameters, through treq.
+
+treq's ``HTTPClient`` runs over the same pooled, TLS-verified agent as forwarding.
+Discovery's URLs are its own (no caller's bytes to keep), so treq may encode them as it
+likes; its redirects are off (an admin key must not follow one), and the body is read
+with the same size cap and the whole exchange bounded by the same deadline as forwarding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from treq.client import HTTPClient
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.iweb import IAgent
+
+from orgproxy.errors import ProxyError
+from orgproxy.upstream.client import UpstreamResponse, read_response, with_deadline
+from orgproxy.upstream.failures import describe_failure
+
+
+class AdminClient:
+    """GETs of one Admin API with one credential (sent only to ``base_url``)."""
+
+    def __init__(self, reactor: IReactorTime, base_url: str, agent: IAgent,
+                 credential: Sequence[tuple[bytes, bytes]], timeout: float, max_response_bytes: int):
+        self.reactor = reactor
+        self.base_url = base_url.rstrip("/")
+        self.http = HTTPClient(agent)
+        self.headers = {name: [value] for name, value in credential}
+        self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+
+    def get(self, path: str, params: Sequence[tuple[str, str]]) -> Deferred[UpstreamResponse]:
+        """The answer to ``GET base_url + path ? params``, or a ProxyError failure."""
+        exchange = Deferred.fromCoroutine(self._get(path, params))
+        return with_deadline(exchange, self.timeout, self.reactor).addErrback(self._as_proxy_error)
+
+    async def _get(self, path: str, params: Sequence[tuple[str, str]]) -> UpstreamResponse:
+        response = await self.http.get(self.base_url + path, params=list(params), headers=self.headers,
+                                       allow_redirects=False, reactor=self.reactor)
+        return await read_response(response, self.max_response_bytes)
+
+    def _as_proxy_error(self, failure: Failure) -> Failure:
+        if failure.check(CancelledError, ProxyError):
+            return failure
+        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes))

@@ -1,0 +1,247 @@
+"""The proxy leaf: everything under ``/v1/organization/`` goes upstream and comes back
+with names.
+
+Twisted's traversal decodes each segment (``%2F``, ``%2e``) before this leaf is reached,
+so the leaf checks the raw request target itself: the path that was checked is the path
+that is forwarded, byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from orgproxy.body.amend import UNKNOWN, Amended
+from orgproxy.errors import ProxyError, not_found, request_too_large, too_many_requests, unknown_name
+from orgproxy.names.snapshot import CurrentNames, Names
+from orgproxy.ops import metrics
+from orgproxy.ops.logs import debug_enabled, log
+from orgproxy.paths import is_forwardable, split_uri
+from orgproxy.query import UnknownName, names_grouped_by, rewrite_group_by, rewrite_name_filters
+from orgproxy.upstream.cache import ResponseCache, cache_key
+from orgproxy.upstream.client import NOT_FORWARDED_TO_UPSTREAM, HeaderList, UpstreamResponse, end_to_end
+from orgproxy.web.pipeline import Answer, amend_names, regroup_rows, validate
+from orgproxy.web.respond import method_of, printable, refuse, send_error
+
+# How many distinct unknown ids one request's log line lists.
+UNKNOWN_IDS_LOGGED = 10
+# The status counted for a request whose client left before the answer (nginx's use).
+CLIENT_LEFT = 499
+# Request headers that choose what OpenAI answers, besides the credential and target.
+SCOPE_HEADERS = (b"openai-organization", b"openai-project")
+
+# Sends (method, path and query, headers, body) upstream.
+Forward = Callable[[bytes, bytes, HeaderList, "bytes | None"], "Deferred[UpstreamResponse]"]
+
+
+class InFlight:
+    """Counts forwarded requests not yet answered: for the concurrency limit, and so
+    that a stop can wait for them."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+        self.waiting: list[Deferred[None]] = []
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.limit
+
+    def enter(self) -> None:
+        self.count += 1
+
+    def leave(self, _: object = None) -> None:
+        self.count -= 1
+        if self.count == 0:
+            waiting, self.waiting = self.waiting, []
+            for idle in waiting:
+                idle.callback(None)
+
+    def idle(self) -> Deferred[None]:
+        """Fires once no request is in flight."""
+        idle: Deferred[None] = Deferred()
+        if self.count == 0:
+            idle.callback(None)
+        else:
+            self.waiting.append(idle)
+        return idle
+
+
+class OrganizationProxy(Resource):
+    """Forwards what may be forwarded, and answers with names beside the ids."""
+
+    isLeaf = True
+
+    def __init__(self, forward: Forward, current: CurrentNames, clock: IReactorTime, in_flight: InFlight,
+                 on_unknown: Callable[[Amended], None], *, replace_ids: bool = False,
+                 cache: ResponseCache | None = None):
+        super().__init__()
+        self.forward = forward
+        self.current = current
+        self.clock = clock
+        self.in_flight = in_flight
+        self.on_unknown = on_unknown  # ids nobody could name: the report, discovery
+        self.replace_ids = replace_ids
+        self.cache = cache
+
+    def render(self, request: server.Request) -> int:  # type: ignore[override]
+        request.route = "proxy"  # type: ignore[attr-defined]
+        path, query = split_uri(request.uri)
+        if not is_forwardable(path):
+            refuse(request, not_found())
+        elif getattr(request, "body_too_large", False):
+            refuse(request, request_too_large(request.max_body))  # type: ignore[attr-defined]
+        elif self.in_flight.full:
+            refuse(request, too_many_requests(self.in_flight.limit))
+        else:
+            self.start(request, path, query)
+        return server.NOT_DONE_YET
+
+    def start(self, request: server.Request, path: bytes, query: bytes | None) -> None:
+        started = self.clock.seconds()
+        names = self.current.names  # this request keeps this snapshot, whatever reloads happen
+        grouped: frozenset[str] = frozenset()
+        target = path
+        if query is not None:
+            try:
+                upstream_query = rewrite_group_by(rewrite_name_filters(query, names.ids_by_name))
+            except UnknownName as e:
+                refuse(request, unknown_name(e.param, e.name))
+                return
+            grouped = names_grouped_by(query)
+            target = path + b"?" + upstream_query
+        headers = request.requestHeaders
+        has_body = headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")
+        body = request.content.getvalue() if has_body else None
+        # Taken before any work starts, so a client that leaves at once is still noticed.
+        finished = request.notifyFinish()
+        self.in_flight.enter()
+        forwarded = end_to_end(headers, NOT_FORWARDED_TO_UPSTREAM)
+        key = cache_key_for(request, target) if self.cache is not None and body is None else None
+        if key is None:
+            exchange = self.forward(request.method, target, forwarded, body)
+        else:
+            assert self.cache is not None
+            exchange, outcome = self.cache.fetch(
+                key, lambda: self.forward(request.method, target, forwarded, body))
+            request.setHeader(b"x-orgproxy-cache", outcome.encode())
+        answering = Exchange(self, request, path, names, started)
+        finished.addErrback(answering.client_left, exchange)
+        finished.addBoth(self.in_flight.leave)
+        exchange.addCallback(answering.upstream_answered)
+        exchange.addCallback(validate)
+        exchange.addCallback(amend_names, names)
+        exchange.addCallback(answering.note_ids)
+        exchange.addCallback(regroup_rows, grouped, names, self.replace_ids)
+        exchange.addCallbacks(answering.respond, answering.fail)
+        exchange.addErrback(answering.bug)
+
+
+def cache_key_for(request: server.Request, target: bytes) -> bytes | None:
+    """Same credential, same organization and project headers, same target."""
+    headers = request.requestHeaders
+    scope = b"\n".join(b",".join(headers.getRawHeaders(name, [])) for name in SCOPE_HEADERS)
+    return cache_key(request.method, headers.getRawHeaders(b"authorization", [None])[-1],
+                     target + b"\n" + scope)
+
+
+class Exchange:
+    """One forwarded request: answers the client once, and logs one line."""
+
+    def __init__(self, proxy: OrganizationProxy, request: server.Request, path: bytes, names: Names,
+                 started: float):
+        self.proxy = proxy
+        self.request = request
+        self.path = path
+        self.names = names
+        self.started = started
+        self.upstream_done = started
+        self.gone = False
+
+    def client_left(self, _: Failure, exchange: Deferred[UpstreamResponse]) -> None:
+        self.gone = True
+        exchange.cancel()
+
+    def upstream_answered(self, response: UpstreamResponse) -> UpstreamResponse:
+        self.upstream_done = self.proxy.clock.seconds()
+        metrics.UPSTREAM_SECONDS.observe(self.upstream_done - self.started)
+        return response
+
+    def note_ids(self, answer: Answer) -> Answer:
+        """Count the ids, remember the unknown ones (and let discovery look for them)."""
+        amended = answer.amended
+        if answer.unparsable:
+            log.warn("{method} {path}: the upstream's body is labelled JSON but does not parse;"
+                     " passed through untouched", method=method_of(self.request), path=printable(self.path))
+        if amended is None:
+            return answer
+        metrics.count_ids(amended.occurrences, amended.unknown_ids)
+        if amended.unknown_ids:
+            self.proxy.on_unknown(amended)
+        if debug_enabled():
+            self.log_ids(amended.occurrences)
+        return answer
+
+    def respond(self, answer: Answer) -> None:
+        if self.gone:
+            return
+        response, request = answer.response, self.request
+        request.setResponseCode(response.status, response.phrase)
+        for name, values in response.headers:
+            request.responseHeaders.setRawHeaders(name, values)
+        if request.method == b"HEAD" and response.announced_length is not None:
+            request.setHeader(b"content-length", response.announced_length)
+        else:
+            request.setHeader(b"content-length", b"%d" % len(answer.body))
+        request.write(answer.body)
+        request.finish()
+        self.log_line(response.status, answer.amended)
+
+    def fail(self, failure: Failure) -> None:
+        clock = self.proxy.clock
+        if failure.check(CancelledError) or self.gone:
+            metrics.count_request("proxy", self.request.method, CLIENT_LEFT)
+            log.info("{method} {path}: the client left; the upstream request was cancelled",
+                     method=method_of(self.request), path=printable(self.path))
+            return None
+        failure.trap(ProxyError)  # anything else is a bug, for bug() below
+        error: ProxyError = failure.value
+        metrics.UPSTREAM_SECONDS.observe(clock.seconds() - self.started)
+        send_error(self.request, error)
+        log.warn("{method} {path} -> {status} {code}: {message} (after {total_ms:.1f} ms)",
+                 method=method_of(self.request), path=printable(self.path), status=error.status,
+                 code=error.code, message=error.message, total_ms=(clock.seconds() - self.started) * 1000)
+        return None
+
+    def bug(self, failure: Failure) -> None:
+        if not self.gone:
+            self.request.processingFailed(failure)
+
+    def log_ids(self, occurrences: dict[tuple[str, str], int]) -> None:
+        for (id_field, id_value), times in occurrences.items():
+            name = self.names.by_field.get(id_field, {}).get(id_value, UNKNOWN)
+            log.debug("{method} {path}: {id_field} {id} named {name!r} in {times} objects",
+                      method=method_of(self.request), path=printable(self.path), id_field=id_field,
+                      id=id_value, name=name, times=times)
+
+    def log_line(self, status: int, amended: Amended | None) -> None:
+        named, unknown = (amended.named, amended.unknown) if amended is not None else (0, 0)
+        unknown_ids: Collection[str] = amended.unknown_ids if amended is not None else ()
+        listed = list(unknown_ids)[:UNKNOWN_IDS_LOGGED]
+        more = len(unknown_ids) - len(listed)
+        method, path = method_of(self.request), printable(self.path)
+        now = self.proxy.clock.seconds()
+        total_ms, upstream_ms = (now - self.started) * 1000, (self.upstream_done - self.started) * 1000
+        unknown_list = f" ({', '.join(listed)}{f' and {more} more' if more else ''})" if listed else ""
+        # Formatted here, once, with an f-string: twisted.logger's own formatting of a
+        # many-field format string costs more than the rest of a small request's logging.
+        # The fields still travel with the event, for the JSON lines observer.
+        log.info("{line}", line=f"{method} {path} -> {status} in {total_ms:.1f} ms (upstream {upstream_ms:.1f} ms):"
+                 f" {named} named, {unknown} unknown{unknown_list}",
+                 method=method, path=path, status=status, total_ms=total_ms, upstream_ms=upstream_ms,
+                 named=named, unknown=unknown, unknown_ids=listed)

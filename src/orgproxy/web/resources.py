@@ -1,0 +1,138 @@
+"""The proxy's own small resources: directories whose missing children are OpenAI-shaped
+404s, an error page, ``/health``, ``/metrics`` and ``/orgproxy/unknown``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+import orjson
+from twisted.web import server
+from twisted.web.resource import IResource, Resource
+
+from orgproxy.errors import ProxyError, method_not_allowed, not_found
+from orgproxy.names.snapshot import CurrentNames
+from orgproxy.names.unknown import UnknownIds
+from orgproxy.ops import metrics
+from orgproxy.paths import split_uri
+from orgproxy.times import iso
+from orgproxy.web.respond import refuse
+
+
+class ErrorPage(Resource):
+    """Answers every request under it with one of the proxy's own errors."""
+
+    isLeaf = True
+
+    def __init__(self, error: ProxyError, route: str = "other"):
+        super().__init__()
+        self.error = error
+        self.route = route
+
+    def render(self, request: server.Request) -> int:  # type: ignore[override]
+        request.route = self.route  # type: ignore[attr-defined]
+        refuse(request, self.error)
+        return server.NOT_DONE_YET
+
+
+class Directory(Resource):
+    """A path segment with named children; anything else under it, and the directory
+    itself, is an OpenAI-shaped 404 (Twisted's own is an HTML page)."""
+
+    def getChild(self, path: bytes, request: server.Request) -> IResource:
+        return ErrorPage(not_found())
+
+    def render(self, request: server.Request) -> int:  # type: ignore[override]
+        return ErrorPage(not_found()).render(request)
+
+
+class OwnPage(Resource):
+    """One of the proxy's own answers: GET and HEAD, at exactly its path."""
+
+    route = "other"
+    allowedMethods = (b"GET", b"HEAD")
+
+    def getChild(self, path: bytes, request: server.Request) -> IResource:
+        return ErrorPage(not_found())
+
+    def render(self, request: server.Request) -> bytes | int:  # type: ignore[override]
+        request.route = self.route  # type: ignore[attr-defined]
+        if request.method not in self.allowedMethods:
+            request.setHeader(b"allow", b", ".join(self.allowedMethods))
+            refuse(request, method_not_allowed(self.allowedMethods))
+            return server.NOT_DONE_YET
+        return self.answer(request)
+
+    def answer(self, request: server.Request) -> bytes:
+        raise NotImplementedError
+
+
+class DiscoveryStatus(Protocol):
+    def status(self) -> dict[str, Any]: ...
+
+
+class Health(OwnPage):
+    """Counts and states, never names or keys: for probes and people."""
+
+    route = "health"
+
+    def __init__(self, current: CurrentNames, discovery: DiscoveryStatus | None):
+        super().__init__()
+        self.current = current
+        self.discovery = discovery
+
+    def answer(self, request: server.Request) -> bytes:
+        current = self.current
+        names = current.names
+        request.setHeader(b"content-type", b"application/json")
+        aliases = None
+        if current.source is not None:
+            aliases = {
+                "path": current.source,
+                "names": names.count(),
+                "loaded_at": iso(current.loaded_at),
+                "checked_at": iso(current.checked_at, precise=True),
+                "error": current.error,  # the current file's problem; None when it loaded
+            }
+        return orjson.dumps({
+            "status": "ok",
+            "pid": os.getpid(),
+            "names_loaded": names.count(),
+            "names_by_field": names.counts(),
+            "names_by_source": dict(names.by_source),
+            "aliases": aliases,
+            "discovery": self.discovery.status() if self.discovery is not None else {"enabled": False},
+        })
+
+
+class MetricsPage(OwnPage):
+    """Prometheus text format."""
+
+    route = "metrics"
+
+    def answer(self, request: server.Request) -> bytes:
+        content_type, body = metrics.render()
+        request.setHeader(b"content-type", content_type)
+        return body
+
+
+class UnknownReport(OwnPage):
+    """The ids seen that nobody could name: JSON, or ``?format=toml`` alias-file tables."""
+
+    route = "unknown_report"
+
+    def __init__(self, unknown: UnknownIds, current: CurrentNames):
+        super().__init__()
+        self.unknown = unknown
+        self.current = current
+
+    def answer(self, request: server.Request) -> bytes:
+        names = self.current.names
+        query = split_uri(request.uri)[1] or b""
+        wanted = parse_qs(query.decode("latin-1")).get("format", ["json"])[-1]
+        if wanted == "toml":
+            request.setHeader(b"content-type", b"application/toml; charset=utf-8")
+            return self.unknown.toml_skeleton(names).encode("utf-8")
+        request.setHeader(b"content-type", b"application/json")
+        return orjson.dumps(self.unknown.report(names))

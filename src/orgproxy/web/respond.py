@@ -1,0 +1,43 @@
+"""Writing the proxy's own answers, and what a log line may show of a request."""
+
+from __future__ import annotations
+
+from twisted.web import server
+
+from orgproxy.errors import ProxyError
+from orgproxy.ops.logs import log
+from orgproxy.paths import split_uri
+
+
+def send_error(request: server.Request, error: ProxyError) -> None:
+    """Answer with one of the proxy's own errors, and finish."""
+    body = error.body()
+    request.setResponseCode(error.status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    if error.retry is not None:
+        request.setHeader(b"x-should-retry", b"true" if error.retry else b"false")
+    if error.retry_after is not None:
+        request.setHeader(b"retry-after", b"%d" % error.retry_after)
+    request.write(body)
+    request.finish()
+
+
+def refuse(request: server.Request, error: ProxyError) -> None:
+    """Answer with ``error`` and log one line for it (never the query, never headers)."""
+    send_error(request, error)
+    log.info("{method} {path} -> {status} {code}", method=method_of(request),
+             path=path_of(request), status=error.status, code=error.code)
+
+
+def printable(path: bytes) -> str:
+    """A raw path as a log line may show it: at most 200 bytes, ASCII."""
+    return path[:200].decode("ascii", "replace")
+
+
+def path_of(request: server.Request) -> str:
+    return printable(split_uri(request.uri)[0])
+
+
+def method_of(request: server.Request) -> str:
+    return request.method.decode("ascii", "replace")

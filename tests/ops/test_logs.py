@@ -1,0 +1,130 @@
+"""Tests for orgproxy.logs: the level filter and the faster classic text observer.
+
+The observer orgproxy gives twistd must write every line exactly as Twisted's own would.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.application.service import Application
+from twisted.logger import ILogObserver, LogLevel, formatEventAsClassicLogText
+from twisted.python.failure import Failure
+from twisted.scripts.twistd import ServerOptions
+
+from orgproxy.ops import logs
+from orgproxy.ops.logs import ClassicText, logs_to_standard_output
+
+
+def access_event(line: str, when: float | None, level: LogLevel = LogLevel.info,
+                 namespace: str = "orgproxy", **more: Any) -> dict[str, Any]:
+    event = {"log_format": "{line}", "line": line, "log_level": level, "log_namespace": namespace,
+             "method": "GET", "status": 200, **more}
+    if when is not None:
+        event["log_time"] = when
+    return event
+
+
+@settings(database=None, max_examples=300, deadline=None)
+@given(line=st.text(max_size=60), when=st.one_of(st.none(), st.floats(0, 4e9)),
+       level=st.sampled_from(list(LogLevel.iterconstants())),
+       namespace=st.sampled_from(["orgproxy", "orgproxy.worker1", "twisted.web"]))
+def test_access_lines_come_out_as_twisted_writes_them(line: str, when: float | None, level: LogLevel,
+                                                      namespace: str) -> None:
+    event = access_event(line, when, level, namespace)
+    assert ClassicText()(dict(event)) == formatEventAsClassicLogText(dict(event))
+
+
+def failure() -> Failure:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        return Failure()
+
+
+@pytest.mark.parametrize("event", [
+    {"log_format": "{a} and {b!r}", "a": 1, "b": "x", "log_level": LogLevel.warn, "log_namespace": "n"},
+    {"log_format": "{line}", "line": "x", "log_level": LogLevel.error, "log_failure": failure(),
+     "log_namespace": "orgproxy"},
+    {"log_format": "{line}", "line": "x", "log_system": "-", "log_level": LogLevel.info},
+    {"log_format": "{line}", "line": 7, "log_level": LogLevel.info},
+    {"log_format": "{line}", "line": "no level"},
+    {"message": ("legacy",), "log_format": "{log_text}", "log_text": "legacy", "log_system": "-"},
+    {"log_format": "", "log_level": LogLevel.info},
+], ids=["other-format", "failure", "system", "not-text", "no-level", "legacy", "empty"])
+def test_every_other_event_is_left_to_twisteds_formatting(event: dict[str, Any]) -> None:
+    event.setdefault("log_time", 1_780_000_000.25)
+    assert ClassicText()(dict(event)) == formatEventAsClassicLogText(dict(event))
+
+
+def test_the_timestamp_follows_the_clock_across_seconds() -> None:
+    text = ClassicText()
+    now = time.time()
+    for when in (now, now + 0.5, now + 1.0, now + 61, now - 3600):
+        event = access_event("GET / -> 200", when)
+        assert text(dict(event)) == formatEventAsClassicLogText(dict(event))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["-n", "orgproxy"], True),
+    (["-n", "--logfile", "-", "orgproxy"], True),
+    (["--logfile", "-", "orgproxy"], True),
+    (["-n", "--logfile", "/tmp/x.log", "orgproxy"], False),
+    (["orgproxy"], False),  # a daemon: twistd.log
+    (["-n", "--syslog", "orgproxy"], False),
+    (["-n", "--logger", "orgproxy.ops.logs.json_lines", "orgproxy"], False),
+])
+def test_standard_output_is_told_from_twistds_own_options(argv: list[str], expected: bool) -> None:
+    options = ServerOptions()
+    options.parseOptions(argv)
+    assert logs_to_standard_output(options) is expected
+    # twistd hands the plugin its sub-options, whose parent these are.
+    assert options.subOptions.parent is options
+
+
+def test_the_service_offers_its_observer_to_twistds_application(tmp_path: Path) -> None:
+    from orgproxy.tap import makeService
+
+    options = ServerOptions()
+    options.parseOptions(["-n", "orgproxy", "--state-dir", str(tmp_path)])
+    service = makeService(options.subOptions)
+    application = Application("orgproxy")
+    service.setServiceParent(application)
+    assert application.getComponent(ILogObserver, None) is service.log_observer is not None
+
+    options = ServerOptions()
+    options.parseOptions(["-n", "--logfile", str(tmp_path / "x.log"), "orgproxy", "--state-dir", str(tmp_path)])
+    service = makeService(options.subOptions)
+    application = Application("orgproxy")
+    service.setServiceParent(application)
+    assert application.getComponent(ILogObserver, None) is None
+
+
+def test_the_level_filter_drops_below_and_passes_at_and_above() -> None:
+    seen: list[dict[str, Any]] = []
+    from twisted.logger import globalLogPublisher
+
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        logs.set_level("warn")
+        logs.log.info("dropped {x}", x=1)
+        logs.log.warn("kept {x}", x=2)
+        logs.log.error("kept {x}", x=3)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+        logs.set_level("info")
+    assert [e.get("x") for e in seen if e.get("log_namespace") == "orgproxy"] == [2, 3]
+
+
+def test_text_lines_writes_to_the_stream_it_was_made_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    observer = logs.text_lines()
+    observer(access_event("GET /x -> 200", 1_780_000_000.0))
+    assert out.getvalue() == formatEventAsClassicLogText(access_event("GET /x -> 200", 1_780_000_000.0))

@@ -1,0 +1,238 @@
+"""Stopping cleanly, and running under a real supervisord with the shipped program section."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TOKEN, assert_clean_output
+from tests.support.daemon import TWISTD, Daemon, daemon_env, free_port
+from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply, hold
+from tests.support.raw_http import Answer, call
+
+COSTS = "/v1/organization/costs"
+SUPERVISORCTL = str(Path(sys.executable).with_name("supervisorctl"))
+SUPERVISORD = str(Path(sys.executable).with_name("supervisord"))
+
+
+def released_by(event: threading.Event):  # type: ignore[no-untyped-def]
+    """A behaviour that answers only once the test sets ``event``."""
+    def answer(handler: Handler, received: Received) -> None:
+        event.wait(20)
+        handler.send_reply(Reply(body=b'{"api_key_id": "key_1234567890abcdef"}'))
+    return answer
+
+
+def in_background(target: str, daemon: Daemon) -> tuple[threading.Thread, list[Answer | BaseException]]:
+    results: list[Answer | BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(call(daemon.url, target))
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            results.append(e)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, results
+
+
+def wait_for_request(upstream: FakeUpstream, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not upstream.received:
+        assert time.monotonic() < deadline, "the request never reached the upstream"
+        time.sleep(0.01)  # polling an observable fact
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_sigterm_lets_a_request_in_flight_finish_then_exits_0(upstream: FakeUpstream, aliases: Path,
+                                                             tmp_path: Path) -> None:
+    release = threading.Event()
+    upstream.on(COSTS, released_by(release))
+    daemon = Daemon(["--upstream", upstream.url, "--aliases", str(aliases)], cwd=tmp_path).wait_ready()
+    try:
+        thread, results = in_background(COSTS + "?start_time=1", daemon)
+        wait_for_request(upstream)
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.wait_for("Waiting up to 10 s for 1 requests in flight")
+        assert refused(daemon.port), "still accepting connections after SIGTERM"
+        assert daemon.process.poll() is None, "exited with a request in flight"
+        release.set()
+        thread.join(20)
+        answer = results[0]
+        assert isinstance(answer, Answer), answer
+        assert answer.status == 200
+        assert answer.json() == {"api_key_id": "key_1234567890abcdef",
+                                 "api_key_name": "checkout-service-production"}
+        assert daemon.wait_exit() == 0
+    finally:
+        release.set()
+        daemon.stop()
+    assert_clean_output(daemon)
+
+
+def test_shutdown_timeout_bounds_the_wait_for_requests_in_flight(upstream: FakeUpstream,
+                                                                 tmp_path: Path) -> None:
+    upstream.on(COSTS, hold())
+    daemon = Daemon(["--upstream", upstream.url, "--shutdown-timeout", "0.5"], cwd=tmp_path).wait_ready()
+    try:
+        thread, results = in_background(COSTS + "?start_time=1", daemon)
+        wait_for_request(upstream)
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.wait_exit(timeout=15) == 0
+        assert "1 requests still in flight after 0.5 s; stopping anyway" in daemon.output
+        thread.join(20)
+        assert not isinstance(results[0], Answer)  # the connection was closed, not answered
+    finally:
+        daemon.stop()
+    assert_clean_output(daemon)
+
+
+def test_a_request_in_flight_keeps_the_names_it_started_with(upstream: FakeUpstream, aliases: Path,
+                                                             tmp_path: Path) -> None:
+    release = threading.Event()
+    upstream.on(COSTS, released_by(release))
+    daemon = Daemon(["--upstream", upstream.url, "--aliases", str(aliases), "--watch", "off"],
+                    cwd=tmp_path).wait_ready()
+    try:
+        thread, results = in_background(COSTS + "?start_time=1", daemon)
+        wait_for_request(upstream)
+        aliases.write_text('[api_keys]\nkey_1234567890abcdef = "renamed-meanwhile"\n')
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for("Alias file reloaded (SIGHUP)")
+        release.set()
+        thread.join(20)
+        answer = results[0]
+        assert isinstance(answer, Answer), answer
+        assert answer.json()["api_key_name"] == "checkout-service-production"
+        assert call(daemon.url, COSTS + "?start_time=1").json()["api_key_name"] == "renamed-meanwhile"
+    finally:
+        release.set()
+        assert daemon.stop() == 0
+    assert_clean_output(daemon)
+
+
+# --- supervisord ---------------------------------------------------------------------------
+
+SHIPPED = ROOT / "etc" / "supervisor" / "orgproxy.conf"
+
+
+def substituted_program(tmp_path: Path, aliases: Path, port: int) -> str:
+    """The shipped program section with this machine's paths; each must be there to replace."""
+    text = SHIPPED.read_text()
+    replacements = {
+        "/opt/orgproxy/.venv/bin/twistd": TWISTD,
+        "/etc/orgproxy/aliases.toml": str(aliases),
+        "tcp:18080:": f"tcp:{port}:",
+        "/var/lib/orgproxy": str(tmp_path),
+        "/var/log/orgproxy": str(tmp_path / "log"),
+    }
+    for shipped, here in replacements.items():
+        assert shipped in text, f"{shipped} is no longer in {SHIPPED}"
+        text = text.replace(shipped, here)
+    return text
+
+
+class Supervisor:
+    def __init__(self, tmp_path: Path, program: str, env: dict[str, str]):
+        (tmp_path / "log").mkdir()
+        (tmp_path / "orgproxy.conf").write_text(program)
+        self.conf = tmp_path / "supervisord.conf"
+        self.log = tmp_path / "supervisord.log"
+        self.program_log = tmp_path / "log" / "orgproxy.log"
+        self.conf.write_text(f"""
+[unix_http_server]
+file={tmp_path}/supervisor.sock
+
+[supervisord]
+nodaemon=true
+logfile={self.log}
+pidfile={tmp_path}/supervisord.pid
+childlogdir={tmp_path}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{tmp_path}/supervisor.sock
+
+[include]
+files = {tmp_path}/orgproxy.conf
+""")
+        self.process = subprocess.Popen([SUPERVISORD, "-c", str(self.conf)], env=daemon_env(env),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SUPERVISORCTL, "-c", str(self.conf), *args], capture_output=True,
+                              text=True, timeout=60)
+
+    def wait_in_log(self, path: Path, text: str, after: int = 0, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            content = path.read_text() if path.exists() else ""
+            if text in content[after:]:
+                return content
+            assert time.monotonic() < deadline, f"{text!r} never appeared in {path}:\n{content}"
+            time.sleep(0.05)  # polling a file for an observable fact
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.ctl("shutdown")
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture
+def supervised(tmp_path: Path, aliases: Path, upstream: FakeUpstream) -> Iterator[tuple[Supervisor, str]]:
+    port = free_port()
+    supervisor = Supervisor(tmp_path, substituted_program(tmp_path, aliases, port),
+                            {"ORGPROXY_UPSTREAM": upstream.url})
+    try:
+        supervisor.wait_in_log(supervisor.program_log, "orgproxy serving on")
+        yield supervisor, f"http://127.0.0.1:{port}"
+    finally:
+        supervisor.stop()
+
+
+def test_under_supervisord_serves_reloads_on_hup_and_stops_with_status_0(
+        supervised: tuple[Supervisor, str], upstream: FakeUpstream, aliases: Path) -> None:
+    supervisor, url = supervised
+    upstream.on(COSTS, lambda handler, received: handler.send_reply(
+        Reply(body=b'{"data": [{"api_key_id": "key_1234567890abcdef"}]}')))
+    supervisor.wait_in_log(supervisor.log, "orgproxy entered RUNNING state")  # after startsecs
+    assert supervisor.ctl("status", "orgproxy").stdout.split()[1] == "RUNNING"
+    answer = call(url, COSTS + "?start_time=1")
+    assert answer.json()["data"][0]["api_key_name"] == "checkout-service-production"
+
+    before = len(supervisor.program_log.read_text())
+    aliases.write_text('[api_keys]\nkey_1234567890abcdef = "checkout-after-hup"\n')
+    assert supervisor.ctl("signal", "HUP", "orgproxy").returncode == 0
+    supervisor.wait_in_log(supervisor.program_log, "Alias file reloaded (SIGHUP)", after=before)
+    assert call(url, COSTS + "?start_time=1").json()["data"][0]["api_key_name"] == "checkout-after-hup"
+
+    pid = int(supervisor.ctl("pid", "orgproxy").stdout.strip())
+    stopped = supervisor.ctl("stop", "orgproxy")
+    assert "stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+    supervisor.wait_in_log(supervisor.log, "stopped: orgproxy (exit status 0)")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    log = supervisor.program_log.read_text()
+    assert "Traceback" not in log and TOKEN not in log
