@@ -24,7 +24,7 @@ run: $(VENV)/.installed
 	$(BIN)/twistd --nodaemon --pidfile= orgproxy --aliases etc/aliases.toml
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

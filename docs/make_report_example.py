@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.daemon import Daemon  # noqa: E402
-from tests.support.tcp_upstream import FakeUpstream  # noqa: E402
 from tests.support.fake_usage import ALIASES_TOML, FakeUsage  # noqa: E402
+from tests.support.tcp_upstream import FakeUpstream  # noqa: E402
 
 
 def main() -> None:

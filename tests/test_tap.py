@@ -1,20 +1,39 @@
-"""Options, environment variables, and start-up failures of ``twistd orgproxy``."""
+"""``twistd orgproxy``'s options, and the service tree ``makeService`` builds from them,
+in the test process on a memory reactor: which services each option set gives, the
+start-up failures that end the daemon with one line, and the log observer offered to
+twistd. (twistd itself finding and running the plugin: tests/process/test_plugin.py.)"""
 
 from __future__ import annotations
 
+import os
 import socket
-import subprocess
+from collections.abc import Callable, Iterator, Sequence
 from ipaddress import ip_network
 from pathlib import Path
+from typing import Any
 
 import pytest
+from treq.testing import RequestTraversalAgent
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Application
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import ILogObserver, LogLevel
 from twisted.python import usage
+from twisted.scripts.twistd import ServerOptions
+from twisted.web import server
+from twisted.web.client import ResponseNeverReceived
 
-from orgproxy.tap import DEFAULTS, Options, env_name
-from tests.conftest import assert_clean_output
-from tests.support.daemon import TWISTD, Daemon, daemon_env, free_port
-from tests.support.tcp_upstream import FakeUpstream, reply
-from tests.support.raw_http import call
+from orgproxy.names.discovery import DiscoveryService
+from orgproxy.ops import logs
+from orgproxy.ops.reload import ReloadService
+from orgproxy.ops.workers import SharedAccepts, WorkerPool
+from orgproxy.tap import DEFAULTS, Options, OrgproxyService, env_name, makeService
+from tests.support.answers import TOKEN
+from tests.support.fake_openai import FakeOpenAI, Received, reply
+from tests.support.memory import InMemoryProxy
+
+COSTS = "/v1/organization/costs"
 
 
 def parse(argv: list[str], environ: dict[str, str] | None = None) -> Options:
@@ -22,6 +41,8 @@ def parse(argv: list[str], environ: dict[str, str] | None = None) -> Options:
     options.parseOptions(argv)
     return options
 
+
+# --- options ---------------------------------------------------------------------------------
 
 def test_defaults() -> None:
     options = parse([])
@@ -34,28 +55,31 @@ def test_defaults() -> None:
     assert options["watch"] == "auto"
     assert options["shutdown-timeout"] == 10.0
     assert options["admin-key-file"] is None
-    assert options["state-dir"] == "var"
+    assert options["state-dir"] == os.path.abspath("var")
     assert (options["discovery-interval"], options["discovery-cooldown"]) == (900.0, 60.0)
+    assert (options["workers"], options["worker-fd"], options["worker-number"]) == (1, None, 0)
+    assert (options["cache-ttl"], options["max-concurrency"]) == (0.0, 256)
 
 
-# option -> (environment value, parsed), (flag value, parsed)
+# option -> (environment value, parsed), (flag value, parsed); relative paths are parsed
+# to absolute ones (see test_files_are_named_absolutely)
 SAMPLES = {
     "port": (("tcp:1234", "tcp:1234"), ("tcp:999", "tcp:999")),
     "upstream": (("http://gateway.internal:8080",) * 2, ("https://x.example",) * 2),
-    "aliases": (("/etc/orgproxy/aliases.toml",) * 2, ("a.json",) * 2),
+    "aliases": (("/etc/orgproxy/aliases.toml",) * 2, ("a.json", os.path.abspath("a.json"))),
     "timeout": (("2.5", 2.5), ("7", 7.0)),
     "max-response-bytes": (("1000", 1000), ("5", 5)),
     "log-level": (("debug", "debug"), ("warn", "warn")),
     "watch": (("poll", "poll"), ("off", "off")),
     "shutdown-timeout": (("3", 3.0), ("0.5", 0.5)),
-    "admin-key-file": (("/run/secrets/openai-admin", "/run/secrets/openai-admin"), ("key.txt", "key.txt")),
-    "state-dir": (("/var/lib/orgproxy", "/var/lib/orgproxy"), ("state", "state")),
+    "admin-key-file": (("/run/secrets/openai-admin",) * 2, ("key.txt", os.path.abspath("key.txt"))),
+    "state-dir": (("/var/lib/orgproxy",) * 2, ("state", os.path.abspath("state"))),
     "discovery-interval": (("600", 600.0), ("30", 30.0)),
     "discovery-cooldown": (("10", 10.0), ("5", 5.0)),
     "allow-from": (("10.0.0.0/8", (ip_network("10.0.0.0/8"),)),
                    ("127.0.0.1,fd00::/8", (ip_network("127.0.0.1/32"), ip_network("fd00::/8")))),
-    "client-token-file": (("/run/secrets/token", "/run/secrets/token"), ("token.txt", "token.txt")),
-    "upstream-ca": (("/etc/ssl/gateway.pem", "/etc/ssl/gateway.pem"), ("ca.pem", "ca.pem")),
+    "client-token-file": (("/run/secrets/token",) * 2, ("token.txt", os.path.abspath("token.txt"))),
+    "upstream-ca": (("/etc/ssl/gateway.pem",) * 2, ("ca.pem", os.path.abspath("ca.pem"))),
     "max-concurrency": (("100", 100), ("8", 8)),
     "workers": (("2", 2), ("3", 3)),
     "cache-ttl": (("30", 30.0), ("0", 0.0)),
@@ -91,6 +115,28 @@ def test_openai_base_url_is_never_read() -> None:
     assert options["upstream"] == DEFAULTS["upstream"]
 
 
+def test_files_are_named_absolutely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # twistd changes to --rundir after the service is made; reloads and workers must
+    # find the same files.
+    monkeypatch.chdir(tmp_path)
+    options = parse(["--aliases", "etc/aliases.toml", "--state-dir", "../state", "--upstream-ca", "ca.pem"],
+                    {"ORGPROXY_CLIENT_TOKEN_FILE": "token", "ORGPROXY_ADMIN_KEY_FILE": "./key"})
+    assert {name: options[name] for name in ("aliases", "state-dir", "upstream-ca", "client-token-file",
+                                             "admin-key-file")} == {
+        "aliases": str(tmp_path / "etc" / "aliases.toml"), "state-dir": str(tmp_path.parent / "state"),
+        "upstream-ca": str(tmp_path / "ca.pem"), "client-token-file": str(tmp_path / "token"),
+        "admin-key-file": str(tmp_path / "key")}
+
+
+def test_the_workers_are_given_the_options_as_resolved() -> None:
+    options = parse(["--aliases", "/etc/a.toml", "--replace-ids", "--workers", "3"], {"ORGPROXY_TIMEOUT": "5"})
+    given = options.worker_arguments()
+    assert "--aliases=/etc/a.toml" in given and "--timeout=5" in given and "--replace-ids" in given
+    assert not [arg for arg in given if arg.startswith(("--workers", "--worker-fd", "--worker-number"))]
+    again = parse(given)
+    assert (again["aliases"], again["timeout"], again["replace-ids"]) == ("/etc/a.toml", 5.0, True)
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--timeout", "abc"], "--timeout must be a positive float"),
     (["--timeout", "-1"], "--timeout must be a positive float"),
@@ -105,81 +151,289 @@ def test_openai_base_url_is_never_read() -> None:
     (["--cache-ttl", "soon"], "--cache-ttl must be 0 \\(off\\) or more seconds"),
     (["--watch", "fanotify"], "--watch must be one of auto, inotify, poll, off"),
     (["--shutdown-timeout", "0"], "--shutdown-timeout must be a positive float"),
+    (["--workers", "0"], "--workers must be a positive int"),
+    (["--workers", "2", "--port", "ssl:0:privateKey=x.pem"], "--workers needs a tcp: or unix: --port"),
 ])
 def test_malformed_options_are_refused(argv: list[str], message: str) -> None:
     with pytest.raises(usage.UsageError, match=message):
         parse(argv)
 
 
-def run_twistd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TWISTD, "--nodaemon", "--pidfile=", "orgproxy", *args], cwd=cwd,
-                          env=daemon_env(), capture_output=True, text=True, timeout=60)
+def test_a_malformed_environment_variable_is_refused_like_a_flag() -> None:
+    with pytest.raises(usage.UsageError, match="--timeout must be a positive float, not 'soon'"):
+        parse([], {"ORGPROXY_TIMEOUT": "soon"})
 
 
-def test_invalid_alias_file_stops_the_start_with_file_line_and_reason(tmp_path: Path) -> None:
+# --- makeService: the service tree -------------------------------------------------------------
+
+class Built:
+    """makeService's tree on a memory reactor, and how to find its parts."""
+
+    def __init__(self, service: OrgproxyService, reactor: MemoryReactorClock):
+        self.service = service
+        self.reactor = reactor
+
+    def kinds(self) -> list[type]:
+        return [type(s) for s in self.service]
+
+    def one(self, kind: type) -> Any:
+        (found,) = [s for s in self.service if isinstance(s, kind)]
+        return found
+
+
+Build = Callable[..., Built]
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Iterator[Build]:
+    """``build(argv, environ=...)``: makeService on a memory reactor, from options parsed
+    as on the command line (or from ``options`` given ready)."""
+    made: list[Built] = []
+
+    def make(argv: Sequence[str] = (), environ: dict[str, str] | None = None, options: Options | None = None,
+             reactor: MemoryReactorClock | None = None) -> Built:
+        if options is None:
+            options = parse(["--state-dir", str(tmp_path / "state"), *argv], environ)
+        clock = reactor or MemoryReactorClock()
+        built = Built(makeService(options, reactor=clock, agent=RequestTraversalAgent(FakeOpenAI())), clock)
+        made.append(built)
+        return built
+    yield make
+    for built in made:
+        built.service.history.close()
+
+
+def test_without_an_alias_file_there_is_a_port_and_a_sighup_handler_only(build: Build) -> None:
+    built = build([])
+    assert built.kinds() == [StreamServerEndpointService, ReloadService]
+    reload = built.one(ReloadService)
+    assert reload.reloader is None and reload.watcher is None and reload.also_on_sighup == []
+    assert built.service.current.source is None and built.service.discovery is None
+
+
+def test_an_alias_file_is_loaded_and_watched(build: Build, aliases: Path) -> None:
+    built = build(["--aliases", str(aliases), "--watch", "poll"])
+    reload = built.one(ReloadService)
+    assert reload.reloader.path == str(aliases) and reload.watcher.mode == "poll"
+    assert built.service.current.names.count() == 5
+    assert build(["--aliases", str(aliases), "--watch", "off"]).one(ReloadService).watcher is None
+
+
+def test_an_admin_key_turns_discovery_on_and_sighup_reaches_it(build: Build, tmp_path: Path) -> None:
+    without = build([])
+    built = build([], environ={"OPENAI_ADMIN_KEY": TOKEN})
+    discovery = built.one(DiscoveryService)
+    assert built.service.discovery is discovery
+    assert built.one(ReloadService).also_on_sighup == [discovery.request]
+    # Without a key, the operator is told discovery is off; with one, not.
+    assert len(without.service.notes) == len(built.service.notes) + 1
+
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(TOKEN + "\n")
+    key_file.chmod(0o600)
+    assert build(["--admin-key-file", str(key_file)]).service.discovery is not None
+
+
+def test_an_unreadable_admin_key_file_ends_the_start_with_one_line(build: Build, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=f"^orgproxy: {tmp_path}/missing.key: cannot read the admin key"):
+        build(["--admin-key-file", str(tmp_path / "missing.key")])
+
+
+def test_workers_add_a_pool_that_shares_the_listening_socket(build: Build) -> None:
+    built = build(["--workers", "3"])
+    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService]
+    pool = built.one(WorkerPool)
+    listening = built.one(StreamServerEndpointService)
+    assert isinstance(listening.endpoint, SharedAccepts) and pool.listening is listening.endpoint
+    assert pool.count == 3
+    assert pool.on_sighup in built.one(ReloadService).also_on_sighup
+    argv = pool.argv_for(2)
+    assert argv[argv.index("orgproxy") + 1:][-3:] == ["--workers=1", "--worker-fd=3", "--worker-number=2"]
+
+
+def test_the_workers_log_file_is_fixed_before_twistd_changes_directory(build: Build, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    start, rundir = tmp_path / "start", tmp_path / "run"
+    start.mkdir(), rundir.mkdir()
+    monkeypatch.chdir(start)
+    twistd = ServerOptions()
+    twistd.parseOptions(["-d", str(rundir), "--logfile", "orgproxy.log", "orgproxy", "--workers", "2",
+                         "--state-dir", str(tmp_path / "state")])
+    pool = build(options=twistd.subOptions).one(WorkerPool)
+    monkeypatch.chdir(rundir)  # what twistd does after makeService, before the workers start
+    assert f"--logfile={start / 'orgproxy.worker1.log'}" in pool.argv_for(1)
+
+
+def test_a_worker_adopts_the_listening_socket_it_is_given(build: Build, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs.log, "namespace", logs.log.namespace)  # a worker renames it
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        given = os.dup(listening.fileno())  # the worker's fd 3 (the endpoint closes it once adopted)
+        built = build(["--workers=1", f"--worker-fd={given}", "--worker-number=2"])
+        assert WorkerPool not in built.kinds()
+        built.service.privilegedStartService()
+        try:
+            ((fd, family, factory),) = built.reactor.adoptedPorts
+            assert (fd, family, factory) == (given, socket.AF_INET, built.service.site)
+            assert built.reactor.tcpServers == []  # it listens on nothing of its own
+            assert logs.log.namespace == "orgproxy.worker2"
+        finally:
+            built.service.stopService()
+
+
+def test_the_log_observer_is_offered_to_twistds_application(build: Build, tmp_path: Path) -> None:
+    def observer_given(*twistd_argv: str) -> Any:
+        twistd = ServerOptions()
+        twistd.parseOptions([*twistd_argv, "orgproxy", "--state-dir", str(tmp_path / "state")])
+        service = build(options=twistd.subOptions).service
+        application = Application("orgproxy")
+        service.setServiceParent(application)
+        found = application.getComponent(ILogObserver, None)
+        assert found is service.log_observer
+        return found
+
+    assert observer_given("-n") is not None  # standard output: orgproxy's faster text lines
+    assert observer_given("-n", "--logfile", str(tmp_path / "x.log")) is None  # twistd's own
+    assert build([]).service.log_observer is None  # not under twistd
+
+
+# --- start-up failures: one line, and the daemon does not start ------------------------------
+
+def test_an_invalid_alias_file_ends_the_start_with_file_and_reason(build: Build, tmp_path: Path) -> None:
     aliases = tmp_path / "aliases.toml"
     aliases.write_text('[api_keys]\nkey_a = "a"\nkey_b = 5\n')
-    result = run_twistd("--port", f"tcp:{free_port()}:interface=127.0.0.1", "--aliases", str(aliases),
-                        cwd=tmp_path)
-    assert result.returncode != 0
-    assert f"{aliases}:3: api_keys.key_b: name must be a string, not integer" in result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+    with pytest.raises(SystemExit) as stopped:
+        build(["--aliases", str(aliases)])
+    message = str(stopped.value.code)
+    assert message.startswith(f"orgproxy: alias file: {aliases}") and "key_b" in message
+    assert "\n" not in message
 
 
-def test_unreadable_alias_file_stops_the_start(tmp_path: Path) -> None:
-    result = run_twistd("--port", f"tcp:{free_port()}:interface=127.0.0.1",
-                        "--aliases", str(tmp_path / "missing.toml"), cwd=tmp_path)
-    assert result.returncode != 0
-    assert "missing.toml: cannot read" in result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+def test_an_unreadable_alias_file_ends_the_start(build: Build, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=f"^orgproxy: alias file: {tmp_path}/missing.toml: cannot read"):
+        build(["--aliases", str(tmp_path / "missing.toml")])
 
 
-def test_malformed_option_makes_twistd_exit_non_zero(tmp_path: Path) -> None:
-    result = run_twistd("--timeout", "soon", cwd=tmp_path)
-    assert result.returncode != 0
-    assert "--timeout must be a positive float, not 'soon'" in result.stdout + result.stderr
+def test_an_unreadable_client_token_file_ends_the_start(build: Build, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="^orgproxy: --client-token-file: "):
+        build(["--client-token-file", str(tmp_path / "missing.token")])
 
 
-def test_port_in_use_stops_the_start_with_one_line(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = run_twistd("--port", f"tcp:{port}:interface=127.0.0.1", cwd=tmp_path)
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert f"orgproxy: cannot listen on tcp:{port}:interface=127.0.0.1" in output
-    assert "Address already in use" in output
-    assert "Traceback" not in output
+class PortTaken(MemoryReactorClock):
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+        raise CannotListenError(interface, port, OSError(98, "Address already in use"))
 
 
-def test_without_aliases_it_serves_with_no_names_and_says_so(tmp_path: Path, upstream: FakeUpstream) -> None:
-    upstream.on("/v1/organization/costs", reply(body=b'{"api_key_id": "key_1234567890abcdef"}'))
-    daemon = Daemon(["--upstream", upstream.url], cwd=tmp_path).wait_ready()
-    try:
-        assert "running with no names" in daemon.output
-        answer = call(daemon.url, "/v1/organization/costs?start_time=1")
-        assert answer.json() == {"api_key_id": "key_1234567890abcdef", "api_key_name": "unknown"}
-    finally:
-        assert daemon.stop() == 0
-        assert_clean_output(daemon)
+def test_a_port_in_use_ends_the_start_with_one_line(build: Build) -> None:
+    built = build(["--port", "tcp:18999:interface=127.0.0.1"], reactor=PortTaken())
+    with pytest.raises(SystemExit) as stopped:
+        built.service.privilegedStartService()
+    assert stopped.value.code == ("orgproxy: cannot listen on tcp:18999:interface=127.0.0.1:"
+                                  " [Errno 98] Address already in use")
 
 
-def test_options_come_from_the_environment_of_the_real_daemon(tmp_path: Path, upstream: FakeUpstream,
-                                                             aliases: Path) -> None:
-    port = free_port()
-    daemon = Daemon([], cwd=tmp_path, port=port, env={
-        "ORGPROXY_UPSTREAM": upstream.url, "ORGPROXY_ALIASES": str(aliases)})
-    daemon.wait_ready()
-    try:
-        assert call(daemon.url, "/health").json()["names_loaded"] == 5
-        assert call(daemon.url, "/v1/organization/users").status == 200
-        assert upstream.last().target == b"/v1/organization/users"
-    finally:
-        assert daemon.stop() == 0
-        assert_clean_output(daemon)
+# --- running and stopping -------------------------------------------------------------------
+
+def run(proxy: InMemoryProxy) -> None:
+    """Start the service and run the (memory) reactor's when-running hooks."""
+    proxy.start_service()
+    proxy.clock.run()
+    proxy.service.sigterm.uninstall()  # the hooks installed it on this very process
 
 
-def test_sigterm_ends_the_daemon_with_status_0(daemon: Daemon) -> None:
-    assert daemon.stop() == 0
-    assert "SIGTERM" in daemon.output
+def test_without_aliases_it_serves_with_no_names_and_says_so(make_proxy: Callable[..., InMemoryProxy],
+                                                             fake: FakeOpenAI, logged: list[dict[str, Any]]) -> None:
+    fake.on(COSTS, reply(body=b'{"api_key_id": "key_1234567890abcdef"}'))
+    proxy = make_proxy()
+    run(proxy)
+    said = [e for e in logged if e.get("log_level") == LogLevel.warn and "no names" in e.get("log_format", "")]
+    assert len(said) == 1
+    assert proxy.get(COSTS + "?start_time=1").json() == {"api_key_id": "key_1234567890abcdef",
+                                                         "api_key_name": "unknown"}
+
+
+def test_options_come_from_the_environment(make_proxy: Callable[..., InMemoryProxy], aliases: Path,
+                                           fake: FakeOpenAI) -> None:
+    proxy = make_proxy(environ={"ORGPROXY_ALIASES": str(aliases), "ORGPROXY_REPLACE_IDS": "1"})
+    assert proxy.get("/health").json()["names_loaded"] == 5
+    fake.on(COSTS, reply(body=b'{"api_key_id": "key_1234567890abcdef"}'))
+    assert proxy.get(COSTS + "?start_time=1").json()["api_key_id"] == "checkout-service-production"
+
+
+def test_sigterm_stops_the_reactor_once(build: Build) -> None:
+    built = build([])
+    built.service.stop_requested()
+    assert built.service.stopping and built.reactor.hasStopped
+    built.reactor.hasStopped = False
+    built.service.stop_requested()  # the supervisor's to the group, and ours to the workers
+    assert not built.reactor.hasStopped
+
+
+def test_giving_up_stops_the_daemon_saying_why(build: Build, logged: list[dict[str, Any]]) -> None:
+    built = build([])
+    built.service.give_up("worker 1 ended 5 times in a row")
+    assert built.reactor.hasStopped
+    (critical,) = [e for e in logged if e.get("log_level") == LogLevel.critical]
+    assert critical["reason"] == "worker 1 ended 5 times in a row"
+
+
+class Held:
+    """Upstream requests the fake holds until the test answers them."""
+
+    def __init__(self, fake: FakeOpenAI, path: str):
+        self.requests: list[server.Request] = []
+        fake.on(path, self.hold)
+
+    def hold(self, request: server.Request, received: Received) -> int:
+        self.requests.append(request)
+        return server.NOT_DONE_YET
+
+    def answer(self, body: bytes) -> None:
+        request = self.requests.pop(0)
+        request.setHeader(b"content-type", b"application/json")
+        request.write(body)
+        request.finish()
+
+
+def stopping(proxy: InMemoryProxy) -> list[Any]:
+    """Stop the service; the list gets the stop's result when it finishes."""
+    done: list[Any] = []
+    proxy.service.stopService().addBoth(done.append)
+    proxy.flush()
+    return done
+
+
+def test_a_stop_stops_listening_and_lets_requests_in_flight_finish(make_proxy: Callable[..., InMemoryProxy],
+                                                                    fake: FakeOpenAI) -> None:
+    held = Held(fake, COSTS)
+    proxy = make_proxy("--shutdown-timeout", "3")
+    proxy.start_service()
+    response = proxy.start("GET", COSTS + "?start_time=1")
+    proxy.flush()
+    assert len(held.requests) == 1
+    done = stopping(proxy)
+    listening = [s for s in proxy.service if isinstance(s, StreamServerEndpointService)]
+    assert [s.running for s in listening] == [False]  # no new connections
+    proxy.advance(2.9)
+    assert not done, "stopped with a request in flight"
+    held.answer(b'{"api_key_id": "key_1234567890abcdef"}')
+    assert proxy.answer(response).json() == {"api_key_id": "key_1234567890abcdef", "api_key_name": "unknown"}
+    proxy.flush()
+    assert done == [None]
+
+
+def test_a_stop_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeout(
+        make_proxy: Callable[..., InMemoryProxy], fake: FakeOpenAI, logged: list[dict[str, Any]]) -> None:
+    Held(fake, COSTS)
+    proxy = make_proxy("--shutdown-timeout", "3")
+    proxy.start_service()
+    response = proxy.start("GET", COSTS + "?start_time=1")
+    proxy.flush()
+    done = stopping(proxy)
+    proxy.advance(3)
+    assert done == [None]
+    (gave_up,) = [e for e in logged if e.get("log_level") == LogLevel.warn and "count" in e and "timeout" in e]
+    assert (gave_up["count"], gave_up["timeout"]) == (1, 3.0)
+    response.cancel()  # in the daemon, the reactor stops here; in memory, the client leaves
+    response.addErrback(lambda failure: failure.trap(ResponseNeverReceived))

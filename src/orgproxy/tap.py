@@ -32,7 +32,7 @@ from orgproxy.ops.memory import keep_large_buffers
 from orgproxy.ops.reload import AliasReloader, ReloadService
 from orgproxy.ops.signals import SignalHandler
 from orgproxy.ops.watch import MODES
-from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, worker_argv
+from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, twistd_arguments, worker_argv
 from orgproxy.upstream.admin import AdminClient
 from orgproxy.upstream.agent import pooled_agent
 from orgproxy.upstream.cache import ResponseCache
@@ -438,8 +438,9 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
         if options["workers"] > 1:
             shared = listening.endpoint = SharedAccepts(listening.endpoint)
             plugin_arguments = options.worker_arguments()
+            twistd_argument_list = twistd_arguments(twistd_options)  # now, before twistd's chdir
             pool_of_workers = WorkerPool(reactor, options["workers"],
-                                         lambda number: worker_argv(twistd_options, plugin_arguments, number),
+                                         lambda number: worker_argv(twistd_argument_list, plugin_arguments, number),
                                          shared, options["shutdown-timeout"] + 5, service.give_up)
             on_sighup.append(pool_of_workers.on_sighup)
         listening.setServiceParent(service)

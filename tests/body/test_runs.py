@@ -26,7 +26,7 @@ from orgproxy.body.amend import (
 from orgproxy.ops.memory import keep_large_buffers
 from orgproxy.names.snapshot import Names
 from orgproxy.body.runs import id_member_runs
-from tests.test_amend import (
+from tests.body.test_amend import (
     ALIASES,
     NAMES,
     Layout,

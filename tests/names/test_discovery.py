@@ -1,18 +1,19 @@
-"""Names learned from the Admin API and remembered, in the real daemon against a fake
-Admin API that pages two items at a time."""
+"""Names learned from the Admin API and remembered: discovery in the daemon, in memory, in
+front of a fake Admin API that pages two items at a time. Time moves only with the clock
+(``proxy.advance``), so schedules, backoff and Retry-After are checked to the second."""
 
 from __future__ import annotations
 
-import signal
-import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.logger import LogLevel
 
-from tests.conftest import assert_clean_output
-from tests.support.daemon import Daemon
+from orgproxy.ops.reload import ReloadService
+from tests.support.answers import TOKEN
 from tests.support.fake_admin import (
     ADMIN_KEYS,
     DATA_PIPELINE,
@@ -27,47 +28,76 @@ from tests.support.fake_admin import (
     service_accounts_path,
     user_owner,
 )
-from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply, hold, reply
-from tests.support.raw_http import call
+from tests.support.fake_openai import Behaviour, FakeOpenAI, hold, reply
+from tests.support.memory import InMemoryProxy
 
-ADMIN_KEY = "sk-admin-DISCOVERY-must-never-be-logged-7d1e"
+ADMIN_KEY = {"OPENAI_ADMIN_KEY": TOKEN}
 COSTS = "/v1/organization/costs"
-LEARNED = "Discovery (start) learned"
+CALLER = {"Authorization": "Bearer sk-caller-own-key"}  # a caller's key, not discovery's
+TIMEOUT = 2.0
+
+Start = Callable[..., InMemoryProxy]
 
 
 @pytest.fixture
-def fake(upstream: FakeUpstream) -> FakeAdmin:
-    return FakeAdmin(upstream, sample_org())
-
-
-def start(upstream: FakeUpstream, cwd: Path, *args: str, key: str | None = ADMIN_KEY) -> Daemon:
-    env = {"OPENAI_ADMIN_KEY": key} if key else {}
-    return Daemon(["--upstream", upstream.url, "--timeout", "2", *args], cwd=cwd, env=env).wait_ready()
-
-
-def stop(daemon: Daemon) -> None:
-    assert daemon.stop() == 0
-    assert_clean_output(daemon)
-    assert ADMIN_KEY not in daemon.output, "the admin key appeared in the log"
+def admin(fake: FakeOpenAI) -> FakeAdmin:
+    return FakeAdmin(fake, sample_org())
 
 
 @pytest.fixture
-def daemon(fake: FakeAdmin, tmp_path: Path) -> Iterator[Daemon]:
-    running = start(fake.upstream, tmp_path)
-    yield running
-    stop(running)
+def start(make_proxy: Callable[..., InMemoryProxy], admin: FakeAdmin) -> Start:
+    """orgproxy with an admin key (unless told otherwise), started: its first walk done,
+    unless the fake holds it."""
+    def started(*args: str, environ: dict[str, str] | None = ADMIN_KEY) -> InMemoryProxy:
+        proxy = make_proxy("--timeout", f"{TIMEOUT:g}", *args, environ=environ or {})
+        proxy.start_service()
+        proxy.flush()
+        return proxy
+    return started
 
 
-def serve_rows(upstream: FakeUpstream, rows: list[dict]) -> None:
-    upstream.on(COSTS, reply(body={"object": "page", "data": rows}))
+def serve_rows(fake: FakeOpenAI, rows: list[dict[str, Any]]) -> None:
+    fake.on(COSTS, reply(body={"object": "page", "data": rows}))
 
 
-def names_of(daemon: Daemon, field: str, ids: list[str]) -> dict[str, dict]:
-    """What the daemon adds beside each id of ``field``, read through the proxy."""
+def names_of(proxy: InMemoryProxy, field: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """What the proxy adds beside each id of ``field`` in the served rows."""
     name_field = field.replace("_id", "_name")
-    rows = call(daemon.url, COSTS + "?start_time=1").json()["data"]
-    return {row[field]: {k: v for k, v in row.items() if k != field} for row in rows if row.get(field) in ids
-            and name_field in row}
+    answer = proxy.get(COSTS + "?start_time=1")
+    assert answer.status == 200, answer.body
+    return {row[field]: {k: v for k, v in row.items() if k != field}
+            for row in answer.json()["data"] if row.get(field) in ids and name_field in row}
+
+
+def name_of(proxy: InMemoryProxy, fake: FakeOpenAI, field: str, id: str) -> str:
+    serve_rows(fake, [{field: id}])
+    return names_of(proxy, field, [id])[id][field.replace("_id", "_name")]
+
+
+def walks(admin: FakeAdmin) -> int:
+    """How many walks began: a walk's first request is the projects list without a cursor."""
+    return sum(b"after=" not in r.target for r in admin.requests_for(PROJECTS))
+
+
+def sighup(proxy: InMemoryProxy) -> None:
+    """What the daemon does on SIGHUP: the handler's work, without the signal (a real
+    signal to a real process is tests/process' business)."""
+    [reloading] = [service for service in proxy.service if isinstance(service, ReloadService)]
+    reloading.on_sighup()
+    proxy.flush()
+
+
+def health_discovery(proxy: InMemoryProxy) -> dict[str, Any]:
+    status: dict[str, Any] = proxy.get("/health").json()["discovery"]
+    return status
+
+
+def one_quick_project(admin: FakeAdmin) -> None:
+    """Cut the org to one project, every list on one page: for tests of when walks happen,
+    where what a walk learns is beside the point (a walk is then 5 requests, not 19)."""
+    admin.org.projects = [p for p in admin.org.projects if p["id"] == WEB_SHOP]
+    admin.org.page_size = 100
+    admin.install()
 
 
 def expected_targets(path: str, flags: str, ids: list[str], page_size: int) -> list[bytes]:
@@ -78,264 +108,401 @@ def expected_targets(path: str, flags: str, ids: list[str], page_size: int) -> l
     return [t.encode() for t in targets]
 
 
-def test_every_key_project_and_user_in_every_page_is_named(daemon: Daemon, fake: FakeAdmin) -> None:
-    daemon.wait_for(LEARNED)
-    keys = fake.key_names()
-    serve_rows(fake.upstream, [{"api_key_id": key} for key in keys]
-               + [{"project_id": p} for p in fake.project_names()]
-               + [{"user_id": u} for u in fake.user_names()])
-    named = names_of(daemon, "api_key_id", list(keys))
+# --- what is learned -------------------------------------------------------------------------
+
+def test_every_key_project_and_user_in_every_page_is_named(start: Start, admin: FakeAdmin,
+                                                           fake: FakeOpenAI) -> None:
+    proxy = start()
+    keys = admin.key_names()
+    serve_rows(fake, [{"api_key_id": key} for key in keys] + [{"project_id": p} for p in admin.project_names()]
+               + [{"user_id": u} for u in admin.user_names()])
+    named = names_of(proxy, "api_key_id", list(keys))
     assert {key: row["api_key_name"] for key, row in named.items()} == keys
     assert named["key_Ws2kZoeLptB8"] == {"api_key_name": "Zoë's key", "api_key_redacted_value": "sk-proj-Cd...w2Xy"}
     assert named["key_Ad1kMainAdmM8"]["api_key_redacted_value"] == "sk-admin...a1Bc"
-    projects = names_of(daemon, "project_id", list(fake.project_names()))
-    assert {p: row["project_name"] for p, row in projects.items()} == fake.project_names()  # archived too
-    users = names_of(daemon, "user_id", list(fake.user_names()))
+    projects = names_of(proxy, "project_id", list(admin.project_names()))
+    assert {p: row["project_name"] for p, row in projects.items()} == admin.project_names()  # archived too
+    users = names_of(proxy, "user_id", list(admin.user_names()))
     assert users["user_Cw9Xn4JdSe7kPb"] == {"user_name": "陈伟", "user_email": "chen@example.com"}
-    assert {u: row["user_name"] for u, row in users.items()} == fake.user_names()
+    assert {u: row["user_name"] for u, row in users.items()} == admin.user_names()
+    status = health_discovery(proxy)
+    assert status["enabled"] and not status["running"] and status["last_error"] is None
+    assert status["last_success"] is not None and status["names"] >= len(keys) + len(admin.user_names())
 
 
-def test_walks_send_exactly_the_specified_cursors_flags_and_key(daemon: Daemon, fake: FakeAdmin) -> None:
-    daemon.wait_for(LEARNED)
-    size = fake.org.page_size
-    project_ids = [p["id"] for p in fake.org.projects]
-    assert [r.target for r in fake.requests_for(PROJECTS)] == expected_targets(
+def test_walks_send_exactly_the_specified_cursors_flags_and_key(start: Start, admin: FakeAdmin,
+                                                                fake: FakeOpenAI) -> None:
+    start()
+    size = admin.org.page_size
+    project_ids = [p["id"] for p in admin.org.projects]
+    assert [r.target for r in admin.requests_for(PROJECTS)] == expected_targets(
         PROJECTS, "&include_archived=true", project_ids, size)
     for project in project_ids:
-        key_ids = [k["id"] for k in fake.org.api_keys.get(project, [])]
-        assert [r.target for r in fake.requests_for(api_keys_path(project))] == expected_targets(
+        key_ids = [k["id"] for k in admin.org.api_keys.get(project, [])]
+        assert [r.target for r in admin.requests_for(api_keys_path(project))] == expected_targets(
             api_keys_path(project), "&owner_project_access=any", key_ids, size)
-        accounts = [a["id"] for a in fake.org.service_accounts.get(project, [])]
+        accounts = [a["id"] for a in admin.org.service_accounts.get(project, [])]
         if project == OLD_CHATBOT:
             accounts = []  # archived: one request, answered 400, skipped
-        assert [r.target for r in fake.requests_for(service_accounts_path(project))] == expected_targets(
+        assert [r.target for r in admin.requests_for(service_accounts_path(project))] == expected_targets(
             service_accounts_path(project), "", accounts, size)
-    assert [r.target for r in fake.requests_for(ADMIN_KEYS)] == expected_targets(
-        ADMIN_KEYS, "", [k["id"] for k in fake.org.admin_keys], size)
-    assert [r.target for r in fake.requests_for(USERS)] == expected_targets(
-        USERS, "", [u["id"] for u in fake.org.users], size)
-    walked = [r for r in fake.upstream.received if b"/v1/organization/costs" not in r.target]
-    assert walked and all(r.header("Authorization") == f"Bearer {ADMIN_KEY}" for r in walked)
+    assert [r.target for r in admin.requests_for(ADMIN_KEYS)] == expected_targets(
+        ADMIN_KEYS, "", [k["id"] for k in admin.org.admin_keys], size)
+    assert [r.target for r in admin.requests_for(USERS)] == expected_targets(
+        USERS, "", [u["id"] for u in admin.org.users], size)
+    assert fake.received and all(r.header("Authorization") == f"Bearer {TOKEN}".encode() for r in fake.received)
 
 
-def test_the_admin_key_is_never_forwarded_for_callers(daemon: Daemon, fake: FakeAdmin) -> None:
-    daemon.wait_for(LEARNED)
-    serve_rows(fake.upstream, [])
-    call(daemon.url, COSTS + "?start_time=1", headers={"Authorization": "Bearer sk-caller"})
-    assert fake.upstream.last().header("Authorization") == "Bearer sk-caller"
-    call(daemon.url, COSTS + "?start_time=1", headers={})
-    assert fake.upstream.last().header("Authorization") is None
+def test_the_admin_key_is_never_forwarded_for_callers(start: Start, fake: FakeOpenAI) -> None:
+    proxy = start()
+    serve_rows(fake, [])
+    proxy.get(COSTS + "?start_time=1", headers=CALLER)
+    assert fake.last().header("Authorization") == CALLER["Authorization"].encode()
+    proxy.get(COSTS + "?start_time=1", headers={})
+    assert fake.last().path == COSTS.encode() and fake.last().header("Authorization") is None
 
 
-def test_a_deleted_key_is_still_named_after_a_restart(fake: FakeAdmin, tmp_path: Path) -> None:
-    first = start(fake.upstream, tmp_path)
-    try:
-        first.wait_for(LEARNED)
-    finally:
-        stop(first)
-    fake.delete_key(WEB_SHOP, "key_Ws4kStagingD6")
-    serve_rows(fake.upstream, [{"api_key_id": "key_Ws4kStagingD6"}])
-    for key in (ADMIN_KEY, None):  # with discovery, and with the history alone
-        again = start(fake.upstream, tmp_path, key=key)
-        try:
-            if key:
-                again.wait_for(LEARNED)
-            assert names_of(again, "api_key_id", ["key_Ws4kStagingD6"]) == {
-                "key_Ws4kStagingD6": {"api_key_name": "Staging", "api_key_redacted_value": "sk-proj-Gh...u4Vw"}}
-        finally:
-            stop(again)
+# --- precedence and history ------------------------------------------------------------------
+
+def test_a_deleted_key_is_still_named_after_a_restart(start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:
+    start().close()
+    admin.delete_key(WEB_SHOP, "key_Ws4kStagingD6")
+    serve_rows(fake, [{"api_key_id": "key_Ws4kStagingD6"}])
+    for environ in (ADMIN_KEY, None):  # with discovery, and with the history alone
+        again = start(environ=environ)
+        assert names_of(again, "api_key_id", ["key_Ws4kStagingD6"]) == {
+            "key_Ws4kStagingD6": {"api_key_name": "Staging", "api_key_redacted_value": "sk-proj-Gh...u4Vw"}}
+        assert again.get("/health").json()["names_by_source"]["history"] >= 1
+        again.close()
+
+
+def test_the_alias_file_wins_over_discovery_which_wins_over_history(start: Start, admin: FakeAdmin,
+                                                                     fake: FakeOpenAI, tmp_path: Path) -> None:
+    start().close()
+    admin.org.api_keys[WEB_SHOP][0]["name"] = "Production server (renamed)"  # history has the old name
+    admin.delete_key(WEB_SHOP, "key_Ws4kStagingD6")  # only history knows it now
+    aliases = tmp_path / "aliases.toml"
+    aliases.write_text('[api_keys]\nkey_Ws3kCheckoutC7 = "checkout-from-alias-file"\n')
+    again = start("--aliases", str(aliases))
+    ids = ["key_Ws1kProdSrvA9", "key_Ws3kCheckoutC7", "key_Ws4kStagingD6"]
+    serve_rows(fake, [{"api_key_id": key} for key in ids])
+    named = names_of(again, "api_key_id", ids)
+    assert named["key_Ws1kProdSrvA9"]["api_key_name"] == "Production server (renamed)"
+    assert named["key_Ws3kCheckoutC7"] == {"api_key_name": "checkout-from-alias-file",
+                                           "api_key_redacted_value": "sk-svcac-Ef...v3Wx"}
+    assert named["key_Ws4kStagingD6"]["api_key_name"] == "Staging"
+    sources = again.get("/health").json()["names_by_source"]
+    assert sources["aliases"] == 1 and sources["discovered"] > 10 and sources["history"] == 1
+    # History keeps the newest name learned.
+    remembered = {r.learned.id: r.learned.name for r in again.service.history.load()}
+    assert remembered["key_Ws1kProdSrvA9"] == "Production server (renamed)"
+
+
+def test_history_names_are_served_before_the_first_walk_ends(start: Start, admin: FakeAdmin,
+                                                             fake: FakeOpenAI) -> None:
+    start().close()
+    admin.org.api_keys[WEB_SHOP][0]["name"] = "Production server (renamed)"
+    admin.fail_next(PROJECTS, hold)
+    again = start()  # serving at once, while its first walk waits on the upstream
+    assert health_discovery(again)["running"] is True
+    assert name_of(again, fake, "api_key_id", "key_Ws1kProdSrvA9") == "Production server"
+    again.advance(TIMEOUT)  # the held page times out...
+    again.advance(1)  # ...and the retry a second later learns
+    assert name_of(again, fake, "api_key_id", "key_Ws1kProdSrvA9") == "Production server (renamed)"
+
+
+def test_a_corrupt_state_store_is_moved_aside_and_discovery_fills_a_new_one(start: Start, fake: FakeOpenAI,
+                                                                            tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "history.sqlite3").write_bytes(b"this is not a database" * 100)
+    proxy = start()
+    aside = [p for p in state.iterdir() if p.name.startswith("history.sqlite3.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
+    assert any(str(aside[0]) in note for note in proxy.service.notes)  # reported where it went
+    assert name_of(proxy, fake, "api_key_id", "key_Ws1kProdSrvA9") == "Production server"
+    assert "key_Ws1kProdSrvA9" in {r.learned.id for r in proxy.service.history.load()}
+
+
+# --- when discovery walks --------------------------------------------------------------------
+
+def test_a_walk_runs_at_start_and_every_discovery_interval(start: Start, admin: FakeAdmin) -> None:
+    one_quick_project(admin)
+    proxy = start("--discovery-interval", "300")
+    assert walks(admin) == 1
+    proxy.advance(299.9)
+    assert walks(admin) == 1
+    proxy.advance(0.1)
+    assert walks(admin) == 2
+    proxy.advance(300)
+    assert walks(admin) == 3
+
+
+def test_a_sighup_walks_at_once(start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:
+    one_quick_project(admin)
+    proxy = start()
+    admin.add_key(WEB_SHOP, {"id": "key_AfterStart", "name": "After start", "owner": user_owner(admin.org.users[0])})
+    sighup(proxy)
+    assert walks(admin) == 2
+    assert name_of(proxy, fake, "api_key_id", "key_AfterStart") == "After start"
 
 
 def test_a_key_created_after_start_is_named_on_the_request_after_its_first_sighting(
-        daemon: Daemon, fake: FakeAdmin) -> None:
-    daemon.wait_for(LEARNED)
-    ada = fake.org.users[0]
-    fake.add_key(DATA_PIPELINE, {"id": "key_NewThisMorning", "name": "Created this morning",
-                                 "redacted_value": "sk-proj-Nw...m0rn", "owner": user_owner(ada)})
-    serve_rows(fake.upstream, [{"api_key_id": "key_NewThisMorning"}])
-    before = len(daemon.lines)
-    assert names_of(daemon, "api_key_id", ["key_NewThisMorning"])["key_NewThisMorning"]["api_key_name"] == "unknown"
-    daemon.wait_for("Discovery (an unknown id was seen) learned", start=before)
-    assert names_of(daemon, "api_key_id", ["key_NewThisMorning"])["key_NewThisMorning"]["api_key_name"] == \
-        "Created this morning"
+        start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:
+    proxy = start()
+    admin.add_key(DATA_PIPELINE, {"id": "key_NewThisMorning", "name": "Created this morning",
+                                  "redacted_value": "sk-proj-Nw...m0rn", "owner": user_owner(admin.org.users[0])})
+    assert name_of(proxy, fake, "api_key_id", "key_NewThisMorning") == "unknown"
+    assert walks(admin) == 2  # the sighting set off a walk
+    assert name_of(proxy, fake, "api_key_id", "key_NewThisMorning") == "Created this morning"
 
 
-def test_unknown_sightings_set_off_discovery_at_most_once_per_cooldown(daemon: Daemon, fake: FakeAdmin) -> None:
-    daemon.wait_for(LEARNED)
-    serve_rows(fake.upstream, [{"api_key_id": "key_NobodyKnows"}])
-    before = len(daemon.lines)
-    call(daemon.url, COSTS + "?start_time=1")
-    daemon.wait_for("Discovery (an unknown id was seen) learned", start=before)
-    def walks() -> int:  # a walk's first page is the request without a cursor
-        return sum(b"after=" not in r.target for r in fake.requests_for(PROJECTS))
-
-    walked = walks()
+@pytest.mark.parametrize("field", ["api_key_id", "project_id"])
+def test_unknown_sightings_set_off_discovery_at_most_once_per_cooldown(start: Start, admin: FakeAdmin,
+                                                                       fake: FakeOpenAI, field: str) -> None:
+    one_quick_project(admin)
+    proxy = start("--discovery-cooldown", "60")
+    serve_rows(fake, [{field: "id_NobodyKnows"}])
+    proxy.get(COSTS + "?start_time=1")
+    assert walks(admin) == 2
+    proxy.advance(59.9)
     for _ in range(3):
-        call(daemon.url, COSTS + "?start_time=1")
-    daemon.process.send_signal(signal.SIGHUP)  # an observable later walk: the cooldown's
-    daemon.wait_for("Discovery (SIGHUP) learned", start=before)  # would have come before it
-    assert walks() == walked + 1
+        proxy.get(COSTS + "?start_time=1")
+    assert walks(admin) == 2
+    sighup(proxy)  # not bound by the cooldown
+    assert walks(admin) == 3
+    proxy.advance(0.1)
+    proxy.get(COSTS + "?start_time=1")
+    assert walks(admin) == 4
 
 
-def failing_start(fake: FakeAdmin, tmp_path: Path, behaviour, path: str = PROJECTS) -> Daemon:  # type: ignore[no-untyped-def]
-    fake.fail_next(path, behaviour)
-    return start(fake.upstream, tmp_path)
+def test_an_unknown_user_alone_does_not_set_off_discovery(start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:
+    one_quick_project(admin)
+    proxy = start()
+    assert name_of(proxy, fake, "user_id", "user-NobodyKnows") == "unknown"
+    assert walks(admin) == 1
 
 
-@pytest.mark.parametrize(("behaviour", "reason"), [
-    (reply(401, openai_error("Incorrect API key provided: sk-admin-****7d1e")), "the admin key was refused (401)"),
-    (reply(403, openai_error("You do not have access")), "the admin key was refused (403)"),
-    (reply(500, "<html><body>oops</body></html>", content_type="text/html"), "the upstream answered 500"),
-    (reply(200, "<html>not json</html>", content_type="text/html"), "the page is not JSON"),
-    (reply(200, {"object": "list"}), "the page has no data list"),
-    (hold(10), "did not answer within 2 seconds"),
-], ids=["401", "403", "500", "html", "no data", "hanging"])
-def test_a_failed_discovery_is_retried_and_the_daemon_keeps_serving(fake: FakeAdmin, tmp_path: Path,
-                                                                   behaviour, reason: str) -> None:  # type: ignore[no-untyped-def]
-    daemon = failing_start(fake, tmp_path, behaviour)
-    try:
-        line = daemon.wait_for("Discovery (start) failed")
-        assert reason in line and "retrying in 1 s (backing off)" in line
-        assert call(daemon.url, "/health").json()["discovery"]["last_error"] in line
-        serve_rows(fake.upstream, [{"api_key_id": "key_Ws1kProdSrvA9"}])
-        assert call(daemon.url, COSTS + "?start_time=1").status == 200  # serving meanwhile
-        daemon.wait_for(") learned")  # the retry, or a walk the unknown id set off first
-        assert names_of(daemon, "api_key_id", ["key_Ws1kProdSrvA9"])["key_Ws1kProdSrvA9"]["api_key_name"] == \
-            "Production server"
-        health = call(daemon.url, "/health").json()["discovery"]
-        assert health["last_error"] is None and health["last_success"] is not None
-    finally:
-        stop(daemon)
+def test_requests_during_a_walk_fold_into_one_more_walk_after_it(start: Start, admin: FakeAdmin) -> None:
+    one_quick_project(admin)
+    admin.fail_next(PROJECTS, hold)
+    proxy = start()
+    for _ in range(3):
+        sighup(proxy)
+    assert walks(admin) == 1
+    proxy.advance(TIMEOUT)  # the held walk fails; the one folded walk runs at once and learns
+    assert walks(admin) == 2 and health_discovery(proxy)["last_error"] is None
+    proxy.advance(10)  # the failure's retry was replaced by the interval's walk
+    assert walks(admin) == 2
 
 
-def test_retry_follows_retry_after(fake: FakeAdmin, tmp_path: Path) -> None:
-    times: list[float] = []
+def test_a_stop_during_a_walk_cancels_it(start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:
+    one_quick_project(admin)
+    admin.fail_next(PROJECTS, hold)
+    proxy = start()
+    proxy.close()  # and no timer is left behind (close checks): no retry of a "failure"
+    assert [r.path for r in fake.abandoned] == [PROJECTS.encode()]
+    assert proxy.service.discovery is not None
+    assert proxy.service.discovery.status()["last_failure"] is None  # a stop is not a failure
 
-    def rate_limited(handler: Handler, received: Received) -> None:
-        times.append(time.monotonic())
-        handler.send_reply(Reply(429, [("Content-Type", "application/json"), ("Retry-After", "2")],
-                                 b'{"error": {"message": "Rate limit", "type": "rate_limit_exceeded",'
-                                 b' "param": null, "code": null}}'))
 
-    daemon = failing_start(fake, tmp_path, rate_limited)
-    try:
-        line = daemon.wait_for("Discovery (start) failed")
-        assert "rate limited (429)" in line and "retrying in 2 s (as Retry-After asks)" in line
-        daemon.wait_for("Discovery (retry) learned")
-        first_retry = fake.requests_for(PROJECTS)[1]
-        assert first_retry.received_at - times[0] >= 2.0  # not before the upstream allowed
-    finally:
-        stop(daemon)
+# --- failures --------------------------------------------------------------------------------
+
+FAILURES: list[tuple[Behaviour, str]] = [
+    (reply(401, openai_error("Incorrect API key provided: sk-admin-****5f2c")), "refused (401)"),
+    (reply(403, openai_error("You do not have access")), "refused (403)"),
+    (reply(500, "<html><body>oops</body></html>", content_type="text/html"), "answered 500"),
+    (reply(502, "bad gateway", content_type="text/plain"), "answered 502"),
+    (reply(200, "<html>not json</html>", content_type="text/html"), "not JSON"),
+    (reply(200, {"object": "list"}), "no data list"),
+    (reply(200, {"object": "list", "data": [], "has_more": True}), "has_more without a new last_id"),
+    (hold, f"within {TIMEOUT:g} seconds"),
+]
+
+
+@pytest.mark.parametrize(("behaviour", "reason"), FAILURES,
+                         ids=["401", "403", "500", "502", "html", "no-data", "endless", "hanging"])
+def test_a_failed_discovery_is_retried_and_the_daemon_keeps_serving(
+        start: Start, admin: FakeAdmin, fake: FakeOpenAI, behaviour: Behaviour, reason: str) -> None:
+    one_quick_project(admin)
+    admin.fail_next(PROJECTS, behaviour)
+    proxy = start()
+    failed_at = 0.0
+    if behaviour is hold:
+        proxy.advance(TIMEOUT - 0.01)
+        assert health_discovery(proxy)["running"] is True
+        proxy.advance(0.01)
+        failed_at = TIMEOUT
+        assert [r.path for r in fake.abandoned] == [PROJECTS.encode()]  # the held request was dropped
+    status = health_discovery(proxy)
+    assert reason in status["last_error"] and status["last_error"].startswith(PROJECTS)
+    assert status["last_success"] is None and status["running"] is False
+    # Serving meanwhile (an unknown user sets off no walk: the retry is the backoff's).
+    assert name_of(proxy, fake, "user_id", "user-Ada7LvQ2cW9xRt") == "unknown"
+    proxy.advance(0.99)
+    assert walks(admin) == 1
+    proxy.advance(0.01)  # the first backoff: one second
+    assert walks(admin) == 2
+    assert proxy.clock.seconds() == failed_at + 1
+    assert name_of(proxy, fake, "user_id", "user-Ada7LvQ2cW9xRt") == "Ada Lovelace"
+    status = health_discovery(proxy)
+    assert status["last_error"] is None and status["last_success"] is not None
+    assert status["last_failure"] is not None
+
+
+def test_the_backoff_doubles_up_to_the_interval_and_resets_after_a_success(start: Start,
+                                                                           admin: FakeAdmin) -> None:
+    one_quick_project(admin)
+    admin.fail_next(PROJECTS, reply(500, "oops", content_type="text/plain"), times=5)
+    proxy = start("--discovery-interval", "6")
+    for delay in (1, 2, 4, 6, 6):  # failures at 0, 1, 3, 7 and 13; the walk at 19 succeeds
+        before = walks(admin)
+        proxy.advance(delay - 0.5)
+        assert walks(admin) == before
+        proxy.advance(0.5)
+        assert walks(admin) == before + 1
+    assert health_discovery(proxy)["last_error"] is None
+    admin.fail_next(PROJECTS, reply(500, "oops", content_type="text/plain"))
+    proxy.advance(6)  # the interval's walk fails: backing off starts from one second again
+    assert health_discovery(proxy)["last_error"] is not None
+    proxy.advance(1)
+    assert walks(admin) == 8 and health_discovery(proxy)["last_error"] is None
+
+
+@pytest.mark.parametrize(("retry_after", "delay"), [
+    ("2", 2.0),
+    ("99999", 3600.0),  # at most an hour
+    ("Wed, 21 Oct 2026 07:28:00 GMT", 1.0),  # a date: the usual backoff
+], ids=["seconds", "capped", "http-date"])
+def test_a_retry_follows_retry_after(start: Start, admin: FakeAdmin, retry_after: str, delay: float) -> None:
+    one_quick_project(admin)
+    admin.fail_next(PROJECTS, reply(429, openai_error("Rate limit", code="rate_limit_exceeded"),
+                                    headers=[("Retry-After", retry_after)]))
+    proxy = start()
+    assert "rate limited (429)" in health_discovery(proxy)["last_error"]
+    proxy.advance(delay - 0.01)
+    assert walks(admin) == 1  # not before the upstream allowed
+    proxy.advance(0.01)
+    assert walks(admin) == 2 and health_discovery(proxy)["last_error"] is None
+
+
+def test_a_5xx_retry_after_is_followed_too(start: Start, admin: FakeAdmin) -> None:
+    one_quick_project(admin)
+    admin.fail_next(PROJECTS, reply(503, "busy", content_type="text/plain", headers=[("Retry-After", "30")]))
+    proxy = start()
+    proxy.advance(29.9)
+    assert walks(admin) == 1
+    proxy.advance(0.1)
+    assert walks(admin) == 2
 
 
 def test_failures_never_drop_known_names_and_a_partial_walk_keeps_what_it_learned(
-        daemon: Daemon, fake: FakeAdmin) -> None:
-    daemon.wait_for(LEARNED)
-    serve_rows(fake.upstream, [{"api_key_id": k} for k in fake.key_names()]
-               + [{"user_id": "user_NewcomerX"}])
-    known = names_of(daemon, "api_key_id", list(fake.key_names()))
-    fake.org.users.append({"id": "user_NewcomerX", "name": "New Comer", "email": "new@example.com"})
-    # Keys walk fine, users fail: the keys stay, and a later success adds the newcomer.
-    fake.fail_next(USERS, reply(500, "oops", content_type="text/plain"))
-    fake.delete_key(DATA_PIPELINE, "key_Dp2kNotebkG3")
-    before = len(daemon.lines)
-    daemon.process.send_signal(signal.SIGHUP)
-    line = daemon.wait_for("Discovery (SIGHUP) failed", start=before)
-    assert "kept" in line and "names learned before it" in line
-    assert names_of(daemon, "api_key_id", list(fake.key_names()) + ["key_Dp2kNotebkG3"]) == known
-    daemon.wait_for(") learned", start=before)
-    users = names_of(daemon, "user_id", ["user_NewcomerX"])
-    assert users["user_NewcomerX"]["user_name"] == "New Comer"
+        start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:
+    proxy = start()
+    serve_rows(fake, [{"api_key_id": k} for k in admin.key_names()])
+    known = names_of(proxy, "api_key_id", list(admin.key_names()))
+    admin.org.users.append({"id": "user_NewcomerX", "name": "New Comer", "email": "new@example.com"})
+    admin.add_key(WEB_SHOP, {"id": "key_Ws9kPartialZ", "name": "Learned by a partial walk",
+                             "owner": user_owner(admin.org.users[0])})
+    admin.delete_key(DATA_PIPELINE, "key_Dp2kNotebkG3")
+    # Keys walk fine, users fail: what was known stays, and the new key is learned.
+    admin.fail_next(USERS, reply(500, "oops", content_type="text/plain"))
+    sighup(proxy)
+    assert health_discovery(proxy)["last_error"].startswith(USERS)
+    assert names_of(proxy, "api_key_id", list(known)) == known
+    assert name_of(proxy, fake, "api_key_id", "key_Ws9kPartialZ") == "Learned by a partial walk"
+    assert "key_Ws9kPartialZ" in {r.learned.id for r in proxy.service.history.load()}
+    assert name_of(proxy, fake, "user_id", "user_NewcomerX") == "unknown"
+    proxy.advance(1)  # the retry walks the users again
+    assert name_of(proxy, fake, "user_id", "user_NewcomerX") == "New Comer"
 
 
-def test_a_corrupt_state_store_is_moved_aside_and_the_daemon_serves(fake: FakeAdmin, tmp_path: Path) -> None:
-    state = tmp_path / "var"
-    state.mkdir()
-    (state / "history.sqlite3").write_bytes(b"this is not a database" * 100)
-    daemon = start(fake.upstream, tmp_path)
-    try:
-        line = daemon.wait_for("corrupt")
-        aside = [p for p in state.iterdir() if p.name.startswith("history.sqlite3.corrupt-")]
-        assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
-        assert str(aside[0]) in line
-        daemon.wait_for(LEARNED)
-        serve_rows(fake.upstream, [{"api_key_id": "key_Ws1kProdSrvA9"}])
-        assert names_of(daemon, "api_key_id", ["key_Ws1kProdSrvA9"])["key_Ws1kProdSrvA9"]["api_key_name"] == \
-            "Production server"
-    finally:
-        stop(daemon)
+# --- the admin key ---------------------------------------------------------------------------
+
+def test_the_admin_key_is_in_no_log_event_health_answer_or_file(start: Start, admin: FakeAdmin,
+                                                                  logged: list[dict[str, Any]],
+                                                                  tmp_path: Path) -> None:
+    one_quick_project(admin)
+    # OpenAI's 401 quotes the key it refused; only the status may reach the log.
+    admin.fail_next(PROJECTS, reply(401, openai_error(f"Incorrect API key provided: {TOKEN}")))
+    proxy = start()
+    assert "(401)" in health_discovery(proxy)["last_error"]
+    assert TOKEN not in proxy.get("/health").body.decode()
+    proxy.advance(1)
+    assert logged and not any(TOKEN in repr(event) for event in logged)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
 
 
-def test_the_alias_file_wins_over_discovery_which_wins_over_history(fake: FakeAdmin, tmp_path: Path) -> None:
-    first = start(fake.upstream, tmp_path)
-    try:
-        first.wait_for(LEARNED)
-    finally:
-        stop(first)
-    fake.org.api_keys[WEB_SHOP][0]["name"] = "Production server (renamed)"  # history has the old name
-    aliases = tmp_path / "aliases.toml"
-    aliases.write_text('[api_keys]\nkey_Ws3kCheckoutC7 = "checkout-from-alias-file"\n')
-    again = start(fake.upstream, tmp_path, "--aliases", str(aliases))
-    try:
-        again.wait_for(LEARNED)
-        serve_rows(fake.upstream, [{"api_key_id": "key_Ws1kProdSrvA9"}, {"api_key_id": "key_Ws3kCheckoutC7"}])
-        named = names_of(again, "api_key_id", ["key_Ws1kProdSrvA9", "key_Ws3kCheckoutC7"])
-        assert named["key_Ws1kProdSrvA9"]["api_key_name"] == "Production server (renamed)"
-        assert named["key_Ws3kCheckoutC7"] == {"api_key_name": "checkout-from-alias-file",
-                                               "api_key_redacted_value": "sk-svcac-Ef...v3Wx"}
-        sources = call(again.url, "/health").json()["names_by_source"]
-        assert sources["aliases"] == 1 and sources["discovered"] > 10
-    finally:
-        stop(again)
-
-
-def test_admin_key_file_is_used_and_a_readable_by_others_file_is_warned_about(fake: FakeAdmin,
-                                                                             tmp_path: Path) -> None:
+def test_an_admin_key_file_is_used_and_one_readable_by_others_is_warned_about(
+        start: Start, admin: FakeAdmin, logged: list[dict[str, Any]], tmp_path: Path) -> None:
+    one_quick_project(admin)
     key_file = tmp_path / "admin.key"
-    key_file.write_text(ADMIN_KEY + "\n")
+    key_file.write_text(TOKEN + "\n")
     key_file.chmod(0o644)
-    daemon = start(fake.upstream, tmp_path, "--admin-key-file", str(key_file), key=None)
-    try:
-        assert "can be read by others (mode 644); chmod 600 it" in daemon.output
-        daemon.wait_for(LEARNED)
-        assert fake.requests_for(PROJECTS)[0].header("Authorization") == f"Bearer {ADMIN_KEY}"
-    finally:
-        stop(daemon)
+    start("--admin-key-file", str(key_file), environ=None)
+    warnings = [e for e in logged if e.get("path") == str(key_file) and e["log_level"] == LogLevel.warn]
+    assert [e["mode"] for e in warnings] == [0o644]
+    assert admin.requests_for(PROJECTS)[0].header("Authorization") == f"Bearer {TOKEN}".encode()
 
 
-def test_an_unreadable_admin_key_file_stops_the_start(fake: FakeAdmin, tmp_path: Path) -> None:
-    daemon = Daemon(["--upstream", fake.upstream.url, "--admin-key-file", str(tmp_path / "missing.key")],
-                    cwd=tmp_path)
-    assert daemon.wait_exit() != 0
-    assert "missing.key: cannot read the admin key" in daemon.output
-    assert "Traceback" not in daemon.output
+def test_a_private_admin_key_file_is_not_warned_about(start: Start, admin: FakeAdmin,
+                                                      logged: list[dict[str, Any]], tmp_path: Path) -> None:
+    one_quick_project(admin)
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(TOKEN + "\n")
+    key_file.chmod(0o600)
+    start("--admin-key-file", str(key_file), environ=None)
+    assert not [e for e in logged if e.get("path") == str(key_file)]
+    assert walks(admin) == 1
 
 
-def test_without_a_credential_discovery_is_off_and_says_so(fake: FakeAdmin, tmp_path: Path) -> None:
-    daemon = start(fake.upstream, tmp_path, key=None)
-    try:
-        assert "Discovery is off" in daemon.output
-        assert call(daemon.url, "/health").json()["discovery"] == {"enabled": False}
-        assert fake.requests_for(PROJECTS) == []
-    finally:
-        stop(daemon)
+@pytest.mark.parametrize(("content", "problem"), [
+    (None, "cannot read the admin key"),
+    ("", "is empty"),
+    (f"{TOKEN} {TOKEN}\n", "characters a key cannot have"),
+], ids=["missing", "empty", "two-words"])
+def test_an_unusable_admin_key_file_stops_the_start(make_proxy: Callable[..., InMemoryProxy], tmp_path: Path,
+                                                    content: str | None, problem: str) -> None:
+    key_file = tmp_path / "admin.key"
+    if content is not None:
+        key_file.write_text(content)
+        key_file.chmod(0o600)
+    with pytest.raises(SystemExit) as stopped:
+        make_proxy("--admin-key-file", str(key_file))
+    assert str(key_file) in str(stopped.value) and problem in str(stopped.value)
+    assert TOKEN not in str(stopped.value)
 
 
-def test_unknown_ids_report_lists_unresolved_ids_as_json_and_toml(daemon: Daemon, fake: FakeAdmin) -> None:
-    daemon.wait_for(LEARNED)
-    serve_rows(fake.upstream, [{"api_key_id": "key_Ghost1", "project_id": WEB_SHOP},
-                               {"api_key_id": "key_Ghost1", "project_id": "proj_Phantom"},
-                               {"api_key_id": "key_Ws1kProdSrvA9", "user_id": None}])
-    call(daemon.url, COSTS + "?start_time=1")
-    call(daemon.url, COSTS + "?start_time=1")
-    report = call(daemon.url, "/orgproxy/unknown").json()
+def test_without_a_key_discovery_is_off_and_says_so(start: Start, fake: FakeOpenAI) -> None:
+    proxy = start(environ=None)
+    proxy.advance(3600)
+    assert proxy.service.discovery is None
+    assert health_discovery(proxy) == {"enabled": False}
+    assert any("Discovery is off" in note for note in proxy.service.notes)
+    assert fake.received == []
+
+
+# --- what is still unnamed -------------------------------------------------------------------
+
+def test_unknown_ids_report_lists_unresolved_ids_as_json_and_toml(start: Start, admin: FakeAdmin,
+                                                                  fake: FakeOpenAI) -> None:
+    one_quick_project(admin)
+    proxy = start()
+    serve_rows(fake, [{"api_key_id": "key_Ghost1", "project_id": WEB_SHOP},
+                      {"api_key_id": "key_Ghost1", "project_id": "proj_Phantom"},
+                      {"api_key_id": "key_Ws1kProdSrvA9", "user_id": None}])
+    proxy.get(COSTS + "?start_time=1")
+    proxy.advance(5)
+    proxy.get(COSTS + "?start_time=1")
+    report = proxy.get("/orgproxy/unknown").json()
     rows = {(row["field"], row["id"]): row for row in report["data"]}
     assert set(rows) == {("api_key_id", "key_Ghost1"), ("project_id", "proj_Phantom")}
     assert rows[("api_key_id", "key_Ghost1")]["count"] == 4
     assert rows[("project_id", "proj_Phantom")]["count"] == 2
-    assert rows[("api_key_id", "key_Ghost1")]["first_seen"] <= rows[("api_key_id", "key_Ghost1")]["last_seen"]
-    toml = call(daemon.url, "/orgproxy/unknown?format=toml")
-    assert toml.header("Content-Type").startswith("application/toml")
+    assert (rows[("api_key_id", "key_Ghost1")]["first_seen"], rows[("api_key_id", "key_Ghost1")]["last_seen"]) == (
+        "1970-01-01T00:00:00+00:00", "1970-01-01T00:00:05+00:00")
+    toml = proxy.get("/orgproxy/unknown?format=toml")
+    assert (toml.header("Content-Type") or "").startswith("application/toml")
     text = toml.body.decode()
     assert "[api_keys]\n# key_Ghost1 = \"\"  # seen 4 times" in text
     assert "[projects]\n# proj_Phantom = \"\"  # seen 2 times" in text

@@ -1,25 +1,28 @@
-"""Tests for orgproxy.logs: the level filter and the faster classic text observer.
+"""orgproxy.ops.logs: the level filter, the observers it offers twistd, and when.
 
-The observer orgproxy gives twistd must write every line exactly as Twisted's own would.
+The text observer orgproxy gives twistd must write every line exactly as Twisted's own
+would. (That makeService offers it to twistd's application: tests/test_tap.py.)
 """
 
 from __future__ import annotations
 
 import io
 import time
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.application.service import Application
-from twisted.logger import ILogObserver, LogLevel, formatEventAsClassicLogText
+from twisted.logger import FileLogObserver, ILogObserver, LogLevel, formatEventAsClassicLogText
 from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
 
 from orgproxy.ops import logs
 from orgproxy.ops.logs import ClassicText, logs_to_standard_output
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def access_event(line: str, when: float | None, level: LogLevel = LogLevel.info,
@@ -88,38 +91,23 @@ def test_standard_output_is_told_from_twistds_own_options(argv: list[str], expec
     assert options.subOptions.parent is options
 
 
-def test_the_service_offers_its_observer_to_twistds_application(tmp_path: Path) -> None:
-    from orgproxy.tap import makeService
-
+@pytest.mark.parametrize("name", sorted(set(re.findall(r"--logger (\S+) orgproxy", README.read_text()))))
+def test_every_logger_the_readme_names_is_one_twistd_loads(name: str) -> None:
     options = ServerOptions()
-    options.parseOptions(["-n", "orgproxy", "--state-dir", str(tmp_path)])
-    service = makeService(options.subOptions)
-    application = Application("orgproxy")
-    service.setServiceParent(application)
-    assert application.getComponent(ILogObserver, None) is service.log_observer is not None
-
-    options = ServerOptions()
-    options.parseOptions(["-n", "--logfile", str(tmp_path / "x.log"), "orgproxy", "--state-dir", str(tmp_path)])
-    service = makeService(options.subOptions)
-    application = Application("orgproxy")
-    service.setServiceParent(application)
-    assert application.getComponent(ILogObserver, None) is None
+    options.parseOptions(["--logger", name, "orgproxy"])
+    observer = options["logger"]()
+    assert ILogObserver.providedBy(observer) or isinstance(observer, FileLogObserver)
 
 
-def test_the_level_filter_drops_below_and_passes_at_and_above() -> None:
-    seen: list[dict[str, Any]] = []
-    from twisted.logger import globalLogPublisher
-
-    globalLogPublisher.addObserver(seen.append)
+def test_the_level_filter_drops_below_and_passes_at_and_above(logged: list[dict[str, Any]]) -> None:
     try:
         logs.set_level("warn")
         logs.log.info("dropped {x}", x=1)
         logs.log.warn("kept {x}", x=2)
         logs.log.error("kept {x}", x=3)
     finally:
-        globalLogPublisher.removeObserver(seen.append)
         logs.set_level("info")
-    assert [e.get("x") for e in seen if e.get("log_namespace") == "orgproxy"] == [2, 3]
+    assert [e.get("x") for e in logged if e.get("log_namespace") == "orgproxy"] == [2, 3]
 
 
 def test_text_lines_writes_to_the_stream_it_was_made_with(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,217 +1,289 @@
-"""Live alias reloads in the real daemon: SIGHUP, and every way a file changes, with
-inotify and with polling. Every wait is for an observable fact (a log line, /health, an
-answer), bounded by a deadline."""
+"""Live alias reloads, in memory: the daemon's service tree polling its alias file on a
+clock the test moves, and SIGHUP. Every way a file changes (edited in place, replaced by
+rename, deleted and created again, a symlink re-pointed) is seen at the next look, a
+broken file keeps the old names and is reported once per version, and /health shows the
+file's state. (inotify, with the real reactor, is in test_watch.py.)"""
 
 from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.internet.testing import MemoryReactorClock
+from twisted.web import server
 
-from tests.conftest import assert_clean_output
-from tests.support.daemon import Daemon
-from tests.support.tcp_upstream import FakeUpstream, reply
-from tests.support.raw_http import call
+from orgproxy.names.aliasfile import AliasFileError, load_aliases
+from orgproxy.names.snapshot import CurrentNames
+from orgproxy.ops.reload import AliasReloader, ReloadService
+from orgproxy.ops.watch import POLL_INTERVAL
+from orgproxy.times import iso
+from tests.ops.edits import BROKEN, EDITED, not_reloaded, reloaded, repoint, write_atomically, write_in_place
+from tests.support.fake_openai import FakeOpenAI, Received, reply
+from tests.support.memory import InMemoryProxy
 
 COSTS = "/v1/organization/costs"
 KEYS = ["key_1234567890abcdef", "key_abcdef1234567890", "key_new"]
-EDITED = ('[api_keys]\nkey_1234567890abcdef = "checkout-v2"\nkey_new = "brand-new"\n'
-          '[projects]\nproj_abc = "checkout"\n')
-BROKEN = '[api_keys]\nkey_1234567890abcdef = 5\n'
-RELOADED = "Alias file reloaded (the file changed)"
-NOT_RELOADED = "Alias file not reloaded"
-
-
-def names_served(daemon: Daemon) -> dict[str, str]:
-    """The name the daemon gives each of KEYS right now, read through the proxy."""
-    rows = call(daemon.url, COSTS + "?start_time=1").json()["data"]
-    return {row["api_key_id"]: row["api_key_name"] for row in rows}
-
-
-def health_aliases(daemon: Daemon) -> dict:
-    return call(daemon.url, "/health").json()["aliases"]
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """As editors and config tools do: a new file renamed over the old one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.rename(temporary, path)
-
-
-def write_in_place(path: Path, text: str) -> None:
-    with open(path, "r+") as f:
-        f.truncate(0)
-        f.write(text)
-
-
-def wait_until(condition, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} never held")
-        time.sleep(0.02)  # polling an observable fact, not waiting for one to happen
-
-
-def checked_after(daemon: Daemon, moment: float) -> bool:
-    checked = health_aliases(daemon)["checked_at"]
-    return checked is not None and datetime.fromisoformat(checked).timestamp() > moment
-
-
-@pytest.fixture
-def serve_keys(upstream: FakeUpstream) -> FakeUpstream:
-    upstream.on(COSTS, reply(body={"data": [{"api_key_id": key} for key in KEYS]}))
-    return upstream
-
-
-def start(upstream: FakeUpstream, aliases: Path, cwd: Path, watch: str) -> Daemon:
-    return Daemon(["--upstream", upstream.url, "--aliases", str(aliases), "--watch", watch],
-                  cwd=cwd).wait_ready()
-
-
-@pytest.fixture(params=["inotify", "poll"])
-def watched(request: pytest.FixtureRequest, serve_keys: FakeUpstream, aliases: Path,
-            tmp_path: Path) -> Iterator[Daemon]:
-    daemon = start(serve_keys, aliases, tmp_path, request.param)
-    daemon.wait_for(f"({request.param})")  # the watcher is running
-    yield daemon
-    assert daemon.stop() == 0
-    assert_clean_output(daemon)
-
-
 ORIGINAL = {"key_1234567890abcdef": "checkout-service-production",
             "key_abcdef1234567890": "mobile-app-production", "key_new": "unknown"}
 AFTER_EDIT = {"key_1234567890abcdef": "checkout-v2", "key_abcdef1234567890": "unknown",
               "key_new": "brand-new"}
+# What the example alias map's reload to EDITED reports: 3 names, (added, removed, changed).
+EDIT_COUNTS = {"count": 3, "added": 1, "removed": 3, "changed": 1}
 
 
-def test_sighup_applies_an_edit(serve_keys: FakeUpstream, aliases: Path, tmp_path: Path) -> None:
-    daemon = start(serve_keys, aliases, tmp_path, "off")
-    try:
-        assert names_served(daemon) == ORIGINAL
-        aliases.write_text(EDITED)
-        before = len(daemon.lines)
-        daemon.process.send_signal(signal.SIGHUP)
-        line = daemon.wait_for("Alias file reloaded (SIGHUP)", start=before)
-        assert "3 names" in line and "1 added, 3 removed, 1 changed" in line
-        assert names_served(daemon) == AFTER_EDIT
-    finally:
-        assert daemon.stop() == 0
-        assert_clean_output(daemon)
+# --- what the daemon shows ---------------------------------------------------------------------
+
+def names_served(proxy: InMemoryProxy) -> dict[str, str]:
+    """The name the proxy gives each of KEYS right now, read through it."""
+    rows = proxy.get(COSTS + "?start_time=1").json()["data"]
+    return {row["api_key_id"]: row["api_key_name"] for row in rows}
 
 
-def test_sighup_without_an_alias_file_is_harmless(serve_keys: FakeUpstream, tmp_path: Path) -> None:
-    daemon = Daemon(["--upstream", serve_keys.url], cwd=tmp_path).wait_ready()
-    try:
-        daemon.process.send_signal(signal.SIGHUP)
-        daemon.wait_for("SIGHUP: no alias file to reload")
-        assert call(daemon.url, "/health").status == 200
-    finally:
-        assert daemon.stop() == 0
-        assert_clean_output(daemon)
+def health_aliases(proxy: InMemoryProxy) -> dict[str, Any]:
+    return proxy.get("/health").json()["aliases"]
 
 
-def test_in_place_write_is_applied(watched: Daemon, aliases: Path) -> None:
-    before = len(watched.lines)
+def reload_service(proxy: InMemoryProxy) -> ReloadService:
+    (found,) = [s for s in proxy.service if isinstance(s, ReloadService)]
+    return found
+
+
+def look(proxy: InMemoryProxy) -> None:
+    """Let the poller look at the file once more."""
+    proxy.advance(POLL_INTERVAL)
+
+
+@pytest.fixture(autouse=True)
+def serve_keys(fake: FakeOpenAI) -> None:
+    fake.on(COSTS, reply(body={"data": [{"api_key_id": key} for key in KEYS]}))
+
+
+@pytest.fixture
+def polled(make_proxy: Callable[..., InMemoryProxy]) -> Callable[[Path], InMemoryProxy]:
+    """The daemon, started, polling the alias file at ``path``."""
+    def start(path: Path) -> InMemoryProxy:
+        proxy = make_proxy("--aliases", str(path), "--watch", "poll")
+        proxy.start_service()
+        return proxy
+    return start
+
+
+# --- polling -----------------------------------------------------------------------------------
+
+def test_an_edit_in_place_is_applied_at_the_next_look(polled: Callable[[Path], InMemoryProxy], aliases: Path,
+                                                      logged: list[dict[str, Any]]) -> None:
+    proxy = polled(aliases)
+    assert names_served(proxy) == ORIGINAL
     write_in_place(aliases, EDITED)
-    watched.wait_for(RELOADED + ": 3 names", start=before)
-    assert names_served(watched) == AFTER_EDIT
+    assert names_served(proxy) == ORIGINAL  # not before the poller looks
+    look(proxy)
+    assert names_served(proxy) == AFTER_EDIT
+    (event,) = reloaded(logged)
+    assert {k: event[k] for k in EDIT_COUNTS} == EDIT_COUNTS
+    assert (event["why"], event["path"]) == ("the file changed", str(aliases))
 
 
-def test_atomic_rename_is_applied(watched: Daemon, aliases: Path) -> None:
-    before = len(watched.lines)
+def test_a_replacement_by_rename_is_applied(polled: Callable[[Path], InMemoryProxy], aliases: Path) -> None:
+    proxy = polled(aliases)
     write_atomically(aliases, EDITED)
-    line = watched.wait_for(RELOADED, start=before)
-    assert "3 names" in line
-    assert names_served(watched) == AFTER_EDIT
+    look(proxy)
+    assert names_served(proxy) == AFTER_EDIT
 
 
-def test_delete_then_create_keeps_names_then_applies_the_new_file(watched: Daemon, aliases: Path) -> None:
-    before = len(watched.lines)
+def test_a_deleted_file_keeps_the_names_until_it_is_created_again(
+        polled: Callable[[Path], InMemoryProxy], aliases: Path, logged: list[dict[str, Any]]) -> None:
+    proxy = polled(aliases)
     aliases.unlink()
-    line = watched.wait_for(NOT_RELOADED, start=before)
-    assert f"{aliases}: cannot read" in line and "previous 5 names stay in force" in line
-    assert names_served(watched) == ORIGINAL
-    assert health_aliases(watched)["error"].startswith(f"{aliases}: cannot read")
+    look(proxy)
+    (failed,) = not_reloaded(logged)
+    assert failed["error"].startswith(f"{aliases}: cannot read") and failed["count"] == 5
+    assert names_served(proxy) == ORIGINAL
+    assert health_aliases(proxy)["error"] == failed["error"]
+
     aliases.write_text(EDITED)
-    watched.wait_for(RELOADED + ": 3 names", start=before)
-    assert names_served(watched) == AFTER_EDIT
-    assert health_aliases(watched)["error"] is None
+    look(proxy)
+    assert names_served(proxy) == AFTER_EDIT
+    assert health_aliases(proxy)["error"] is None
 
 
-def test_repointed_symlink_is_applied(serve_keys: FakeUpstream, tmp_path: Path) -> None:
-    for watch in ("inotify", "poll"):
-        releases = tmp_path / watch
-        releases.mkdir()
-        (releases / "v1.toml").write_text('[api_keys]\nkey_1234567890abcdef = "v1"\n')
-        (releases / "v2.toml").write_text('[api_keys]\nkey_1234567890abcdef = "v2"\n')
-        link = releases / "aliases.toml"
-        link.symlink_to(releases / "v1.toml")
-        daemon = start(serve_keys, link, tmp_path, watch)
-        try:
-            assert names_served(daemon)["key_1234567890abcdef"] == "v1"
-            new_link = releases / "aliases.toml.new"
-            new_link.symlink_to(releases / "v2.toml")
-            os.rename(new_link, link)  # how `ln -sfn` and deploy tools re-point atomically
-            daemon.wait_for(RELOADED)
-            assert names_served(daemon)["key_1234567890abcdef"] == "v2", watch
-        finally:
-            assert daemon.stop() == 0
-            assert_clean_output(daemon)
+def test_a_repointed_symlink_is_applied(polled: Callable[[Path], InMemoryProxy], tmp_path: Path) -> None:
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    (releases / "v1.toml").write_text('[api_keys]\nkey_1234567890abcdef = "v1"\n')
+    (releases / "v2.toml").write_text('[api_keys]\nkey_1234567890abcdef = "v2"\n')
+    link = tmp_path / "aliases.toml"
+    link.symlink_to(releases / "v1.toml")
+    proxy = polled(link)
+    assert names_served(proxy)["key_1234567890abcdef"] == "v1"
+    repoint(link, releases / "v2.toml")
+    look(proxy)
+    assert names_served(proxy)["key_1234567890abcdef"] == "v2"
 
 
-def test_broken_file_keeps_old_names_is_logged_once_and_shows_on_health(watched: Daemon,
-                                                                         aliases: Path) -> None:
-    before = len(watched.lines)
+def test_a_broken_file_keeps_the_old_names_and_is_reported_once_per_version(
+        polled: Callable[[Path], InMemoryProxy], aliases: Path, logged: list[dict[str, Any]]) -> None:
+    proxy = polled(aliases)
     write_atomically(aliases, BROKEN)
-    line = watched.wait_for(NOT_RELOADED, start=before)
-    assert f"{aliases}:2: api_keys.key_1234567890abcdef: name must be a string, not integer" in line
-    assert names_served(watched) == ORIGINAL
-    state = health_aliases(watched)
-    assert state["error"] == f"{aliases}:2: api_keys.key_1234567890abcdef: name must be a string, not integer"
-    assert state["names"] == 5
-    # Let the watcher look again (a poll tick, or an event from a neighbouring file): the
-    # same broken version must not be reported twice.
-    looked = time.time()
-    (aliases.parent / "neighbour.txt").write_text("x")
-    wait_until(lambda: checked_after(watched, looked), what="another look at the file")
-    assert sum(NOT_RELOADED in line for line in watched.lines[before:]) == 1
+    for _ in range(5):  # the poller keeps looking at the same broken version
+        look(proxy)
+    (failed,) = not_reloaded(logged)
+    with pytest.raises(AliasFileError) as broken:
+        load_aliases(str(aliases))
+    reason = str(broken.value)  # the loader's words, file and reason
+    assert reason.startswith(str(aliases)) and "key_1234567890abcdef" in reason
+    assert failed["error"] == reason and failed["count"] == 5
+    assert names_served(proxy) == ORIGINAL
+    state = health_aliases(proxy)
+    assert (state["error"], state["names"]) == (reason, 5)
+
+    write_atomically(aliases, BROKEN + "key_abcdef1234567890 = true\n")  # another broken version
+    look(proxy)
+    look(proxy)
+    assert len(not_reloaded(logged)) == 2
+    assert names_served(proxy) == ORIGINAL
 
     write_atomically(aliases, EDITED)
-    watched.wait_for(RELOADED, start=before)
-    assert names_served(watched) == AFTER_EDIT
-    assert health_aliases(watched)["error"] is None
+    look(proxy)
+    assert names_served(proxy) == AFTER_EDIT
+    assert health_aliases(proxy)["error"] is None
+    assert len(reloaded(logged)) == 1
 
 
-def test_a_burst_of_changes_is_one_reload(watched: Daemon, aliases: Path) -> None:
-    before = len(watched.lines)
-    # An editor's save: write a new file, move the old one aside, move the new one in,
-    # fix its mode.
-    temporary = aliases.with_name("aliases.toml.swp")
-    temporary.write_text(EDITED)
+def test_an_editors_save_between_two_looks_is_one_reload(polled: Callable[[Path], InMemoryProxy], aliases: Path,
+                                                        logged: list[dict[str, Any]]) -> None:
+    proxy = polled(aliases)
+    swap = aliases.with_name("aliases.toml.swp")
+    swap.write_text(EDITED)
     os.rename(aliases, aliases.with_name("aliases.toml~"))
-    os.rename(temporary, aliases)
+    os.rename(swap, aliases)
     os.chmod(aliases, 0o644)
-    watched.wait_for(RELOADED, start=before)
-    looked = time.time()
-    (aliases.parent / "neighbour.txt").write_text("x")
-    wait_until(lambda: checked_after(watched, looked), what="another look at the file")
-    reloads = [line for line in watched.lines[before:] if "Alias file" in line]
-    assert len(reloads) == 1, reloads
-    assert names_served(watched) == AFTER_EDIT
+    look(proxy)
+    look(proxy)
+    assert len(reloaded(logged)) == 1 and not_reloaded(logged) == []
+    assert names_served(proxy) == AFTER_EDIT
 
 
-def test_health_shows_the_alias_file_state(watched: Daemon, aliases: Path) -> None:
-    state = health_aliases(watched)
-    assert state["path"] == str(aliases)
-    assert state["names"] == 5
-    assert state["error"] is None
-    loaded = datetime.fromisoformat(state["loaded_at"])
-    assert abs(loaded.timestamp() - time.time()) < 120
-    body = call(watched.url, "/health").body
+def test_an_unchanged_file_is_not_reloaded(polled: Callable[[Path], InMemoryProxy], aliases: Path,
+                                           logged: list[dict[str, Any]]) -> None:
+    proxy = polled(aliases)
+    for _ in range(5):
+        look(proxy)
+    assert reloaded(logged) == [] and not_reloaded(logged) == []
+
+
+def test_health_shows_the_alias_file_state(polled: Callable[[Path], InMemoryProxy], aliases: Path) -> None:
+    proxy = polled(aliases)
+    state = health_aliases(proxy)
+    assert state == {"path": str(aliases), "names": 5, "loaded_at": iso(0), "checked_at": None, "error": None}
+    proxy.advance(100)  # looked at 200 times, unchanged
+    assert health_aliases(proxy)["checked_at"] == iso(100, precise=True)
+    assert health_aliases(proxy)["loaded_at"] == iso(0)
+    write_in_place(aliases, EDITED)
+    look(proxy)
+    state = health_aliases(proxy)
+    assert (state["names"], state["loaded_at"], state["checked_at"]) == (3, iso(100.5), iso(100.5, precise=True))
+    # Counts and states only: never a name or an id.
+    body = proxy.get("/health").body
     assert b"checkout" not in body and b"key_1234567890abcdef" not in body
+
+
+def test_without_an_alias_file_health_has_no_alias_state(make_proxy: Callable[..., InMemoryProxy]) -> None:
+    proxy = make_proxy("--watch", "poll")
+    proxy.start_service()
+    assert health_aliases(proxy) is None
+    assert reload_service(proxy).watcher is None  # nothing to watch
+
+
+def test_with_watch_off_changes_wait_for_sighup(make_proxy: Callable[..., InMemoryProxy], aliases: Path,
+                                                logged: list[dict[str, Any]]) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--watch", "off")
+    proxy.start_service()
+    write_in_place(aliases, EDITED)
+    proxy.advance(60)
+    assert names_served(proxy) == ORIGINAL
+    reload_service(proxy).on_sighup()
+    assert names_served(proxy) == AFTER_EDIT
+    (event,) = reloaded(logged)
+    assert event["why"] == "SIGHUP" and {k: event[k] for k in EDIT_COUNTS} == EDIT_COUNTS
+
+
+def test_a_request_in_flight_keeps_the_names_it_started_with(make_proxy: Callable[..., InMemoryProxy],
+                                                             aliases: Path, fake: FakeOpenAI) -> None:
+    held: list[server.Request] = []
+
+    def hold_until_released(request: server.Request, received: Received) -> int:
+        held.append(request)
+        return server.NOT_DONE_YET
+    fake.on(COSTS, hold_until_released)
+    proxy = make_proxy("--aliases", str(aliases), "--watch", "off")
+    proxy.start_service()
+    response = proxy.start("GET", COSTS + "?start_time=1")
+    proxy.flush()
+    assert held, "the request never reached the upstream"
+    write_in_place(aliases, EDITED)
+    reload_service(proxy).on_sighup()
+    held[0].setHeader(b"content-type", b"application/json")
+    held[0].write(b'{"api_key_id": "key_1234567890abcdef"}')
+    held[0].finish()
+    assert proxy.answer(response).json()["api_key_name"] == "checkout-service-production"
+    fake.on(COSTS, reply(body={"api_key_id": "key_1234567890abcdef"}))
+    assert proxy.get(COSTS + "?start_time=1").json()["api_key_name"] == "checkout-v2"
+
+
+# --- SIGHUP, the signal itself ------------------------------------------------------------------
+
+class SignalledClock(MemoryReactorClock):
+    """A memory reactor that runs what a signal handler hands it (``callFromThread``) on its
+    next turn, as the real reactor would."""
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.callLater(0, f, *args, **kwargs)
+
+
+@pytest.fixture
+def restore_sighup() -> Iterator[None]:
+    before = signal.getsignal(signal.SIGHUP)
+    yield
+    signal.signal(signal.SIGHUP, before)
+
+
+def raise_sighup_at(service: ReloadService) -> None:
+    # An unhandled SIGHUP would end the test run: only with the service's handler in place.
+    assert signal.getsignal(signal.SIGHUP) == service.sighup._on_signal
+    signal.raise_signal(signal.SIGHUP)
+
+
+def test_sighup_reloads_the_file_and_tells_the_others(aliases: Path, restore_sighup: None) -> None:
+    clock = SignalledClock()
+    current = CurrentNames()
+    reloader = AliasReloader(str(aliases), current, clock)
+    reloader.load_first()
+    told: list[str] = []
+    service = ReloadService(clock, reloader, "off", also_on_sighup=[told.append])
+    before = signal.getsignal(signal.SIGHUP)
+    service.startService()
+    write_in_place(aliases, EDITED)
+    raise_sighup_at(service)
+    assert current.names.count() == 5, "reloaded inside the signal handler, not in the reactor"
+    clock.advance(0)
+    assert current.names.by_field["api_key_id"]["key_new"] == "brand-new"
+    assert told == ["SIGHUP"]  # discovery, the other workers
+    service.stopService()
+    assert signal.getsignal(signal.SIGHUP) == before
+
+
+def test_sighup_without_an_alias_file_is_harmless(restore_sighup: None) -> None:
+    clock = SignalledClock()
+    told: list[str] = []
+    service = ReloadService(clock, None, "auto", also_on_sighup=[told.append])
+    assert service.watcher is None
+    service.startService()
+    raise_sighup_at(service)  # the test process survives it
+    clock.advance(0)
+    assert told == ["SIGHUP"]
+    service.stopService()
+    assert clock.getDelayedCalls() == []

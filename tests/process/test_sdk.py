@@ -1,15 +1,48 @@
-"""The official ``openai`` SDK as a client of the real daemon."""
+"""The official ``openai`` SDK as a client of the real daemon: the names orgproxy adds reach
+the SDK's objects, and errors raise the SDK's usual exceptions. One daemon serves the
+module; each test tells the fake OpenAI what to answer."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import TOKEN
+from tests.conftest import ROOT, assert_clean_output
+from tests.support.answers import TOKEN
 from tests.support.daemon import Daemon
-from tests.support.tcp_upstream import FakeUpstream, reply
-from tests.test_e2e import COMPLETIONS, COSTS, example, grouped
+from tests.support.tcp_upstream import EXAMPLES, FakeUpstream, reply
+
+COMPLETIONS = "/v1/organization/usage/completions"
+COSTS = "/v1/organization/costs"
+
+
+def grouped(example: str, **ids: str) -> str:
+    """The spec's example page as OpenAI sends it when grouped by the given id fields."""
+    text = (EXAMPLES / example).read_text()
+    for field, value in ids.items():
+        text = text.replace(f'"{field}": null', f'"{field}": "{value}"')
+    return text
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def daemon(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """The daemon with the shipped example alias map (etc/aliases.toml)."""
+    running = Daemon(["--upstream", upstream.url, "--aliases", str(ROOT / "etc" / "aliases.toml")],
+                     cwd=tmp_path_factory.mktemp("sdk-daemon")).wait_ready()
+    yield running
+    code = running.stop()
+    assert_clean_output(running)
+    assert code == 0, running.output
 
 
 @pytest.fixture
@@ -19,12 +52,11 @@ def client(daemon: Daemon) -> OpenAI:
 
 
 def test_usage_completions_results_carry_api_key_name(client: OpenAI, upstream: FakeUpstream) -> None:
-    upstream.on(COMPLETIONS, reply(body=grouped(example("get_organization_usage_completions.response.json"),
+    upstream.on(COMPLETIONS, reply(body=grouped("get_organization_usage_completions.response.json",
                                                 api_key_id="key_abcdef1234567890")))
     page = client.admin.organization.usage.completions(start_time=1730419200, group_by=["api_key_id"])
     result = page.data[0].results[0]
-    assert result.api_key_id == "key_abcdef1234567890"
-    assert result.api_key_name == "mobile-app-production"
+    assert (result.api_key_id, result.api_key_name) == ("key_abcdef1234567890", "mobile-app-production")
     assert result.project_name is None and result.user_name is None
     assert result.input_tokens == 1000
     received = upstream.last()
@@ -32,26 +64,22 @@ def test_usage_completions_results_carry_api_key_name(client: OpenAI, upstream: 
     assert b"start_time=1730419200" in received.target and b"api_key_id" in received.target
 
 
-def test_usage_costs_results_carry_api_key_name(client: OpenAI, upstream: FakeUpstream) -> None:
-    upstream.on(COSTS, reply(body=grouped(example("get_organization_costs.response.json"),
-                                          api_key_id="key_1111222233334444", project_id="proj_abc")))
-    page = client.admin.organization.usage.costs(start_time=1730419200, group_by=["api_key_id", "project_id"])
-    result = page.data[0].results[0]
-    assert (result.api_key_name, result.project_name) == ("internal-analytics", "checkout")
-    assert result.amount.value == 0.06
-
-
-def test_group_by_api_key_name_through_the_sdk(client: OpenAI, upstream: FakeUpstream) -> None:
-    upstream.on(COSTS, reply(body=grouped(example("get_organization_costs.response.json"),
-                                          api_key_id="key_1234567890abcdef")))
+def test_costs_grouped_by_api_key_name_and_project_id_carry_both_names(client: OpenAI,
+                                                                       upstream: FakeUpstream) -> None:
+    upstream.on(COSTS, reply(body=grouped("get_organization_costs.response.json",
+                                          api_key_id="key_1234567890abcdef", project_id="proj_abc")))
     page = client.admin.organization.usage.costs(start_time=1730419200,
-                                                 group_by=["api_key_name"])  # type: ignore[list-item]
-    assert page.data[0].results[0].api_key_name == "checkout-service-production"
+                                                 group_by=["api_key_name", "project_id"])  # type: ignore[list-item]
+    result = page.data[0].results[0]
+    assert (result.api_key_name, result.project_name) == ("checkout-service-production", "checkout")
+    assert result.amount.value == 0.06
     target = upstream.last().target
-    assert b"api_key_name" not in target and b"api_key_id" in target
+    assert b"api_key_name" not in target, "OpenAI is asked by id"
+    assert b"api_key_id" in target and b"project_id" in target
 
 
-def test_upstream_401_raises_authentication_error_with_openai_message(client: OpenAI, upstream: FakeUpstream) -> None:
+def test_upstream_401_raises_authentication_error_with_openai_message(client: OpenAI,
+                                                                      upstream: FakeUpstream) -> None:
     message = "Incorrect API key provided: sk-admin-****. You can find your API key at https://platform.openai.com."
     upstream.on(COMPLETIONS, reply(401, {"error": {"message": message, "type": "invalid_request_error",
                                                    "param": None, "code": "invalid_api_key"}}))
@@ -62,7 +90,7 @@ def test_upstream_401_raises_authentication_error_with_openai_message(client: Op
     assert message in str(raised.value)
 
 
-def test_proxy_errors_raise_the_sdk_exception_for_their_status(client: OpenAI, daemon: Daemon) -> None:
+def test_the_proxy_s_own_error_raises_the_sdk_exception_for_its_status(daemon: Daemon) -> None:
     unrouted = OpenAI(admin_api_key=TOKEN, api_key="sk-unused", base_url=daemon.url + "/v2", max_retries=0)
     with pytest.raises(openai.NotFoundError) as raised:
         unrouted.admin.organization.usage.completions(start_time=1730419200)

@@ -25,6 +25,10 @@ def free_port() -> int:
 def daemon_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # No ORGPROXY_* from the machine leaks into a test.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORGPROXY_")}
+    # A relative PYTHONPATH (PYTHONPATH=src) would not hold in the daemon's own directory:
+    # it would run the installed package instead of the sources.
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep))
     env.update(extra or {})
     return env
 

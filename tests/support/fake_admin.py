@@ -1,4 +1,4 @@
-"""A fake of the parts of OpenAI's Admin API that list names, installed onto a FakeUpstream.
+"""A fake of the parts of OpenAI's Admin API that list names, installed onto a FakeOpenAI.
 
 The shapes follow the spec's examples (tests/fixtures/openai-admin-api/) and OpenAI's documented
 rules for these lists:
@@ -14,20 +14,19 @@ rules for these lists:
 
 Usage::
 
-    fake = FakeAdmin(upstream, sample_org())
-    fake.fail_next(PROJECTS, reply(429, {...}, headers=[("Retry-After", "1")]))
-    fake.delete_key(WEB_SHOP, "key_Ws3kCheckoutC7")
+    admin = FakeAdmin(fake, sample_org())  # fake: the FakeOpenAI the proxy forwards to
+    admin.fail_next(PROJECTS, reply(429, {...}, headers=[("Retry-After", "1")]))
+    admin.delete_key(WEB_SHOP, "key_Ws3kCheckoutC7")
 
-The fake reads ``fake.org`` on every request, so direct edits to it are seen at once, but they
-race with the server's threads: prefer the methods, which hold the lock. A project added to
-``org.projects`` by hand needs ``install()`` for its per-project routes (``add_project`` does it).
+The fake reads ``admin.org`` on every request, so direct edits to it are seen at once. A
+project added to ``org.projects`` by hand needs ``install()`` for its per-project routes
+(``add_project`` does it).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,13 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.support.tcp_upstream import Behaviour, FakeUpstream, Handler, Received, Reply, serve_examples
+from twisted.web import server
+
+from tests.support.fake_openai import Behaviour, FakeOpenAI, Received, openai_error, serve_example
+
+__all__ = ["ADMIN_KEYS", "DATA_PIPELINE", "OLD_CHATBOT", "PROJECTS", "SANDBOX", "USERS", "WEB_SHOP", "FakeAdmin",
+           "Org", "admin_service_account_owner", "admin_user_owner", "api_keys_path", "openai_error", "sample_org",
+           "service_account_owner", "service_accounts_path", "user_owner"]
 
 PROJECTS = "/v1/organization/projects"
 ADMIN_KEYS = "/v1/organization/admin_api_keys"
@@ -48,12 +53,6 @@ def api_keys_path(project_id: str) -> str:
 
 def service_accounts_path(project_id: str) -> str:
     return f"{PROJECTS}/{project_id}/service_accounts"
-
-
-def openai_error(message: str, param: str | None = None, code: str | None = None,
-                 type: str = "invalid_request_error") -> dict[str, Any]:
-    """OpenAI's error body."""
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 # Timestamps used when an item in the Org does not carry its own.
@@ -173,14 +172,14 @@ def sample_org() -> Org:
     )
 
 
+# A route's answer to a GET, from its query: (status, JSON body).
 Route = Callable[[dict[str, str]], tuple[int, dict]]
 
 
 class FakeAdmin:
-    def __init__(self, upstream: FakeUpstream, org: Org) -> None:
-        self.upstream = upstream
+    def __init__(self, openai: FakeOpenAI, org: Org) -> None:
+        self.openai = openai
         self.org = org
-        self._lock = threading.RLock()
         self._routes: dict[str, Route] = {}
         self._failures: dict[str, deque[list[Any]]] = {}  # path -> [[behaviour, times left], ...]
         self._others: dict[str, Behaviour] = {}  # what non-route paths given to fail_next did before
@@ -190,34 +189,30 @@ class FakeAdmin:
 
     def install(self) -> None:
         """(Re)register the routes: the fixed ones, and two per project in ``org.projects``.
-        Paths of projects that left ``org.projects`` fall through to FakeUpstream again."""
-        with self._lock:
-            routes: dict[str, Route] = {PROJECTS: self._projects, ADMIN_KEYS: self._admin_keys,
-                                        USERS: self._users}
-            for project in self.org.projects:
-                routes[api_keys_path(project["id"])] = partial(self._api_keys, project["id"])
-                routes[service_accounts_path(project["id"])] = partial(self._service_accounts, project["id"])
-            for stale in self._routes.keys() - routes.keys():
-                if stale not in self._failures:
-                    self.upstream.behaviours.pop(stale, None)
-            self._routes = routes
-            for path in routes:
-                self.upstream.on(path, self._dispatch)
+        Paths of projects that left ``org.projects`` fall through to the spec's examples again."""
+        routes: dict[str, Route] = {PROJECTS: self._projects, ADMIN_KEYS: self._admin_keys, USERS: self._users}
+        for project in self.org.projects:
+            routes[api_keys_path(project["id"])] = partial(self._api_keys, project["id"])
+            routes[service_accounts_path(project["id"])] = partial(self._service_accounts, project["id"])
+        for stale in self._routes.keys() - routes.keys():
+            if stale not in self._failures:
+                self.openai.behaviours.pop(stale.encode(), None)
+        self._routes = routes
+        for path in routes:
+            self.openai.on(path, self._dispatch)
 
-    def _dispatch(self, handler: Handler, received: Received) -> None:
+    def _dispatch(self, request: server.Request, received: Received) -> bytes | int:
         path, _, query = received.target.decode("latin-1").partition("?")
-        with self._lock:
-            behaviour = self._take_failure(path)
-            route = self._routes.get(path) if received.method == "GET" else None
-            if behaviour is None and route is not None:
-                status, body = route(dict(parse_qsl(query, keep_blank_values=True)))
-        if behaviour is not None:  # outside the lock: hold() blocks for seconds
-            behaviour(handler, received)
-        elif route is not None:
-            handler.send_reply(Reply(status, [("Content-Type", "application/json")],
-                                     json.dumps(body, ensure_ascii=False).encode("utf-8")))
-        else:  # another method, or a path fail_next borrowed
-            self._others.get(path, serve_examples)(handler, received)
+        behaviour = self._take_failure(path)
+        if behaviour is not None:
+            return behaviour(request, received)
+        route = self._routes.get(path) if received.method == b"GET" else None
+        if route is None:  # another method, or a path fail_next borrowed
+            return self._others.get(path, serve_example)(request, received)
+        status, body = route(dict(parse_qsl(query, keep_blank_values=True)))
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     def _take_failure(self, path: str) -> Behaviour | None:
         queue = self._failures.get(path)
@@ -240,99 +235,85 @@ class FakeAdmin:
             raise ValueError(f"fail_next takes a path without a query: {path!r}")
         if times < 1:
             raise ValueError(f"times must be at least 1, not {times}")
-        with self._lock:
-            if path not in self._routes and path not in self._others:
-                self._others[path] = self.upstream.behaviours.get(path, serve_examples)
-            self.upstream.on(path, self._dispatch)
-            self._failures.setdefault(path, deque()).append([behaviour, times])
+        if path not in self._routes and path not in self._others:
+            self._others[path] = self.openai.behaviours.get(path.encode(), serve_example)
+        self.openai.on(path, self._dispatch)
+        self._failures.setdefault(path, deque()).append([behaviour, times])
 
     # --- changing the organization ---------------------------------------------------------
 
     def delete_key(self, project_id: str, key_id: str) -> None:
-        with self._lock:
-            keys = self.org.api_keys.get(project_id, [])
-            index = next((i for i, key in enumerate(keys) if key["id"] == key_id), None)
-            if index is None:
-                raise KeyError(f"no key {key_id} in project {project_id}")
-            del keys[index]
+        keys = self.org.api_keys.get(project_id, [])
+        index = next((i for i, key in enumerate(keys) if key["id"] == key_id), None)
+        if index is None:
+            raise KeyError(f"no key {key_id} in project {project_id}")
+        del keys[index]
 
     def add_key(self, project_id: str, key: dict) -> None:
         """Append ``key`` ({"id", "name", "owner"}, optional "redacted_value", ...) to the project."""
-        with self._lock:
-            if not any(p["id"] == project_id for p in self.org.projects):
-                raise KeyError(f"no project {project_id}")
-            if key["id"] in self.all_key_ids():
-                raise ValueError(f"key id {key['id']} is already used")
-            if key["owner"]["type"] not in ("user", "service_account"):
-                raise ValueError(f"unknown owner type in {key['owner']!r}")
-            self.org.api_keys.setdefault(project_id, []).append(dict(key))
+        if self._project(project_id) is None:
+            raise KeyError(f"no project {project_id}")
+        if key["id"] in self.all_key_ids():
+            raise ValueError(f"key id {key['id']} is already used")
+        if key["owner"]["type"] not in ("user", "service_account"):
+            raise ValueError(f"unknown owner type in {key['owner']!r}")
+        self.org.api_keys.setdefault(project_id, []).append(dict(key))
 
     def delete_admin_key(self, key_id: str) -> None:
-        with self._lock:
-            index = next((i for i, key in enumerate(self.org.admin_keys) if key["id"] == key_id), None)
-            if index is None:
-                raise KeyError(f"no admin key {key_id}")
-            del self.org.admin_keys[index]
+        index = next((i for i, key in enumerate(self.org.admin_keys) if key["id"] == key_id), None)
+        if index is None:
+            raise KeyError(f"no admin key {key_id}")
+        del self.org.admin_keys[index]
 
     def add_project(self, project: dict) -> None:
         """Append ``project`` ({"id", "name", "archived"}) and register its routes."""
-        with self._lock:
-            if any(p["id"] == project["id"] for p in self.org.projects):
-                raise ValueError(f"project id {project['id']} is already used")
-            self.org.projects.append({"archived": False, **project})
-            self.install()
+        if self._project(project["id"]) is not None:
+            raise ValueError(f"project id {project['id']} is already used")
+        self.org.projects.append({"archived": False, **project})
+        self.install()
 
     def archive_project(self, project_id: str) -> None:
-        with self._lock:
-            project = self._project(project_id)
-            if project is None:
-                raise KeyError(f"no project {project_id}")
-            project["archived"] = True
+        project = self._project(project_id)
+        if project is None:
+            raise KeyError(f"no project {project_id}")
+        project["archived"] = True
 
     # --- what was asked, and what discovery should learn -----------------------------------
 
     def requests_for(self, path: str) -> list[Received]:
         """Requests whose path (before '?') equals ``path``, in arrival order."""
-        with self.upstream._lock:
-            received = list(self.upstream.received)
-        return [r for r in received if r.target.split(b"?", 1)[0].decode("latin-1") == path]
+        return [r for r in self.openai.received if r.path.decode("latin-1") == path]
 
     def key_names(self) -> dict[str, str]:
         """{key id: name} of every key: all projects' (archived too, any owner) and admin keys."""
-        with self._lock:
-            names = {key["id"]: key["name"] for keys in self.org.api_keys.values() for key in keys}
-            names.update((key["id"], key["name"]) for key in self.org.admin_keys)
-            return names
+        names = {key["id"]: key["name"] for keys in self.org.api_keys.values() for key in keys}
+        names.update((key["id"], key["name"]) for key in self.org.admin_keys)
+        return names
 
     def all_key_ids(self) -> set[str]:
         return set(self.key_names())
 
     def project_key_names(self, project_id: str) -> dict[str, str]:
-        with self._lock:
-            return {key["id"]: key["name"] for key in self.org.api_keys.get(project_id, [])}
+        return {key["id"]: key["name"] for key in self.org.api_keys.get(project_id, [])}
 
     def admin_key_names(self) -> dict[str, str]:
-        with self._lock:
-            return {key["id"]: key["name"] for key in self.org.admin_keys}
+        return {key["id"]: key["name"] for key in self.org.admin_keys}
 
     def project_names(self) -> dict[str, str]:
         """{project id: name}, archived projects included."""
-        with self._lock:
-            return {p["id"]: p["name"] for p in self.org.projects}
+        return {p["id"]: p["name"] for p in self.org.projects}
 
     def user_names(self) -> dict[str, str]:
-        with self._lock:
-            return {u["id"]: u["name"] for u in self.org.users}
+        return {u["id"]: u["name"] for u in self.org.users}
 
     def service_account_names(self) -> dict[str, str]:
         """{service account id: name} that the service_accounts route reveals (active projects
         only; an archived project's accounts are known only as key owners)."""
-        with self._lock:
-            archived = {p["id"] for p in self.org.projects if p.get("archived")}
-            return {a["id"]: a["name"] for pid, accounts in self.org.service_accounts.items()
-                    if pid not in archived for a in accounts}
+        archived = {p["id"] for p in self.org.projects if p.get("archived")}
+        return {a["id"]: a["name"] for pid, accounts in self.org.service_accounts.items()
+                if pid not in archived for a in accounts}
 
-    # --- the routes (called with the lock held) ---------------------------------------------
+    # --- the routes -------------------------------------------------------------------------
 
     def _project(self, project_id: str) -> dict | None:
         return next((p for p in self.org.projects if p["id"] == project_id), None)

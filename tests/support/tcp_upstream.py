@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "openai-admin-api"
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "openai-admin-api"
 
 
 # The spec's name for the id that follows a collection in a path.

@@ -1,172 +1,294 @@
-"""The upstream client in-process, against a Twisted server on a real loopback socket.
+"""The upstream client (``orgproxy.upstream.client.Upstream``) in memory.
 
-These run in pytest-twisted's reactor; the ``clean_reactor`` fixture fails a test that
-leaves timers or connections behind.
+An ``Upstream`` sends through treq's ``RequestTraversalAgent`` to a small scripted
+resource, on a ``MemoryReactorClock`` that only the test moves: the timeout fires when the
+test advances the clock, and every byte moves when the test flushes. The resource notes
+when the client drops a connection (its request's ``notifyFinish`` fails), which is how
+each test sees that an abandoned exchange really let go of the upstream.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import gzip
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import pytest_twisted
-from twisted.internet import reactor as _reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort
+import pytest
+from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 from twisted.web import server
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
 from orgproxy.errors import ProxyError
-from orgproxy.upstream.client import Upstream, end_to_end, HOP_BY_HOP
-from twisted.web.http_headers import Headers
+from orgproxy.upstream.client import HOP_BY_HOP, BytesProducer, Upstream, UpstreamResponse, end_to_end
 
-reactor: object = _reactor
+# A guard against a test that waits forever, never a way to wait.
+pytestmark = pytest.mark.timeout(10)
+
+TIMEOUT = 5.0
+CAP = 1000
+PATH = b"/v1/organization/costs?start_time=1"
+
+# What the resource does with a request: finish it, or leave it open (NOT_DONE_YET).
+Script = Callable[[server.Request], "bytes | int"]
 
 
 @dataclass
-class Behaviour:
-    """What the in-process upstream does, and what it saw."""
+class Seen:
+    """One request as the upstream got it, and how it ended for the upstream."""
 
-    body: bytes = b'{"ok": true}'
-    chunked: bool = False  # send without Content-Length
-    stall_after_headers: bool = False
-    hold: bool = False
-    lost: list[Deferred[None]] = field(default_factory=list)  # fires when a client leaves
+    request: server.Request
+    body: bytes
+    ended: list[Failure | None] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the client closed the connection before the answer was complete."""
+        return len(self.ended) == 1 and isinstance(self.ended[0], Failure)
+
+    @property
+    def finished(self) -> bool:
+        return self.ended == [None]
 
 
-class Scripted(Resource):
+class ScriptedUpstream(Resource):
     isLeaf = True
 
-    def __init__(self, behaviour: Behaviour):
+    def __init__(self) -> None:
         super().__init__()
-        self.behaviour = behaviour
+        self.script: Script = lambda request: b'{"ok": true}'
+        self.seen: list[Seen] = []
 
-    def render_GET(self, request: server.Request) -> int:
-        b = self.behaviour
-        gone = request.notifyFinish()
-        b.lost.append(gone)
-        gone.addErrback(lambda _: None)
-        if b.hold:
-            return server.NOT_DONE_YET
-        request.setHeader(b"content-type", b"application/json")
-        if not b.chunked:
-            request.setHeader(b"content-length", b"%d" % (len(b.body) + (100 if b.stall_after_headers else 0)))
-        request.write(b.body)
-        if not b.stall_after_headers:
-            request.finish()
-        return server.NOT_DONE_YET
+    def render(self, request: server.Request) -> bytes | int:  # type: ignore[override]
+        seen = Seen(request, request.content.read())
+        request.notifyFinish().addBoth(seen.ended.append)
+        self.seen.append(seen)
+        return self.script(request)
 
 
-@pytest_twisted.async_yield_fixture
-async def clean_reactor() -> AsyncIterator[None]:
-    yield
-    # Connections closed at the end of a test go away over the next few reactor turns.
-    for _ in range(20):
-        left = [call for call in reactor.getDelayedCalls()  # type: ignore[attr-defined]
-                if "pytest_twisted" not in getattr(call.func, "__module__", "")]
-        if not left:
-            break
-        await _turn()
-    assert left == [], "the test left timers behind"
+class Exchange:
+    """One forward, and what it has come to so far."""
 
+    def __init__(self, forwarded: Deferred[UpstreamResponse]):
+        self.forwarded = forwarded
+        self.results: list[UpstreamResponse | Failure] = []
+        # Taken as it comes: a failure the test checks is not also logged as unhandled.
+        forwarded.addBoth(self.results.append)
 
-async def _turn() -> None:
-    d: Deferred[None] = Deferred()
-    reactor.callLater(0, d.callback, None)  # type: ignore[attr-defined]
-    await d
+    @property
+    def waiting(self) -> bool:
+        return not self.results
+
+    def answer(self) -> UpstreamResponse:
+        assert len(self.results) == 1 and isinstance(self.results[0], UpstreamResponse), self.results
+        return self.results[0]
+
+    def failure(self) -> Failure:
+        assert len(self.results) == 1 and isinstance(self.results[0], Failure), self.results
+        return self.results[0]
+
+    def refusal(self) -> ProxyError:
+        error = self.failure().value
+        assert isinstance(error, ProxyError), error
+        return error
 
 
 class Harness:
-    def __init__(self, behaviour: Behaviour, timeout: float = 5, cap: int = 1000):
-        self.behaviour = behaviour
-        self.site = server.Site(Scripted(behaviour))
-        self.site.noisy = False
-        self.port: IListeningPort = reactor.listenTCP(0, self.site, interface="127.0.0.1")  # type: ignore[attr-defined]
-        self.upstream = Upstream(reactor, f"http://127.0.0.1:{self.port.getHost().port}",  # type: ignore[arg-type]
-                                 timeout, cap)
+    """An Upstream in front of a ScriptedUpstream, on a clock the test moves."""
 
-    async def get(self) -> ProxyError | bytes:
-        try:
-            response = await self.upstream.forward(b"GET", b"/v1/organization/costs", [], None)
-        except ProxyError as e:
-            return e
-        return response.body
+    def __init__(self, timeout: float = TIMEOUT, cap: int = CAP):
+        self.clock = MemoryReactorClock()
+        self.resource = ScriptedUpstream()
+        self.agent = RequestTraversalAgent(self.resource)
+        self.upstream = Upstream(self.clock, "http://openai.test/", self.agent, timeout, cap)
 
-    async def close(self) -> None:
-        # A finished response goes back to the pool after the reader's callbacks ran.
-        await _turn()
-        await self.upstream.close()
-        for lost in self.behaviour.lost:
-            if not lost.called:
-                await lost
-        await self.port.stopListening()
+    def forward(self, method: bytes = b"GET", headers: list[tuple[bytes, list[bytes]]] | None = None,
+                body: bytes | None = None) -> Exchange:
+        exchange = Exchange(self.upstream.forward(method, PATH, headers or [], body))
+        self.flush()
+        return exchange
 
+    def flush(self) -> None:
+        self.agent.flush()
 
-@pytest_twisted.ensureDeferred
-async def test_whole_body_is_read(clean_reactor: None) -> None:
-    harness = Harness(Behaviour(body=b'{"a": 1}'))
-    try:
-        assert await harness.get() == b'{"a": 1}'
-    finally:
-        await harness.close()
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.flush()
+
+    def last(self) -> Seen:
+        return self.resource.seen[-1]
+
+    def assert_nothing_left_behind(self) -> None:
+        assert self.clock.getDelayedCalls() == [], "the deadline outlived the exchange"
+        assert all(seen.ended for seen in self.resource.seen), "an upstream request is still open"
 
 
-@pytest_twisted.ensureDeferred
-async def test_body_over_the_cap_announced_by_content_length_is_refused(clean_reactor: None) -> None:
-    harness = Harness(Behaviour(body=b"x" * 1001), cap=1000)
-    try:
-        error = await harness.get()
-        assert isinstance(error, ProxyError) and (error.status, error.code) == (502, "upstream_response_too_large")
-    finally:
-        await harness.close()
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    made = Harness()
+    yield made
+    made.assert_nothing_left_behind()
 
 
-@pytest_twisted.ensureDeferred
-async def test_chunked_body_over_the_cap_is_refused_once_it_passes_it(clean_reactor: None) -> None:
-    harness = Harness(Behaviour(body=b"x" * 1001, chunked=True), cap=1000)
-    try:
-        error = await harness.get()
-        assert isinstance(error, ProxyError) and error.code == "upstream_response_too_large"
-        harness.behaviour.body = b"y" * 1000  # exactly the cap is fine
-        assert await harness.get() == b"y" * 1000
-    finally:
-        await harness.close()
+def start_body(length: int | None, first: bytes) -> Script:
+    """Headers (announcing ``length`` bytes, or chunked when None) and ``first``, then
+    nothing more until the test writes."""
+    def script(request: server.Request) -> int:
+        request.setHeader(b"content-type", b"application/json")
+        if length is not None:
+            request.setHeader(b"content-length", b"%d" % length)
+        request.write(first)
+        return server.NOT_DONE_YET
+    return script
 
 
-@pytest_twisted.ensureDeferred
-async def test_timeout_before_headers_is_504_and_drops_the_connection(clean_reactor: None) -> None:
-    harness = Harness(Behaviour(hold=True), timeout=0.2)
-    try:
-        error = await harness.get()
-        assert isinstance(error, ProxyError) and (error.status, error.code) == (504, "upstream_timeout")
-        await harness.behaviour.lost[0].addErrback(lambda f: f)  # the server saw the client leave
-    finally:
-        await harness.close()
+def hold(request: server.Request) -> int:
+    return server.NOT_DONE_YET
 
 
-@pytest_twisted.ensureDeferred
-async def test_timeout_during_the_body_is_504_and_drops_the_connection(clean_reactor: None) -> None:
-    harness = Harness(Behaviour(stall_after_headers=True), timeout=0.2)
-    try:
-        error = await harness.get()
-        assert isinstance(error, ProxyError) and error.code == "upstream_timeout"
-        await harness.behaviour.lost[0].addErrback(lambda f: f)
-    finally:
-        await harness.close()
+# --- whole bodies -----------------------------------------------------------------------
+
+def test_the_whole_body_is_read_across_many_writes(harness: Harness) -> None:
+    harness.resource.script = start_body(None, b'{"data": [')
+    exchange = harness.forward()
+    assert exchange.waiting  # the headers are in, the body is not
+    upstream_request = harness.last().request
+    for part in (b"1, ", b"2, ", b"3]}"):
+        upstream_request.write(part)
+        harness.flush()
+    assert exchange.waiting
+    upstream_request.finish()
+    harness.flush()
+    response = exchange.answer()
+    assert (response.status, response.phrase, response.body) == (200, b"OK", b'{"data": [1, 2, 3]}')
+    assert response.header(b"content-type") == b"application/json"
+    assert harness.last().finished
 
 
-@pytest_twisted.ensureDeferred
-async def test_cancelling_a_forward_drops_the_upstream_connection(clean_reactor: None) -> None:
-    harness = Harness(Behaviour(stall_after_headers=True), timeout=30)
-    try:
-        forwarded = harness.upstream.forward(b"GET", b"/v1/organization/costs", [], None)
-        while not harness.behaviour.lost:
-            await _turn()
-        forwarded.addErrback(lambda f: None)
-        forwarded.cancel()
-        await harness.behaviour.lost[0].addErrback(lambda f: f)
-    finally:
-        await harness.close()
+def test_a_body_of_exactly_the_cap_is_accepted(harness: Harness) -> None:
+    harness.resource.script = lambda request: b"y" * CAP
+    assert harness.forward().answer().body == b"y" * CAP
+
+
+# --- bodies over the cap ------------------------------------------------------------------
+
+def test_a_content_length_over_the_cap_is_refused_before_any_body_arrives(harness: Harness) -> None:
+    harness.resource.script = start_body(CAP + 1, b"")
+    error = harness.forward().refusal()
+    assert (error.status, error.code, error.retry) == (502, "upstream_response_too_large", False)
+    assert harness.last().dropped  # the body is never read
+
+
+def test_a_chunked_body_is_refused_once_it_passes_the_cap(harness: Harness) -> None:
+    harness.resource.script = start_body(None, b"x" * 600)
+    exchange = harness.forward()
+    upstream_request = harness.last().request
+    upstream_request.write(b"x" * (CAP - 600))  # exactly the cap so far: still reading
+    harness.flush()
+    assert exchange.waiting and not harness.last().ended
+    upstream_request.write(b"x")  # one byte past it
+    harness.flush()
+    error = exchange.refusal()
+    assert (error.status, error.code) == (502, "upstream_response_too_large")
+    assert harness.last().dropped  # refused mid body, without waiting for the rest
+
+
+def test_the_cap_counts_the_decoded_bytes_of_a_gzipped_body(harness: Harness) -> None:
+    # A few dozen bytes on the wire, five times the cap once decompressed.
+    def compressed(request: server.Request) -> bytes:
+        request.setHeader(b"content-encoding", b"gzip")
+        return gzip.compress(b"z" * (5 * CAP))
+    harness.resource.script = compressed
+    assert harness.forward().refusal().code == "upstream_response_too_large"
+
+
+# --- time -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("script", [hold, start_body(100, b'{"data": [')], ids=["before headers", "during the body"])
+def test_the_timeout_is_504_and_drops_the_connection(harness: Harness, script: Script) -> None:
+    harness.resource.script = script
+    exchange = harness.forward()
+    harness.advance(TIMEOUT - 0.01)
+    assert exchange.waiting and not harness.last().ended
+    harness.advance(0.01)
+    error = exchange.refusal()
+    assert (error.status, error.code) == (504, "upstream_timeout")
+    assert harness.last().dropped
+
+
+def test_an_answer_in_time_leaves_no_timer_behind(harness: Harness) -> None:
+    harness.resource.script = start_body(4, b"[")
+    exchange = harness.forward()
+    harness.advance(TIMEOUT - 0.01)
+    harness.last().request.write(b"1, ")
+    harness.flush()
+    assert exchange.answer().body == b"[1, "
+    # The fixture checks that the deadline was cancelled with the exchange done.
+
+
+@pytest.mark.parametrize("script", [hold, start_body(100, b'{"data": [')], ids=["before headers", "during the body"])
+def test_cancelling_a_forward_drops_the_upstream_connection(harness: Harness, script: Script) -> None:
+    harness.resource.script = script
+    exchange = harness.forward()
+    assert not harness.last().ended
+    exchange.forwarded.cancel()
+    harness.flush()
+    assert exchange.failure().check(CancelledError)
+    assert harness.last().dropped
+
+
+def test_a_connection_closed_mid_body_is_502_connection_lost(harness: Harness) -> None:
+    def close_mid_body(request: server.Request) -> int:
+        start_body(100, b'{"data": [')(request)
+        request.channel.transport.loseConnection()
+        return server.NOT_DONE_YET
+    harness.resource.script = close_mid_body
+    error = harness.forward().refusal()
+    assert (error.status, error.code) == (502, "upstream_connection_lost")
+
+
+# --- what goes out and what comes back ---------------------------------------------------------
+
+def test_a_gzipped_answer_is_asked_for_and_decoded(harness: Harness) -> None:
+    body = b'{"data": [{"api_key_id": "key_1"}]}'
+
+    def compressed(request: server.Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-encoding", b"gzip")
+        return gzip.compress(body)
+    harness.resource.script = compressed
+    response = harness.forward().answer()
+    assert harness.last().request.requestHeaders.getRawHeaders(b"accept-encoding") == [b"gzip"]
+    assert response.body == body
+    assert response.header(b"content-encoding") is None  # the client gets it decoded
+
+
+def test_only_end_to_end_response_headers_come_back(harness: Harness) -> None:
+    def with_headers(request: server.Request) -> bytes:
+        for name, value in ((b"Keep-Alive", b"timeout=5"), (b"Proxy-Authenticate", b"Basic"),
+                            (b"Trailer", b"X-Checksum"), (b"Upgrade", b"h2c"), (b"X-Kept", b"a"),
+                            (b"X-Kept", b"b"), (b"Retry-After", b"7"), (b"Content-Type", b"application/json")):
+            request.responseHeaders.addRawHeader(name, value)
+        return b"{}"
+    harness.resource.script = with_headers
+    response = harness.forward().answer()
+    names = {name.lower() for name, _ in response.headers}
+    assert names.isdisjoint({b"keep-alive", b"proxy-authenticate", b"trailer", b"upgrade", b"connection",
+                             b"transfer-encoding", b"content-length", b"content-encoding"}), names
+    assert response.header(b"retry-after") == b"7"
+    assert dict(response.headers)[b"X-Kept"] == [b"a", b"b"]
+
+
+def test_request_headers_are_sent_as_given(harness: Harness) -> None:
+    harness.forward(headers=[(b"Authorization", [b"Bearer sk-test"]), (b"OpenAI-Organization", [b"org-1"])])
+    received = harness.last().request.requestHeaders
+    assert received.getRawHeaders(b"authorization") == [b"Bearer sk-test"]
+    assert received.getRawHeaders(b"openai-organization") == [b"org-1"]
+    assert received.getRawHeaders(b"host") == [b"openai.test"]
+    assert harness.last().request.uri == PATH  # the base URL's trailing slash is not doubled
 
 
 def test_end_to_end_drops_hop_by_hop_and_connection_named_headers() -> None:
@@ -174,3 +296,23 @@ def test_end_to_end_drops_hop_by_hop_and_connection_named_headers() -> None:
                        b"Authorization": [b"Bearer t"], b"X-Kept": [b"a", b"b"]})
     kept = dict(end_to_end(headers, HOP_BY_HOP))
     assert kept == {b"Authorization": [b"Bearer t"], b"X-Kept": [b"a", b"b"]}
+
+
+def test_a_body_is_sent_whole_with_its_length(harness: Harness) -> None:
+    body = b'{"name": "Project ABC", "pad": "' + b"p" * 5000 + b'"}'
+    harness.forward(b"POST", [(b"Content-Type", [b"application/json"])], body)
+    seen = harness.last()
+    assert (seen.request.method, seen.body) == (b"POST", body)
+    assert seen.request.requestHeaders.getRawHeaders(b"content-length") == [b"%d" % len(body)]
+    assert not seen.request.requestHeaders.hasHeader(b"transfer-encoding")
+
+
+def test_a_bytes_producer_writes_its_body_at_once_and_says_its_length() -> None:
+    written: list[bytes] = []
+
+    class Consumer:
+        def write(self, data: bytes) -> None:
+            written.append(data)
+    producer = BytesProducer(b"abc")
+    done = producer.startProducing(Consumer())  # type: ignore[arg-type]
+    assert (producer.length, written, done.called) == (3, [b"abc"], True)

@@ -106,8 +106,13 @@ class DiscoveryService(Service):
         if self.walking is not None:
             self.again = self.again or why
             return
-        self.walking = Deferred.fromCoroutine(self.walk(why))
-        self.walking.addErrback(lambda f: f.trap(CancelledError))
+        walking = Deferred.fromCoroutine(self.walk(why))
+        walking.addErrback(lambda f: f.trap(CancelledError))
+        # A walk whose every page came at once (or whose first call failed at once) has
+        # already run its end, which cleared ``walking``: marking it running now would
+        # leave it running forever, and every later request only queued behind it.
+        if not walking.called:
+            self.walking = walking
 
     def unknown_seen(self, unknown_ids: Mapping[str, str]) -> None:
         """A response carried ids nobody could name (id -> its field)."""

@@ -92,7 +92,7 @@ class ClassicText:
 def text_lines() -> ILogObserver:
     """twistd's own text lines on standard output (see ClassicText), the observer
     orgproxy gives twistd where it would log to standard output:
-    ``twistd --logger orgproxy.logs.text_lines orgproxy ...`` says so explicitly."""
+    ``twistd --logger orgproxy.ops.logs.text_lines orgproxy ...`` says so explicitly."""
     return FileLogObserver(sys.stdout, ClassicText())
 
 
@@ -112,7 +112,7 @@ _TWISTED_KEYS = ("log_", "format", "message", "isError", "system", "time", "why"
 
 def json_lines() -> ILogObserver:
     """A log observer writing one JSON object per line to standard output, for log
-    shippers: ``twistd --logger orgproxy.logs.json_lines orgproxy ...``.
+    shippers: ``twistd --logger orgproxy.ops.logs.json_lines orgproxy ...``.
 
     Each line has ``time``, ``level``, ``namespace`` and ``message`` (the formatted
     text), the event's own fields (method, path, status, ...), and ``traceback`` for

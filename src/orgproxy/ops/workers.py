@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, TimeoutError
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
@@ -38,8 +38,9 @@ STARTS_BEFORE_GIVING_UP = 5
 # twistd's own options a worker runs with, as the first process got them. The others
 # (daemonising, the pid file, the run directory, user and group, umask, chroot) have
 # already been acted on by the first process, whose state the workers inherit.
-CARRIED_TWISTD_OPTIONS = ("reactor", "logfile", "logger", "prefix")
+CARRIED_TWISTD_OPTIONS = ("reactor", "logger", "prefix")
 CARRIED_TWISTD_FLAGS = ("syslog",)
+DAEMON_LOG_FILE = "twistd.log"  # where twistd logs when it daemonises without --logfile
 
 
 def _spelled(value: Any) -> str:
@@ -49,17 +50,42 @@ def _spelled(value: Any) -> str:
     return str(value)
 
 
-def worker_argv(twistd_options: Mapping[str, Any] | None, plugin_options: Sequence[str], worker: int) -> list[str]:
+def twistd_arguments(twistd_options: Mapping[str, Any] | None) -> list[str]:
+    """twistd's own options for the workers' command lines: the first process's reactor
+    and logging. Called as the service is made, before twistd changes to --rundir, where
+    the workers start: the log file is named absolutely, as twistd opened it. A daemon
+    logs to twistd.log by default, and the workers (never daemons) would log to standard
+    output, which the daemon has closed: they are given a file too."""
+    if twistd_options is None:
+        return []
+    carried = [f"--{name}={_spelled(twistd_options[name])}" for name in CARRIED_TWISTD_OPTIONS
+               if twistd_options.get(name) is not None]
+    carried += [f"--{name}" for name in CARRIED_TWISTD_FLAGS if twistd_options.get(name)]
+    logfile = twistd_options.get("logfile")
+    to_a_file = not (twistd_options.get("logger") or twistd_options.get("syslog"))
+    if not logfile and not twistd_options.get("nodaemon") and to_a_file:
+        logfile = DAEMON_LOG_FILE
+    if logfile:
+        carried.append(f"--logfile={logfile if logfile == '-' else os.path.abspath(logfile)}")
+    return carried
+
+
+def _own_log_file(argument: str, worker: int) -> str:
+    """A worker's log file beside the first process's (orgproxy.log: orgproxy.worker1.log).
+    twistd opens its log file to write at the end, not to append: two processes writing
+    one file would overwrite each other's lines, and each would rotate it on its own."""
+    if not argument.startswith("--logfile=") or argument == "--logfile=-":
+        return argument
+    stem, extension = os.path.splitext(argument.removeprefix("--logfile="))
+    return f"--logfile={stem}.worker{worker}{extension}"
+
+
+def worker_argv(twistd_options: Sequence[str], plugin_options: Sequence[str], worker: int) -> list[str]:
     """The command line of worker ``worker``: twistd in the foreground with no pid file,
-    the first process's logging and reactor, then orgproxy with ``plugin_options`` and
-    the worker's own."""
-    carried: list[str] = []
-    for name in CARRIED_TWISTD_OPTIONS:
-        value = (twistd_options or {}).get(name)
-        if value is not None:
-            carried.append(f"--{name}={_spelled(value)}")
-    carried += [f"--{name}" for name in CARRIED_TWISTD_FLAGS if (twistd_options or {}).get(name)]
-    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *carried,
+    with ``twistd_options`` (see twistd_arguments; a log file its own), then orgproxy
+    with ``plugin_options`` and the worker's own."""
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+            *[_own_log_file(option, worker) for option in twistd_options],
             "--nodaemon", "--pidfile=", "orgproxy", *plugin_options, "--workers=1",
             f"--worker-fd={WORKER_FD}", f"--worker-number={worker}"]
 
@@ -163,11 +189,15 @@ class WorkerPool(Service):
         if not self.workers:
             return None
         self.signal_all(signal.SIGTERM)
-        everyone = DeferredList([w.ended for w in self.workers.values()])
-        everyone.addTimeout(self.stop_timeout, self.reactor)
+        # A timer, not a timeout on the wait: cancelling a DeferredList cancels the
+        # Deferreds in it, and it then fires as if everyone had ended.
+        killer = self.reactor.callLater(self.stop_timeout, self.kill_stragglers)
 
-        def kill_the_rest(failure: Failure) -> None:
-            failure.trap(TimeoutError)
-            log.warn("Workers still running after {timeout:g} s; killing them", timeout=self.stop_timeout)
-            self.signal_all(signal.SIGKILL)
-        return everyone.addErrback(kill_the_rest)
+        def all_ended(_: object) -> None:
+            if killer.active():
+                killer.cancel()
+        return DeferredList([w.ended for w in self.workers.values()]).addCallback(all_ended)
+
+    def kill_stragglers(self) -> None:
+        log.warn("Workers still running after {timeout:g} s; killing them", timeout=self.stop_timeout)
+        self.signal_all(signal.SIGKILL)

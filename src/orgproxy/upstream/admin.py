@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IAgent
 
 from orgproxy.errors import ProxyError
-from orgproxy.upstream.client import UpstreamResponse, read_response, with_deadline
+from orgproxy.upstream.client import UpstreamResponse, read_response, was_cancelled, with_deadline
 from orgproxy.upstream.failures import describe_failure
 
 
@@ -44,6 +44,9 @@ class AdminClient:
         return await read_response(response, self.max_response_bytes)
 
     def _as_proxy_error(self, failure: Failure) -> Failure:
-        if failure.check(CancelledError, ProxyError):
+        if was_cancelled(failure):
+            # Discovery stopping: a cancellation, not an upstream failure to report and retry.
+            return Failure(CancelledError())
+        if failure.check(ProxyError):
             return failure
         return Failure(describe_failure(failure, self.timeout, self.max_response_bytes))

@@ -15,7 +15,7 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succe
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import ContentDecoderAgent, GzipDecoder, ResponseDone
+from twisted.web.client import ContentDecoderAgent, GzipDecoder, ResponseDone, ResponseNeverReceived
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.internet.interfaces import IConsumer
@@ -200,6 +200,18 @@ class Upstream:
         return await read_response(response, self.max_response_bytes)
 
     def _as_proxy_error(self, failure: Failure) -> Failure:
-        if failure.check(CancelledError, ProxyError):
-            return failure  # the client went away: nobody to answer
+        if was_cancelled(failure):
+            return Failure(CancelledError())  # the client went away: nobody to answer
+        if failure.check(ProxyError):
+            return failure
         return Failure(describe_failure(failure, self.timeout, self.max_response_bytes))
+
+
+def was_cancelled(failure: Failure) -> bool:
+    """Whether the exchange failed because it was cancelled: an Agent request cancelled
+    before its answer's headers fails with ResponseNeverReceived, not CancelledError (a
+    timeout has already turned its own cancellation into a TimeoutError)."""
+    if failure.check(CancelledError):
+        return True
+    return bool(failure.check(ResponseNeverReceived)) and any(
+        isinstance(reason, Failure) and reason.check(CancelledError) for reason in failure.value.reasons)

@@ -1,0 +1,113 @@
+"""``orgproxy-report`` as a user runs it: the installed command, in its own process, asking
+the real daemon (``twistd -n orgproxy``), which names and merges the rows of FakeUsage's
+month (two keys named "checkout", two keys nobody named) served by the fake OpenAI.
+
+One daemon serves the module. What the report does with what it is sent (every format,
+windows, paging, each failure) is tested in the test process: tests/report/.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_clean_output
+from tests.support.answers import TOKEN
+from tests.support.daemon import Daemon, daemon_env
+from tests.support.fake_usage import (
+    ALIASES_TOML,
+    COMPLETIONS,
+    COSTS,
+    USAGE_NUMBERS,
+    FakeUsage,
+)
+from tests.support.tcp_upstream import FakeUpstream
+from tests.support.usage_expected import (
+    MONTH,
+    assert_costs_table,
+    assert_groups,
+    assert_header,
+    assert_one_error_line,
+    usage_contributions,
+)
+
+REPORT = str(Path(sys.executable).with_name("orgproxy-report"))
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def month(upstream: FakeUpstream) -> FakeUsage:
+    return FakeUsage(token=TOKEN).install(upstream)
+
+
+@pytest.fixture(scope="module")
+def daemon(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    work = tmp_path_factory.mktemp("report-daemon")
+    aliases = work / "aliases.toml"
+    aliases.write_text(ALIASES_TOML, encoding="utf-8")
+    running = Daemon(["--upstream", upstream.url, "--aliases", str(aliases), "--timeout", "5"],
+                     cwd=work).wait_ready()
+    yield running
+    code = running.stop()
+    assert_clean_output(running)
+    assert code == 0, running.output
+
+
+@pytest.fixture
+def usage(month: FakeUsage, upstream: FakeUpstream) -> FakeUsage:
+    """The month, with nothing served yet in this test."""
+    month.served.clear()
+    upstream.received.clear()
+    return month
+
+
+def run(daemon: Daemon, *args: str, key: str = TOKEN) -> subprocess.CompletedProcess[str]:
+    """``orgproxy-report args --proxy <daemon>``, the admin key in OPENAI_ADMIN_KEY."""
+    env = daemon_env({"OPENAI_ADMIN_KEY": key})  # no ORGPROXY_*, and the same sources as the daemon
+    env.pop("OPENAI_BASE_URL", None)
+    return subprocess.run([REPORT, *args, "--proxy", daemon.url], capture_output=True, text=True,
+                          encoding="utf-8", env=env, timeout=60, check=False)
+
+
+def succeeded(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert done.stderr == "", done.stderr
+    return done.stdout
+
+
+def test_costs_table_per_name_from_the_daemon_s_names(daemon: Daemon, usage: FakeUsage) -> None:
+    table = succeeded(run(daemon, "costs", *MONTH, "--by", "api_key_name"))
+    assert {s.group_by for s in usage.served_for(COSTS)} == {("api_key_id",)}, "the daemon asks OpenAI for ids"
+    # A line per name with the fake's sums (the two "checkout" keys together), and the total.
+    assert_costs_table(table, usage)
+
+
+def test_usage_json_per_name_and_model_from_the_daemon_s_names(daemon: Daemon, usage: FakeUsage) -> None:
+    document = json.loads(succeeded(run(daemon, "usage", "completions", *MONTH, "--by", "api_key_name,model",
+                                        "--format", "json")))
+    assert_header(document, "usage/completions", ["api_key_name", "model"])
+    assert {frozenset(s.group_by) for s in usage.served_for(COMPLETIONS)} == {frozenset({"api_key_id", "model"})}
+    assert_groups(document["totals"], ["api_key_name", "model"], USAGE_NUMBERS,
+                  usage_contributions(usage, ["api_key_name", "model"]), what="totals")
+    assert all(type(entry[n]) is int for entry in document["totals"] for n in USAGE_NUMBERS)
+
+
+def test_openai_answering_401_exits_1_with_one_line_mentioning_401(daemon: Daemon, usage: FakeUsage,
+                                                                   upstream: FakeUpstream) -> None:
+    wrong = "sk-admin-WRONG-key-0000"
+    done = run(daemon, "costs", *MONTH, key=wrong)
+    line = assert_one_error_line(done.returncode, done.stdout, done.stderr)
+    assert f"{COSTS}: 401: Incorrect API key provided" in line, line
+    assert wrong not in done.stdout + done.stderr, "the admin key was printed"
+    assert len(upstream.received) == 1 and usage.served == [], "one call, refused, and no retry"

@@ -1,0 +1,284 @@
+"""The resource tree ``make_site`` builds, in memory: the proxy's own pages, the 404s every
+other path gets, the access guard in front of it all, and the limits on a request."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.web.client import ResponseNeverReceived
+
+from tests.support.answers import AUTH
+from tests.support.fake_openai import FakeOpenAI, hold, reply
+from tests.support.memory import InMemoryProxy
+
+COSTS = "/v1/organization/costs"
+PROJECTS = "/v1/organization/projects"
+MIB = 1024 * 1024
+CLIENT_TOKEN = "team-secret-4f9a"
+
+MakeProxy = Callable[..., InMemoryProxy]
+
+
+def requests_counted(proxy: InMemoryProxy) -> dict[tuple[str, str, str], float]:
+    """``orgproxy_requests_total`` by (route, method, status), read from /metrics."""
+    answer = proxy.get("/metrics")
+    assert answer.status == 200
+    counted: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(answer.body.decode()):
+        for sample in family.samples:
+            if sample.name == "orgproxy_requests_total":
+                labels = sample.labels
+                counted[(labels["route"], labels["method"], labels["status"])] = sample.value
+    return counted
+
+
+def counted_since(before: dict[tuple[str, str, str], float],
+                  after: dict[tuple[str, str, str], float]) -> dict[tuple[str, str, str], float]:
+    """The series that grew, and by how much (the metrics registry lives for the process)."""
+    return {key: value - before.get(key, 0.0) for key, value in after.items() if value != before.get(key, 0.0)}
+
+
+# --- the proxy's own pages --------------------------------------------------------------
+
+def test_health_counts_names_and_never_lists_them(proxy: InMemoryProxy, aliases: Path) -> None:
+    answer = proxy.get("/health", headers={})
+    assert answer.status == 200
+    assert answer.header("Content-Type") == "application/json"
+    body = answer.json()
+    assert body["status"] == "ok"
+    assert body["names_loaded"] == 5
+    assert body["names_by_field"] == {"api_key_id": 3, "project_id": 1, "user_id": 1}
+    assert body["names_by_source"]["aliases"] == 5
+    assert (body["aliases"]["path"], body["aliases"]["names"], body["aliases"]["error"]) == (str(aliases), 5, None)
+    assert body["discovery"] == {"enabled": False}
+    assert b"checkout" not in answer.body and b"key_1234567890abcdef" not in answer.body
+
+
+def test_head_on_health_has_no_body(proxy: InMemoryProxy) -> None:
+    answer = proxy.call("HEAD", "/health")
+    assert (answer.status, answer.body) == (200, b"")
+
+
+def test_metrics_count_requests_by_route_method_and_status(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    fake.on(COSTS, reply(429, {"error": {"message": "slow down"}}))
+    before = requests_counted(proxy)
+    assert proxy.get(COSTS + "?start_time=1").status == 429
+    assert proxy.get(PROJECTS).status == 200
+    assert proxy.get(PROJECTS).status == 200
+    assert proxy.call("POST", "/health").status == 405
+    assert proxy.get("/v1/models").status == 404
+    assert proxy.get("/orgproxy/unknown").status == 200
+    assert counted_since(before, requests_counted(proxy)) == {
+        ("proxy", "GET", "429"): 1,
+        ("proxy", "GET", "200"): 2,
+        ("health", "POST", "405"): 1,
+        ("other", "GET", "404"): 1,
+        ("unknown_report", "GET", "200"): 1,
+        ("metrics", "GET", "200"): 1,  # the first read of /metrics, counted once it finished
+    }
+
+
+def test_a_client_that_left_is_counted_once_as_499(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    fake.on(COSTS, hold)
+    before = requests_counted(proxy)
+    leaving = proxy.start("GET", COSTS + "?start_time=1")
+    proxy.flush()
+    leaving.addErrback(lambda failure: failure.trap(ResponseNeverReceived))
+    leaving.cancel()
+    proxy.flush()
+    assert counted_since(before, requests_counted(proxy)) == {
+        ("proxy", "GET", "499"): 1,
+        ("metrics", "GET", "200"): 1,
+    }
+
+
+def test_metrics_is_prometheus_text(proxy: InMemoryProxy) -> None:
+    answer = proxy.get("/metrics")
+    assert answer.header("Content-Type").startswith("text/plain")
+    families = {family.name for family in text_string_to_metric_families(answer.body.decode())}
+    assert {"orgproxy_requests", "orgproxy_upstream_seconds", "orgproxy_requests_in_flight",
+            "orgproxy_ids", "orgproxy_names_loaded"} <= families
+
+
+def see_unknown_ids(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    """Two requests, a minute apart, whose answers carry ids nobody named."""
+    fake.on(COSTS, reply(body={"data": [{"api_key_id": "key_9f8e7d6c5b4a3210"}, {"api_key_id": "key_9f8e7d6c5b4a3210"},
+                                        {"project_id": "proj_zzz"}, {"api_key_id": "key_1234567890abcdef"}]}))
+    proxy.advance(1_764_000_000)  # 2025-11-24T16:00:00Z
+    assert proxy.get(COSTS + "?start_time=1").status == 200
+    proxy.advance(60)
+    assert proxy.get(COSTS + "?start_time=1").status == 200
+
+
+def test_unknown_report_lists_the_ids_nobody_named(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    assert proxy.get("/orgproxy/unknown").json() == {"object": "list", "data": [], "dropped": 0}
+    see_unknown_ids(proxy, fake)
+    answer = proxy.get("/orgproxy/unknown")
+    assert (answer.status, answer.header("Content-Type")) == (200, "application/json")
+    assert answer.json() == {"object": "list", "dropped": 0, "data": [
+        {"field": "api_key_id", "id": "key_9f8e7d6c5b4a3210", "first_seen": "2025-11-24T16:00:00+00:00",
+         "last_seen": "2025-11-24T16:01:00+00:00", "count": 4},
+        {"field": "project_id", "id": "proj_zzz", "first_seen": "2025-11-24T16:00:00+00:00",
+         "last_seen": "2025-11-24T16:01:00+00:00", "count": 2},
+    ]}
+
+
+def test_unknown_report_as_alias_file_tables(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    see_unknown_ids(proxy, fake)
+    answer = proxy.get("/orgproxy/unknown?format=toml")
+    assert (answer.status, answer.header("Content-Type")) == (200, "application/toml; charset=utf-8")
+    lines = answer.body.decode().splitlines()
+    assert lines[lines.index("[api_keys]") + 1] == (
+        '# key_9f8e7d6c5b4a3210 = ""  # seen 4 times, 2025-11-24T16:00:00+00:00 to 2025-11-24T16:01:00+00:00')
+    assert lines[lines.index("[projects]") + 1] == (
+        '# proj_zzz = ""  # seen 2 times, 2025-11-24T16:00:00+00:00 to 2025-11-24T16:01:00+00:00')
+    assert "[users]" not in lines
+
+
+@pytest.mark.parametrize("page", ["/health", "/metrics", "/orgproxy/unknown"])
+def test_own_pages_answer_other_methods_with_405_and_allow(proxy: InMemoryProxy, page: str) -> None:
+    for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+        answer = proxy.call(method, page, body=b"{}")
+        assert answer.status == 405, method
+        assert answer.header("Allow") == "GET, HEAD"
+        assert answer.error()["type"] == "invalid_request_error"
+
+
+# --- every other path ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", [
+    "/",
+    "/v1",
+    "/v1/",
+    "/v1/chat/completions",
+    "/v1/models",
+    "/v2/organization/costs",
+    "/health/x",
+    "/metrics/x",
+    "/orgproxy",
+    "/orgproxy/unknown/x",
+    "/orgproxy/other",
+    "/v1/organization",
+    "/v1/organization/",
+    "/v1/%6frganization/costs",
+    "/v1/organization%2Fcosts",
+    "/v1/organization%2fx",
+    "/%761/organization/costs",
+    "/v1//organization/costs",
+    "/v1/./organization/costs",
+    "/v1/x/../organization/costs",
+])
+def test_every_other_path_is_an_openai_shaped_404_never_forwarded(proxy: InMemoryProxy, fake: FakeOpenAI,
+                                                                  target: str) -> None:
+    for method, body in (("GET", None), ("HEAD", None), ("POST", b"{}"), ("DELETE", None)):
+        answer = proxy.call(method, target + "?start_time=1", body=body)
+        assert answer.status == 404, method
+        if method != "HEAD":
+            assert answer.header("Content-Type") == "application/json"
+            error = answer.error()
+            assert (error["type"], error["code"]) == ("invalid_request_error", "not_found")
+    assert fake.received == []
+
+
+# --- who may call -------------------------------------------------------------------------
+
+@pytest.fixture
+def guarded(make_proxy: MakeProxy, aliases: Path, tmp_path: Path) -> InMemoryProxy:
+    token_file = tmp_path / "client.token"
+    token_file.write_text(CLIENT_TOKEN + "\n")  # surrounding whitespace is not part of it
+    return make_proxy("--aliases", str(aliases), "--client-token-file", str(token_file))
+
+
+@pytest.mark.parametrize("token", [None, "", "team-secret-4f9", CLIENT_TOKEN + "-and-more", CLIENT_TOKEN.upper()])
+def test_without_the_right_client_token_the_answer_is_401(guarded: InMemoryProxy, fake: FakeOpenAI,
+                                                          token: str | None) -> None:
+    headers = AUTH if token is None else {**AUTH, "X-Orgproxy-Token": token}
+    for target in (COSTS + "?start_time=1", "/metrics", "/orgproxy/unknown", "/v1/models"):
+        answer = guarded.get(target, headers=headers)
+        assert answer.status == 401, target
+        assert answer.error()["code"] == "invalid_orgproxy_token"
+    assert fake.received == []
+
+
+def test_with_the_client_token_requests_pass_and_the_token_is_never_forwarded(
+        guarded: InMemoryProxy, fake: FakeOpenAI, logged: list[dict]) -> None:
+    headers = {**AUTH, "X-Orgproxy-Token": CLIENT_TOKEN}
+    assert guarded.get(COSTS + "?start_time=1", headers=headers).status == 200
+    assert guarded.get("/metrics", headers=headers).status == 200
+    received = fake.last()
+    assert received.header("X-Orgproxy-Token") is None
+    assert all(CLIENT_TOKEN.encode() not in value for _, value in received.headers)
+    assert CLIENT_TOKEN not in repr(logged)
+
+
+def test_health_is_open_without_the_client_token(guarded: InMemoryProxy) -> None:
+    # Liveness probes cannot send one, and /health tells nothing but counts.
+    assert guarded.get("/health", headers={}).status == 200
+
+
+def test_a_caller_outside_allow_from_gets_403_everywhere(make_proxy: MakeProxy, fake: FakeOpenAI) -> None:
+    proxy = make_proxy("--allow-from", "10.0.0.0/8")
+    for target in (COSTS + "?start_time=1", "/health", "/metrics", "/orgproxy/unknown", "/", "/v1/models"):
+        answer = proxy.get(target)  # the in-memory client calls from 127.0.0.1
+        assert answer.status == 403, target
+        assert answer.error()["code"] == "forbidden_source"
+    assert fake.received == []
+
+
+def test_a_caller_inside_allow_from_is_answered(make_proxy: MakeProxy, fake: FakeOpenAI) -> None:
+    proxy = make_proxy("--allow-from", "10.0.0.0/8")
+    exchange = proxy.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", client="10.1.2.3")
+    assert exchange.written.startswith(b"HTTP/1.1 200 ")
+    refused = proxy.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", client="11.1.2.3")
+    assert refused.written.startswith(b"HTTP/1.1 403 ")
+
+
+# --- limits on a request --------------------------------------------------------------------
+
+def test_a_request_body_over_1_mib_is_413_and_not_forwarded(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    answer = proxy.call("POST", PROJECTS, headers={**AUTH, "Content-Type": "application/json"},
+                        body=b"x" * (MIB + 1))
+    assert answer.status == 413
+    assert answer.error()["code"] == "request_too_large"
+    assert fake.received == []
+
+
+def test_a_request_body_of_exactly_1_mib_is_forwarded_whole(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    exactly = json.dumps({"name": "p" * (MIB - 12)}).encode()
+    assert len(exactly) == MIB
+    assert proxy.call("POST", PROJECTS, body=exactly).status == 200
+    assert fake.last().body == exactly
+
+
+def test_a_body_over_1_mib_sent_in_pieces_is_413_and_not_forwarded(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    exchange = proxy.raw(b"POST /v1/organization/projects HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                         % (MIB + 1) + b"x" * 1000)
+    assert exchange.written == b""  # the rest of the body has yet to come
+    exchange.send(b"x" * (MIB + 1 - 1000))
+    head, _, body = exchange.written.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(body)["error"]["code"] == "request_too_large"
+    assert fake.received == []
+
+
+def test_beyond_max_concurrency_a_request_gets_503_with_retry_after(make_proxy: MakeProxy,
+                                                                  fake: FakeOpenAI) -> None:
+    proxy = make_proxy("--max-concurrency", "1")
+    fake.on(COSTS, hold)
+    held = proxy.start("GET", COSTS + "?start_time=1")
+    proxy.flush()
+    assert len(fake.received) == 1
+    answer = proxy.get(PROJECTS)
+    assert answer.status == 503
+    assert answer.header("Retry-After") == "1"
+    assert answer.error()["code"] == "too_many_requests"
+    assert proxy.get("/health").status == 200  # the proxy's own pages are not limited
+    assert len(fake.received) == 1
+    held.addErrback(lambda failure: failure.trap(ResponseNeverReceived))
+    held.cancel()  # the held request's client leaves: its place is free again
+    proxy.flush()
+    assert proxy.get(PROJECTS).status == 200
