@@ -66,6 +66,7 @@ def test_defaults() -> None:
 SAMPLES = {
     "port": (("tcp:1234", "tcp:1234"), ("tcp:999", "tcp:999")),
     "upstream": (("http://gateway.internal:8080",) * 2, ("https://x.example",) * 2),
+    "anthropic-upstream": (("http://anthropic-gateway.internal:8080",) * 2, ("https://y.example",) * 2),
     "aliases": (("/etc/orgproxy/aliases.toml",) * 2, ("a.json", os.path.abspath("a.json"))),
     "timeout": (("2.5", 2.5), ("7", 7.0)),
     "max-response-bytes": (("1000", 1000), ("5", 5)),
@@ -73,6 +74,8 @@ SAMPLES = {
     "watch": (("poll", "poll"), ("off", "off")),
     "shutdown-timeout": (("3", 3.0), ("0.5", 0.5)),
     "admin-key-file": (("/run/secrets/openai-admin",) * 2, ("key.txt", os.path.abspath("key.txt"))),
+    "anthropic-admin-key-file": (("/run/secrets/anthropic-admin",) * 2,
+                                 ("akey.txt", os.path.abspath("akey.txt"))),
     "state-dir": (("/var/lib/orgproxy",) * 2, ("state", os.path.abspath("state"))),
     "discovery-interval": (("600", 600.0), ("30", 30.0)),
     "discovery-cooldown": (("10", 10.0), ("5", 5.0)),

@@ -1,4 +1,5 @@
-"""Errors the proxy answers itself, in OpenAI's error shape so that SDKs raise the right thing."""
+"""Errors the proxy answers itself, in the shape of the provider whose path was asked for
+(OpenAI's, or Anthropic's under /v1/organizations/), so that SDKs raise the right thing."""
 
 from __future__ import annotations
 
@@ -25,14 +26,36 @@ class ProxyError(Exception):
         return f"{self.status} {self.code}: {self.message}"
 
     def body(self) -> bytes:
+        """OpenAI's error shape."""
         return orjson.dumps({"error": {
             "message": self.message, "type": self.type, "param": self.param, "code": self.code,
         }})
 
+    def anthropic_body(self) -> bytes:
+        """Anthropic's error shape, ``{"type": "error", "error": {"type", "message"}}``, its
+        type chosen by the status as Anthropic's own errors are."""
+        return orjson.dumps({"type": "error", "error": {"type": anthropic_type(self.status),
+                                                        "message": self.message}})
+
+
+# Anthropic's error types by HTTP status (its "Errors" page), for the proxy's own answers;
+# 414 and 431, which Anthropic does not list, are requests it would refuse as invalid.
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+    403: "permission_error", 404: "not_found_error", 409: "conflict_error",
+    413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 502: "api_error",
+    503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error",
+}
+
+
+def anthropic_type(status: int) -> str:
+    return ANTHROPIC_ERROR_TYPES.get(status) or ("invalid_request_error" if status < 500 else "api_error")
+
 
 def not_found() -> ProxyError:
-    return ProxyError(404, "not_found", "orgproxy forwards only paths under /v1/organization/;"
-                      " this one is outside it, or would leave it once decoded.",
+    return ProxyError(404, "not_found", "orgproxy forwards only paths under /v1/organization/ (OpenAI)"
+                      " and /v1/organizations/ (Anthropic); this one is outside them, or would leave"
+                      " them once decoded.",
                       type="invalid_request_error", retry=False)
 
 
@@ -46,7 +69,8 @@ def request_too_large(limit: int) -> ProxyError:
                       type="invalid_request_error", retry=False)
 
 
-_WHAT = {"api_key_names": "API key", "project_names": "project", "user_names": "user"}
+_WHAT = {"api_key_names": "API key", "project_names": "project", "user_names": "user",
+         "workspace_names": "workspace", "account_names": "user", "service_account_names": "service account"}
 
 
 def unknown_name(param: str, name: str) -> ProxyError:
@@ -69,7 +93,7 @@ def bad_client_token() -> ProxyError:
 
 def too_many_requests(limit: int) -> ProxyError:
     return ProxyError(503, "too_many_requests",
-                      f"orgproxy already has {limit} requests in flight to OpenAI (--max-concurrency);"
+                      f"orgproxy already has {limit} requests in flight upstream (--max-concurrency);"
                       " try again shortly.", retry_after=1)
 
 

@@ -1,4 +1,5 @@
-"""Which request paths may be forwarded: only those that stay under /v1/organization/.
+"""Which request paths may be forwarded: only those that stay under a provider's prefix
+(/v1/organization/ for OpenAI, /v1/organizations/ for Anthropic).
 
 Pure. The check is on the raw path as the client sent it, and a path that passes is
 forwarded exactly as sent, so what was checked is what the upstream sees.
@@ -26,16 +27,16 @@ def split_uri(uri: bytes) -> tuple[bytes, bytes | None]:
     return path, (query if question else None)
 
 
-def is_forwardable(path: bytes) -> bool:
-    """Whether ``path`` names something under /v1/organization/ whatever way it is decoded.
+def is_forwardable(path: bytes, prefix: bytes = PREFIX) -> bool:
+    """Whether ``path`` names something under ``prefix`` whatever way it is decoded.
 
     Refused: anything outside the prefix, empty segments (``//``, a trailing ``/``),
     ``.`` and ``..`` segments in any spelling (``%2e%2e``), encoded slashes and
     backslashes, double encoding, and characters a path may not hold.
     """
-    if not path.startswith(PREFIX):
+    if not path.startswith(prefix):
         return False
-    for segment in path[len(PREFIX):].split(b"/"):
+    for segment in path[len(prefix):].split(b"/"):
         if not _SEGMENT.fullmatch(segment) or _SHAPE_CHANGING_ESCAPE.search(segment):
             return False
         if unquote_to_bytes(segment) in (b".", b".."):

@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -21,6 +22,8 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 
 from orgproxy.body.amend import Amended
+from orgproxy.fields import ANTHROPIC_FIELDS
+from orgproxy.names import anthropic_admin
 from orgproxy.names.aliasfile import AliasFileError
 from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
 from orgproxy.names.history import History
@@ -33,6 +36,7 @@ from orgproxy.ops.reload import AliasReloader, ReloadService
 from orgproxy.ops.signals import SignalHandler
 from orgproxy.ops.watch import MODES
 from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, twistd_arguments, worker_argv
+from orgproxy.providers import ANTHROPIC, OPENAI, Provider
 from orgproxy.upstream.admin import AdminClient
 from orgproxy.upstream.agent import pooled_agent
 from orgproxy.upstream.cache import ResponseCache
@@ -45,7 +49,8 @@ from orgproxy.web.site import OrgproxySite, make_site
 ENV_PREFIX = "ORGPROXY_"
 DEFAULTS: Mapping[str, str] = {
     "port": "tcp:18080:interface=127.0.0.1",
-    "upstream": "https://api.openai.com",
+    "upstream": OPENAI.upstream,
+    "anthropic-upstream": ANTHROPIC.upstream,
     "timeout": "60",
     "max-response-bytes": str(64 * 1024 * 1024),
     "log-level": "info",
@@ -63,7 +68,8 @@ DEFAULTS: Mapping[str, str] = {
 
 
 # Options naming files or directories.
-PATH_OPTIONS = ("aliases", "admin-key-file", "state-dir", "client-token-file", "upstream-ca")
+PATH_OPTIONS = ("aliases", "admin-key-file", "anthropic-admin-key-file", "state-dir", "client-token-file",
+                "upstream-ca")
 # Options that differ per process with --workers.
 WORKER_OWN_OPTIONS = ("workers", "worker-fd", "worker-number")
 
@@ -77,7 +83,9 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Forward /v1/organization/* to OpenAI and add api_key_name, project_name and user_name"
-        " beside every api_key_id, project_id and user_id in the JSON that comes back. Every"
+        " beside every api_key_id, project_id and user_id in the JSON that comes back; likewise"
+        " /v1/organizations/* to Anthropic, with api_key_name, workspace_name, account_name and"
+        " service_account_name. Every"
         " option can also be set by an environment variable ORGPROXY_<OPTION> (for example"
         " ORGPROXY_PORT); a flag given on the command line wins."
     )
@@ -87,7 +95,10 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["port", "p", None, f"Endpoint to listen on. [default: {DEFAULTS['port']}]"],
-        ["upstream", "u", None, f"Base URL requests are forwarded to. [default: {DEFAULTS['upstream']}]"],
+        ["upstream", "u", None,
+         f"Base URL /v1/organization/ is forwarded to (OpenAI). [default: {DEFAULTS['upstream']}]"],
+        ["anthropic-upstream", None, None,
+         f"Base URL /v1/organizations/ is forwarded to (Anthropic). [default: {DEFAULTS['anthropic-upstream']}]"],
         ["aliases", "a", None, "Alias file (TOML or JSON) naming ids. Without it, no names."],
         ["timeout", "t", None, f"Seconds allowed for a whole upstream exchange. [default: {DEFAULTS['timeout']}]"],
         ["max-response-bytes", None, None,
@@ -102,8 +113,12 @@ class Options(usage.Options):
          "Seconds a stop waits for requests in flight to finish."
          f" [default: {DEFAULTS['shutdown-timeout']}]"],
         ["admin-key-file", None, None,
-         "File holding an admin key, used only to learn names from the Admin API."
+         "File holding an OpenAI admin key, used only to learn names from OpenAI's Admin API."
          " [default: the environment variable OPENAI_ADMIN_KEY; without either, no discovery]"],
+        ["anthropic-admin-key-file", None, None,
+         "File holding an Anthropic Admin API key, used only to learn names from Anthropic's"
+         " Admin API. [default: the environment variable ANTHROPIC_ADMIN_KEY; without either,"
+         " no discovery of Anthropic's names]"],
         ["state-dir", None, None,
          f"Directory for the history of every name learned. [default: {DEFAULTS['state-dir']}]"],
         ["discovery-interval", None, None,
@@ -185,6 +200,7 @@ class Options(usage.Options):
         if self["log-level"] not in LEVELS:
             raise usage.UsageError(f"--log-level must be one of {', '.join(LEVELS)}, not {self['log-level']!r}")
         _check_upstream(self["upstream"])
+        _check_upstream(self["anthropic-upstream"], "--anthropic-upstream")
         _check_endpoint(self["port"])
 
 
@@ -198,12 +214,12 @@ def _positive(options: Options, option: str, kind: type[int] | type[float]) -> A
     return value
 
 
-def _check_upstream(url: str) -> None:
+def _check_upstream(url: str, option: str = "--upstream") -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise usage.UsageError(f"--upstream must be an http:// or https:// URL, not {url!r}")
+        raise usage.UsageError(f"{option} must be an http:// or https:// URL, not {url!r}")
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise usage.UsageError("--upstream takes a base URL with no credentials, query or fragment")
+        raise usage.UsageError(f"{option} takes a base URL with no credentials, query or fragment")
 
 
 def _check_endpoint(description: str) -> None:
@@ -235,7 +251,8 @@ class OrgproxyService(MultiService):
     stopping = False
     # What makeService built, for whoever inspects the service (tests, mostly).
     site: OrgproxySite
-    discovery: DiscoveryService | None
+    discovery: DiscoveryService | None  # OpenAI's
+    anthropic_discovery: DiscoveryService | None = None
     unknown: UnknownIds
     # The log observer to offer twistd (see logs.text_lines), or None for twistd's own.
     log_observer: ILogObserver | None = None
@@ -292,8 +309,9 @@ class OrgproxyService(MultiService):
         else:
             log.info("{count} names from {path}", count=self.current.names.count(),
                      path=self.current.source)
-        log.info("orgproxy serving on {port}, forwarding /v1/organization/ to {upstream}",
-                 port=self.options["port"], upstream=self.options["upstream"])
+        log.info("orgproxy serving on {port}, forwarding /v1/organization/ to {upstream}"
+                 " and /v1/organizations/ to {anthropic_upstream}", port=self.options["port"],
+                 upstream=self.options["upstream"], anthropic_upstream=self.options["anthropic-upstream"])
 
     def stopService(self) -> Deferred[None]:
         # The SIGTERM handler stays until the end: a second SIGTERM during the stop (a
@@ -342,31 +360,47 @@ def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[H
         remembered = history.load()
     except (OSError, sqlite3.Error) as e:
         raise SystemExit(f"orgproxy: --state-dir {directory}: {e}") from None
-    current.history = {(r.learned.id_field, r.learned.id): r.learned for r in remembered}
+    current.history = {(r.learned.provider, r.learned.id_field, r.learned.id): r.learned for r in remembered}
     current.rebuild()
     return history, problem
 
 
-def admin_key(options: Options) -> str | None:
-    """The discovery credential: --admin-key-file, else OPENAI_ADMIN_KEY (never a flag's
-    value, which ps would show)."""
-    if options["admin-key-file"]:
+def admin_key(options: Options, option: str = "admin-key-file", variable: str = "OPENAI_ADMIN_KEY") -> str | None:
+    """A discovery credential: the file of ``--option``, else the environment ``variable``
+    (never a flag's value, which ps would show)."""
+    if options[option]:
         try:
-            return read_admin_key(options["admin-key-file"])
+            return read_admin_key(options[option])
         except KeyFileError as e:
             raise SystemExit(f"orgproxy: {e}") from None
-    return options.environ.get("OPENAI_ADMIN_KEY", "").strip() or None
+    return options.environ.get(variable, "").strip() or None
 
 
-def unknown_ids_noted(unknown: UnknownIds, clock: Any, discovery: DiscoveryService | None
-                      ) -> Callable[[Amended], None]:
-    """What the proxy does with ids nobody could name: remember them for the report, and
-    let discovery look for them."""
+def unknown_ids_noted(unknown: UnknownIds, clock: Any, discovery: DiscoveryService | None,
+                      provider: str = "openai") -> Callable[[Amended], None]:
+    """What the proxy does with ids nobody could name in ``provider``'s answers: remember
+    them for the report, and let that provider's discovery look for them."""
     def note(amended: Amended) -> None:
-        unknown.record(amended.occurrences, amended.unknown_ids, clock.seconds())
+        unknown.record(amended.occurrences, amended.unknown_ids, clock.seconds(), provider)
         if discovery is not None:
             discovery.unknown_seen(amended.unknown_ids)
     return note
+
+
+def anthropic_discovery(options: Options, reactor: Any, agent: IAgent, names: CurrentNames,
+                        history: History) -> DiscoveryService | None:
+    """Discovery of Anthropic's names, with --anthropic-admin-key-file or ANTHROPIC_ADMIN_KEY:
+    the key goes only to --anthropic-upstream, as x-api-key, and only from discovery."""
+    key = admin_key(options, "anthropic-admin-key-file", "ANTHROPIC_ADMIN_KEY")
+    if key is None:
+        return None
+    admin = AdminClient(reactor, options["anthropic-upstream"], agent,
+                        [(b"x-api-key", key.encode()), (b"anthropic-version", anthropic_admin.ANTHROPIC_VERSION)],
+                        options["timeout"], options["max-response-bytes"], title=ANTHROPIC.title)
+    return DiscoveryService(reactor, admin.get, names, history, options["discovery-interval"],
+                            options["discovery-cooldown"], discover=anthropic_admin.discover,
+                            provider=ANTHROPIC.name, title=ANTHROPIC.title,
+                            triggering_fields=ANTHROPIC_FIELDS.triggering_fields)
 
 
 def makeService(options: Options, reactor: Any = None, agent: IAgent | None = None) -> OrgproxyService:
@@ -404,6 +438,7 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
                             options["timeout"], options["max-response-bytes"])
         discovery = DiscoveryService(reactor, admin.get, names, history,
                                      options["discovery-interval"], options["discovery-cooldown"])
+    discovery_of_anthropic = anthropic_discovery(options, reactor, agent, names, history)
     cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"])
              if options["cache-ttl"] > 0 else None)
     in_flight = InFlight(options["max-concurrency"])
@@ -411,12 +446,22 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
     proxy = OrganizationProxy(upstream.forward, names, reactor, in_flight,
                               unknown_ids_noted(unknown, reactor, discovery),
                               replace_ids=options["replace-ids"], cache=cache)
-    site = make_site(proxy=proxy, health=Health(names, discovery), unknown_report=UnknownReport(unknown, names),
-                     allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor)
+    anthropic: Provider = replace(ANTHROPIC, upstream=options["anthropic-upstream"])
+    anthropic_upstream = Upstream(reactor, anthropic.upstream, agent, options["timeout"],
+                                  options["max-response-bytes"], title=anthropic.title)
+    anthropic_proxy = OrganizationProxy(anthropic_upstream.forward, names, reactor, in_flight,
+                                        unknown_ids_noted(unknown, reactor, discovery_of_anthropic, anthropic.name),
+                                        replace_ids=options["replace-ids"], cache=cache, provider=anthropic)
+    health = Health(names, discovery, {OPENAI.name: (options["upstream"], discovery),
+                                       anthropic.name: (anthropic.upstream, discovery_of_anthropic)})
+    site = make_site(proxy=proxy, anthropic_proxy=anthropic_proxy, health=health,
+                     unknown_report=UnknownReport(unknown, names), allow=AllowList(options["allow-from"]),
+                     client_token=client_token, reactor=reactor)
     metrics.follow_names(lambda: names.names)
     metrics.IN_FLIGHT.set_function(lambda: in_flight.count)
     service = OrgproxyService(options, reactor, names, history, in_flight, pool)
     service.site, service.discovery, service.unknown = site, discovery, unknown
+    service.anthropic_discovery = discovery_of_anthropic
     twistd_options = getattr(options, "parent", None)  # twistd's own, when twistd runs it
     if twistd_options is not None and logs_to_standard_output(twistd_options):
         service.log_observer = text_lines()
@@ -425,12 +470,13 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
     if not is_loopback_only(options["port"]) and client_token is None and not options.allow_from_chosen:
         service.notes.append(
             f"!!! Listening on {options['port']}, beyond this machine, with neither --allow-from nor"
-            " --client-token-file: any host in the private ranges can use it to call OpenAI with"
+            " --client-token-file: any host in the private ranges can use it to call OpenAI or Anthropic with"
             " whatever admin key it sends. Restrict it.")
     if discovery is None:
         service.notes.append("Discovery is off (no --admin-key-file or OPENAI_ADMIN_KEY):"
                              " names come from the alias file and the history only")
-    on_sighup: list[Callable[[str], None]] = [discovery.request] if discovery is not None else []
+    on_sighup: list[Callable[[str], None]] = [
+        found.request for found in (discovery, discovery_of_anthropic) if found is not None]
     if options["worker-fd"] is not None:
         adopted_port_service(reactor, int(options["worker-fd"]), site).setServiceParent(service)
     else:
@@ -447,6 +493,7 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
         if options["workers"] > 1:
             pool_of_workers.setServiceParent(service)
     ReloadService(reactor, reloader, options["watch"], on_sighup).setServiceParent(service)
-    if discovery is not None:
-        discovery.setServiceParent(service)
+    for found in (discovery, discovery_of_anthropic):
+        if found is not None:
+            found.setServiceParent(service)
     return service

@@ -30,7 +30,8 @@ from orgproxy.body.amend import (
     amend_json,
     is_json,
 )
-from orgproxy.names.snapshot import ALIAS_TABLE_FOR_ID, NAME_FIELD_FOR_ID, NO_NAMES, Names
+from orgproxy.fields import ALIAS_TABLE_FOR_ID, NAME_FIELD_FOR_ID
+from orgproxy.names.snapshot import NO_NAMES, Names
 from tests.support.tcp_upstream import EXAMPLES
 
 ID_FIELDS = tuple(NAME_FIELD_FOR_ID)
@@ -1013,9 +1014,10 @@ def test_count_and_counts() -> None:
     names = Names.from_aliases({"api_keys": {"a": "A", "b": "B"}, "projects": {"p": "P"},
                                 "other": {"x": "X"}})
     assert names.count() == 3
-    assert names.counts() == {"api_key_id": 2, "project_id": 1, "user_id": 0}
+    assert names.counts() == {"api_key_id": 2, "project_id": 1, "user_id": 0, "workspace_id": 0, "account_id": 0,
+                              "service_account_id": 0}
     assert NO_NAMES.count() == 0
-    assert NO_NAMES.counts() == {"api_key_id": 0, "project_id": 0, "user_id": 0}
+    assert set(NO_NAMES.counts().values()) == {0}
 
 
 def test_names_snapshot_does_not_follow_later_changes_to_its_source() -> None:

@@ -19,13 +19,21 @@ proj_abc = "checkout"
 "user-abc" = "Alice Example"
 """
 
-EXAMPLE_ALIASES = {
-    "api_keys": {"key_1234567890abcdef": "checkout-service-production"},
-    "projects": {"proj_abc": "checkout"},
-    "users": {"user-abc": "Alice Example"},
-}
+TABLES = ("api_keys", "projects", "users", "workspaces", "service_accounts")
 
-EMPTY = {"api_keys": {}, "projects": {}, "users": {}}
+
+def tables(**given: dict[str, str]) -> dict[str, dict[str, str]]:
+    """A parse result: every table, the ``given`` ones filled."""
+    return {table: given.get(table, {}) for table in TABLES}
+
+
+EXAMPLE_ALIASES = tables(
+    api_keys={"key_1234567890abcdef": "checkout-service-production"},
+    projects={"proj_abc": "checkout"},
+    users={"user-abc": "Alice Example"},
+)
+
+EMPTY = tables()
 
 
 def parse_error(text: bytes, path: str = "aliases.toml") -> AliasFileError:
@@ -57,8 +65,8 @@ def assert_error(
 # --- the API ----------------------------------------------------------------
 
 
-def test_fields_are_the_three_tables_in_order() -> None:
-    assert FIELDS == ("api_keys", "projects", "users")
+def test_fields_are_the_tables_in_order() -> None:
+    assert FIELDS == TABLES
 
 
 def test_error_str_has_path_line_and_reason() -> None:
@@ -93,11 +101,7 @@ api_keys.key_a = "A"
 'user-x' = "X"
 "user y" = "Y"
 """
-    assert parse_aliases(text, "a.toml") == {
-        "api_keys": {"key_a": "A"},
-        "projects": {},
-        "users": {"user-x": "X", "user y": "Y"},
-    }
+    assert parse_aliases(text, "a.toml") == tables(api_keys={"key_a": "A"}, users={"user-x": "X", "user y": "Y"})
 
 
 def test_structured_json_parses() -> None:
@@ -111,27 +115,15 @@ def test_structured_json_parses() -> None:
 
 def test_flat_json_goes_to_api_keys() -> None:
     text = b'{"key_abc": "billing", "key_def": "search"}'
-    assert parse_aliases(text, "aliases.json") == {
-        "api_keys": {"key_abc": "billing", "key_def": "search"},
-        "projects": {},
-        "users": {},
-    }
+    assert parse_aliases(text, "aliases.json") == tables(api_keys={"key_abc": "billing", "key_def": "search"})
 
 
 def test_missing_toml_tables_are_empty() -> None:
-    assert parse_aliases(b'[projects]\nproj_abc = "checkout"\n', "a.toml") == {
-        "api_keys": {},
-        "projects": {"proj_abc": "checkout"},
-        "users": {},
-    }
+    assert parse_aliases(b'[projects]\nproj_abc = "checkout"\n', "a.toml") == tables(projects={"proj_abc": "checkout"})
 
 
 def test_missing_json_tables_are_empty() -> None:
-    assert parse_aliases(b'{"users": {"u": "U"}}', "a.json") == {
-        "api_keys": {},
-        "projects": {},
-        "users": {"u": "U"},
-    }
+    assert parse_aliases(b'{"users": {"u": "U"}}', "a.json") == tables(users={"u": "U"})
 
 
 def test_empty_tables_are_empty() -> None:
@@ -296,28 +288,28 @@ def test_toml_duplicate_table_is_an_error_at_the_second() -> None:
 def test_toml_unknown_table_api_key_typo() -> None:
     err = parse_error(b'[projects]\np = "P"\n\n[api_key]\nkey_a = "A"\n')
     assert_key_error(
-        err, "aliases.toml", 'unknown table "api_key" (expected api_keys, projects or users)'
+        err, "aliases.toml", 'unknown table "api_key" (expected api_keys, projects, users, workspaces or service_accounts)'
     )
 
 
 def test_toml_unknown_table_project_typo() -> None:
     err = parse_error(b'# aliases\n[project]\nproj_a = "A"\n')
     assert_key_error(
-        err, "aliases.toml", 'unknown table "project" (expected api_keys, projects or users)'
+        err, "aliases.toml", 'unknown table "project" (expected api_keys, projects, users, workspaces or service_accounts)'
     )
 
 
 def test_toml_unknown_top_level_key() -> None:
     err = parse_error(b'# aliases\n\nname = "x"\n[users]\n')
     assert_key_error(
-        err, "aliases.toml", 'unknown table "name" (expected api_keys, projects or users)'
+        err, "aliases.toml", 'unknown table "name" (expected api_keys, projects, users, workspaces or service_accounts)'
     )
 
 
 def test_toml_unknown_table_from_a_dotted_header() -> None:
     err = parse_error(b'[users]\nu = "U"\n[user.extra]\n')
     assert_key_error(
-        err, "aliases.toml", 'unknown table "user" (expected api_keys, projects or users)'
+        err, "aliases.toml", 'unknown table "user" (expected api_keys, projects, users, workspaces or service_accounts)'
     )
 
 
@@ -458,7 +450,7 @@ def test_json_unknown_table() -> None:
     text = b'{\n  "users": {},\n  "project": {"p": "P"}\n}'
     err = parse_error(text, "a.json")
     assert_key_error(
-        err, "a.json", 'unknown table "project" (expected api_keys, projects or users)'
+        err, "a.json", 'unknown table "project" (expected api_keys, projects, users, workspaces or service_accounts)'
     )
 
 

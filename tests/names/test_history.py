@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orgproxy.names.history import FILENAME, History, Learned, Remembered
+from orgproxy.names.history import FILENAME, SCHEMA_VERSION, History, Learned, Remembered
 
 # 2026-11-26T15:30:00Z, so the moved-aside name is known exactly.
 NOW = 1795707000.0
@@ -173,12 +173,12 @@ def test_unrelated_table_with_the_same_name_is_moved_aside(tmp_path: Path) -> No
 def test_newer_schema_version_is_moved_aside(tmp_path: Path) -> None:
     valid_database(tmp_path, rows=1)
     conn = sqlite3.connect(tmp_path / FILENAME)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
 
     history, problem = History.open(str(tmp_path), NOW)
     history.close()
-    assert problem is not None and "schema version 2" in problem
+    assert problem is not None and f"schema version {SCHEMA_VERSION + 1}" in problem
     assert (tmp_path / (FILENAME + ASIDE_SUFFIX)).exists()
 
 

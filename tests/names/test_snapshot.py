@@ -45,7 +45,8 @@ def test_counts_and_ids_by_name() -> None:
     names = Names.build({"api_keys": {"key_x": "checkout"}}, [Learned("api_key_id", "key_y", "checkout"),
                                                               Learned("api_key_id", "key_z", "mobile")])
     assert names.count() == 3
-    assert names.counts() == {"api_key_id": 3, "project_id": 0, "user_id": 0}
+    assert names.counts() == {"api_key_id": 3, "project_id": 0, "user_id": 0, "workspace_id": 0, "account_id": 0,
+                              "service_account_id": 0}
     # Every id known by a name, in the order the sources were merged (learned, then aliased).
     assert dict(names.ids_by_name["api_key_id"]) == {"checkout": ("key_y", "key_x"), "mobile": ("key_z",)}
     assert dict(names.ids_by_name["user_id"]) == {}
@@ -53,9 +54,9 @@ def test_counts_and_ids_by_name() -> None:
 
 def test_a_rebuild_swaps_a_new_snapshot_and_leaves_the_old_one_as_it_was() -> None:
     current = CurrentNames()
-    current.history = {("api_key_id", "key_a"): HISTORY[0]}
+    current.history = {("openai", "api_key_id", "key_a"): HISTORY[0]}
     before = current.rebuild()
-    current.discovered[("api_key_id", "key_a")] = DISCOVERED[0]
+    current.discovered[("openai", "api_key_id", "key_a")] = DISCOVERED[0]
     after = current.rebuild()
     assert current.names is after and after is not before
     assert before.by_field["api_key_id"]["key_a"] == "remembered a"

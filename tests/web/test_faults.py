@@ -101,10 +101,10 @@ def warnings_about(logged: Events, path: str) -> list[dict[str, Any]]:
             and e.get("path") == path]
 
 
-def requests_counted(route: str, method: str, status: int) -> float:
+def requests_counted(route: str, method: str, status: int, provider: str = "openai") -> float:
     """``orgproxy_requests_total`` for one series (the registry lives for the process)."""
     value = metrics.REGISTRY.get_sample_value(
-        "orgproxy_requests_total", {"route": route, "method": method, "status": str(status)})
+        "orgproxy_requests_total", {"route": route, "method": method, "status": str(status), "provider": provider})
     return value or 0.0
 
 

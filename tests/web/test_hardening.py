@@ -149,15 +149,15 @@ def test_metrics_count_requests_latency_ids_reloads_and_names_with_bounded_label
         key = (name, tuple(sorted(labels.items())))
         return after[key] - before.get(key, 0.0)
 
-    assert grew("orgproxy_requests_total", method="GET", route="proxy", status="200") == 2
-    assert grew("orgproxy_requests_total", method="GET", route="other", status="404") == 1
-    assert grew("orgproxy_upstream_seconds_count") == 2
-    assert grew("orgproxy_ids_total", field="api_key_id", result="named") == 2
-    assert grew("orgproxy_ids_total", field="api_key_id", result="unknown") == 2
-    assert grew("orgproxy_ids_total", field="project_id", result="named") == 2
+    assert grew("orgproxy_requests_total", method="GET", route="proxy", status="200", provider="openai") == 2
+    assert grew("orgproxy_requests_total", method="GET", route="other", status="404", provider="none") == 1
+    assert grew("orgproxy_upstream_seconds_count", provider="openai") == 2
+    assert grew("orgproxy_ids_total", provider="openai", field="api_key_id", result="named") == 2
+    assert grew("orgproxy_ids_total", provider="openai", field="api_key_id", result="unknown") == 2
+    assert grew("orgproxy_ids_total", provider="openai", field="project_id", result="named") == 2
     assert grew("orgproxy_alias_reloads_total", result="failed") == 1
     assert grew("orgproxy_alias_reloads_total", result="ok") == 0
-    assert grew("orgproxy_discovery_runs_total", result="ok") == 0
+    assert grew("orgproxy_discovery_runs_total", provider="openai", result="ok") == 0
     assert after[("orgproxy_requests_in_flight", ())] == 0
     assert after[("orgproxy_names_loaded", (("source", "aliases"),))] == 5  # the old names stay in force
     text = proxy.get("/metrics").body.decode()

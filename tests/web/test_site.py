@@ -51,7 +51,9 @@ def test_health_counts_names_and_never_lists_them(proxy: InMemoryProxy, aliases:
     body = answer.json()
     assert body["status"] == "ok"
     assert body["names_loaded"] == 5
-    assert body["names_by_field"] == {"api_key_id": 3, "project_id": 1, "user_id": 1}
+    # [users] names OpenAI's user_id and Anthropic's account_id alike; the user counts once.
+    assert body["names_by_field"] == {"api_key_id": 3, "project_id": 1, "user_id": 1, "workspace_id": 0,
+                                      "account_id": 1, "service_account_id": 0}
     assert body["names_by_source"]["aliases"] == 5
     assert (body["aliases"]["path"], body["aliases"]["names"], body["aliases"]["error"]) == (str(aliases), 5, None)
     assert body["discovery"] == {"enabled": False}
@@ -120,9 +122,9 @@ def test_unknown_report_lists_the_ids_nobody_named(proxy: InMemoryProxy, fake: F
     answer = proxy.get("/orgproxy/unknown")
     assert (answer.status, answer.header("Content-Type")) == (200, "application/json")
     assert answer.json() == {"object": "list", "dropped": 0, "data": [
-        {"field": "api_key_id", "id": "key_9f8e7d6c5b4a3210", "first_seen": "2025-11-24T16:00:00+00:00",
-         "last_seen": "2025-11-24T16:01:00+00:00", "count": 4},
-        {"field": "project_id", "id": "proj_zzz", "first_seen": "2025-11-24T16:00:00+00:00",
+        {"provider": "openai", "field": "api_key_id", "id": "key_9f8e7d6c5b4a3210",
+         "first_seen": "2025-11-24T16:00:00+00:00", "last_seen": "2025-11-24T16:01:00+00:00", "count": 4},
+        {"provider": "openai", "field": "project_id", "id": "proj_zzz", "first_seen": "2025-11-24T16:00:00+00:00",
          "last_seen": "2025-11-24T16:01:00+00:00", "count": 2},
     ]}
 

@@ -6,6 +6,10 @@ whitespace. So the body is never re-serialised: every name is *inserted* into th
 original bytes right after its id's value, in the formatting of the id's own member, and
 every other byte stays where it was.
 
+Which id fields there are, and what goes beside them, is the provider's ``FieldSet``
+(OpenAI's unless told otherwise): everything derived from it (the pattern, the members
+for null and unknown ids, the array passes' tables) is a ``Spelling``, made once.
+
 Three ways to find the insertion points, with identical results:
 
 - for a large body with no backslash, array passes (runs.py) find the runs of adjacent
@@ -27,17 +31,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from collections import Counter
+from functools import cache
 from itertools import chain
 from operator import itemgetter
 from dataclasses import dataclass, field
 from json.decoder import scanstring
 from typing import TypeVar, cast
 
-from orgproxy.fields import ADDED_FIELDS, NAME_FIELD_FOR_ID
-from orgproxy.names.snapshot import Members, Names
-from orgproxy.body.runs import cut, id_member_runs
+from orgproxy.fields import OPENAI_FIELDS, FieldSet
+from orgproxy.names.snapshot import Members, Names, encode_json_string
+from orgproxy.body.runs import FieldTable, cut, id_member_runs
 from orgproxy.body.validate import STRICT_DECODER, is_json
 
 _Kept = TypeVar("_Kept")
@@ -45,19 +50,56 @@ UNKNOWN = "unknown"
 _UNKNOWN_JSON = json.dumps(UNKNOWN).encode()
 _NULL_JSON = b"null"
 
-# An id member: key, the whitespace around its colon, a simple string or null (a missing
-# value group means something else: the exact path), and the comma and whitespace after
-# it, which the inserted member copies so that it sits in the body's own layout.
-# The fields the proxy adds are matched too: finding one already in a body (the same
-# pass, rather than a search of its own) sends the body to the exact path, which never
-# writes a field twice.
-_ID_MEMBER = re.compile(
-    rb'"(' + b"|".join(f.encode() for f in (*NAME_FIELD_FOR_ID, *ADDED_FIELDS)) + rb')"([ \t\n\r]*):([ \t\n\r]*)'
-    rb'(?:"([^"\\]*)"|(null))?(,[ \t\n\r]*)?'
-)
-_NULL_MEMBERS = {f: ((n.encode(), _NULL_JSON),) for f, n in NAME_FIELD_FOR_ID.items()}
-_UNKNOWN_MEMBERS = {f: ((n.encode(), _UNKNOWN_JSON),) for f, n in NAME_FIELD_FOR_ID.items()}
-_ESCAPED_ID_KEYS = (b"\\u",) + tuple(b'\\"%s"' % f.encode() for f in NAME_FIELD_FOR_ID)
+
+
+@cache
+def _field_table(fields: FieldSet) -> FieldTable:
+    return FieldTable(fields.name_field_for_id, fields.added_fields)
+
+
+class Spelling:
+    """What amending derives from one provider's field set, and from which of its nulls
+    this answer names (see ``FieldSet.null_names``): made once, kept for the process."""
+
+    def __init__(self, fields: FieldSet, named_nulls: frozenset[str]):
+        self.fields = fields
+        self.name_field_for_id = fields.name_field_for_id
+        id_fields = tuple(fields.name_field_for_id)
+        # An id member: key, the whitespace around its colon, a simple string or null (a
+        # missing value group means something else: the exact path), and the comma and
+        # whitespace after it, which the inserted member copies so that it sits in the
+        # body's own layout. The fields the proxy adds are matched too: finding one
+        # already in a body (the same pass, rather than a search of its own) sends the
+        # body to the exact path, which never writes a field twice.
+        self.id_member = re.compile(
+            rb'"(' + b"|".join(f.encode() for f in (*id_fields, *fields.added_fields))
+            + rb')"([ \t\n\r]*):([ \t\n\r]*)(?:"([^"\\]*)"|(null))?(,[ \t\n\r]*)?'
+        )
+        self.null_members: dict[str, Members] = {
+            f: ((n.encode(), encode_json_string(fields.null_names[f]) if f in named_nulls else _NULL_JSON),)
+            for f, n in fields.name_field_for_id.items()}
+        self.unknown_members: dict[str, Members] = {
+            f: ((n.encode(), _UNKNOWN_JSON),) for f, n in fields.name_field_for_id.items()}
+        self.escaped_id_keys = (b"\\u",) + tuple(b'\\"%s"' % f.encode() for f in id_fields)
+        self.table = _field_table(fields)
+        # Where the work kept with a snapshot of names goes (see _kept_with): OpenAI's
+        # plain answers keep the names they always had.
+        suffix = "" if fields is OPENAI_FIELDS and not named_nulls else \
+            f":{fields.provider}:{','.join(sorted(named_nulls))}"
+        self.insertions_key, self.runs_key = "insertions" + suffix, "runs" + suffix
+
+    def members_of(self, names: Names) -> Mapping[str, Mapping[str, Members]]:
+        return names.members if self.fields is OPENAI_FIELDS else names.members_for(self.fields)
+
+
+@cache
+def spelling_for(fields: FieldSet, named_nulls: frozenset[str] = frozenset()) -> Spelling:
+    """The spelling of ``fields``; ``named_nulls`` are the id fields whose null gets the
+    provider's name for it (an answer grouped by them)."""
+    return Spelling(fields, named_nulls)
+
+
+OPENAI = spelling_for(OPENAI_FIELDS)
 
 
 @dataclass(slots=True)
@@ -77,38 +119,43 @@ class _NeedsExactPath(Exception):
     """The fast path met something it does not handle; the exact path will."""
 
 
-def amend_json(body: bytes, names: Names) -> Amended | None:
+def amend_json(body: bytes, names: Names, fields: FieldSet = OPENAI_FIELDS,
+               named_nulls: Collection[str] = ()) -> Amended | None:
     """``amend_valid_json`` for a body not yet validated: None when it is not valid JSON."""
-    return amend_valid_json(body, names) if is_json(body) else None
+    return amend_valid_json(body, names, fields, named_nulls) if is_json(body) else None
 
 
-def amend_valid_json(body: bytes, names: Names) -> Amended:
+def amend_valid_json(body: bytes, names: Names, fields: FieldSet = OPENAI_FIELDS,
+                     named_nulls: Collection[str] = ()) -> Amended:
     """The body, which must be valid JSON (see ``validate.is_json``), with a name beside every id.
 
     Every object at any depth with ``api_key_id`` gets ``api_key_name`` (likewise
-    ``project_id``/``project_name`` and ``user_id``/``user_name``): the mapped name,
-    ``"unknown"`` for a string id the map lacks, ``null`` for any other id. An object
-    that already has the name field keeps it as it is.
+    ``project_id``/``project_name`` and ``user_id``/``user_name``, or whatever the id
+    fields of ``fields`` are): the mapped name, ``"unknown"`` for a string id the map
+    lacks, ``null`` for any other id, except that a null id of a field in
+    ``named_nulls`` gets the provider's name for it (Anthropic's "Default" workspace).
+    An object that already has the name field keeps it as it is.
     """
+    spelling = OPENAI if fields is OPENAI_FIELDS and not named_nulls else spelling_for(fields, frozenset(named_nulls))
     has_backslash = b"\\" in body
     if not has_backslash and len(body) >= RUNS_MIN_BYTES:
         try:
-            amended = _amend_runs(body, names)
+            amended = _amend_runs(body, names, spelling)
             if amended is not None:
                 return amended
         except _NeedsExactPath:
-            return _amend_exact_or_as_is(body, names)
-    if not has_backslash or _fast_path_applies(body):
+            return _amend_exact_or_as_is(body, names, spelling)
+    if not has_backslash or _fast_path_applies(body, spelling):
         try:
-            return _amend_fast(body, names.members, insertions_for(names))
+            return _amend_fast(body, spelling.members_of(names), insertions_for(names, spelling), spelling)
         except _NeedsExactPath:
             pass
-    return _amend_exact_or_as_is(body, names)
+    return _amend_exact_or_as_is(body, names, spelling)
 
 
-def _amend_exact_or_as_is(body: bytes, names: Names) -> Amended:
+def _amend_exact_or_as_is(body: bytes, names: Names, spelling: Spelling) -> Amended:
     try:
-        return _amend_exact(body, names.members)
+        return _amend_exact(body, spelling.members_of(names), spelling)
     except RecursionError:
         # Nesting deeper than Python's stack: valid, but not worth a special walker.
         return Amended(body)
@@ -119,9 +166,9 @@ def _amend_exact_or_as_is(body: bytes, names: Names) -> Amended:
 RUNS_MIN_BYTES = 16_384
 
 
-def _fast_path_applies(body: bytes) -> bool:
+def _fast_path_applies(body: bytes, spelling: Spelling = OPENAI) -> bool:
     # One C-speed search for a backslash: usage pages have none at all.
-    return not (b"\\" in body and any(spoiler in body for spoiler in _ESCAPED_ID_KEYS))
+    return not (b"\\" in body and any(spoiler in body for spoiler in spelling.escaped_id_keys))
 
 
 def _layout(members: Members, before_colon: bytes, after_colon: bytes, following: bytes | None) -> bytes:
@@ -139,10 +186,11 @@ def _layout(members: Members, before_colon: bytes, after_colon: bytes, following
                     for key, value in members)
 
 
-def _members_for(id_field: str, id_value: str | None, known: Mapping[str, Mapping[str, Members]]) -> Members:
+def _members_for(id_field: str, id_value: str | None, known: Mapping[str, Mapping[str, Members]],
+                 spelling: Spelling) -> Members:
     if id_value is None:
-        return _NULL_MEMBERS[id_field]
-    return known.get(id_field, {}).get(id_value) or _UNKNOWN_MEMBERS[id_field]
+        return spelling.null_members[id_field]
+    return known.get(id_field, {}).get(id_value) or spelling.unknown_members[id_field]
 
 
 def _tally(result: Amended, id_field: str, id_value: str | None,
@@ -172,21 +220,23 @@ class _Insertions(dict[bytes, tuple[bytes, str, str | None]]):
     one dictionary lookup.
     """
 
-    def __init__(self, known: Mapping[str, Mapping[str, Members]]):
+    def __init__(self, known: Mapping[str, Mapping[str, Members]], spelling: Spelling = OPENAI):
         super().__init__()
         self.known = known
+        self.spelling = spelling
 
     def __missing__(self, text: bytes) -> tuple[bytes, str, str | None]:
-        match = _ID_MEMBER.fullmatch(text)
+        spelling = self.spelling
+        match = spelling.id_member.fullmatch(text)
         assert match is not None
         id_field, before, after, raw_id, null, following = match.groups()
         field_name = id_field.decode()
-        if field_name not in NAME_FIELD_FOR_ID:
+        if field_name not in spelling.name_field_for_id:
             raise _NeedsExactPath  # a field the proxy adds is there already
         if raw_id is None and null is None:
             raise _NeedsExactPath  # a number, object or array as the id, or an escape in it
         id_value = None if raw_id is None else raw_id.decode("utf-8")
-        members = _members_for(field_name, id_value, self.known)
+        members = _members_for(field_name, id_value, self.known, spelling)
         entry = (text + _layout(members, before, after, following), field_name, id_value)
         if len(self) < MAX_REMEMBERED_MEMBERS:
             self[text] = entry
@@ -201,14 +251,14 @@ def _kept_with(names: Names, key: str, make: Callable[[], _Kept]) -> _Kept:
     return cast(_Kept, kept)
 
 
-def insertions_for(names: Names) -> _Insertions:
-    """The snapshot's own table of worked-out insertions."""
-    return _kept_with(names, "insertions", lambda: _Insertions(names.members))
+def insertions_for(names: Names, spelling: Spelling = OPENAI) -> _Insertions:
+    """The snapshot's own table of worked-out insertions (one per spelling)."""
+    return _kept_with(names, spelling.insertions_key, lambda: _Insertions(spelling.members_of(names), spelling))
 
 
 def _amend_fast(body: bytes, known: Mapping[str, Mapping[str, Members]],
-                insertions: _Insertions | None = None) -> Amended:
-    table = _Insertions(known) if insertions is None else insertions
+                insertions: _Insertions | None = None, spelling: Spelling = OPENAI) -> Amended:
+    table = _Insertions(known, spelling) if insertions is None else insertions
     seen: list[bytes] = []
     remember = seen.append
 
@@ -217,7 +267,7 @@ def _amend_fast(body: bytes, known: Mapping[str, Mapping[str, Members]],
         remember(text)
         return table[text][0]
 
-    amended = _ID_MEMBER.sub(insert, body)
+    amended = spelling.id_member.sub(insert, body)
     result = Amended(amended if seen else body)
     for text, times in Counter(seen).items():
         _, id_field, id_value = table[text]
@@ -225,9 +275,9 @@ def _amend_fast(body: bytes, known: Mapping[str, Mapping[str, Members]],
     return result
 
 
-def _amend_runs(body: bytes, names: Names) -> Amended | None:
+def _amend_runs(body: bytes, names: Names, spelling: Spelling = OPENAI) -> Amended | None:
     """The array-pass route (see the module's docstring); None where runs.py declines."""
-    bounds = id_member_runs(body)
+    bounds = id_member_runs(body, spelling.table)
     if bounds is None:
         return None
     if not bounds.size:
@@ -235,7 +285,7 @@ def _amend_runs(body: bytes, names: Names) -> Amended | None:
     # Even pieces are copied as they are; odd ones are runs of id members.
     pieces = cut(body, bounds)
     runs = pieces[1::2]
-    table = _run_table(names)
+    table = _run_table(names, spelling)
     times_each = Counter(runs)
     if len(times_each) * 4 > len(runs):
         # Mostly distinct runs (a page of a few hundred rows): count every run's ids at
@@ -248,7 +298,7 @@ def _amend_runs(body: bytes, names: Names) -> Amended | None:
                 occurrences[id_member] += times
     pieces[1::2] = map(_AMENDED, map(table.__getitem__, runs))
     result = Amended(b"".join(pieces))
-    known = names.members
+    known = spelling.members_of(names)
     for (id_field, id_value), times in occurrences.items():
         _tally(result, id_field, id_value, known, times)
     return result
@@ -262,12 +312,14 @@ _AMENDED, _IDS = itemgetter(0), itemgetter(1)
 class _Runs(dict[bytes, _RunEntry]):
     """Run text -> its entry, worked out by the fast path once per snapshot of names."""
 
-    def __init__(self, names: Names):
+    def __init__(self, names: Names, spelling: Spelling):
         super().__init__()
         self.names = names
+        self.spelling = spelling
 
     def __missing__(self, text: bytes) -> _RunEntry:
-        amended = _amend_fast(text, self.names.members, insertions_for(self.names))
+        spelling = self.spelling
+        amended = _amend_fast(text, spelling.members_of(self.names), insertions_for(self.names, spelling), spelling)
         entry = (amended.body, tuple(chain.from_iterable(
             [id_member] * times for id_member, times in amended.occurrences.items())))
         if len(self) < MAX_REMEMBERED_MEMBERS:
@@ -275,8 +327,8 @@ class _Runs(dict[bytes, _RunEntry]):
         return entry
 
 
-def _run_table(names: Names) -> _Runs:
-    return _kept_with(names, "runs", lambda: _Runs(names))
+def _run_table(names: Names, spelling: Spelling) -> _Runs:
+    return _kept_with(names, spelling.runs_key, lambda: _Runs(names, spelling))
 
 
 _WS_RE = re.compile(r"[ \t\n\r]*")
@@ -286,10 +338,12 @@ _scan_value = STRICT_DECODER.scan_once
 class _ExactWalk:
     """Finds every id member with the standard library's scanner, position by position."""
 
-    def __init__(self, text: str, known: Mapping[str, Mapping[str, Members]], result: Amended):
+    def __init__(self, text: str, known: Mapping[str, Mapping[str, Members]], result: Amended,
+                 spelling: Spelling = OPENAI):
         self.text = text
         self.known = known
         self.result = result
+        self.spelling = spelling
         self.inserts: list[tuple[int, bytes]] = []
 
     def skip_ws(self, i: int) -> int:
@@ -331,7 +385,7 @@ class _ExactWalk:
             value_start = self.skip_ws(colon + 1)
             value_end = self.value(value_start)
             keys.add(key)
-            if key in NAME_FIELD_FOR_ID:
+            if key in self.spelling.name_field_for_id:
                 id_value = (scanstring(text, value_start + 1)[0] if text[value_start] == '"'
                             else None)
                 # The same layout rule as the fast path's pattern: a comma right after
@@ -349,7 +403,7 @@ class _ExactWalk:
             i = self.skip_ws(i + 1)  # past the comma
         for id_field, at, id_value, before, after, following in ids:
             # A field the object already has is never written again.
-            members = tuple(m for m in _members_for(id_field, id_value, self.known)
+            members = tuple(m for m in _members_for(id_field, id_value, self.known, self.spelling)
                             if m[0].decode() not in keys)
             if not members:
                 continue
@@ -361,10 +415,10 @@ class _ExactWalk:
         return i + 1
 
 
-def _amend_exact(body: bytes, known: Mapping[str, Mapping[str, Members]]) -> Amended:
+def _amend_exact(body: bytes, known: Mapping[str, Mapping[str, Members]], spelling: Spelling = OPENAI) -> Amended:
     result = Amended(body)
     text = body.decode("utf-8")
-    walk = _ExactWalk(text, known, result)
+    walk = _ExactWalk(text, known, result, spelling)
     walk.value(walk.skip_ws(0))
     if walk.inserts:
         walk.inserts.sort(key=lambda insert: insert[0])

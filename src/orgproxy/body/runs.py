@@ -21,6 +21,8 @@ Pure: no I/O, no clock, no Twisted.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,15 +37,6 @@ def _word(text: bytes) -> int:
     return int.from_bytes(text, "little")
 
 
-# Each field name as its string's length and the two 8-byte words at its ends (which
-# overlap, or take in a quote for a name of 7 letters): for names of up to 16 letters the
-# two words spell the whole name, so equal words and length mean an equal name.
-_FIELDS = [(f.encode(), True) for f in NAME_FIELD_FOR_ID] + [(f.encode(), False) for f in ADDED_FIELDS]
-_LENGTHS = np.array([len(name) for name, _ in _FIELDS], np.int64)
-_FIRST = np.array([_word((b'"%s"' % name)[1:9]) for name, _ in _FIELDS], np.uint64)
-_LAST = np.array([_word((b'"%s"' % name)[-9:-1]) for name, _ in _FIELDS], np.uint64)
-_IS_ID = np.array([is_id for _, is_id in _FIELDS])
-assert _LENGTHS[_IS_ID].max() <= 16 and _LENGTHS.min() >= 7
 _MIXER = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -52,20 +45,51 @@ def _mix(first: npt.NDArray[np.uint64], last: npt.NDArray[np.uint64]) -> npt.NDA
     return first ^ (last * _MIXER)
 
 
-_MIXED = _mix(_FIRST, _LAST)
-assert np.unique(_MIXED).size == _MIXED.size  # each field found by its own signature
-_ORDER = np.argsort(_MIXED)
-_SORTED_MIXED = _MIXED[_ORDER]
-# Which lengths to look at at all, as a table over lengths (longer ones are clipped).
-_WANTED_LENGTH = np.zeros(int(_LENGTHS.max()) + 2, bool)
-_WANTED_LENGTH[_LENGTHS] = True
+def _middle_offset(length: Any) -> Any:
+    """Where a string's middle word starts, after its opening quote: bytes 8 to 16 of a
+    long name; for a name of 16 letters or fewer, its last word again (or, at 7 letters,
+    the word from the quote), which the other two words already check."""
+    return np.minimum(8, length - 8)
+
+
+class FieldTable:
+    """One field set's id fields and added fields, as the array passes look for them.
+
+    Each field name is its string's length and the two 8-byte words at its ends (which
+    overlap, or take in a quote for a name of 7 letters): for names of up to 16 letters
+    the two words spell the whole name, so equal words and length mean an equal name. An
+    id field of 17 to 24 letters (Anthropic's ``service_account_id``) has its middle word
+    checked too, so that an id is still found exactly.
+    """
+
+    def __init__(self, id_fields: Iterable[str], added_fields: Iterable[str]):
+        fields = [(f.encode(), True) for f in id_fields] + [(f.encode(), False) for f in added_fields]
+        quoted = [b'"%s"' % name for name, _ in fields]
+        self.lengths = np.array([len(name) for name, _ in fields], np.int64)
+        self.first = np.array([_word(q[1:9]) for q in quoted], np.uint64)
+        self.last = np.array([_word(q[-9:-1]) for q in quoted], np.uint64)
+        self.middle = np.array([_word(q[1 + int(_middle_offset(len(q) - 2)):][:8]) for q in quoted], np.uint64)
+        self.is_id = np.array([is_id for _, is_id in fields])
+        assert self.lengths[self.is_id].max() <= 24 and self.lengths.min() >= 7
+        self.long_ids = bool((self.lengths[self.is_id] > 16).any())
+        mixed = _mix(self.first, self.last)
+        assert np.unique(mixed).size == mixed.size  # each field found by its own signature
+        self.order = np.argsort(mixed)
+        self.sorted_mixed = mixed[self.order]
+        # Which lengths to look at at all, as a table over lengths (longer ones are clipped).
+        self.wanted_length = np.zeros(int(self.lengths.max()) + 2, bool)
+        self.wanted_length[self.lengths] = True
+
+
+OPENAI_TABLE = FieldTable(NAME_FIELD_FOR_ID, ADDED_FIELDS)
 
 Ints = npt.NDArray[np.int64]
 
 
-def id_member_runs(body: bytes) -> Ints | None:
-    """``[start, end, start, end, ...]``: the byte ranges of the runs of id members, in
-    order, or None when the body holds something left to the regex pass.
+def id_member_runs(body: bytes, table: FieldTable = OPENAI_TABLE) -> Ints | None:
+    """``[start, end, start, end, ...]``: the byte ranges of the runs of id members (of
+    the fields of ``table``, by default OpenAI's), in order, or None when the body holds
+    something left to the regex pass.
 
     ``body`` must be valid JSON with no backslash in it.
     """
@@ -76,7 +100,7 @@ def id_member_runs(body: bytes) -> Ints | None:
     if quotes.size % 2:
         return None  # not the body this scan assumes; the regex pass will see
     opens, closes = quotes[0::2], quotes[1::2]
-    keys = _id_keys(body, opens, closes)
+    keys = _id_keys(body, opens, closes, table)
     if keys is None or not keys.size:
         return None if keys is None else _NONE
     after_key = closes[keys] + 1
@@ -146,21 +170,26 @@ def cut(body: bytes, bounds: Ints) -> list[bytes]:
     return list(struct.Struct(spelled.tobytes()).unpack(body))
 
 
-def _id_keys(body: bytes, opens: Ints, closes: Ints) -> Ints | None:
+def _id_keys(body: bytes, opens: Ints, closes: Ints, table: FieldTable) -> Ints | None:
     """The indexes (among all strings) of the strings spelled like an id field, or None
     if one that may be a field the proxy adds is there too."""
     lengths = closes - opens - 1
-    candidates = np.flatnonzero(_WANTED_LENGTH[np.minimum(lengths, _WANTED_LENGTH.size - 1)])
+    wanted = table.wanted_length
+    candidates = np.flatnonzero(wanted[np.minimum(lengths, wanted.size - 1)])
     # Every 8 bytes of the body as one little-endian word, at every offset: no copy.
     # Candidates are 7 letters or longer, so both words lie between their quotes or on them.
     words = np.ndarray((len(body) - 7,), "<u8", buffer=body, strides=(1,))
     first, last = words[opens[candidates] + 1], words[closes[candidates] - 8]
     mixed = _mix(first, last)
     # The field each candidate may be (a near miss where it is none), then the exact check.
-    field = _ORDER[np.minimum(np.searchsorted(_SORTED_MIXED, mixed), _ORDER.size - 1)]
-    is_field = ((_FIRST[field] == first) & (_LAST[field] == last)
-                & (_LENGTHS[field] == lengths[candidates]))
-    if (is_field & ~_IS_ID[field]).any():
+    order = table.order
+    field = order[np.minimum(np.searchsorted(table.sorted_mixed, mixed), order.size - 1)]
+    is_field = ((table.first[field] == first) & (table.last[field] == last)
+                & (table.lengths[field] == lengths[candidates]))
+    if table.long_ids:
+        middle = words[opens[candidates] + 1 + _middle_offset(lengths[candidates])]
+        is_field &= table.middle[field] == middle
+    if (is_field & ~table.is_id[field]).any():
         # Possibly a name field already there (exactly so for names of up to 16
         # letters): the regex pass decides what it means.
         return None

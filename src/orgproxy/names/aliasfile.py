@@ -1,8 +1,11 @@
-"""Parse the operator's alias file, which maps OpenAI ids to human names.
+"""Parse the operator's alias file, which maps OpenAI and Anthropic ids to human names.
 
 Three formats are accepted, all producing the same result:
 
-* TOML with ``[api_keys]``, ``[projects]`` and ``[users]`` tables (the default);
+* TOML with ``[api_keys]``, ``[projects]``, ``[users]``, ``[workspaces]`` and
+  ``[service_accounts]`` tables (the default); Anthropic's ids go in the same tables as
+  OpenAI's where the kind matches (``apikey_...`` in ``[api_keys]``, ``user_...`` in
+  ``[users]``), their prefixes never colliding;
 * JSON with the same structure;
 * flat JSON ``{"key_abc": "name", ...}``, kept for an older tool, whose entries
   are all API key names.
@@ -23,9 +26,11 @@ import re
 import tomllib
 from typing import Any, TypeAlias
 
+from orgproxy.fields import ALIAS_TABLES
+
 __all__ = ["FIELDS", "AliasFileError", "Aliases", "parse_aliases", "load_aliases"]
 
-FIELDS = ("api_keys", "projects", "users")
+FIELDS = ALIAS_TABLES
 
 Aliases: TypeAlias = dict[str, dict[str, str]]
 

@@ -1,6 +1,7 @@
 """When to discover names, and what to do with them: put them in force and remember them.
 
-Discovery runs at start (the proxy serves at once, before it finishes), every
+One service per provider with an admin key (OpenAI's, Anthropic's), each walking its own
+Admin API (openai_admin.py, anthropic_admin.py) on the same rules. Discovery runs at start (the proxy serves at once, before it finishes), every
 ``interval`` seconds, on SIGHUP, and when a response carries an unknown key or project
 id (at most once per ``cooldown``), so that a key created this morning is named on the
 next request. One walk at a time: a request for another while one runs is folded into
@@ -13,23 +14,27 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 
+from orgproxy.fields import OPENAI_FIELDS
 from orgproxy.ops import metrics
-from orgproxy.names.openai_admin import DiscoveryFailed, Fetch, discover
+from orgproxy.names import openai_admin
+from orgproxy.names.admin_walk import DiscoveryFailed, Fetch
 from orgproxy.names.history import History, Learned
 from orgproxy.times import iso
 from orgproxy.ops.logs import log
 from orgproxy.names.snapshot import CurrentNames
 
-# Unknown ids of these fields make discovery look again (users are named by the same walk,
-# but an unknown user alone is common: ungrouped usage, deleted accounts).
-TRIGGERING_FIELDS = frozenset({"api_key_id", "project_id"})
+# Unknown ids of these fields make OpenAI's discovery look again (users are named by the
+# same walk, but an unknown user alone is common: ungrouped usage, deleted accounts).
+TRIGGERING_FIELDS = OPENAI_FIELDS.triggering_fields
+# A walk of one Admin API: (its GETs, the list to append what it learns to).
+Walk = Callable[[Fetch, list[Learned]], Awaitable[None]]
 FIRST_BACKOFF = 1.0
 MAX_RETRY_AFTER = 3600.0
 
@@ -57,9 +62,15 @@ def read_admin_key(path: str) -> str:
 
 class DiscoveryService(Service):
     def __init__(self, reactor: Any, fetch: Fetch, current: CurrentNames, history: History | None,
-                 interval: float, cooldown: float):
+                 interval: float, cooldown: float, *, discover: Walk = openai_admin.discover,
+                 provider: str = "openai", title: str = "OpenAI",
+                 triggering_fields: frozenset[str] = TRIGGERING_FIELDS):
         self.reactor = reactor
         self.fetch = fetch  # the Admin API's GETs, with the admin key (upstream.admin)
+        self.discover = discover
+        self.provider = provider  # as metrics and the history label it
+        self.title = title  # as the log names it
+        self.triggering_fields = triggering_fields
         self.current = current
         self.history = history
         self.interval = interval
@@ -116,7 +127,7 @@ class DiscoveryService(Service):
 
     def unknown_seen(self, unknown_ids: Mapping[str, str]) -> None:
         """A response carried ids nobody could name (id -> its field)."""
-        if not any(field in TRIGGERING_FIELDS for field in unknown_ids.values()):
+        if not any(field in self.triggering_fields for field in unknown_ids.values()):
             return
         now = self.reactor.seconds()
         if self.last_triggered is not None and now - self.last_triggered < self.cooldown:
@@ -128,7 +139,7 @@ class DiscoveryService(Service):
         started = self.reactor.seconds()
         learned: list[Learned] = []
         try:
-            await discover(self.fetch, learned)
+            await self.discover(self.fetch, learned)
         except DiscoveryFailed as e:
             self.failed(why, e, learned)
         except CancelledError:
@@ -136,16 +147,17 @@ class DiscoveryService(Service):
         except Exception:
             # A fault of ours (a page shape nobody foresaw): logged for the operator,
             # retried like any failure; the daemon goes on serving.
-            log.failure("Discovery ({why}) failed unexpectedly", why=why)
+            log.failure("{provider} discovery ({why}) failed unexpectedly", provider=self.title, why=why)
             self.failed(why, DiscoveryFailed("an internal error (see the log above)"), learned)
         else:
-            metrics.DISCOVERY_RUNS.labels("ok").inc()
+            metrics.DISCOVERY_RUNS.labels(self.provider, "ok").inc()
             self.failures = 0
             self.state["last_success"] = self.reactor.seconds()
             self.state["last_error"] = None
             new = self.learn(learned)
-            log.info("Discovery ({why}) learned {count} names ({new} new) in {seconds:.1f} s",
-                     why=why, count=len(learned), new=new, seconds=self.reactor.seconds() - started)
+            log.info("{provider} discovery ({why}) learned {count} names ({new} new) in {seconds:.1f} s",
+                     provider=self.title, why=why, count=len(learned), new=new,
+                     seconds=self.reactor.seconds() - started)
             self.schedule(self.interval, "every --discovery-interval")
         finally:
             self.walking = None
@@ -154,7 +166,7 @@ class DiscoveryService(Service):
             self.request(again)
 
     def failed(self, why: str, error: DiscoveryFailed, learned: list[Learned]) -> None:
-        metrics.DISCOVERY_RUNS.labels("failed").inc()
+        metrics.DISCOVERY_RUNS.labels(self.provider, "failed").inc()
         self.failures += 1
         if error.retry_after is not None:
             delay = min(error.retry_after, MAX_RETRY_AFTER)
@@ -166,17 +178,17 @@ class DiscoveryService(Service):
         self.state["last_error"] = error.reason
         # What the walk learned before it stopped is kept; nothing known is dropped.
         new = self.learn(learned) if learned else 0
-        log.warn("Discovery ({why}) failed: {reason}; kept {count} names learned before it ({new} new);"
-                 " retrying in {delay:g} s ({how})", why=why, reason=error.reason, count=len(learned),
-                 new=new, delay=delay, how=how)
+        log.warn("{provider} discovery ({why}) failed: {reason}; kept {count} names learned before it"
+                 " ({new} new); retrying in {delay:g} s ({how})", provider=self.title, why=why,
+                 reason=error.reason, count=len(learned), new=new, delay=delay, how=how)
         self.schedule(delay, "retry")
 
     def learn(self, learned: list[Learned]) -> int:
         """Put learned names in force and remember them; how many ids were new to history."""
         for record in learned:
-            self.current.discovered[(record.id_field, record.id)] = record
+            self.current.discovered[(record.provider, record.id_field, record.id)] = record
         self.current.rebuild()
-        self.state["learned"] = len(self.current.discovered)
+        self.state["learned"] = sum(1 for provider, _, _ in self.current.discovered if provider == self.provider)
         if self.history is None:
             return 0
         try:

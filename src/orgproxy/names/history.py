@@ -2,8 +2,10 @@
 
 Deleted API keys vanish from the Admin API but stay in historical usage forever,
 so the names discovery learns are kept in a small SQLite store under the state
-directory.  A corrupt store is moved aside and replaced, never fatal: losing old
-names is better than refusing to start.  Problems are returned, not logged.
+directory, each with the provider it was learned from (OpenAI or Anthropic).  A store of
+the first schema (OpenAI's alone) is migrated in place, its names kept as OpenAI's.  A
+corrupt store is moved aside and replaced, never fatal: losing old names is better than
+refusing to start.  Problems are returned, not logged.
 """
 
 from __future__ import annotations
@@ -17,21 +19,32 @@ from dataclasses import dataclass
 __all__ = ["FILENAME", "SCHEMA_VERSION", "History", "Learned", "Remembered"]
 
 FILENAME = "history.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _FIELDS = ("redacted_value", "email", "project_id", "owner_type", "owner_id", "owner_name")
-_COLUMNS = ("id_field", "id", "name", *_FIELDS, "first_seen", "last_seen")
+_COLUMNS = ("id_field", "id", "name", *_FIELDS, "provider", "first_seen", "last_seen")
 # (column, position in the primary key or 0) as PRAGMA table_info reports them.
-_EXPECTED_TABLE = tuple((c, {"id_field": 1, "id": 2}.get(c, 0)) for c in _COLUMNS)
+_EXPECTED_TABLE = tuple((c, {"provider": 1, "id_field": 2, "id": 3}.get(c, 0)) for c in _COLUMNS)
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS learned (id_field TEXT NOT NULL, id TEXT NOT NULL,"
     " name TEXT NOT NULL, " + ", ".join(f"{c} TEXT" for c in _FIELDS) + ","
-    " first_seen REAL NOT NULL, last_seen REAL NOT NULL, PRIMARY KEY (id_field, id))"
+    " provider TEXT NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL,"
+    " PRIMARY KEY (provider, id_field, id))"
+)
+# Schema 1, before Anthropic: no provider column, every name OpenAI's.
+_V1_COLUMNS = ("id_field", "id", "name", *_FIELDS, "first_seen", "last_seen")
+_V1_TABLE = tuple((c, {"id_field": 1, "id": 2}.get(c, 0)) for c in _V1_COLUMNS)
+_MIGRATE_V1 = (
+    "ALTER TABLE learned RENAME TO learned_v1",
+    _CREATE,
+    f"INSERT INTO learned ({', '.join(_V1_COLUMNS)}, provider)"
+    f" SELECT {', '.join(_V1_COLUMNS)}, 'openai' FROM learned_v1",
+    "DROP TABLE learned_v1",
 )
 # A None in the new record keeps what is stored: discovery may see less than before.
 _UPSERT = (
     f"INSERT INTO learned ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-    " ON CONFLICT (id_field, id) DO UPDATE SET name = excluded.name, "
+    " ON CONFLICT (provider, id_field, id) DO UPDATE SET name = excluded.name, "
     + ", ".join(f"{c} = coalesce(excluded.{c}, {c})" for c in _FIELDS)
     + ", last_seen = excluded.last_seen"
 )
@@ -46,17 +59,18 @@ _MISUSE = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityEr
 
 @dataclass(frozen=True, slots=True)
 class Learned:
-    """What was learned about one id, from the Admin API."""
+    """What was learned about one id, from a provider's Admin API."""
 
-    id_field: str  # "api_key_id", "project_id" or "user_id"
+    id_field: str  # "api_key_id", "project_id", "user_id", "workspace_id", "account_id", ...
     id: str
     name: str
-    redacted_value: str | None = None  # API keys: e.g. "sk-proj-...abcd"
+    redacted_value: str | None = None  # API keys: e.g. "sk-proj-...abcd" (Anthropic's partial key hint)
     email: str | None = None  # users
-    project_id: str | None = None  # API keys: the project the key belongs to
+    project_id: str | None = None  # API keys: the project (Anthropic: workspace) the key belongs to
     owner_type: str | None = None  # API keys: "user" or "service_account"
     owner_id: str | None = None
     owner_name: str | None = None
+    provider: str = "openai"  # whose Admin API it was learned from: "openai" or "anthropic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +124,7 @@ class History:
         Raises OSError if the write fails (disk full, store locked); nothing is kept then.
         """
         rows = (
-            (r.id_field, r.id, r.name, *(getattr(r, c) for c in _FIELDS), now, now)
+            (r.id_field, r.id, r.name, *(getattr(r, c) for c in _FIELDS), r.provider, now, now)
             for r in learned
         )
         try:
@@ -126,10 +140,10 @@ class History:
             raise OSError(f"cannot write {self.path}: {e}") from e
 
     def load(self) -> list[Remembered]:
-        """Everything ever remembered, ordered by (id_field, id); OSError if unreadable."""
+        """Everything ever remembered, ordered by (id_field, id, provider); OSError if unreadable."""
         try:
             cursor = self._conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM learned ORDER BY id_field, id"
+                f"SELECT {', '.join(_COLUMNS)} FROM learned ORDER BY id_field, id, provider"
             )
             return [Remembered(Learned(*row[:-2]), row[-2], row[-1]) for row in cursor]
         except _MISUSE:
@@ -166,6 +180,10 @@ def _connect(path: str, now: float) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode=WAL")
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                if _table(conn) == _V1_TABLE:
+                    # One transaction: a migration cut short leaves the old table as it was.
+                    for statement in _MIGRATE_V1:
+                        conn.execute(statement)
                 conn.execute(_CREATE)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return conn
@@ -189,12 +207,19 @@ def _unusable_because(conn: sqlite3.Connection) -> str | None:
     if problems != ["ok"]:
         return "quick_check: " + "; ".join(map(str, problems[:3]))
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, SCHEMA_VERSION):
-        return f"schema version {version}, expected {SCHEMA_VERSION}"
-    table = tuple((row[1], row[5]) for row in conn.execute("PRAGMA table_info(learned)"))
-    if table and table != _EXPECTED_TABLE:
+    if version not in (0, 1, SCHEMA_VERSION):
+        return f"schema version {version}, expected {SCHEMA_VERSION} (or 1, which is migrated)"
+    table = _table(conn)
+    # A version-0 file may hold either schema's table (a store made before versions were set).
+    allowed = {0: (_V1_TABLE, _EXPECTED_TABLE), 1: (_V1_TABLE,)}.get(version, (_EXPECTED_TABLE,))
+    if table and table not in allowed:
         return "table learned has columns " + ", ".join(c for c, _ in table)
     return None
+
+
+def _table(conn: sqlite3.Connection) -> tuple[tuple[str, int], ...]:
+    """The learned table's (column, position in the primary key), or () if there is none."""
+    return tuple((row[1], row[5]) for row in conn.execute("PRAGMA table_info(learned)"))
 
 
 def _move_aside(path: str, now: float) -> str:

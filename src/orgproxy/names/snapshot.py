@@ -1,8 +1,10 @@
 """The names the proxy puts beside ids: one immutable snapshot, swapped whole.
 
 Names come from three sources, in order of precedence: the operator's alias file, what
-discovery learned from the Admin API this run, and the history of everything ever
-learned (which keeps deleted keys named). A request takes the snapshot current when it
+discovery learned from the Admin APIs this run, and the history of everything ever
+learned (which keeps deleted keys named). One snapshot serves every provider: the ids
+of OpenAI and Anthropic never collide, and the alias tables are shared where the kind of
+thing named is the same (``[api_keys]``, ``[users]``). A request takes the snapshot current when it
 starts and keeps it to the end, so a rebuild never shows it a half-built map, and a
 failed rebuild simply never swaps.
 """
@@ -15,7 +17,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from orgproxy.fields import ALIAS_TABLE_FOR_ID, EXTRA_FIELDS, NAME_FIELD_FOR_ID, SOURCES
+from orgproxy.fields import (
+    ALIAS_TABLES,
+    ALL_ID_FIELDS,
+    FIELD_SET_OF,
+    FIELD_SETS,
+    OPENAI_FIELDS,
+    SOURCES,
+    FieldSet,
+)
 from orgproxy.names.history import Learned
 
 # The members inserted beside one id: (field name, its value as JSON), in order.
@@ -32,22 +42,32 @@ def encode_json_string(text: str) -> bytes:
         return json.dumps(text).encode("ascii")
 
 
+# Each id field's alias table (``users`` names OpenAI's user_id and Anthropic's account_id):
+# an id is counted once per table, however many fields it names.
+_TABLE_OF: Mapping[str, str] = MappingProxyType(
+    {f: t for fs in FIELD_SETS for f, t in fs.alias_table_for_id.items()})
+
+
 @dataclass(frozen=True)
 class Names:
     """id -> name for each id field, and the members to insert for each, prepared once."""
 
     by_field: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # OpenAI's members; another provider's come from members_for().
     members: Mapping[str, Mapping[str, Members]] = field(default_factory=dict, repr=False)
     by_source: Mapping[str, int] = field(default_factory=dict)  # names each source supplied
-    # id field -> name -> every id known by that name, for filters by name
+    # id field -> name -> every id known by that name, for OpenAI's filters by name
+    # (another provider's come from ids_by_name_for()).
     ids_by_name: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+    # id field -> id -> what discovery or history learned about it (for extra fields).
+    records: Mapping[str, Mapping[str, Learned]] = field(default_factory=dict, repr=False)
     # Work derived from this snapshot and kept with it (the amender's insertions), so
     # that it is done once per snapshot rather than once per request.
-    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_aliases(cls, aliases: Mapping[str, Mapping[str, str]]) -> Names:
-        """A snapshot from an alias map alone, keyed by table (api_keys, projects, users)."""
+        """A snapshot from an alias map alone, keyed by table (api_keys, projects, users, ...)."""
         return cls.build(aliases)
 
     @classmethod
@@ -55,48 +75,61 @@ class Names:
               discovered: Iterable[Learned] = (), history: Iterable[Learned] = ()) -> Names:
         """Merge the sources: the alias file's names win over discovery's, which win
         over history's; extra fields (redacted values, emails) come from the most
-        recent source that has them."""
-        learned: dict[str, dict[str, Learned]] = {id_field: {} for id_field in NAME_FIELD_FOR_ID}
-        name_source: dict[str, dict[str, str]] = {id_field: {} for id_field in NAME_FIELD_FOR_ID}
+        recent source that has them. A learned record names its own provider's field
+        (an OpenAI service account names nothing in an answer)."""
+        learned: dict[str, dict[str, Learned]] = {id_field: {} for id_field in ALL_ID_FIELDS}
+        # (alias table, id) -> the source whose name it has: each id counts once.
+        name_source: dict[tuple[str, str], str] = {}
         for source, records in (("history", history), ("discovered", discovered)):
             for record in records:
-                if record.id_field in learned:
+                fields = FIELD_SET_OF.get(record.provider)
+                if fields is not None and record.id_field in fields.name_field_for_id:
                     learned[record.id_field][record.id] = _merged(learned[record.id_field].get(record.id), record)
-                    name_source[record.id_field][record.id] = source
+                    name_source[(_TABLE_OF[record.id_field], record.id)] = source
         by_field: dict[str, dict[str, str]] = {
             id_field: {i: record.name for i, record in records.items()} for id_field, records in learned.items()
         }
-        for id_field, table in ALIAS_TABLE_FOR_ID.items():
+        for id_field, table in _TABLE_OF.items():
             for i, name in (aliases or {}).get(table, {}).items():
                 by_field[id_field][i] = name
-                name_source[id_field][i] = "aliases"
-        members = {
-            id_field: MappingProxyType({
-                i: _members(id_field, name, learned[id_field].get(i)) for i, name in names.items()
-            })
-            for id_field, names in by_field.items()
-        }
+                name_source[(table, i)] = "aliases"
         by_source = {source: 0 for source in SOURCES}
-        for sources in name_source.values():
-            for source in sources.values():
-                by_source[source] += 1
-        ids_by_name: dict[str, dict[str, tuple[str, ...]]] = {}
-        for id_field, names in by_field.items():
-            grouped: dict[str, list[str]] = {}
-            for i, name in names.items():
-                grouped.setdefault(name, []).append(i)
-            ids_by_name[id_field] = {name: tuple(ids) for name, ids in grouped.items()}
-        return cls(MappingProxyType({f: MappingProxyType(n) for f, n in by_field.items()}),
-                   MappingProxyType(members), MappingProxyType(by_source),
-                   MappingProxyType({f: MappingProxyType(n) for f, n in ids_by_name.items()}))
+        for source in name_source.values():
+            by_source[source] += 1
+        frozen_records = MappingProxyType({f: MappingProxyType(r) for f, r in learned.items()})
+        frozen_by_field = MappingProxyType({f: MappingProxyType(n) for f, n in by_field.items()})
+        return cls(frozen_by_field, _members_of(OPENAI_FIELDS, frozen_by_field, frozen_records),
+                   MappingProxyType(by_source), _ids_by_name(OPENAI_FIELDS, frozen_by_field),
+                   frozen_records)
+
+    def members_for(self, fields: FieldSet) -> Mapping[str, Mapping[str, Members]]:
+        """The members to insert beside each id of ``fields``' provider, made on first use."""
+        if fields is OPENAI_FIELDS:
+            return self.members
+        key = ("members", fields.provider)
+        made = self.cache.get(key)
+        if made is None:
+            made = self.cache[key] = _members_of(fields, self.by_field, self.records)
+        return made  # type: ignore[no-any-return]
+
+    def ids_by_name_for(self, fields: FieldSet) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
+        """For filters by name on ``fields``' provider: id field -> name -> its ids."""
+        if fields is OPENAI_FIELDS:
+            return self.ids_by_name
+        key = ("ids_by_name", fields.provider)
+        made = self.cache.get(key)
+        if made is None:
+            made = self.cache[key] = _ids_by_name(fields, self.by_field)
+        return made  # type: ignore[no-any-return]
 
     def count(self) -> int:
-        """How many ids have a name, over all fields."""
-        return sum(len(names) for names in self.by_field.values())
+        """How many ids have a name, over all fields (an id named by one alias table for
+        two providers' fields, a user in ``[users]``, counts once)."""
+        return len({(_TABLE_OF.get(f, f), i) for f, names in self.by_field.items() for i in names})
 
     def counts(self) -> dict[str, int]:
-        """How many ids have a name, per id field."""
-        return {id_field: len(self.by_field.get(id_field, {})) for id_field in NAME_FIELD_FOR_ID}
+        """How many ids have a name, per id field (of every provider)."""
+        return {id_field: len(self.by_field.get(id_field, {})) for id_field in ALL_ID_FIELDS}
 
 
 def _merged(old: Learned | None, new: Learned) -> Learned:
@@ -107,10 +140,36 @@ def _merged(old: Learned | None, new: Learned) -> Learned:
                       for k in Learned.__slots__})  # type: ignore[arg-type]
 
 
-def _members(id_field: str, name: str, record: Learned | None) -> Members:
-    members = [(NAME_FIELD_FOR_ID[id_field].encode(), encode_json_string(name))]
+def _members_of(fields: FieldSet, by_field: Mapping[str, Mapping[str, str]],
+                records: Mapping[str, Mapping[str, Learned]]) -> Mapping[str, Mapping[str, Members]]:
+    return MappingProxyType({
+        id_field: MappingProxyType({
+            i: _members(fields, id_field, name, records[id_field].get(i))
+            for i, name in by_field.get(id_field, {}).items()
+        })
+        for id_field in fields.name_field_for_id
+    })
+
+
+def _ids_by_name(fields: FieldSet, by_field: Mapping[str, Mapping[str, str]]
+                 ) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
+    """id field -> name -> every id known by that name, leaving out the ids that carry
+    the other provider's prefix (an alias table holds both providers' ids)."""
+    ids_by_name: dict[str, Mapping[str, tuple[str, ...]]] = {}
+    for id_field in fields.name_field_for_id:
+        foreign = fields.foreign_id_prefixes.get(id_field, ())
+        grouped: dict[str, list[str]] = {}
+        for i, name in by_field.get(id_field, {}).items():
+            if not (foreign and i.startswith(foreign)):
+                grouped.setdefault(name, []).append(i)
+        ids_by_name[id_field] = MappingProxyType({name: tuple(ids) for name, ids in grouped.items()})
+    return MappingProxyType(ids_by_name)
+
+
+def _members(fields: FieldSet, id_field: str, name: str, record: Learned | None) -> Members:
+    members = [(fields.name_field_for_id[id_field].encode(), encode_json_string(name))]
     if record is not None:
-        for added, attribute in EXTRA_FIELDS[id_field]:
+        for added, attribute in fields.extra_fields[id_field]:
             value = getattr(record, attribute)
             if value is not None:
                 members.append((added.encode(), encode_json_string(value)))
@@ -129,8 +188,10 @@ class CurrentNames:
 
     def __init__(self, source: str | None = None):
         self.aliases: Mapping[str, Mapping[str, str]] = {}
-        self.discovered: dict[tuple[str, str], Learned] = {}
-        self.history: dict[tuple[str, str], Learned] = {}
+        # (provider, id field, id) -> what was learned: both providers' discoveries, and
+        # the history, kept apart by provider.
+        self.discovered: dict[tuple[str, str, str], Learned] = {}
+        self.history: dict[tuple[str, str, str], Learned] = {}
         self.names: Names = NO_NAMES
         self.source = source  # the alias file, or None when there is none
         self.loaded_at: float | None = None  # when the alias file was loaded (POSIX time)
@@ -146,7 +207,7 @@ class CurrentNames:
 def diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]]) -> tuple[int, int, int]:
     """How many ids were added, removed and renamed between two alias maps."""
     added = removed = changed = 0
-    for table in ALIAS_TABLE_FOR_ID.values():
+    for table in ALIAS_TABLES:
         before, after = old.get(table, {}), new.get(table, {})
         added += sum(1 for i in after if i not in before)
         removed += sum(1 for i in before if i not in after)

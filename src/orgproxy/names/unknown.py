@@ -1,4 +1,5 @@
-"""Ids seen in responses that nobody could name: what to add to the alias file."""
+"""Ids seen in responses that nobody could name, from either provider: what to add to the
+alias file."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orgproxy.times import iso
-from orgproxy.fields import ALIAS_TABLE_FOR_ID
+from orgproxy.fields import ALIAS_TABLES, ID_FIELDS_FOR_TABLE
 from orgproxy.names.snapshot import Names
 
 # Ids kept at most: a flood of distinct ids must not grow memory without bound.
@@ -19,6 +20,7 @@ class Sighting:
     first_seen: float
     last_seen: float
     count: int
+    provider: str = "openai"  # whose answer carried it
 
 
 class UnknownIds:
@@ -30,8 +32,9 @@ class UnknownIds:
         self.dropped = 0  # distinct ids not kept because the limit was reached
 
     def record(self, occurrences: Mapping[tuple[str, str], int], unknown_ids: Mapping[str, str],
-               now: float) -> None:
-        """Note the unknown ones among a response's ids (``occurrences`` counts every id)."""
+               now: float, provider: str = "openai") -> None:
+        """Note the unknown ones among a response's ids (``occurrences`` counts every id;
+        ``provider`` is whose answer it was)."""
         for (id_field, id_value), times in occurrences.items():
             if unknown_ids.get(id_value) != id_field:
                 continue
@@ -40,7 +43,7 @@ class UnknownIds:
                 sighting.last_seen = now
                 sighting.count += times
             elif len(self.seen) < self.limit:
-                self.seen[(id_field, id_value)] = Sighting(now, now, times)
+                self.seen[(id_field, id_value)] = Sighting(now, now, times, provider)
             else:
                 self.dropped += 1
 
@@ -53,8 +56,8 @@ class UnknownIds:
     def report(self, names: Names) -> dict[str, Any]:
         return {
             "object": "list",
-            "data": [{"field": f, "id": i, "first_seen": iso(s.first_seen), "last_seen": iso(s.last_seen),
-                      "count": s.count} for f, i, s in self.unresolved(names)],
+            "data": [{"provider": s.provider, "field": f, "id": i, "first_seen": iso(s.first_seen),
+                      "last_seen": iso(s.last_seen), "count": s.count} for f, i, s in self.unresolved(names)],
             "dropped": self.dropped,
         }
 
@@ -63,8 +66,9 @@ class UnknownIds:
         lines = ["# Ids orgproxy saw but could not name. Write each name, uncomment the line,",
                  "# and paste the tables into the alias file."]
         rows = self.unresolved(names)
-        for id_field, table in ALIAS_TABLE_FOR_ID.items():
-            entries = [(i, s) for f, i, s in rows if f == id_field]
+        for table in ALIAS_TABLES:
+            fields = ID_FIELDS_FOR_TABLE[table]
+            entries = [(i, s) for f, i, s in rows if f in fields]
             if not entries:
                 continue
             lines += ["", f"[{table}]"]

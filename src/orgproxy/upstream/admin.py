@@ -22,11 +22,14 @@ from orgproxy.upstream.failures import describe_failure
 
 
 class AdminClient:
-    """GETs of one Admin API with one credential (sent only to ``base_url``)."""
+    """GETs of one Admin API with one credential (sent only to ``base_url``): OpenAI's
+    bearer token, or Anthropic's ``x-api-key`` with its ``anthropic-version``."""
 
     def __init__(self, reactor: IReactorTime, base_url: str, agent: IAgent,
-                 credential: Sequence[tuple[bytes, bytes]], timeout: float, max_response_bytes: int):
+                 credential: Sequence[tuple[bytes, bytes]], timeout: float, max_response_bytes: int,
+                 title: str = "OpenAI"):
         self.reactor = reactor
+        self.title = title  # what errors call the upstream
         self.base_url = base_url.rstrip("/")
         self.http = HTTPClient(agent)
         self.headers = {name: [value] for name, value in credential}
@@ -49,4 +52,4 @@ class AdminClient:
             return Failure(CancelledError())
         if failure.check(ProxyError):
             return failure
-        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes))
+        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes, self.title))

@@ -175,8 +175,9 @@ class Upstream:
     """Sends requests to one upstream base URL and reads whole, capped responses."""
 
     def __init__(self, reactor: IReactorTime, base_url: str, agent: IAgent, timeout: float,
-                 max_response_bytes: int):
+                 max_response_bytes: int, title: str = "OpenAI"):
         self.reactor = reactor
+        self.title = title  # what errors call the upstream
         self.base_url = base_url.rstrip("/").encode("ascii")
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
@@ -204,7 +205,7 @@ class Upstream:
             return Failure(CancelledError())  # the client went away: nobody to answer
         if failure.check(ProxyError):
             return failure
-        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes))
+        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes, self.title))
 
 
 def was_cancelled(failure: Failure) -> bool:

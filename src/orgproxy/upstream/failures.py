@@ -15,26 +15,27 @@ class ResponseTooLarge(Exception):
     """The upstream's body passed the size cap."""
 
 
-def describe_failure(failure: Failure, timeout: float, max_response_bytes: int) -> ProxyError:
-    """The OpenAI-shaped error for a failed upstream exchange; never the exception's text
-    when it might carry request details."""
+def describe_failure(failure: Failure, timeout: float, max_response_bytes: int,
+                     upstream: str = "OpenAI") -> ProxyError:
+    """The error for a failed exchange with ``upstream`` (its title: "OpenAI", "Anthropic");
+    never the exception's text when it might carry request details."""
     if failure.check(TimeoutError):
         return ProxyError(504, "upstream_timeout",
-                          f"OpenAI did not answer within {timeout:g} seconds.")
+                          f"{upstream} did not answer within {timeout:g} seconds.")
     if failure.check(ResponseTooLarge):
         return ProxyError(502, "upstream_response_too_large",
-                          f"OpenAI's response is larger than the proxy's limit of "
+                          f"{upstream}'s response is larger than the proxy's limit of "
                           f"{max_response_bytes} bytes (--max-response-bytes).", retry=False)
     if failure.check(DNSLookupError):
         return ProxyError(502, "upstream_unreachable", "The upstream's host name does not resolve.")
     if failure.check(ConnectError):
-        return ProxyError(502, "upstream_unreachable", "The proxy could not connect to OpenAI.")
+        return ProxyError(502, "upstream_unreachable", f"The proxy could not connect to {upstream}.")
     tls = _tls_error(failure)
     if tls is not None:
         return ProxyError(502, "upstream_tls_error",
                           f"TLS with the upstream failed: {tls}", retry=False)
     return ProxyError(502, "upstream_connection_lost",
-                      "The connection to OpenAI was lost before its answer was complete.")
+                      f"The connection to {upstream} was lost before its answer was complete.")
 
 
 def _tls_error(failure: Failure) -> str | None:

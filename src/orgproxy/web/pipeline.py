@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from orgproxy.body.amend import Amended, amend_valid_json
 from orgproxy.body.grouping import regroup
 from orgproxy.body.validate import is_json
+from orgproxy.fields import OPENAI_FIELDS, FieldSet
 from orgproxy.names.snapshot import Names
 from orgproxy.upstream.client import UpstreamResponse
 
@@ -50,17 +51,21 @@ def validate(response: UpstreamResponse) -> Answer:
     return Answer(response, response.body, labelled, labelled and is_json(response.body))
 
 
-def amend_names(answer: Answer, names: Names) -> Answer:
-    """A name beside every id of a valid JSON body, spliced into its own bytes."""
+def amend_names(answer: Answer, names: Names, fields: FieldSet = OPENAI_FIELDS,
+                named_nulls: Collection[str] = ()) -> Answer:
+    """A name beside every id (of the provider's ``fields``) of a valid JSON body,
+    spliced into its own bytes; a null id of a field in ``named_nulls`` (an answer grouped
+    by it) gets the provider's name for what that null stands for."""
     if answer.valid_json:
-        answer.amended = amend_valid_json(answer.body, names)
+        answer.amended = amend_valid_json(answer.body, names, fields, named_nulls)
         answer.body = answer.amended.body
     return answer
 
 
-def regroup_rows(answer: Answer, grouped: Collection[str], names: Names, replace_ids: bool) -> Answer:
+def regroup_rows(answer: Answer, grouped: Collection[str], names: Names, replace_ids: bool,
+                 fields: FieldSet = OPENAI_FIELDS) -> Answer:
     """Rows merged by name over the ``grouped`` id fields, and names written into the id
     fields when ``replace_ids``; the body as it was when neither applies."""
     if answer.amended is not None and (grouped or replace_ids):
-        answer.body = regroup(answer.body, grouped, names, replace_ids) or answer.body
+        answer.body = regroup(answer.body, grouped, names, replace_ids, fields) or answer.body
     return answer

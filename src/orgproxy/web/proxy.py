@@ -1,5 +1,9 @@
-"""The proxy leaf: everything under ``/v1/organization/`` goes upstream and comes back
-with names.
+"""The proxy leaf: everything under a provider's prefix (``/v1/organization/`` for
+OpenAI, ``/v1/organizations/`` for Anthropic) goes to that provider's upstream and comes
+back with names.
+
+One class serves both: the ``Provider`` it is given says where its paths start, which id
+fields it names, what its errors look like and what a cache key must hold.
 
 Twisted's traversal decodes each segment (``%2F``, ``%2e``) before this leaf is reached,
 so the leaf checks the raw request target itself: the path that was checked is the path
@@ -14,6 +18,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web import server
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
 from orgproxy.body.amend import UNKNOWN, Amended
@@ -22,7 +27,15 @@ from orgproxy.names.snapshot import CurrentNames, Names
 from orgproxy.ops import metrics
 from orgproxy.ops.logs import debug_enabled, log
 from orgproxy.paths import is_forwardable, split_uri
-from orgproxy.query import UnknownName, names_grouped_by, rewrite_group_by, rewrite_name_filters
+from orgproxy.providers import OPENAI, Provider
+from orgproxy.query import (
+    UnknownName,
+    bracket_arrays,
+    ids_grouped_by,
+    names_grouped_by,
+    rewrite_group_by,
+    rewrite_name_filters,
+)
 from orgproxy.upstream.cache import ResponseCache, cache_key
 from orgproxy.upstream.client import NOT_FORWARDED_TO_UPSTREAM, HeaderList, UpstreamResponse, end_to_end
 from orgproxy.web.pipeline import Answer, amend_names, regroup_rows, validate
@@ -32,8 +45,6 @@ from orgproxy.web.respond import method_of, printable, refuse, send_error
 UNKNOWN_IDS_LOGGED = 10
 # The status counted for a request whose client left before the answer (nginx's use).
 CLIENT_LEFT = 499
-# Request headers that choose what OpenAI answers, besides the credential and target.
-SCOPE_HEADERS = (b"openai-organization", b"openai-project")
 
 # Sends (method, path and query, headers, body) upstream.
 Forward = Callable[[bytes, bytes, HeaderList, "bytes | None"], "Deferred[UpstreamResponse]"]
@@ -73,31 +84,36 @@ class InFlight:
 
 
 class OrganizationProxy(Resource):
-    """Forwards what may be forwarded, and answers with names beside the ids."""
+    """Forwards what may be forwarded to ``provider``'s upstream (``forward``), and
+    answers with names beside the ids."""
 
     isLeaf = True
 
     def __init__(self, forward: Forward, current: CurrentNames, clock: IReactorTime, in_flight: InFlight,
                  on_unknown: Callable[[Amended], None], *, replace_ids: bool = False,
-                 cache: ResponseCache | None = None):
+                 cache: ResponseCache | None = None, provider: Provider = OPENAI):
         super().__init__()
         self.forward = forward
         self.current = current
         self.clock = clock
-        self.in_flight = in_flight
+        self.in_flight = in_flight  # shared by every provider's leaf: one limit, one drain
         self.on_unknown = on_unknown  # ids nobody could name: the report, discovery
         self.replace_ids = replace_ids
         self.cache = cache
+        self.provider = provider
+        self.upstream_seconds = metrics.upstream_seconds(provider.name)
 
     def render(self, request: server.Request) -> int:  # type: ignore[override]
         request.route = "proxy"  # type: ignore[attr-defined]
+        provider = self.provider
+        request.provider = provider.name  # type: ignore[attr-defined]
         path, query = split_uri(request.uri)
-        if not is_forwardable(path):
-            refuse(request, not_found())
+        if not is_forwardable(path, provider.prefix):
+            refuse(request, not_found(), provider)
         elif getattr(request, "body_too_large", False):
-            refuse(request, request_too_large(request.max_body))  # type: ignore[attr-defined]
+            refuse(request, request_too_large(request.max_body), provider)  # type: ignore[attr-defined]
         elif self.in_flight.full:
-            refuse(request, too_many_requests(self.in_flight.limit))
+            refuse(request, too_many_requests(self.in_flight.limit), provider)
         else:
             self.start(request, path, query)
         return server.NOT_DONE_YET
@@ -105,15 +121,24 @@ class OrganizationProxy(Resource):
     def start(self, request: server.Request, path: bytes, query: bytes | None) -> None:
         started = self.clock.seconds()
         names = self.current.names  # this request keeps this snapshot, whatever reloads happen
+        provider = self.provider
+        fields = provider.fields
         grouped: frozenset[str] = frozenset()
+        named_nulls: frozenset[str] = frozenset()
         target = path
         if query is not None:
             try:
-                upstream_query = rewrite_group_by(rewrite_name_filters(query, names.ids_by_name))
+                upstream_query = rewrite_group_by(
+                    rewrite_name_filters(query, names.ids_by_name_for(fields), fields), fields)
             except UnknownName as e:
-                refuse(request, unknown_name(e.param, e.name))
+                refuse(request, unknown_name(e.param, e.name), provider)
                 return
-            grouped = names_grouped_by(query)
+            if provider.array_params:
+                upstream_query = bracket_arrays(upstream_query, provider.array_params)
+            grouped = names_grouped_by(query, fields)
+            if fields.null_names:
+                # Grouped by workspace_id, Anthropic's null is the Default Workspace.
+                named_nulls = ids_grouped_by(upstream_query, fields.null_names)
             target = path + b"?" + upstream_query
         headers = request.requestHeaders
         has_body = headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")
@@ -122,7 +147,7 @@ class OrganizationProxy(Resource):
         finished = request.notifyFinish()
         self.in_flight.enter()
         forwarded = end_to_end(headers, NOT_FORWARDED_TO_UPSTREAM)
-        key = cache_key_for(request, target) if self.cache is not None and body is None else None
+        key = cache_key_for(request, target, provider) if self.cache is not None and body is None else None
         if key is None:
             exchange = self.forward(request.method, target, forwarded, body)
         else:
@@ -135,19 +160,33 @@ class OrganizationProxy(Resource):
         finished.addBoth(self.in_flight.leave)
         exchange.addCallback(answering.upstream_answered)
         exchange.addCallback(validate)
-        exchange.addCallback(amend_names, names)
+        exchange.addCallback(amend_names, names, fields, named_nulls)
         exchange.addCallback(answering.note_ids)
-        exchange.addCallback(regroup_rows, grouped, names, self.replace_ids)
+        exchange.addCallback(regroup_rows, grouped, names, self.replace_ids, fields)
         exchange.addCallbacks(answering.respond, answering.fail)
         exchange.addErrback(answering.bug)
 
 
-def cache_key_for(request: server.Request, target: bytes) -> bytes | None:
-    """Same credential, same organization and project headers, same target."""
+def cache_key_for(request: server.Request, target: bytes, provider: Provider = OPENAI) -> bytes | None:
+    """Same credential, same scope headers (OpenAI's organization and project, Anthropic's
+    version and betas), same target."""
     headers = request.requestHeaders
-    scope = b"\n".join(b",".join(headers.getRawHeaders(name, [])) for name in SCOPE_HEADERS)
-    return cache_key(request.method, headers.getRawHeaders(b"authorization", [None])[-1],
+    scope = b"\n".join(b",".join(headers.getRawHeaders(name, [])) for name in provider.scope_headers)
+    return cache_key(request.method, credential_of(headers, provider.credential_headers),
                      target + b"\n" + scope)
+
+
+def credential_of(headers: Headers, names: tuple[bytes, ...]) -> bytes | None:
+    """What the cache key hashes of the caller's credential: the header's value (OpenAI:
+    Authorization), or each header's, told apart (Anthropic: Authorization and x-api-key,
+    so that two callers who share one and differ in the other never share an answer);
+    None when none is sent."""
+    if len(names) == 1:
+        return headers.getRawHeaders(names[0], [None])[-1]
+    values = [headers.getRawHeaders(name, [None])[-1] for name in names]
+    if all(value is None for value in values):
+        return None
+    return b"\n".join(b"-" if value is None else b"+" + value for value in values)
 
 
 class Exchange:
@@ -169,7 +208,7 @@ class Exchange:
 
     def upstream_answered(self, response: UpstreamResponse) -> UpstreamResponse:
         self.upstream_done = self.proxy.clock.seconds()
-        metrics.UPSTREAM_SECONDS.observe(self.upstream_done - self.started)
+        self.proxy.upstream_seconds.observe(self.upstream_done - self.started)
         return response
 
     def note_ids(self, answer: Answer) -> Answer:
@@ -180,7 +219,7 @@ class Exchange:
                      " passed through untouched", method=method_of(self.request), path=printable(self.path))
         if amended is None:
             return answer
-        metrics.count_ids(amended.occurrences, amended.unknown_ids)
+        metrics.count_ids(amended.occurrences, amended.unknown_ids, self.proxy.provider.name)
         if amended.unknown_ids:
             self.proxy.on_unknown(amended)
         if debug_enabled():
@@ -205,14 +244,14 @@ class Exchange:
     def fail(self, failure: Failure) -> None:
         clock = self.proxy.clock
         if failure.check(CancelledError) or self.gone:
-            metrics.count_request("proxy", self.request.method, CLIENT_LEFT)
+            metrics.count_request("proxy", self.request.method, CLIENT_LEFT, self.proxy.provider.name)
             log.info("{method} {path}: the client left; the upstream request was cancelled",
                      method=method_of(self.request), path=printable(self.path))
             return None
         failure.trap(ProxyError)  # anything else is a bug, for bug() below
         error: ProxyError = failure.value
-        metrics.UPSTREAM_SECONDS.observe(clock.seconds() - self.started)
-        send_error(self.request, error)
+        self.proxy.upstream_seconds.observe(clock.seconds() - self.started)
+        send_error(self.request, error, self.proxy.provider)
         log.warn("{method} {path} -> {status} {code}: {message} (after {total_ms:.1f} ms)",
                  method=method_of(self.request), path=printable(self.path), status=error.status,
                  code=error.code, message=error.message, total_ms=(clock.seconds() - self.started) * 1000)

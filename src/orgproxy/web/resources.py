@@ -1,9 +1,11 @@
-"""The proxy's own small resources: directories whose missing children are OpenAI-shaped
-404s, an error page, ``/health``, ``/metrics`` and ``/orgproxy/unknown``."""
+"""The proxy's own small resources: directories whose missing children are 404s (in the
+shape of the provider whose paths they are among), an error page, ``/health``,
+``/metrics`` and ``/orgproxy/unknown``."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
@@ -38,7 +40,7 @@ class ErrorPage(Resource):
 
 class Directory(Resource):
     """A path segment with named children; anything else under it, and the directory
-    itself, is an OpenAI-shaped 404 (Twisted's own is an HTML page)."""
+    itself, is a JSON 404 (Twisted's own is an HTML page)."""
 
     def getChild(self, path: bytes, request: server.Request) -> IResource:
         return ErrorPage(not_found())
@@ -77,10 +79,13 @@ class Health(OwnPage):
 
     route = "health"
 
-    def __init__(self, current: CurrentNames, discovery: DiscoveryStatus | None):
+    def __init__(self, current: CurrentNames, discovery: DiscoveryStatus | None,
+                 providers: Mapping[str, tuple[str, DiscoveryStatus | None]] | None = None):
         super().__init__()
         self.current = current
-        self.discovery = discovery
+        self.discovery = discovery  # OpenAI's, shown as "discovery" as it always was
+        # provider name -> (its upstream, its discovery or None)
+        self.providers = providers or {}
 
     def answer(self, request: server.Request) -> bytes:
         current = self.current
@@ -102,8 +107,14 @@ class Health(OwnPage):
             "names_by_field": names.counts(),
             "names_by_source": dict(names.by_source),
             "aliases": aliases,
-            "discovery": self.discovery.status() if self.discovery is not None else {"enabled": False},
+            "discovery": _status(self.discovery),
+            "providers": {name: {"upstream": upstream, "discovery": _status(discovery)}
+                          for name, (upstream, discovery) in self.providers.items()},
         })
+
+
+def _status(discovery: DiscoveryStatus | None) -> dict[str, Any]:
+    return discovery.status() if discovery is not None else {"enabled": False}
 
 
 class MetricsPage(OwnPage):

@@ -7,11 +7,13 @@ from twisted.web import server
 from orgproxy.errors import ProxyError
 from orgproxy.ops.logs import log
 from orgproxy.paths import split_uri
+from orgproxy.providers import Provider, provider_for_path
 
 
-def send_error(request: server.Request, error: ProxyError) -> None:
-    """Answer with one of the proxy's own errors, and finish."""
-    body = error.body()
+def send_error(request: server.Request, error: ProxyError, provider: Provider | None = None) -> None:
+    """Answer with one of the proxy's own errors, and finish: in the shape of ``provider``
+    (by default, of the provider whose paths the request's is among)."""
+    body = (provider or provider_for_path(split_uri(request.uri)[0])).error_body(error)
     request.setResponseCode(error.status)
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"content-length", b"%d" % len(body))
@@ -23,9 +25,9 @@ def send_error(request: server.Request, error: ProxyError) -> None:
     request.finish()
 
 
-def refuse(request: server.Request, error: ProxyError) -> None:
+def refuse(request: server.Request, error: ProxyError, provider: Provider | None = None) -> None:
     """Answer with ``error`` and log one line for it (never the query, never headers)."""
-    send_error(request, error)
+    send_error(request, error, provider)
     log.info("{method} {path} -> {status} {code}", method=method_of(request),
              path=path_of(request), status=error.status, code=error.code)
 

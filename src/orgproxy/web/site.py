@@ -37,8 +37,10 @@ class CappedRequest(server.Request):
     # Twisted would label a body-less answer text/html; the proxy adds no content type
     # the upstream did not send, and its own answers say theirs.
     defaultContentType = None
-    # The route the request took, as metrics name it (each resource sets its own).
+    # The route the request took, as metrics name it (each resource sets its own), and
+    # the provider whose proxy answered it (set by the proxy leaves).
     route = "other"
+    provider = metrics.NO_PROVIDER
 
     def gotLength(self, length: int | None) -> None:
         self.content = BytesIO()
@@ -107,15 +109,19 @@ class OrgproxySite(server.Site):
     def log(self, request: server.Request) -> None:
         # Twisted's access log is replaced by the proxy's own line per request (no query
         # strings, and what the proxy did); here each finished request is counted.
-        metrics.count_request(getattr(request, "route", "other"), request.method, request.code)
+        metrics.count_request(getattr(request, "route", "other"), request.method, request.code,
+                              getattr(request, "provider", metrics.NO_PROVIDER))
 
 
 def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport,
-              allow: AllowList | None, client_token: bytes | None, reactor: IReactorTime) -> OrgproxySite:
+              allow: AllowList | None, client_token: bytes | None, reactor: IReactorTime,
+              anthropic_proxy: IResource | None = None) -> OrgproxySite:
     """The whole tree, behind the access guard:
 
-    ``/health``, ``/metrics``, ``/orgproxy/unknown``, and ``/v1/organization/...`` (the
-    proxy); every other path an OpenAI-shaped 404.
+    ``/health``, ``/metrics``, ``/orgproxy/unknown``, ``/v1/organization/...`` (the
+    proxy to OpenAI) and ``/v1/organizations/...`` (the proxy to Anthropic, another leaf
+    of the same class); every other path a 404 (Anthropic-shaped under
+    ``/v1/organizations``, OpenAI-shaped elsewhere).
     """
     root = Directory()
     root.putChild(b"health", health)
@@ -125,6 +131,8 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
     root.putChild(b"orgproxy", own)
     v1 = Directory()
     v1.putChild(b"organization", proxy)
+    if anthropic_proxy is not None:
+        v1.putChild(b"organizations", anthropic_proxy)
     root.putChild(b"v1", v1)
     # The reactor drives the connections' idle timeouts.
     return OrgproxySite(AccessGuard(root, allow, client_token), reactor=reactor)
