@@ -11,6 +11,7 @@ from twisted.logger import globalLogPublisher
 
 from tests.support.answers import AUTH, TOKEN
 from tests.support.daemon import Daemon
+from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.memory import InMemoryProxy
 from tests.support.tcp_upstream import FakeUpstream
@@ -65,12 +66,20 @@ def fake() -> FakeOpenAI:
 
 
 @pytest.fixture
-def make_proxy(fake: FakeOpenAI, tmp_path: Path) -> Iterator[Callable[..., InMemoryProxy]]:
-    """orgproxy in memory in front of ``fake``: ``make_proxy("--aliases", path, ...)``."""
+def fake_anthropic() -> FakeAnthropic:
+    """An in-memory Anthropic Admin API, serving a sample organization built from its examples."""
+    return FakeAnthropic()
+
+
+@pytest.fixture
+def make_proxy(fake: FakeOpenAI, fake_anthropic: FakeAnthropic, tmp_path: Path
+               ) -> Iterator[Callable[..., InMemoryProxy]]:
+    """orgproxy in memory in front of ``fake`` (and ``fake_anthropic``, for /v1/organizations/):
+    ``make_proxy("--aliases", path, ...)``."""
     made: list[InMemoryProxy] = []
 
     def make(*args: str, environ: dict[str, str] | None = None) -> InMemoryProxy:
-        proxy = InMemoryProxy(fake, tmp_path / "state", args, environ)
+        proxy = InMemoryProxy(fake, tmp_path / "state", args, environ, anthropic=fake_anthropic)
         made.append(proxy)
         return proxy
     yield make

@@ -75,7 +75,7 @@ _WHAT = {"api_key_names": "API key", "project_names": "project", "user_names": "
 
 def unknown_name(param: str, name: str) -> ProxyError:
     return ProxyError(400, "unknown_name",
-                      f"No {_WHAT.get(param, 'id')} is known by the name {name!r}. The request was not sent:"
+                      f"No {_WHAT.get(param, 'id')} is known by the name {name!r} ({param}). The request was not sent:"
                       " without this filter it would return everyone's data.",
                       type="invalid_request_error", param=param, retry=False)
 

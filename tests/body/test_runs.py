@@ -22,7 +22,9 @@ from orgproxy.body.amend import (
     _amend_runs,
     amend_json,
     is_json,
+    spelling_for,
 )
+from orgproxy.fields import ANTHROPIC_FIELDS
 from orgproxy.ops.memory import keep_large_buffers
 from orgproxy.names.snapshot import Names
 from orgproxy.body.runs import id_member_runs
@@ -215,3 +217,54 @@ def test_cut_spells_lengths_of_many_digits_and_slices_beyond_them() -> None:
         assert runs.cut(body, bounds) == expected
     finally:
         runs._DIGITS = digits
+
+
+# --- another provider's field set -----------------------------------------------------------
+
+ANTHROPIC_NAMES = Names.from_aliases({"api_keys": {"apikey_a": "billing"}, "workspaces": {"wrkspc_a": "Billing"},
+                                      "users": {"user_a": "Jane"}, "service_accounts": {"svac_a": "bot"}})
+
+
+def anthropic_page(rows: int, near_miss: str, **dumps: Any) -> bytes:
+    """A messages report page (Anthropic's field order) whose rows carry a near miss of
+    ``service_account_id`` beside it."""
+    rnd = random.Random(3)
+    results = [{"account_id": rnd.choice(["user_a", "user_b", None]), "api_key_id": rnd.choice(["apikey_a", None]),
+                near_miss: "svac_a", "output_tokens": rnd.randint(0, 999),
+                "service_account_id": rnd.choice(["svac_a", "svac_b", None]),
+                "workspace_id": rnd.choice(["wrkspc_a", None])} for _ in range(rows)]
+    page = {"data": [{"ending_at": "2026-08-02T00:00:00Z", "results": results,
+                      "starting_at": "2026-08-01T00:00:00Z"}], "has_more": False, "next_page": None}
+    return json.dumps(page, **dumps).encode()
+
+
+@pytest.mark.parametrize("near_miss", ["service_XXcount_id", "service_accounX_id", "sErvice_account_id"])
+@pytest.mark.parametrize("named_nulls", [frozenset(), frozenset({"workspace_id", "api_key_id"})])
+def test_anthropic_fields_take_the_array_route_exactly_a_long_id_field_included(
+        near_miss: str, named_nulls: frozenset[str]) -> None:
+    # service_account_id has 18 letters: past the two 8-byte words, its middle is checked
+    # too, so a string differing only there (service_XXcount_id) is no id member.
+    spelling = spelling_for(ANTHROPIC_FIELDS, named_nulls)
+    body = anthropic_page(500, near_miss, indent=2)
+    assert len(body) >= RUNS_MIN_BYTES
+
+    runs = id_member_runs(body, spelling.table)
+    routed = _amend_runs(body, ANTHROPIC_NAMES, spelling)
+
+    assert runs is not None and routed is not None
+    assert not any(near_miss.encode() in body[start:end]
+                   for start, end in zip(runs[0::2].tolist(), runs[1::2].tolist()))
+    known = ANTHROPIC_NAMES.members_for(ANTHROPIC_FIELDS)
+    same_result(routed, _amend_exact(body, known, spelling))
+    same_result(routed, _amend_fast(body, known, None, spelling))
+    assert routed.body.count(b'"service_account_name": "bot"') == body.count(b'"service_account_id": "svac_a"')
+    defaults = routed.body.count(b'"workspace_name": "Default"')
+    assert defaults == (body.count(b'"workspace_id": null') if named_nulls else 0)
+
+
+def test_openai_s_spelling_names_only_openai_s_fields_in_the_same_page() -> None:
+    body = anthropic_page(500, "service_XXcount_id")
+    routed = _amend_runs(body, ANTHROPIC_NAMES)  # OpenAI's spelling, the default
+    assert routed is not None
+    assert routed.body.count(b'"api_key_name"') == body.count(b'"api_key_id"')
+    assert not any(name in routed.body for name in (b"workspace_name", b"account_name", b"service_account_name"))

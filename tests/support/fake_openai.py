@@ -126,7 +126,12 @@ class FakeOpenAI(Resource):
                             request.content.read())
         self.received.append(received)
         request.notifyFinish().addErrback(lambda _: self.abandoned.append(received))
-        return self.behaviours.get(received.path, serve_example)(request, received)
+        behaviour = self.behaviours.get(received.path)
+        return behaviour(request, received) if behaviour is not None else self.fallback(request, received)
+
+    def fallback(self, request: server.Request, received: Received) -> bytes | int:
+        """What a path with no behaviour of its own gets: the spec's example."""
+        return serve_example(request, received)
 
     def last(self) -> Received:
         return self.received[-1]

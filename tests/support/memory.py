@@ -1,5 +1,6 @@
 """orgproxy in memory: the site ``makeService`` builds, driven by treq's in-memory agent,
-in front of an in-memory fake upstream, on a clock the test moves by hand.
+in front of in-memory fake upstreams (OpenAI's, and Anthropic's at another host), on a
+clock the test moves by hand.
 
     proxy = InMemoryProxy(FakeOpenAI(), tmp_path, ["--aliases", str(aliases)])
     answer = proxy.get("/v1/organization/costs?start_time=1")
@@ -24,8 +25,8 @@ from twisted.internet.address import IPv4Address
 import treq
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
-from twisted.web.resource import IResource
-from twisted.web.server import Site
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site
 
 from orgproxy.tap import Options, OrgproxyService, makeService
 from orgproxy.upstream.client import BytesProducer
@@ -33,6 +34,21 @@ from tests.support.answers import AUTH, Answer
 
 PROXY_URL = b"http://orgproxy.test"
 UPSTREAM_URL = "http://openai.test"
+ANTHROPIC_URL = "http://anthropic.test"
+
+
+class ByHost(Resource):
+    """The upstreams, one resource per host name: every upstream call of the daemon goes
+    through one in-memory agent, and the Host it asked for picks the fake that answers."""
+
+    isLeaf = True
+
+    def __init__(self, by_host: Mapping[bytes, IResource]):
+        super().__init__()
+        self.by_host = by_host
+
+    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
+        return self.by_host[request.getRequestHostname()].render(request)
 
 
 class SiteAgent(RequestTraversalAgent):
@@ -51,12 +67,15 @@ class InMemoryProxy:
     """makeService's tree, in memory, in front of ``upstream`` (a fake as a resource)."""
 
     def __init__(self, upstream: IResource, state_dir: Path, args: Sequence[str] = (),
-                 environ: Mapping[str, str] | None = None):
+                 environ: Mapping[str, str] | None = None, anthropic: IResource | None = None):
         self.clock = MemoryReactorClock()
-        self.upstream_agent = RequestTraversalAgent(upstream)
+        hosts = {b"openai.test": upstream}
+        if anthropic is not None:
+            hosts[b"anthropic.test"] = anthropic
+        self.upstream_agent = RequestTraversalAgent(ByHost(hosts))
         self.options = Options(environ={} if environ is None else environ)
-        self.options.parseOptions(["--upstream", UPSTREAM_URL, "--state-dir", str(state_dir), "--watch", "off",
-                                   *args])
+        self.options.parseOptions(["--upstream", UPSTREAM_URL, "--anthropic-upstream", ANTHROPIC_URL,
+                                   "--state-dir", str(state_dir), "--watch", "off", *args])
         self.service: OrgproxyService = makeService(self.options, reactor=self.clock, agent=self.upstream_agent)
         self.client = SiteAgent(self.service.site)
         self.raw_connections: list[RawExchange] = []

@@ -7,20 +7,21 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from orgproxy.body.jsonvalues import is_number
-from orgproxy.fields import ID_FIELD_FOR_NAME
+from orgproxy.fields import ALL_ID_FIELDS_FOR_NAME
+from orgproxy.report.apis import OPENAI_REPORTS, Reports
 
 Group = tuple[Any, ...]
 
 
 @dataclass
 class Report:
-    kind: str  # "costs" or "usage/completions"
+    kind: str  # "costs" or "usage/completions" (Anthropic's: "usage/messages")
     since: date
     until: date
     by: list[str]
     # (day, group) -> measure -> amount
     days: dict[tuple[str, Group], dict[str, float]] = field(default_factory=dict)
+    api: Reports = OPENAI_REPORTS  # whose report: how its rows are read
 
     @property
     def measures(self) -> list[str]:
@@ -34,18 +35,16 @@ class Report:
         group = tuple(group_value(row, field_) for field_ in self.by)
         values = self.days.setdefault((day, group), {})
         if self.kind == "costs":
-            amount = row.get("amount") or {}
-            values["cost"] = values.get("cost", 0.0) + float(amount.get("value") or 0)
+            values["cost"] = values.get("cost", 0.0) + self.api.cost(row)
             return
-        for name, value in row.items():
-            if is_number(value):
-                values[name] = values.get(name, 0) + value
+        for name, value in self.api.measures(row).items():
+            values[name] = values.get(name, 0) + value
 
     def main_measure(self, values: dict[str, float]) -> float:
         """What groups are ranked by: dollars, or input + output tokens."""
         if self.kind == "costs":
             return values.get("cost", 0.0)
-        return values.get("input_tokens", 0) + values.get("output_tokens", 0)
+        return self.api.tokens(values)
 
     def totals(self) -> list[tuple[Group, dict[str, float]]]:
         """Every group's sums over the days, the largest main measure first."""
@@ -61,7 +60,7 @@ def group_value(row: dict[str, Any], by: str) -> Any:
     """The row's value for a --by field; a name nobody knew is told apart by its id, as
     orgproxy keeps the rows of unknown ids apart."""
     value = row.get(by)
-    id_field = ID_FIELD_FOR_NAME.get(by)
+    id_field = ALL_ID_FIELDS_FOR_NAME.get(by)
     if value == "unknown" and id_field and isinstance(row.get(id_field), str):
         return f"unknown ({row[id_field]})"
     return value

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from orgproxy.report.apis import OPENAI_REPORTS, Reports
 from orgproxy.report.errors import ReportError
 from orgproxy.report.progress import Progress
 
@@ -24,10 +25,11 @@ class Fetcher:
     admin_key: str
     pages: int = 0
     progress: Progress | None = None
+    api: Reports = OPENAI_REPORTS  # whose headers carry the key: OpenAI's bearer, Anthropic's x-api-key
 
     def get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
         url = self.proxy.rstrip("/") + path + "?" + urlencode(query)
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.admin_key}"})
+        request = urllib.request.Request(url, headers=self.api.headers(self.admin_key))
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 body = response.read()
@@ -63,7 +65,7 @@ class Fetcher:
 
 
 def error_message(body: bytes) -> str:
-    """OpenAI's (or orgproxy's) ``error.message``, else the start of whatever came."""
+    """OpenAI's, Anthropic's (or orgproxy's) ``error.message``, else the start of whatever came."""
     try:
         return str(json.loads(body)["error"]["message"])
     except (ValueError, KeyError, TypeError):

@@ -1,0 +1,368 @@
+"""An in-memory stand-in for Anthropic's Admin API (``/v1/organizations/...``), built from the
+example bodies in ``tests/fixtures/anthropic-admin-api/`` and the rules its reference states:
+
+- lists (``api_keys``, ``users``, ``workspaces``) page by id: ``limit`` (1..1000, default 20),
+  ``after_id`` / ``before_id``, answering ``{"data", "has_more", "first_id", "last_id"}``; the
+  fake never answers more than ``org.page_size`` items, so a walk needs several pages;
+- ``workspaces`` lists archived workspaces only with ``include_archived=true``, and never the
+  Default Workspace;
+- ``api_keys`` filters by ``status`` and ``workspace_id``; whether the list without a status
+  holds every status is not documented, so ``org.unfiltered_key_statuses`` says (None: all);
+- the reports (``usage_report/messages``, ``cost_report``) are made from a ledger of usage and
+  cost entries: one bucket per day from ``starting_at`` (``bucket_width=1d``), empty days
+  included, ``limit`` buckets a page (default 7, at most 31), paged by token (``page=<next_page>``,
+  a token ending in ``=``); rows grouped by the ``group_by[]`` dimensions, every other dimension
+  null; the Console's usage has a null ``api_key_id`` and the Default Workspace's a null
+  ``workspace_id`` even when grouped by them; cost ``amount`` is a decimal string in cents;
+- arrays only in the bracket spelling (``group_by[]=a``): whether Anthropic reads ``group_by=a``
+  is not documented, so the fake refuses it, the strict reading;
+- errors in Anthropic's shape, ``{"type": "error", "error": {"type", "message"}, "request_id"}``.
+
+Every request is recorded as it arrived (``received``), as by ``FakeOpenAI``, whose ``on(path,
+behaviour)`` overrides a path here too.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from twisted.web import server
+
+from tests.support.fake_openai import FakeOpenAI, Received
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "anthropic-admin-api"
+PREFIX = "/v1/organizations"
+API_KEYS = PREFIX + "/api_keys"
+WORKSPACES = PREFIX + "/workspaces"
+USERS = PREFIX + "/users"
+MESSAGES = PREFIX + "/usage_report/messages"
+COSTS = PREFIX + "/cost_report"
+# The Admin API key discovery is given in the tests; it must never show up in logs or errors.
+ADMIN_KEY = "sk-ant-admin01-TEST-never-logged-7d1e"
+
+# Ids of the sample organization, for tests to refer to.
+BILLING = "wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ"  # active
+PLATFORM = "wrkspc_01XYZ789ABC123DEF456MNO"  # archived: listed only with include_archived=true
+RESEARCH = "wrkspc_01CONSTRUCTEDresearch00"  # active, no usage
+DEFAULT_WORKSPACE = "wrkspc_01CONSTRUCTEDdefault00000"  # never listed; null in reports
+BILLING_KEY = "apikey_01Rj2N8SVvo6BePZj99NhmiT"  # "billing-batch-prod", active
+BILLING_KEY_OLD = "apikey_01CONSTRUCTEDrotated0000"  # "billing-batch-prod" too, expired (2026-08 shape)
+LEGACY_KEY = "apikey_01ABC123DEF456GHI789JKL"  # archived, of the Default Workspace
+PERSONAL_KEY = "apikey_01CONSTRUCTEDpersonal000"  # a user's key, scoped to the organization
+BOT_KEY = "apikey_01CONSTRUCTEDsvcacct0000"  # a service account's key, inactive
+JANE_DOE = "user_01WCz1FkmYMm4gnmykNKUu3Q"
+JANE_SMITH = "user_01XyDMpzjS89pFZXqSFUBDr6"
+ZOE = "user_01CONSTRUCTEDzoe000000000"
+BOT = "svac_01Hk3R9TWxq7CfQak00OiVw4"
+
+MESSAGE_DIMENSIONS = ("api_key_id", "workspace_id", "model", "service_tier", "context_window", "inference_geo",
+                      "account_id", "service_account_id")
+COST_DIMENSIONS = ("workspace_id", "description")
+# What grouping by description fills in besides the description.
+DESCRIBED = ("cost_type", "model", "service_tier", "token_type", "context_window", "inference_geo")
+MESSAGE_FILTERS = {"api_key_ids[]": "api_key_id", "workspace_ids[]": "workspace_id", "account_ids[]": "account_id",
+                   "service_account_ids[]": "service_account_id", "models[]": "model"}
+ARRAYS = ("group_by", *(name.removesuffix("[]") for name in MESSAGE_FILTERS))
+
+
+def example(name: str) -> bytes:
+    return (EXAMPLES / name).read_bytes()
+
+
+def example_json(name: str) -> Any:
+    return json.loads(example(name))
+
+
+def anthropic_error(status: int, message: str) -> dict[str, Any]:
+    """Anthropic's error body for a status (the types of its "Errors" page)."""
+    kinds = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+             404: "not_found_error", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+    return {"type": "error", "error": {"type": kinds.get(status, "api_error"), "message": message},
+            "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"}
+
+
+# --- the organization, from the examples' items ------------------------------------------------
+
+def workspace(id: str, name: str, archived: bool = False) -> dict[str, Any]:
+    item = copy.deepcopy(example_json("get_organizations_workspaces.response.json")["data"][0])
+    item.update(id=id, name=name, archived_at="2026-07-01T00:00:00Z" if archived else None)
+    return item
+
+
+def api_key(template: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    item = copy.deepcopy(template)
+    item.update(changes)
+    return item
+
+
+def user(id: str, name: str, email: str) -> dict[str, Any]:
+    item = copy.deepcopy(example_json("get_organizations_users.response.json")["data"][0])
+    item.update(id=id, name=name, email=email)
+    return item
+
+
+@dataclass
+class AnthropicOrg:
+    workspaces: list[dict[str, Any]]  # items as the list answers them; archived ones have archived_at
+    api_keys: list[dict[str, Any]]  # items in either shape the API has shown
+    users: list[dict[str, Any]]
+    # {"day": "YYYY-MM-DD", the dimensions (missing: null), "uncached_input_tokens", "output_tokens",
+    #  "cache_read_input_tokens", "cache_creation": {...}, "web_search_requests"}
+    usage: list[dict[str, Any]] = field(default_factory=list)
+    # {"day", "workspace_id", "description", "amount": "<cents>", and what DESCRIBED names}
+    costs: list[dict[str, Any]] = field(default_factory=list)
+    page_size: int = 2  # the most items a list page holds, whatever the limit
+    unfiltered_key_statuses: frozenset[str] | None = None  # None: a list without status holds every key
+
+
+def sample_anthropic_org() -> AnthropicOrg:
+    """A ready organization, a fresh copy on every call: three workspaces (one archived),
+    five keys of every status in both item shapes (two sharing a name), three users, and a
+    few days of usage and costs (with Console usage and the Default Workspace's)."""
+    kinds = {item["id"]: item for item in
+             example_json("get_organizations_api_keys.CONSTRUCTED-key-types.response.json")["data"]}
+    old_shape = example_json("get_organizations_api_keys.variant-2026-08-principal-id-type.response.json")["data"][0]
+    usage = [
+        {"day": "2026-08-01", "api_key_id": BILLING_KEY, "workspace_id": BILLING, "model": "claude-opus-4-6",
+         "uncached_input_tokens": 15800, "output_tokens": 3100, "cache_read_input_tokens": 5400,
+         "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 1200}},
+        {"day": "2026-08-01", "api_key_id": None, "workspace_id": None, "model": "claude-sonnet-5",
+         "uncached_input_tokens": 950, "output_tokens": 410},  # the Console, in the Default Workspace
+        {"day": "2026-08-01", "api_key_id": BILLING_KEY_OLD, "workspace_id": BILLING, "model": "claude-opus-4-6",
+         "uncached_input_tokens": 100, "output_tokens": 20},
+        {"day": "2026-08-03", "api_key_id": LEGACY_KEY, "workspace_id": None, "model": "claude-sonnet-5",
+         "uncached_input_tokens": 21000, "output_tokens": 7300, "cache_read_input_tokens": 12000,
+         "cache_creation": {"ephemeral_1h_input_tokens": 2000, "ephemeral_5m_input_tokens": 0},
+         "web_search_requests": 3},
+        {"day": "2026-08-03", "api_key_id": PERSONAL_KEY, "workspace_id": None, "account_id": JANE_SMITH,
+         "model": "claude-opus-4-6", "uncached_input_tokens": 40, "output_tokens": 9},
+        {"day": "2026-08-03", "api_key_id": BOT_KEY, "workspace_id": PLATFORM, "service_account_id": BOT,
+         "model": "claude-opus-4-6", "uncached_input_tokens": 500, "output_tokens": 60},
+    ]
+    costs = [
+        {"day": "2026-08-01", "workspace_id": BILLING, "description": "Claude Opus 4.6 Usage - Input Tokens",
+         "amount": "1520.4417", "cost_type": "tokens", "model": "claude-opus-4-6", "service_tier": "standard",
+         "token_type": "uncached_input_tokens", "context_window": "0-200k", "inference_geo": "global"},
+        {"day": "2026-08-01", "workspace_id": BILLING, "description": "Web Search Usage", "amount": "0.01",
+         "cost_type": "web_search"},
+        {"day": "2026-08-01", "workspace_id": None, "description": "Claude Sonnet 5 Usage - Output Tokens",
+         "amount": "87.5", "cost_type": "tokens", "model": "claude-sonnet-5", "service_tier": "standard",
+         "token_type": "output_tokens", "context_window": "0-200k", "inference_geo": "global"},
+        {"day": "2026-08-03", "workspace_id": PLATFORM, "description": "Claude Opus 4.6 Usage - Input Tokens",
+         "amount": "123.78912", "cost_type": "tokens", "model": "claude-opus-4-6", "service_tier": "batch",
+         "token_type": "uncached_input_tokens", "context_window": "0-200k", "inference_geo": "global"},
+    ]
+    return AnthropicOrg(
+        workspaces=[workspace(BILLING, "Billing"), workspace(PLATFORM, "Platform", archived=True),
+                    workspace(RESEARCH, "Research")],
+        api_keys=[
+            kinds[BILLING_KEY],
+            api_key(old_shape, id=BILLING_KEY_OLD, name="billing-batch-prod", status="expired",
+                    partial_key_hint="sk-ant-api03-Old...x9QA"),
+            kinds[LEGACY_KEY], kinds[PERSONAL_KEY], kinds[BOT_KEY],
+        ],
+        users=[user(JANE_DOE, "Jane Doe", "user@emaildomain.com"), user(JANE_SMITH, "Jane Smith", "jane@example.com"),
+               user(ZOE, "Zoë Ångström", "zoe@example.com")],
+        usage=usage, costs=costs,
+    )
+
+
+# --- the fake -----------------------------------------------------------------------------------
+
+class BadRequest(Exception):
+    """A request the API refuses with 400 invalid_request_error."""
+
+
+class FakeAnthropic(FakeOpenAI):
+    """Every path answered: by a behaviour set with ``on``, else by the organization's lists
+    and reports, else by the example for the path, else a 404 in Anthropic's shape."""
+
+    def __init__(self, org: AnthropicOrg | None = None) -> None:
+        super().__init__()
+        self.org = org or sample_anthropic_org()
+        self.answered: list[bytes] = []  # every body the organization's routes and examples sent
+
+    def fallback(self, request: server.Request, received: Received) -> bytes | int:
+        path, _, query = received.target.decode("latin-1").partition("?")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        routes = {API_KEYS: self.list_api_keys, WORKSPACES: self.list_workspaces, USERS: self.list_users,
+                  MESSAGES: self.messages_report, COSTS: self.cost_report}
+        route = routes.get(path) if received.method == b"GET" else None
+        try:
+            if route is not None:
+                status, body = 200, route(pairs)
+            else:
+                status, body = self.example_for(received.method.decode(), path)
+        except BadRequest as e:
+            status, body = 400, anthropic_error(400, str(e))
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"request-id", b"req_011CSHoEeqs5C35K2UUqR7Fy")
+        self.answered.append(json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8"))
+        return self.answered[-1]
+
+    def example_for(self, method: str, path: str) -> tuple[int, Any]:
+        name = f"{method.lower()}_{path.removeprefix('/v1/').replace('/', '_')}.response.json"
+        if (EXAMPLES / name).exists():
+            return 200, example_json(name)
+        return 404, anthropic_error(404, "The requested resource could not be found.")
+
+    # --- lists ----------------------------------------------------------------------------------
+
+    def list_api_keys(self, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+        query = dict(pairs)
+        keys = self.org.api_keys
+        if "status" in query:
+            keys = [k for k in keys if k["status"] == query["status"]]
+        elif self.org.unfiltered_key_statuses is not None:
+            keys = [k for k in keys if k["status"] in self.org.unfiltered_key_statuses]
+        if "workspace_id" in query:
+            keys = [k for k in keys if k.get("workspace_id") == query["workspace_id"]]
+        return self.page_of(keys, query)
+
+    def list_workspaces(self, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+        query = dict(pairs)
+        archived_too = query.get("include_archived") == "true"
+        return self.page_of([w for w in self.org.workspaces if archived_too or w["archived_at"] is None], query)
+
+    def list_users(self, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+        return self.page_of(self.org.users, dict(pairs))
+
+    def page_of(self, items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
+        limit = _number(query.get("limit", "20"), "limit", 1, 1000)
+        take = min(limit, self.org.page_size)
+        ids = [item["id"] for item in items]
+        for cursor in ("after_id", "before_id"):
+            if cursor in query and query[cursor] not in ids:
+                raise BadRequest(f"{cursor}: no such id")
+        if "before_id" in query:
+            end = ids.index(query["before_id"])
+            page, more = items[max(0, end - take):end], end - take > 0
+        else:
+            start = ids.index(query["after_id"]) + 1 if "after_id" in query else 0
+            page, more = items[start:start + take], start + take < len(items)
+        return {"data": page, "first_id": page[0]["id"] if page else None, "has_more": more,
+                "last_id": page[-1]["id"] if page else None}
+
+    # --- reports --------------------------------------------------------------------------------
+
+    def messages_report(self, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+        grouped, filters = _arrays(pairs, MESSAGE_DIMENSIONS)
+        entries = [e for e in self.org.usage
+                   if all(e.get(MESSAGE_FILTERS[name]) in wanted for name, wanted in filters.items())]
+
+        def rows(day_entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out: dict[tuple[Any, ...], dict[str, Any]] = {}
+            for e in day_entries:
+                key = tuple(e.get(d) for d in grouped)
+                row = out.setdefault(key, _message_row({d: e.get(d) for d in grouped}))
+                row["uncached_input_tokens"] += e.get("uncached_input_tokens", 0)
+                row["output_tokens"] += e.get("output_tokens", 0)
+                row["cache_read_input_tokens"] += e.get("cache_read_input_tokens", 0)
+                for name, value in e.get("cache_creation", {}).items():
+                    row["cache_creation"][name] += value
+                row["server_tool_use"]["web_search_requests"] += e.get("web_search_requests", 0)
+            return list(out.values())
+        return _paged_buckets(dict(pairs), entries, rows)
+
+    def cost_report(self, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+        grouped, filters = _arrays(pairs, COST_DIMENSIONS)
+        if filters:
+            raise BadRequest("the cost report has no id filters")
+
+        def rows(day_entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out: dict[tuple[Any, ...], dict[str, Any]] = {}
+            for e in day_entries:
+                key = tuple(e.get(d) for d in grouped)
+                row = out.get(key)
+                if row is None:
+                    row = out[key] = {"amount": "0", "context_window": None, "cost_type": None, "currency": "USD",
+                                      "description": None, "inference_geo": None, "model": None,
+                                      "service_tier": None, "token_type": None, "workspace_id": None}
+                    row.update({d: e.get(d) for d in grouped})
+                    if "description" in grouped:
+                        row.update({d: e.get(d) for d in DESCRIBED})
+                row["amount"] = format(Decimal(row["amount"]) + Decimal(e["amount"]), "f")
+            return list(out.values())
+        return _paged_buckets(dict(pairs), self.org.costs, rows)
+
+
+def _number(text: str, name: str, least: int, most: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"{name}: not an integer") from None
+    if not least <= value <= most:
+        raise BadRequest(f"{name}: must be between {least} and {most}")
+    return value
+
+
+def _arrays(pairs: list[tuple[str, str]], dimensions: tuple[str, ...]) -> tuple[list[str], dict[str, set[str]]]:
+    """(the group_by[] dimensions in order, the filters given); only the bracket spelling."""
+    grouped: list[str] = []
+    filters: dict[str, set[str]] = {}
+    for name, value in pairs:
+        if name in ARRAYS:
+            raise BadRequest(f"{name}: arrays are written {name}[]=")
+        if name == "group_by[]":
+            if value not in dimensions:
+                raise BadRequest(f"group_by[]: unknown value {value!r}")
+            if value not in grouped:
+                grouped.append(value)
+        elif name in MESSAGE_FILTERS:
+            filters.setdefault(name, set()).add(value)
+    return grouped, filters
+
+
+def _message_row(dimensions: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "account_id": None, "api_key_id": None,
+        "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
+        "cache_read_input_tokens": 0, "context_window": None, "inference_geo": None, "model": None,
+        "output_tokens": 0, "server_tool_use": {"web_search_requests": 0}, "service_account_id": None,
+        "service_tier": None, "uncached_input_tokens": 0, "workspace_id": None,
+    }
+    row.update(dimensions)
+    return row
+
+
+def _day(text: str, name: str) -> date:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+    except ValueError:
+        raise BadRequest(f"{name}: not an RFC 3339 time") from None
+
+
+def page_token(index: int) -> str:
+    """A page token as Anthropic's look (``page_...=``), naming the first bucket of the page."""
+    return "page_" + base64.b64encode(f"bucket {index}".encode()).decode()
+
+
+def _paged_buckets(query: dict[str, str], entries: list[dict[str, Any]], rows: Any) -> dict[str, Any]:
+    if "starting_at" not in query:
+        raise BadRequest("starting_at: required")
+    if query.get("bucket_width", "1d") != "1d":
+        raise BadRequest("bucket_width: the fake knows only 1d")
+    limit = _number(query.get("limit", "7"), "limit", 1, 31)
+    first = _day(query["starting_at"], "starting_at")
+    last = _day(query["ending_at"], "ending_at") if "ending_at" in query else first + timedelta(days=limit)
+    days = [first + timedelta(days=n) for n in range((last - first).days)]
+    start = 0
+    if "page" in query:
+        tokens = {page_token(i): i for i in range(0, len(days), limit)}
+        if query["page"] not in tokens:
+            raise BadRequest("page: not a page of this report")
+        start = tokens[query["page"]]
+    buckets = [{"ending_at": f"{day + timedelta(days=1)}T00:00:00Z",
+                "results": rows([e for e in entries if e["day"] == day.isoformat()]),
+                "starting_at": f"{day}T00:00:00Z"} for day in days[start:start + limit]]
+    more = start + limit < len(days)
+    return {"data": buckets, "has_more": more, "next_page": page_token(start + limit) if more else None}
