@@ -8,7 +8,18 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from orgproxy.query import GROUP_BY_NAME_TO_ID, rewrite_group_by
+from orgproxy.fields import ANTHROPIC_FIELDS
+from orgproxy.providers import ANTHROPIC
+from orgproxy.query import (
+    GROUP_BY_NAME_TO_ID,
+    UnknownName,
+    bracket_arrays,
+    ids_grouped_by,
+    name_filters,
+    names_grouped_by,
+    rewrite_group_by,
+    rewrite_name_filters,
+)
 
 NAMES = list(GROUP_BY_NAME_TO_ID)
 IDS = list(GROUP_BY_NAME_TO_ID.values())
@@ -336,3 +347,78 @@ def test_parts_that_are_not_group_by_keep_their_exact_bytes_and_order(query: byt
 def test_rewriting_is_idempotent(query: bytes) -> None:
     once = rewrite_group_by(query)
     assert rewrite_group_by(once) == once
+
+
+# Anthropic: its names, its filters, arrays in brackets -----------------------------------
+
+ARRAYS = ANTHROPIC.array_params
+
+
+def test_anthropic_s_names_are_its_ids_and_openai_s_are_not() -> None:
+    query = b"group_by=workspace_name,account_name&group_by[]=service_account_name&group_by[]=project_name"
+    assert rewrite_group_by(query, ANTHROPIC_FIELDS) == (
+        b"group_by=workspace_id,account_id&group_by[]=service_account_id&group_by[]=project_name")
+    assert names_grouped_by(query, ANTHROPIC_FIELDS) == {"workspace_id", "account_id", "service_account_id"}
+    assert rewrite_group_by(b"group_by=workspace_name") == b"group_by=workspace_name"  # not OpenAI's
+
+
+def test_anthropic_s_filters_by_name_are_its_documented_id_filters() -> None:
+    assert dict(name_filters(ANTHROPIC_FIELDS)) == {
+        "api_key_names": ("api_key_ids", "api_key_id"), "workspace_names": ("workspace_ids", "workspace_id"),
+        "account_names": ("account_ids", "account_id"),
+        "service_account_names": ("service_account_ids", "service_account_id")}
+    ids = {"workspace_id": {"Billing": ("wrkspc_a", "wrkspc_b")}}
+    assert rewrite_name_filters(b"workspace_names[]=Billing&x=1", ids, ANTHROPIC_FIELDS) == (
+        b"workspace_ids[]=wrkspc_a&workspace_ids[]=wrkspc_b&x=1")
+    with pytest.raises(UnknownName) as raised:
+        rewrite_name_filters(b"project_names=shop&workspace_names=Nobody", ids, ANTHROPIC_FIELDS)
+    assert (raised.value.param, raised.value.name) == ("workspace_names", "Nobody")
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    (b"group_by=a", b"group_by[]=a"),
+    (b"group_by=a,b&limit=7", b"group_by[]=a&group_by[]=b&limit=7"),
+    (b"group_by=a&group_by=b", b"group_by[]=a&group_by[]=b"),
+    (b"group_by%5B%5D=a,b", b"group_by%5B%5D=a&group_by%5B%5D=b"),
+    (b"models=claude%20x%2Cclaude%20y", b"models[]=claude%20x&models[]=claude%20y"),
+    (b"group_by", b"group_by[]="),
+    (b"page=page_MjAy%3D&starting_at=2026-08-01T00%3A00%3A00Z&group_by[]=a",
+     b"page=page_MjAy%3D&starting_at=2026-08-01T00%3A00%3A00Z&group_by[]=a"),
+])
+def test_array_parameters_go_in_brackets_one_value_a_part(query: bytes, expected: bytes) -> None:
+    assert bracket_arrays(query, ARRAYS) == expected
+
+
+def test_a_query_with_arrays_in_brackets_already_is_the_same_object() -> None:
+    query = b"starting_at=x&group_by[]=a&group_by%5B%5D=b&api_key_ids[]=apikey_1&limit=3"
+    assert bracket_arrays(query, ARRAYS) is query
+    assert bracket_arrays(b"group_by=a", frozenset()) == b"group_by=a"  # OpenAI: as sent
+
+
+@property_settings
+@given(st.lists(st.tuples(st.sampled_from(["group_by", "group_by[]", "models", "limit", "page", "x"]),
+                          st.lists(st.text(alphabet="ab_-.:=+/%&é ", min_size=0, max_size=6), min_size=1,
+                                   max_size=3)), max_size=6))
+def test_bracketing_keeps_every_value_in_order_and_changes_no_other_part(
+        pairs: list[tuple[str, list[str]]]) -> None:
+    parts = [f"{key}={','.join(quote(v, safe='') for v in values)}" for key, values in pairs]
+    query = "&".join(parts).encode()
+    bracketed = bracket_arrays(query, ARRAYS)
+    decoded = parse_qsl(bracketed.decode(), keep_blank_values=True)
+    expected = []
+    for key, values in pairs:
+        name = key.removesuffix("[]")
+        if name.encode() in ARRAYS:
+            expected += [(name + "[]", v) for v in ",".join(values).split(",")]
+        else:
+            expected.append((key, ",".join(values)))
+    assert decoded == expected
+    assert bracket_arrays(bracketed, ARRAYS) == bracketed  # once is enough
+
+
+def test_the_fields_a_query_groups_by_are_found_in_every_spelling() -> None:
+    wanted = {"workspace_id", "api_key_id"}
+    assert ids_grouped_by(b"group_by[]=workspace_id&group_by[]=model", wanted) == {"workspace_id"}
+    assert ids_grouped_by(b"group_by=model,api_key_id&x=workspace_id", wanted) == {"api_key_id"}
+    assert ids_grouped_by(b"group_by%5B%5D=workspace%5Fid", wanted) == {"workspace_id"}
+    assert ids_grouped_by(b"workspace_ids[]=workspace_id&starting_at=1", wanted) == frozenset()

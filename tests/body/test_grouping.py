@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import operator
+from decimal import Decimal
 from functools import reduce
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote_to_bytes
@@ -21,7 +22,8 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from orgproxy.body.amend import amend_json
-from orgproxy.body.grouping import merge_by_name, regroup, replace_ids
+from orgproxy.body.grouping import merge_by_name, merge_rows, regroup, replace_ids
+from orgproxy.fields import ANTHROPIC_FIELDS
 from orgproxy.names.history import Learned
 from orgproxy.names.snapshot import Names
 from orgproxy.query import UnknownName, names_grouped_by, rewrite_name_filters
@@ -939,3 +941,63 @@ def test_name_filters_become_exactly_the_named_and_caller_ids(
             continue
         key = unquote_to_bytes(part.partition(b"=")[0]).decode().removesuffix("[]")
         assert key in IDS_PARAMS, part
+
+
+# --- Anthropic: its fields, and amounts as decimal strings of cents --------------------------
+
+ANTHROPIC_NAMES = Names.build({"workspaces": {"wrkspc_a": "Billing", "wrkspc_b": "Billing", "wrkspc_c": "Research"},
+                               "api_keys": {"apikey_1": "batch", "apikey_2": "batch"}})
+
+
+def cost_row(workspace: str | None, amount: Any, currency: str = "USD") -> dict[str, Any]:
+    return {"amount": amount, "currency": currency, "description": None, "workspace_id": workspace,
+            "workspace_name": ANTHROPIC_NAMES.by_field["workspace_id"].get(workspace, None if workspace is None
+                                                                           else "unknown")}
+
+
+@property_settings
+@given(st.lists(st.tuples(st.sampled_from(["wrkspc_a", "wrkspc_b", "wrkspc_c", "wrkspc_x", None]),
+                          st.decimals(min_value=-10**9, max_value=10**9, places=6, allow_nan=False)),
+                max_size=12))
+def test_cost_amounts_are_summed_exactly_and_stay_decimal_strings(rows: list[tuple[str | None, Decimal]]) -> None:
+    page = [cost_row(workspace, format(amount, "f")) for workspace, amount in rows]
+    merged = merge_rows(copy.deepcopy(page), ["workspace_id"], ANTHROPIC_NAMES, ANTHROPIC_FIELDS)
+    total = {}
+    for workspace, amount in rows:
+        name = ("named", ANTHROPIC_NAMES.by_field["workspace_id"][workspace]) if workspace in (
+            ANTHROPIC_NAMES.by_field["workspace_id"]) else ("alone", workspace, id(amount))
+        total[name] = total.get(name, Decimal(0)) + amount
+    assert sum(Decimal(row["amount"]) for row in merged) == sum((amount for _, amount in rows), Decimal(0))
+    for row in merged:
+        assert isinstance(row["amount"], str) and "e" not in row["amount"].lower()
+        if row["workspace_name"] in ("Billing", "Research"):
+            assert Decimal(row["amount"]) == total[("named", row["workspace_name"])]
+    # One row per name (the Default Workspace's null too); an unknown id never merges.
+    assert sum(1 for row in merged if row["workspace_name"] == "Billing") <= 1
+    assert sum(1 for row in merged if row["workspace_id"] == "wrkspc_x") == sum(1 for w, _ in rows if w == "wrkspc_x")
+
+
+def test_amounts_are_summed_as_written_not_as_floats() -> None:
+    merged = merge_rows([cost_row("wrkspc_a", "0.1"), cost_row("wrkspc_b", "0.2"), cost_row("wrkspc_a", "1520.4417")],
+                        ["workspace_id"], ANTHROPIC_NAMES, ANTHROPIC_FIELDS)
+    assert [(row["amount"], row["workspace_ids"]) for row in merged] == [("1520.7417", ["wrkspc_a", "wrkspc_b"])]
+
+
+@pytest.mark.parametrize("odd", ["amount", "1e3", "NaN", "", "12.", "1" * 101])
+def test_an_amount_that_is_no_plain_decimal_merges_only_with_its_equal(odd: str) -> None:
+    rows = [cost_row("wrkspc_a", odd), cost_row("wrkspc_b", "5"), cost_row("wrkspc_b", odd)]
+    merged = merge_rows(copy.deepcopy(rows), ["workspace_id"], ANTHROPIC_NAMES, ANTHROPIC_FIELDS)
+    assert [(row["amount"], row["workspace_ids"]) for row in merged] == [
+        (odd, ["wrkspc_a", "wrkspc_b"]), ("5", ["wrkspc_b"])]
+
+
+def test_currencies_are_never_added_together() -> None:
+    merged = merge_rows([cost_row("wrkspc_a", "1", "USD"), cost_row("wrkspc_b", "2", "EUR")],
+                        ["workspace_id"], ANTHROPIC_NAMES, ANTHROPIC_FIELDS)
+    assert [row["amount"] for row in merged] == ["1", "2"]
+
+
+def test_openai_s_grouping_reads_no_decimal_strings() -> None:
+    rows = [{"api_key_id": "key_ck1", "amount": "1.5"}, {"api_key_id": "key_ck2", "amount": "2.5"}]
+    merged = merge_rows(copy.deepcopy(rows), ["api_key_id"], NAMES)
+    assert [row["amount"] for row in merged] == ["1.5", "2.5"]  # as before: unequal strings stay apart

@@ -552,3 +552,29 @@ def test_json_key_escapes_are_decoded_in_the_key_path() -> None:
     text = b'{"users": {\n"u": "U",\n"\\u0078": 1\n}}'
     err = parse_error(text, "a.json")
     assert_key_error(err, "a.json", "users.x: name must be a string, not number")
+
+
+def test_anthropic_s_workspaces_and_service_accounts_have_tables_and_its_ids_share_the_others() -> None:
+    text = b"""\
+[api_keys]
+key_1234567890abcdef = "checkout-service-production"
+apikey_01Rj2N8SVvo6BePZj99NhmiT = "billing-batch-prod"
+[users]
+"user-abc" = "Alice Example"
+user_01WCz1FkmYMm4gnmykNKUu3Q = "Jane Doe"
+[workspaces]
+wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ = "Billing"
+[service_accounts]
+svac_01Hk3R9TWxq7CfQak00OiVw4 = "ci-deploy-bot"
+"""
+    assert parse_aliases(text, "aliases.toml") == tables(
+        api_keys={"key_1234567890abcdef": "checkout-service-production",
+                  "apikey_01Rj2N8SVvo6BePZj99NhmiT": "billing-batch-prod"},
+        users={"user-abc": "Alice Example", "user_01WCz1FkmYMm4gnmykNKUu3Q": "Jane Doe"},
+        workspaces={"wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ": "Billing"},
+        service_accounts={"svac_01Hk3R9TWxq7CfQak00OiVw4": "ci-deploy-bot"})
+    as_json = b'{"workspaces": {"wrkspc_a": "Billing"}, "service_accounts": {"svac_a": "bot"}}'
+    assert parse_aliases(as_json, "aliases.json") == tables(workspaces={"wrkspc_a": "Billing"},
+                                                            service_accounts={"svac_a": "bot"})
+    assert_key_error(parse_error(b'[workspace]\nw = "W"\n'), "aliases.toml",
+                     'unknown table "workspace" (expected api_keys, projects, users, workspaces or service_accounts)')

@@ -307,3 +307,54 @@ def test_store_matches_a_dict_model(steps: list[tuple[list[Learned], float, bool
                 assert history.load() == [model[key] for key in sorted(model)]
         finally:
             history.close()
+
+
+# --- schema 1 (OpenAI's names alone), migrated -------------------------------------------
+
+V1_CREATE = (
+    "CREATE TABLE learned (id_field TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL,"
+    " redacted_value TEXT, email TEXT, project_id TEXT, owner_type TEXT, owner_id TEXT, owner_name TEXT,"
+    " first_seen REAL NOT NULL, last_seen REAL NOT NULL, PRIMARY KEY (id_field, id))"
+)
+
+
+def test_a_schema_1_store_is_migrated_in_place_its_names_kept_as_openai_s(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / FILENAME)
+    with conn:
+        conn.execute(V1_CREATE)
+        conn.execute("INSERT INTO learned VALUES ('api_key_id', 'key_old', 'Old key', 'sk-proj-...0ld', NULL,"
+                     " 'proj_a', 'user', 'user-u', 'Ursula', 100.0, 200.0)")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+    history, problem = History.open(str(tmp_path), NOW)
+    try:
+        assert problem is None
+        assert history.load() == [Remembered(Learned("api_key_id", "key_old", "Old key", "sk-proj-...0ld", None,
+                                                     "proj_a", "user", "user-u", "Ursula", provider="openai"),
+                                             100.0, 200.0)]
+        # The same id field and id from the other provider is a record of its own.
+        anthropic = Learned("api_key_id", "key_old", "Anthropic's", provider="anthropic")
+        assert history.remember([anthropic], NOW) == 1
+        assert [r.learned.provider for r in history.load()] == ["anthropic", "openai"]
+    finally:
+        history.close()
+    assert not any("corrupt" in name for name in os.listdir(tmp_path))  # migrated, not moved aside
+    conn = sqlite3.connect(tmp_path / FILENAME)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        assert tables == ["learned"]
+    finally:
+        conn.close()
+
+
+def test_a_schema_1_table_under_a_schema_2_version_is_not_ours(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / FILENAME)
+    with conn:
+        conn.execute(V1_CREATE)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.close()
+    history, problem = History.open(str(tmp_path), NOW)
+    history.close()
+    assert problem is not None and "table learned has columns" in problem

@@ -23,8 +23,9 @@ def free_port() -> int:
 
 
 def daemon_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    # No ORGPROXY_* from the machine leaks into a test.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORGPROXY_")}
+    # No ORGPROXY_* from the machine leaks into a test, nor an admin key of Anthropic's:
+    # discovery would call api.anthropic.com, which a test must never reach.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORGPROXY_") and k != "ANTHROPIC_ADMIN_KEY"}
     # A relative PYTHONPATH (PYTHONPATH=src) would not hold in the daemon's own directory:
     # it would run the installed package instead of the sources.
     if env.get("PYTHONPATH"):

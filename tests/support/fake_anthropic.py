@@ -71,6 +71,9 @@ DESCRIBED = ("cost_type", "model", "service_tier", "token_type", "context_window
 MESSAGE_FILTERS = {"api_key_ids[]": "api_key_id", "workspace_ids[]": "workspace_id", "account_ids[]": "account_id",
                    "service_account_ids[]": "service_account_id", "models[]": "model"}
 ARRAYS = ("group_by", *(name.removesuffix("[]") for name in MESSAGE_FILTERS))
+# The reference's name for the id that follows a collection in a path.
+PATH_PARAMETERS = {"workspaces": "workspace_id", "api_keys": "api_key_id", "users": "user_id",
+                   "service_accounts": "service_account_id"}
 
 
 def example(name: str) -> bytes:
@@ -210,7 +213,13 @@ class FakeAnthropic(FakeOpenAI):
         return self.answered[-1]
 
     def example_for(self, method: str, path: str) -> tuple[int, Any]:
-        name = f"{method.lower()}_{path.removeprefix('/v1/').replace('/', '_')}.response.json"
+        """The example for a path, its ids named as the reference names them:
+        GET /v1/organizations/workspaces/wrkspc_1/members ->
+        get_organizations_workspaces_workspace_id_members.response.json."""
+        segments = path.removeprefix("/v1/").split("/")
+        route = [segments[0]] + [PATH_PARAMETERS.get(before, segment) if before in PATH_PARAMETERS else segment
+                                 for before, segment in zip(segments, segments[1:])]
+        name = f"{method.lower()}_{'_'.join(route)}.response.json"
         if (EXAMPLES / name).exists():
             return 200, example_json(name)
         return 404, anthropic_error(404, "The requested resource could not be found.")
