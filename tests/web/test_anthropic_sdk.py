@@ -25,20 +25,11 @@ from tests.support.fake_anthropic import (
     FakeAnthropic,
 )
 from tests.support.memory import InMemoryProxy
+from tests.support.sdk_transport import through
 from tests.web.test_anthropic import ALIASES
 
 CALLER_KEY = "sk-ant-admin01-sdk-caller-8c2f"
-# Headers the SDK's HTTP client sets for its own connection; the in-memory client sets its own.
-CONNECTION_HEADERS = frozenset({"host", "content-length", "connection", "accept-encoding"})
 
-
-def through(proxy: InMemoryProxy) -> httpx2.MockTransport:
-    """An HTTP transport for the SDK that hands each request to the in-memory proxy."""
-    def send(request: httpx2.Request) -> httpx2.Response:
-        headers = {name: value for name, value in request.headers.items() if name.lower() not in CONNECTION_HEADERS}
-        answer = proxy.call(request.method, request.url.raw_path, headers, request.read() or None)
-        return httpx2.Response(answer.status, headers=answer.headers, content=answer.body)
-    return httpx2.MockTransport(send)
 
 
 @pytest.fixture

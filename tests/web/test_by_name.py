@@ -16,6 +16,7 @@ from openai import OpenAI
 from tests.support.answers import TOKEN
 from tests.support.fake_openai import FakeOpenAI, reply
 from tests.support.memory import InMemoryProxy
+from tests.support.sdk_transport import through
 
 COSTS = "/v1/organization/costs"
 COMPLETIONS = "/v1/organization/usage/completions"
@@ -30,8 +31,6 @@ key_web = "web"
 proj_shop = "shop"
 """
 NEXT_PAGE = "page_AAAAAGdGxdEiJdKOAAAAAGcqsYA="
-# Headers the SDK's HTTP client sets for its own connection; the in-memory client sets its own.
-CONNECTION_HEADERS = frozenset({"host", "content-length", "connection", "accept-encoding"})
 
 MakeProxy = Callable[..., InMemoryProxy]
 
@@ -183,14 +182,6 @@ def test_without_replace_ids_the_ids_stay(proxy: InMemoryProxy, fake: FakeOpenAI
 
 
 # --- through the official SDK ------------------------------------------------------------
-
-def through(proxy: InMemoryProxy) -> httpx2.MockTransport:
-    """An HTTP transport for the SDK that hands each request to the in-memory proxy."""
-    def send(request: httpx2.Request) -> httpx2.Response:
-        headers = {name: value for name, value in request.headers.items() if name.lower() not in CONNECTION_HEADERS}
-        answer = proxy.call(request.method, request.url.raw_path, headers, request.read() or None)
-        return httpx2.Response(answer.status, headers=answer.headers, content=answer.body)
-    return httpx2.MockTransport(send)
 
 
 @pytest.fixture

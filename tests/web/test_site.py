@@ -24,7 +24,8 @@ MakeProxy = Callable[..., InMemoryProxy]
 
 
 def requests_counted(proxy: InMemoryProxy) -> dict[tuple[str, str, str], float]:
-    """``orgproxy_requests_total`` by (route, method, status), read from /metrics."""
+    """``orgproxy_requests_total`` by (route, method, status), read from /metrics (summed over
+    the providers)."""
     answer = proxy.get("/metrics")
     assert answer.status == 200
     counted: dict[tuple[str, str, str], float] = {}
@@ -32,7 +33,8 @@ def requests_counted(proxy: InMemoryProxy) -> dict[tuple[str, str, str], float]:
         for sample in family.samples:
             if sample.name == "orgproxy_requests_total":
                 labels = sample.labels
-                counted[(labels["route"], labels["method"], labels["status"])] = sample.value
+                key = (labels["route"], labels["method"], labels["status"])
+                counted[key] = counted.get(key, 0.0) + sample.value
     return counted
 
 
