@@ -18,6 +18,7 @@ from orgproxy.errors import ANTHROPIC_ERROR_TYPES
 from tests.support.answers import Answer
 from tests.support.fake_anthropic import (
     API_KEYS,
+    EXAMPLES,
     BILLING,
     BILLING_KEY,
     BILLING_KEY_OLD,
@@ -430,3 +431,23 @@ def test_health_and_metrics_cover_both_providers(proxy: InMemoryProxy, fake_anth
                                                 "discovery": {"enabled": False}}
     assert health["providers"]["openai"]["upstream"] == "http://openai.test"
     assert health["names_by_field"]["workspace_id"] == 2
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.json")))
+def test_every_example_body_comes_back_with_names_and_every_other_byte_as_sent(
+        proxy: InMemoryProxy, fake_anthropic: FakeAnthropic, name: str) -> None:
+    body = example(name)
+    fake_anthropic.on(COSTS, reply(body=body))
+    answer = proxy.get(COSTS + f"?{AUGUST}", headers=CALLER)  # grouped by nothing: every null stays null
+    assert answer.status == 200
+    assert answer.body.decode() == with_names(body.decode(), {})
+
+
+def test_replace_ids_writes_anthropic_s_names_into_its_id_fields(make_proxy: MakeProxy, aliases: Path) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--replace-ids")
+    answer = proxy.get(COSTS + f"?{AUGUST}&group_by[]=workspace_id", headers=CALLER)
+    first_day = answer.json()["data"][0]["results"]
+    billing = next(row for row in first_day if row.get("workspace_id_original") == BILLING)
+    assert (billing["workspace_id"], billing["workspace_name"]) == ("Billing", "Billing")
+    default = next(row for row in first_day if row["workspace_name"] == "Default")
+    assert default["workspace_id"] is None and "workspace_id_original" not in default  # a null stays as it is
