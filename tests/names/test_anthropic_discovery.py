@@ -304,3 +304,17 @@ def test_names_are_remembered_with_their_provider_and_served_after_a_restart_wit
         assert json.dumps([r.learned.provider for r in history.load()]).count("anthropic") == len(remembered)
     finally:
         history.close()
+
+
+def test_a_list_paged_by_token_is_walked_by_its_next_page_until_has_more_is_false(
+        start: Start, fake_anthropic: FakeAnthropic) -> None:
+    # Anthropic's token-paged lists answer {"data", "next_page"} (and sometimes has_more); the
+    # rbac_groups example has has_more false beside a next_page, which ends the walk.
+    users = fake_anthropic.org.users
+    fake_anthropic.on(USERS, Script([reply(body={"data": users[:2], "next_page": "page_Mg=="}),
+                                     reply(body={"data": users[2:], "has_more": False, "next_page": "eyJ4IjoxfQ=="})]))
+    proxy = start()
+    assert [r.target.decode() for r in fake_anthropic.received if r.path == USERS.encode()] == [
+        f"{USERS}?limit=100", f"{USERS}?limit=100&page=page_Mg%3D%3D"]
+    assert name_of(proxy, fake_anthropic, "account_id", ZOE) == "Zoë Ångström"
+    assert anthropic_status(proxy)["last_error"] is None
