@@ -26,7 +26,7 @@ IDS = list(GROUP_BY_NAME_TO_ID.values())
 GROUP_BY_KEYS = {"group_by", "group_by[]"}
 
 # No example database: running the tests must not leave files in the working tree.
-property_settings = settings(database=None, max_examples=300)
+property_settings = settings(database=None, max_examples=300, deadline=None)
 
 
 # Examples ---------------------------------------------------------------------------------
@@ -395,7 +395,7 @@ def test_a_query_with_arrays_in_brackets_already_is_the_same_object() -> None:
     assert bracket_arrays(b"group_by=a", frozenset()) == b"group_by=a"  # OpenAI: as sent
 
 
-@property_settings
+@settings(database=None, max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["group_by", "group_by[]", "models", "limit", "page", "x"]),
                           st.lists(st.text(alphabet="ab_-.:=+/%&é ", min_size=0, max_size=6), min_size=1,
                                    max_size=3)), max_size=6))
