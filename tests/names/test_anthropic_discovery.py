@@ -318,3 +318,12 @@ def test_a_list_paged_by_token_is_walked_by_its_next_page_until_has_more_is_fals
         f"{USERS}?limit=100", f"{USERS}?limit=100&page=page_Mg%3D%3D"]
     assert name_of(proxy, fake_anthropic, "account_id", ZOE) == "Zoë Ångström"
     assert anthropic_status(proxy)["last_error"] is None
+
+
+def test_a_user_s_email_is_read_under_either_name_the_api_has_used(start: Start,
+                                                                     fake_anthropic: FakeAnthropic) -> None:
+    zoe = fake_anthropic.org.users[2]
+    zoe["email_address"] = zoe.pop("email")
+    proxy = start()
+    (row,) = named(proxy, fake_anthropic, [{"account_id": ZOE}])
+    assert (row["account_name"], row["account_email"]) == ("Zoë Ångström", "zoe@example.com")

@@ -57,8 +57,9 @@ async def discover(fetch: Fetch, learned: list[Learned]) -> None:
                 seen.add(key["id"])
                 learned.append(_key(key))
     for user in await walk(fetch, USERS, [], after_id_or_page):
-        learned.append(Learned("account_id", user["id"], user["name"], email=text(user.get("email")),
-                               provider=PROVIDER))
+        # "email" in the users list; Anthropic's newer types say "email_address" elsewhere.
+        email = text(user.get("email")) or text(user.get("email_address"))
+        learned.append(Learned("account_id", user["id"], user["name"], email=email, provider=PROVIDER))
 
 
 def _key(key: dict[str, Any]) -> Learned:
