@@ -154,9 +154,9 @@ def free_port() -> int:
 
 def clean_env() -> dict[str, str]:
     # No ORGPROXY_* setting of this shell, and no admin key (discovery would call the
-    # fake upstream's admin endpoints), reaches the daemon.
+    # fake upstream's admin endpoints, or Anthropic's real ones), reaches the daemon.
     return {k: v for k, v in os.environ.items()
-            if not k.startswith("ORGPROXY_") and k not in ("OPENAI_ADMIN_KEY", "OPENAI_BASE_URL")}
+            if not k.startswith("ORGPROXY_") and k not in ("OPENAI_ADMIN_KEY", "OPENAI_BASE_URL", "ANTHROPIC_ADMIN_KEY")}
 
 
 def start_upstream(sizes: list[str], log: Path, timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], str]:
