@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import values
 from twisted.logger import globalLogPublisher
+
+from orgproxy.ops import metrics
 
 from tests.support.answers import AUTH, TOKEN
 from tests.support.daemon import Daemon
@@ -37,6 +41,20 @@ def logged() -> Iterator[list[dict[str, Any]]]:
     assert not failures, "logged tracebacks:\n" + "\n".join(
         e["log_failure"].getTraceback() for e in failures)
     assert not any(TOKEN in repr(e) for e in events), "the admin key appeared in a log event"
+
+
+@pytest.fixture(autouse=True)
+def metrics_mode() -> Iterator[None]:
+    """A test that makes a daemon of several processes puts prometheus_client in
+    multiprocess mode, which belongs to the process: the next test finds it as it was."""
+    variable = metrics.MULTIPROC_DIR_VARIABLE
+    saved_directory, saved_class = os.environ.get(variable), values.ValueClass
+    yield
+    values.ValueClass = saved_class
+    if saved_directory is None:
+        os.environ.pop(variable, None)
+    else:
+        os.environ[variable] = saved_directory
 
 
 @pytest.fixture

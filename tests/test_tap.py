@@ -25,6 +25,7 @@ from twisted.web import server
 from twisted.web.client import ResponseNeverReceived
 
 from orgproxy.names.discovery import DiscoveryService
+from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import logs
 from orgproxy.ops.reload import ReloadService
 from orgproxy.ops.workers import SharedAccepts, WorkerPool
@@ -200,7 +201,8 @@ def build(tmp_path: Path) -> Iterator[Build]:
         return built
     yield make
     for built in made:
-        built.service.history.close()
+        if built.service.history is not None:
+            built.service.history.close()
 
 
 def test_without_an_alias_file_there_is_a_port_and_a_sighup_handler_only(build: Build) -> None:
@@ -241,7 +243,7 @@ def test_an_unreadable_admin_key_file_ends_the_start_with_one_line(build: Build,
 
 def test_workers_add_a_pool_that_shares_the_listening_socket(build: Build) -> None:
     built = build(["--workers", "3"])
-    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService]
+    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService, SharedUnknownIds]
     pool = built.one(WorkerPool)
     listening = built.one(StreamServerEndpointService)
     assert isinstance(listening.endpoint, SharedAccepts) and pool.listening is listening.endpoint
@@ -270,6 +272,7 @@ def test_a_worker_adopts_the_listening_socket_it_is_given(build: Build, monkeypa
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         given = os.dup(listening.fileno())  # the worker's fd 3 (the endpoint closes it once adopted)
+        build(["--workers=3"])  # the first process, which makes the directory they share
         built = build(["--workers=1", f"--worker-fd={given}", "--worker-number=2"])
         assert WorkerPool not in built.kinds()
         built.service.privilegedStartService()

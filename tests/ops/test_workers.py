@@ -18,10 +18,12 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
 
+from orgproxy.ops.firstprocess import REQUESTS_FD
 from orgproxy.ops.workers import (
     QUICK_DEATH,
     RESTART_DELAY,
     STARTS_BEFORE_GIVING_UP,
+    STOP_GRACE,
     WORKER_FD,
     SharedAccepts,
     WorkerPool,
@@ -163,13 +165,13 @@ class FakePort:
 class Pool:
     """A WorkerPool on a SpawningReactor, with what it gave up on."""
 
-    def __init__(self, count: int, stop_timeout: float = 15.0):
+    def __init__(self, count: int, shutdown_timeout: float = 10.0):
         self.reactor = SpawningReactor()
         listening = SharedAccepts(endpoint=None)  # type: ignore[arg-type]
         listening.port = FakePort()  # type: ignore[assignment]
         self.gave_up: list[str] = []
         self.pool = WorkerPool(self.reactor, count, lambda number: ["python", f"worker-{number}"], listening,
-                               stop_timeout, self.gave_up.append)
+                               shutdown_timeout, self.gave_up.append)
         self.pool.startService()
 
     def restarted(self) -> Spawned:
@@ -185,7 +187,9 @@ def test_it_starts_the_other_workers_on_the_listening_socket(logged: list[dict[s
     spawned = pool.reactor.spawned
     assert [s.args for s in spawned] == [["python", "worker-1"], ["python", "worker-2"]]
     for s in spawned:
-        assert s.child_fds == {0: "w", 1: 1, 2: 2, WORKER_FD: LISTENING_FD}
+        # Standard input, a pipe this process holds (its end is the worker's), and a pipe
+        # for the worker's requests (discovery).
+        assert s.child_fds == {0: "w", 1: 1, 2: 2, WORKER_FD: LISTENING_FD, REQUESTS_FD: "r"}
         assert s.env == dict(os.environ)
     started = [(e["number"], e["pid"]) for e in logged if e.get("log_format", "").startswith("Started worker")]
     assert started == [(1, 1000), (2, 1001)]
@@ -253,14 +257,14 @@ def test_a_stop_sends_sigterm_and_waits_for_every_worker() -> None:
     assert pool.reactor.getDelayedCalls() == []
 
 
-def test_workers_still_running_after_the_stop_timeout_are_killed() -> None:
-    pool = Pool(count=3, stop_timeout=7)
+def test_workers_still_running_a_moment_after_the_shutdown_timeout_are_killed() -> None:
+    pool = Pool(count=3, shutdown_timeout=7)
     stopped = pool.pool.stopService()
     done: list[Any] = []
     stopped.addCallback(done.append)
     first, straggler = pool.reactor.spawned
     first.end(ProcessDone(0))
-    pool.reactor.advance(6.9)
+    pool.reactor.advance(7 + STOP_GRACE - 0.1)  # draining, then closing
     assert straggler.process.signals == [signal.SIGTERM]
     pool.reactor.advance(0.1)
     assert straggler.process.signals == [signal.SIGTERM, signal.SIGKILL]

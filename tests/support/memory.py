@@ -141,7 +141,7 @@ class InMemoryProxy:
             exchange.close()
         if self.service.running:
             self.resolve(self.service.stopService())
-        else:
+        elif self.service.history is not None:
             self.service.history.close()
         self.flush()
         left = self.clock.getDelayedCalls()
