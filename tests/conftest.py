@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import values
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
 
 from orgproxy.ops import metrics
@@ -84,11 +85,13 @@ def fake() -> FakeOpenAI:
 
 @pytest.fixture
 def make_proxy(fake: FakeOpenAI, tmp_path: Path) -> Iterator[Callable[..., InMemoryProxy]]:
-    """orgproxy in memory in front of ``fake``: ``make_proxy("--aliases", path, ...)``."""
+    """orgproxy in memory in front of ``fake``: ``make_proxy("--aliases", path, ...)``
+    (``reactor=``: a memory reactor of the test's own)."""
     made: list[InMemoryProxy] = []
 
-    def make(*args: str, environ: dict[str, str] | None = None) -> InMemoryProxy:
-        proxy = InMemoryProxy(fake, tmp_path / "state", args, environ)
+    def make(*args: str, environ: dict[str, str] | None = None,
+             reactor: MemoryReactorClock | None = None) -> InMemoryProxy:
+        proxy = InMemoryProxy(fake, tmp_path / "state", args, environ, reactor)
         made.append(proxy)
         return proxy
     yield make

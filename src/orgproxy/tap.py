@@ -323,7 +323,8 @@ class OrgproxyService(MultiService):
         # The port stops accepting, the reloader stops, and the workers are told to stop,
         # all at once; this process drains while they do, so that the whole daemon stops
         # within one --shutdown-timeout.
-        await DeferredList([super().stopService(), Deferred.fromCoroutine(self.drain(self.options["shutdown-timeout"]))])
+        draining = Deferred.fromCoroutine(self.drain(self.options["shutdown-timeout"]))
+        await DeferredList([super().stopService(), draining])
         if self.pool is not None:
             await self.pool.closeCachedConnections()
         if self.history is not None:

@@ -7,15 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.internet.defer import succeed
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.testing import MemoryReactorClock
-from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
 
 from orgproxy.ops.firstprocess import REQUESTS_FD
@@ -30,8 +27,7 @@ from orgproxy.ops.workers import (
     twistd_arguments,
     worker_argv,
 )
-
-LISTENING_FD = 7
+from tests.support.spawning import LISTENING_FD, Spawned, SpawningReactor
 
 
 # --- the command line ------------------------------------------------------------------------
@@ -113,49 +109,6 @@ def test_each_worker_is_told_its_number_and_has_a_log_file_of_its_own() -> None:
 
 
 # --- the pool ------------------------------------------------------------------------------
-
-@dataclass
-class FakeProcess:
-    pid: int | None
-    signals: list[int] = field(default_factory=list)
-
-    def signalProcess(self, signum: int) -> None:
-        self.signals.append(signum)
-
-
-@dataclass
-class Spawned:
-    protocol: Any
-    args: list[str]
-    env: dict[str, str]
-    child_fds: dict[int, Any]
-    process: FakeProcess
-
-    def end(self, reason: Exception | None = None) -> None:
-        """The process ends (by default with status 1)."""
-        self.process.pid = None
-        self.protocol.processEnded(Failure(reason or ProcessTerminated(exitCode=1)))
-
-
-class SpawningReactor(MemoryReactorClock):
-    """A memory reactor that records the processes it is asked to spawn."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spawned: list[Spawned] = []
-
-    def spawnProcess(self, processProtocol: Any, executable: str, args: list[str], env: dict[str, str],
-                     path: str | None = None, uid: int | None = None, gid: int | None = None,
-                     usePTY: bool = False, childFDs: dict[int, Any] | None = None) -> FakeProcess:
-        assert executable == args[0]
-        process = FakeProcess(pid=1000 + len(self.spawned))
-        processProtocol.makeConnection(process)
-        self.spawned.append(Spawned(processProtocol, args, env, dict(childFDs or {}), process))
-        return process
-
-    def alive(self) -> list[Spawned]:
-        return [s for s in self.spawned if s.process.pid is not None]
-
 
 class FakePort:
     def fileno(self) -> int:
