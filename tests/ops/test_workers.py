@@ -188,6 +188,31 @@ def test_a_worker_that_ran_a_while_starts_its_count_of_quick_deaths_afresh() -> 
     assert pool.gave_up == []
 
 
+def test_a_workers_request_for_discovery_reaches_the_first_processs_discovery() -> None:
+    pool = Pool(count=3)
+    wanted: list[str] = []
+    pool.pool.discovery_wanted = wanted.append
+    first, second = pool.reactor.spawned
+    second.protocol.childDataReceived(REQUESTS_FD, b"disc")
+    second.protocol.childDataReceived(REQUESTS_FD, b"over\nnonsense\n")
+    first.protocol.childDataReceived(1, b"discover\n")  # not its requests' pipe
+    assert wanted == ["worker 2 saw an unknown id"]
+
+
+def test_each_worker_that_ends_is_told_by_its_pid() -> None:
+    pool = Pool(count=3)
+    ended: list[int] = []
+    pool.pool.on_ended.append(ended.append)
+    first, second = pool.reactor.spawned
+    second.end()
+    pool.reactor.advance(RESTART_DELAY)
+    stopped = pool.pool.stopService()
+    for worker in pool.reactor.alive():
+        worker.end(ProcessDone(0))
+    assert stopped.called
+    assert ended == [1001, 1000, 1002]  # the restarted one has a pid of its own
+
+
 def test_sighup_is_forwarded_to_every_worker() -> None:
     pool = Pool(count=3)
     pool.pool.on_sighup("SIGHUP")

@@ -119,5 +119,6 @@ class RequestLines:
         if len(self.buffer) > MAX_LINE:
             self.buffer = b""
         for line in lines:
-            self.on_line(line)
+            if line:
+                self.on_line(line)
 
