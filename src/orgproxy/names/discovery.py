@@ -6,6 +6,10 @@ id (at most once per ``cooldown``), so that a key created this morning is named 
 next request. One walk at a time: a request for another while one runs is folded into
 one more walk after it. Failures are retried with backoff, or after the upstream's
 Retry-After; names already known are never dropped.
+
+With --workers, only the first process runs it, for the whole daemon: its names reach the
+workers through the run directory (``shared.py``), and an unknown id a worker sees reaches
+it through the worker's link (``ops/firstprocess.py``), under the same cooldown.
 """
 
 from __future__ import annotations

@@ -75,10 +75,15 @@ class SharedUnknownIds(Service):
         self.reactor = reactor
         self.directory = directory
         self.unknown = unknown
-        self.pid = os.getpid() if pid is None else pid
+        self.given_pid = pid
         self.dirty = False
         self.writer = LoopingCall(self.write_if_changed)
         self.writer.clock = reactor
+
+    @property
+    def pid(self) -> int:
+        # Asked each time: twistd makes the service before it daemonises, which forks.
+        return os.getpid() if self.given_pid is None else self.given_pid
 
     def path_of(self, pid: int) -> str:
         return os.path.join(self.directory, f"{pid}.json")
