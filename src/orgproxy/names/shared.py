@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,11 +30,11 @@ from orgproxy.names.history import Learned
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.ops.logs import log
 from orgproxy.ops.reload import Stamp, stamp
+from orgproxy.ops.rundir import read_whole, write_whole
 from orgproxy.ops.watch import FileWatcher
 
 FILENAME = "names.json"
 FORMAT = 1
-# The file is orgproxy's own, but a read is bounded all the same.
 MAX_BYTES = 512 * 1024 * 1024
 _FIELDS = tuple(f.name for f in dataclasses.fields(Learned))
 NO_DISCOVERY: dict[str, Any] = {"enabled": False}
@@ -73,17 +72,8 @@ class NamesPublisher:
                     "discovered": _rows(current.discovered.values()), "discovery": self.discovery_status()}
         # ensure_ascii: a name may hold a lone surrogate (a JSON alias file or page can
         # spell one), which has no UTF-8 form but a \\u escape.
-        text = json.dumps(document, separators=(",", ":"))
-        directory = os.path.dirname(self.path)
         try:
-            fd, temporary = tempfile.mkstemp(dir=directory, prefix=".names-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="ascii") as file:
-                    file.write(text)
-                os.replace(temporary, self.path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
+            write_whole(self.path, json.dumps(document, separators=(",", ":")))
         except OSError as e:
             log.error("Could not share the learned names with the workers ({path}): {error}; they keep"
                       " the names they have", path=self.path, error=e.strerror or str(e))
@@ -122,11 +112,7 @@ class NamesFollower(Service):
         """Read the file and put its names in force; on a problem, keep the names in force."""
         self.seen = stamp(self.path)
         try:
-            with open(self.path, "rb") as file:
-                text = file.read(MAX_BYTES + 1)
-            if len(text) > MAX_BYTES:
-                raise ValueError(f"larger than {MAX_BYTES} bytes")
-            document = json.loads(text)
+            document = json.loads(read_whole(self.path, MAX_BYTES))
             if not isinstance(document, dict) or document.get("format") != FORMAT:
                 raise ValueError(f"not format {FORMAT}")
             history = _records(document.get("history"))

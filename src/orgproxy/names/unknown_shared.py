@@ -15,7 +15,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +23,7 @@ from twisted.internet.task import LoopingCall
 
 from orgproxy.names.unknown import Sighting, UnknownIds
 from orgproxy.ops.logs import log
+from orgproxy.ops.rundir import read_whole, write_whole
 
 FORMAT = 1
 WRITE_INTERVAL = 1.0  # seconds: a change is shared within this
@@ -110,25 +110,14 @@ class SharedUnknownIds(Service):
         text = json.dumps({"format": FORMAT, "dropped": self.unknown.dropped, "seen": rows_of(self.unknown)},
                           separators=(",", ":"))  # ASCII: an id may hold a lone surrogate
         try:
-            fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".unknown-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="ascii") as file:
-                    file.write(text)
-                os.replace(temporary, self.path_of(self.pid))
-            except BaseException:
-                os.unlink(temporary)
-                raise
+            write_whole(self.path_of(self.pid), text)
         except OSError as e:
             log.error("Could not share this process's unknown ids ({directory}): {error}",
                       directory=self.directory, error=e.strerror or str(e))
 
     def read(self, path: str) -> tuple[list[Row], int] | None:
         try:
-            with open(path, "rb") as file:
-                text = file.read(MAX_BYTES + 1)
-            if len(text) > MAX_BYTES:
-                raise ValueError(f"larger than {MAX_BYTES} bytes")
-            return _parse(text)
+            return _parse(read_whole(path, MAX_BYTES))
         except FileNotFoundError:
             return None  # its worker ended and the first process took it in meanwhile
         except (OSError, ValueError) as e:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 
 NAME = "run"
@@ -54,3 +55,26 @@ class RunDirectory:
         for directory in (self.metrics, self.names, self.unknown):
             if not os.path.isdir(directory):
                 raise FileNotFoundError(f"{directory} is missing (the first process makes it at start)")
+
+
+def write_whole(path: str, text: str) -> None:
+    """Write ``text`` (ASCII) to ``path`` so that a reader finds the old file or the new,
+    never part of one: a temporary file beside it, renamed over it. OSError if it cannot."""
+    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def read_whole(path: str, limit: int) -> bytes:
+    """What ``path`` holds; ValueError if more than ``limit`` bytes, OSError if unreadable.
+    The files here are orgproxy's own, but a read is bounded all the same."""
+    with open(path, "rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
