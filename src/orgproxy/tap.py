@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from twisted.application import strports
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, TimeoutError
+from twisted.internet.defer import Deferred, DeferredList, TimeoutError, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.web.client import HTTPConnectionPool
@@ -241,6 +241,7 @@ class OrgproxyService(MultiService):
     site: OrgproxySite
     discovery: DiscoveryService | None
     unknown: UnknownIds
+    workers: WorkerPool | None = None  # the first process's, with --workers
     # The log observer to offer twistd (see logs.text_lines), or None for twistd's own.
     log_observer: ILogObserver | None = None
 
@@ -320,11 +321,12 @@ class OrgproxyService(MultiService):
         return Deferred.fromCoroutine(self.stop_in_order())
 
     async def stop_in_order(self) -> None:
-        # The port stops accepting, the reloader stops, and the workers are told to stop,
-        # all at once; this process drains while they do, so that the whole daemon stops
-        # within one --shutdown-timeout.
+        # The port stops accepting, the reloader stops, and the workers are told to stop
+        # (the pool does not wait for them); this process drains while they do, so that
+        # the whole daemon stops within one --shutdown-timeout.
+        await super().stopService()
         draining = Deferred.fromCoroutine(self.drain(self.options["shutdown-timeout"]))
-        await DeferredList([super().stopService(), draining])
+        await DeferredList([draining, self.workers.all_ended() if self.workers is not None else succeed(None)])
         if self.pool is not None:
             await self.pool.closeCachedConnections()
         if self.history is not None:
@@ -509,6 +511,7 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
                                          lambda number: worker_argv(twistd_argument_list, plugin_arguments, number),
                                          shared, options["shutdown-timeout"], service.give_up)
             pool_of_workers.on_ended += [process_metrics.worker_ended, shared_unknown.absorb]
+            service.workers = pool_of_workers
             if discovery is not None:
                 pool_of_workers.discovery_wanted = discovery.unknown_seen_by
             on_sighup.append(pool_of_workers.on_sighup)

@@ -206,10 +206,10 @@ def test_each_worker_that_ends_is_told_by_its_pid() -> None:
     first, second = pool.reactor.spawned
     second.end()
     pool.reactor.advance(RESTART_DELAY)
-    stopped = pool.pool.stopService()
+    pool.pool.stopService()
     for worker in pool.reactor.alive():
         worker.end(ProcessDone(0))
-    assert stopped.called
+    assert pool.pool.all_ended().called
     assert ended == [1001, 1000, 1002]  # the restarted one has a pid of its own
 
 
@@ -221,7 +221,8 @@ def test_sighup_is_forwarded_to_every_worker() -> None:
 
 def test_a_stop_sends_sigterm_and_waits_for_every_worker() -> None:
     pool = Pool(count=3)
-    stopped = pool.pool.stopService()
+    pool.pool.stopService()
+    stopped = pool.pool.all_ended()
     assert [s.process.signals for s in pool.reactor.spawned] == [[signal.SIGTERM], [signal.SIGTERM]]
     done: list[Any] = []
     stopped.addCallback(done.append)
@@ -237,7 +238,8 @@ def test_a_stop_sends_sigterm_and_waits_for_every_worker() -> None:
 
 def test_workers_still_running_a_moment_after_the_shutdown_timeout_are_killed() -> None:
     pool = Pool(count=3, shutdown_timeout=7)
-    stopped = pool.pool.stopService()
+    pool.pool.stopService()
+    stopped = pool.pool.all_ended()
     done: list[Any] = []
     stopped.addCallback(done.append)
     first, straggler = pool.reactor.spawned
@@ -256,7 +258,8 @@ def test_workers_still_running_a_moment_after_the_shutdown_timeout_are_killed() 
 def test_a_stop_with_no_workers_is_immediate() -> None:
     pool = Pool(count=1)
     assert pool.reactor.spawned == []
-    assert pool.pool.stopService() is None
+    pool.pool.stopService()
+    assert pool.pool.all_ended().called
 
 
 # --- the listening socket they share -------------------------------------------------------

@@ -158,6 +158,7 @@ class WorkerPool(Service):
         self.workers: dict[int, _Worker] = {}
         self.quick_deaths: dict[int, int] = {}
         self.on_ended: list[Callable[[int], None]] = []  # told each ended worker's pid
+        self.ending: list[Deferred[None]] = []  # the workers told to stop
         self.discovery_wanted: Callable[[str], None] | None = None  # a worker saw an unknown id
 
     def startService(self) -> None:
@@ -212,20 +213,27 @@ class WorkerPool(Service):
     def on_sighup(self, _why: str) -> None:
         self.signal_all(signal.SIGHUP)
 
-    def stopService(self) -> Deferred[Any] | None:
+    def stopService(self) -> None:
+        """Tell every worker to stop, at once, and kill any still running a moment after
+        --shutdown-timeout. Not waited for here: the first process drains its own requests
+        while the workers drain theirs (tap.py), and then waits for ``all_ended()``."""
         super().stopService()
-        if not self.workers:
-            return None
-        # At once, not after this process's own drain: the workers drain while it does.
+        self.ending = [worker.ended for worker in self.workers.values()]
+        if not self.ending:
+            return
         self.signal_all(signal.SIGTERM)
         # A timer, not a timeout on the wait: cancelling a DeferredList cancels the
         # Deferreds in it, and it then fires as if everyone had ended.
         killer = self.reactor.callLater(self.stop_timeout, self.kill_stragglers)
 
-        def all_ended(_: object) -> None:
+        def ended(_: object) -> None:
             if killer.active():
                 killer.cancel()
-        return DeferredList([w.ended for w in self.workers.values()]).addCallback(all_ended)
+        self.all_ended().addCallback(ended)
+
+    def all_ended(self) -> Deferred[Any]:
+        """Fires once every worker running at the stop has ended."""
+        return DeferredList(self.ending)
 
     def kill_stragglers(self) -> None:
         log.warn("Workers still running after {timeout:g} s; killing them", timeout=self.stop_timeout)
