@@ -230,7 +230,7 @@ def test_two_processes_count_walk_name_and_report_as_one_daemon(upstream: FakeUp
 
         # One walk per interval: the first process's. (With a walk per process, the fake
         # would see twice the walks the first process made, and the worker would log its own.)
-        eventually(lambda: len(admin.walks()) >= 3)
+        eventually(lambda: len(admin.walks()) >= 2)
     finally:
         code = daemon.stop()
     walks_logged = [line for line in daemon.lines if "] Discovery (" in line]
