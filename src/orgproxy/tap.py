@@ -24,15 +24,15 @@ from orgproxy.body.amend import Amended
 from orgproxy.names.aliasfile import AliasFileError
 from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
 from orgproxy.names.history import History
-from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.shared import NO_DISCOVERY, NamesFollower, NamesPublisher
+from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
 from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import metrics
+from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
 from orgproxy.ops.memory import keep_large_buffers
 from orgproxy.ops.reload import AliasReloader, ReloadService
-from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.rundir import RunDirectory
 from orgproxy.ops.signals import SignalHandler
 from orgproxy.ops.watch import MODES
@@ -220,7 +220,8 @@ def _check_endpoint(description: str) -> None:
 
 class OrgproxyService(MultiService):
     """The listening port, the alias reloader, discovery and the workers, started and
-    stopped in order: a stop lets requests in flight finish before the pool closes."""
+    stopped in order: a stop lets requests in flight finish (here and in every worker at
+    once) before the pool closes."""
 
     def __init__(self, options: Options, reactor: Any, current: CurrentNames, history: History | None,
                  in_flight: InFlight, pool: HTTPConnectionPool | None):

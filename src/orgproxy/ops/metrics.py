@@ -38,7 +38,10 @@ A gauge says who writes it, which decides how the processes' values combine:
   ``orgproxy_cost_month_to_date_usd{api_key_id, api_key_name, project_id, project_name}``:
   set them there when the value is fetched, never from a worker and never from
   ``on_scrape()`` (a worker answering the scrape would write its own, empty, view). Its
-  latest write wins, and stays after the writer ends until it writes again.
+  latest write wins, and stays after the writer ends until it writes again. Make it in
+  ``makeService`` after ``metrics.start()``, beside the service that fetches its values,
+  which like discovery runs in the first process only (``is_worker`` there is false; here
+  ``Metrics.first_process`` says so); a scrape any worker answers shows it all the same.
 
 What multiprocess mode cannot do, so no metric may rely on it: ``set_function`` (a value
 computed at scrape time exists only in the process scraped; use ``on_scrape`` for
