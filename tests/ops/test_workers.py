@@ -27,6 +27,7 @@ from orgproxy.ops.workers import (
     twistd_arguments,
     worker_argv,
 )
+from tests.support.answers import TOKEN
 from tests.support.spawning import LISTENING_FD, Spawned, SpawningReactor
 
 
@@ -135,7 +136,9 @@ class Pool:
         return self.reactor.spawned[-1]
 
 
-def test_it_starts_the_other_workers_on_the_listening_socket(logged: list[dict[str, Any]]) -> None:
+def test_it_starts_the_other_workers_on_the_listening_socket(logged: list[dict[str, Any]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", TOKEN)
     pool = Pool(count=3)
     spawned = pool.reactor.spawned
     assert [s.args for s in spawned] == [["python", "worker-1"], ["python", "worker-2"]]
@@ -143,7 +146,9 @@ def test_it_starts_the_other_workers_on_the_listening_socket(logged: list[dict[s
         # Standard input, a pipe this process holds (its end is the worker's), and a pipe
         # for the worker's requests (discovery).
         assert s.child_fds == {0: "w", 1: 1, 2: 2, WORKER_FD: LISTENING_FD, REQUESTS_FD: "r"}
-        assert s.env == dict(os.environ)
+        # The first process's environment, but for the admin key: discovery is its alone.
+        assert s.env == {k: v for k, v in os.environ.items() if k != "OPENAI_ADMIN_KEY"}
+        assert TOKEN not in repr(s.env)
     started = [(e["number"], e["pid"]) for e in logged if e.get("log_format", "").startswith("Started worker")]
     assert started == [(1, 1000), (2, 1001)]
 

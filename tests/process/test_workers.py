@@ -239,6 +239,8 @@ def test_two_processes_count_walk_name_and_report_as_one_daemon(upstream: FakeUp
     wait_gone(pids)
     assert code == 0, daemon.output
     assert_clean_output(daemon)
+    shared = [path for path in (tmp_path / "state" / "run").rglob("*") if path.is_file()]
+    assert shared and not [path for path in shared if TOKEN.encode() in path.read_bytes()]
 
 
 def test_an_unknown_key_a_worker_sees_sets_off_one_walk_whose_names_reach_both(

@@ -50,6 +50,8 @@ STARTS_BEFORE_GIVING_UP = 5
 # already been acted on by the first process, whose state the workers inherit.
 CARRIED_TWISTD_OPTIONS = ("reactor", "logger", "prefix")
 CARRIED_TWISTD_FLAGS = ("syslog",)
+# Discovery is the first process's: a worker is not even given the admin key.
+WITHHELD_FROM_WORKERS = frozenset({"OPENAI_ADMIN_KEY"})
 DAEMON_LOG_FILE = "twistd.log"  # where twistd logs when it daemonises without --logfile
 
 
@@ -175,7 +177,8 @@ class WorkerPool(Service):
         argv = self.argv_for(number)
         # Standard input: a pipe whose end this process holds until it ends (see
         # firstprocess.py); REQUESTS_FD: a pipe the worker writes and this process reads.
-        self.reactor.spawnProcess(worker, argv[0], argv, env=os.environ.copy(),
+        env = {name: value for name, value in os.environ.items() if name not in WITHHELD_FROM_WORKERS}
+        self.reactor.spawnProcess(worker, argv[0], argv, env=env,
                                   childFDs={0: "w", 1: 1, 2: 2, WORKER_FD: fd, REQUESTS_FD: "r"})
         self.workers[number] = worker
         worker.pid = worker.transport.pid
