@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import values
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
+
+from orgproxy.ops import metrics
 
 from tests.support.answers import AUTH, TOKEN
 from tests.support.daemon import Daemon
@@ -39,6 +44,20 @@ def logged() -> Iterator[list[dict[str, Any]]]:
     assert not any(TOKEN in repr(e) for e in events), "the admin key appeared in a log event"
 
 
+@pytest.fixture(autouse=True)
+def metrics_mode() -> Iterator[None]:
+    """A test that makes a daemon of several processes puts prometheus_client in
+    multiprocess mode, which belongs to the process: the next test finds it as it was."""
+    variable = metrics.MULTIPROC_DIR_VARIABLE
+    saved_directory, saved_class = os.environ.get(variable), values.ValueClass
+    yield
+    values.ValueClass = saved_class
+    if saved_directory is None:
+        os.environ.pop(variable, None)
+    else:
+        os.environ[variable] = saved_directory
+
+
 @pytest.fixture
 def logged_failures(logged: list[dict[str, Any]]) -> Callable[[], list[dict[str, Any]]]:
     """The traceback events so far, taken (the test expects them)."""
@@ -66,11 +85,13 @@ def fake() -> FakeOpenAI:
 
 @pytest.fixture
 def make_proxy(fake: FakeOpenAI, tmp_path: Path) -> Iterator[Callable[..., InMemoryProxy]]:
-    """orgproxy in memory in front of ``fake``: ``make_proxy("--aliases", path, ...)``."""
+    """orgproxy in memory in front of ``fake``: ``make_proxy("--aliases", path, ...)``
+    (``reactor=``: a memory reactor of the test's own)."""
     made: list[InMemoryProxy] = []
 
-    def make(*args: str, environ: dict[str, str] | None = None) -> InMemoryProxy:
-        proxy = InMemoryProxy(fake, tmp_path / "state", args, environ)
+    def make(*args: str, environ: dict[str, str] | None = None,
+             reactor: MemoryReactorClock | None = None) -> InMemoryProxy:
+        proxy = InMemoryProxy(fake, tmp_path / "state", args, environ, reactor)
         made.append(proxy)
         return proxy
     yield make

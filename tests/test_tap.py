@@ -5,7 +5,9 @@ twistd. (twistd itself finding and running the plugin: tests/process/test_plugin
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from ipaddress import ip_network
@@ -16,7 +18,7 @@ import pytest
 from treq.testing import RequestTraversalAgent
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Application
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ProcessDone, ProcessTerminated
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogLevel
 from twisted.python import usage
@@ -25,13 +27,18 @@ from twisted.web import server
 from twisted.web.client import ResponseNeverReceived
 
 from orgproxy.names.discovery import DiscoveryService
-from orgproxy.ops import logs
+from orgproxy.names.history import Learned
+from orgproxy.names.shared import NamesFollower
+from orgproxy.names.unknown_shared import SharedUnknownIds
+from orgproxy.ops import logs, metrics
 from orgproxy.ops.reload import ReloadService
-from orgproxy.ops.workers import SharedAccepts, WorkerPool
+from orgproxy.ops.firstprocess import FirstProcessLink
+from orgproxy.ops.workers import STOP_GRACE, SharedAccepts, WorkerPool
 from orgproxy.tap import DEFAULTS, Options, OrgproxyService, env_name, makeService
 from tests.support.answers import TOKEN
 from tests.support.fake_openai import FakeOpenAI, Received, reply
 from tests.support.memory import InMemoryProxy
+from tests.support.spawning import SpawningReactor
 
 COSTS = "/v1/organization/costs"
 
@@ -200,7 +207,8 @@ def build(tmp_path: Path) -> Iterator[Build]:
         return built
     yield make
     for built in made:
-        built.service.history.close()
+        if built.service.history is not None:
+            built.service.history.close()
 
 
 def test_without_an_alias_file_there_is_a_port_and_a_sighup_handler_only(build: Build) -> None:
@@ -241,7 +249,7 @@ def test_an_unreadable_admin_key_file_ends_the_start_with_one_line(build: Build,
 
 def test_workers_add_a_pool_that_shares_the_listening_socket(build: Build) -> None:
     built = build(["--workers", "3"])
-    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService]
+    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService, SharedUnknownIds]
     pool = built.one(WorkerPool)
     listening = built.one(StreamServerEndpointService)
     assert isinstance(listening.endpoint, SharedAccepts) and pool.listening is listening.endpoint
@@ -270,6 +278,7 @@ def test_a_worker_adopts_the_listening_socket_it_is_given(build: Build, monkeypa
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         given = os.dup(listening.fileno())  # the worker's fd 3 (the endpoint closes it once adopted)
+        build(["--workers=3"])  # the first process, which makes the directory they share
         built = build(["--workers=1", f"--worker-fd={given}", "--worker-number=2"])
         assert WorkerPool not in built.kinds()
         built.service.privilegedStartService()
@@ -280,6 +289,53 @@ def test_a_worker_adopts_the_listening_socket_it_is_given(build: Build, monkeypa
             assert logs.log.namespace == "orgproxy.worker2"
         finally:
             built.service.stopService()
+
+
+def test_a_daemon_of_workers_shares_a_run_directory_made_afresh(build: Build, tmp_path: Path) -> None:
+    run = tmp_path / "state" / "run"
+    (run / "metrics").mkdir(parents=True)
+    (run / "metrics" / "counter_4242.db").write_bytes(b"a previous run's counts")
+    (run / "stray").write_text("")
+    build(["--workers", "2"])
+    assert sorted(path.name for path in run.iterdir()) == ["metrics", "names", "unknown"]
+    assert "counter_4242.db" not in os.listdir(run / "metrics")
+    # This process's metrics are files there, and the workers inherit where they are.
+    assert os.listdir(run / "metrics") and metrics.installed().directory == str(run / "metrics")
+    assert os.environ[metrics.MULTIPROC_DIR_VARIABLE] == str(run / "metrics")
+    # The names for the workers are written before any of them starts.
+    shared = json.loads((run / "names" / "names.json").read_text())
+    assert (shared["history"], shared["discovered"], shared["discovery"]) == ([], [], {"enabled": False})
+
+
+def test_one_process_shares_nothing_and_keeps_its_metrics_in_memory(build: Build, tmp_path: Path) -> None:
+    build([])
+    assert not (tmp_path / "state" / "run").exists()
+    assert metrics.installed().directory is None
+
+
+def test_a_worker_takes_the_first_processs_names_and_holds_no_admin_key(build: Build,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs.log, "namespace", logs.log.namespace)  # a worker renames it
+    first = build(["--workers", "2"], environ={"OPENAI_ADMIN_KEY": TOKEN})
+    discovery = first.service.discovery
+    first.service.current.discovered[("api_key_id", "key_learned")] = Learned("api_key_id", "key_learned", "Learned")
+    first.service.current.rebuild()
+    for told in discovery.after_walk:  # a walk ended
+        told()
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        given = os.dup(listening.fileno())
+        try:
+            worker = build(["--workers=1", f"--worker-fd={given}", "--worker-number=1"],
+                           environ={"OPENAI_ADMIN_KEY": TOKEN})
+        finally:
+            os.close(given)  # never adopted: the service is not started
+    assert worker.service.history is None and worker.service.discovery is None
+    assert DiscoveryService not in worker.kinds()
+    assert {NamesFollower, FirstProcessLink} <= set(worker.kinds())
+    assert worker.service.current.names.by_field["api_key_id"] == {"key_learned": "Learned"}
+    assert worker.one(NamesFollower).status() == discovery.status()  # for the worker's /health
 
 
 def test_the_log_observer_is_offered_to_twistds_application(build: Build, tmp_path: Path) -> None:
@@ -437,3 +493,46 @@ def test_a_stop_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeout
     assert (gave_up["count"], gave_up["timeout"]) == (1, 3.0)
     response.cancel()  # in the daemon, the reactor stops here; in memory, the client leaves
     response.addErrback(lambda failure: failure.trap(ResponseNeverReceived))
+
+
+def test_with_workers_every_process_drains_at_once_within_one_shutdown_timeout(
+        make_proxy: Callable[..., InMemoryProxy], fake: FakeOpenAI) -> None:
+    Held(fake, COSTS)
+    reactor = SpawningReactor()
+    proxy = make_proxy("--workers", "2", "--shutdown-timeout", "3", reactor=reactor)
+    proxy.start_service()
+    response = proxy.start("GET", COSTS + "?start_time=1")
+    proxy.flush()
+    (worker,) = reactor.spawned
+    done = stopping(proxy)
+    assert worker.process.signals == [signal.SIGTERM]  # at once, not after this process's drain
+    proxy.advance(2.9)
+    worker.end(ProcessDone(0))  # it drained meanwhile
+    assert not done, "stopped with a request in flight here"
+    proxy.advance(0.1)
+    assert done == [None]  # one --shutdown-timeout in all, not one drain after the other
+    response.cancel()
+    response.addErrback(lambda failure: failure.trap(ResponseNeverReceived))
+
+
+def test_with_workers_a_worker_still_running_after_the_drain_is_killed_and_the_stop_ends_with_it(
+        make_proxy: Callable[..., InMemoryProxy]) -> None:
+    reactor = SpawningReactor()
+    proxy = make_proxy("--workers", "2", "--shutdown-timeout", "3", reactor=reactor)
+    proxy.start_service()
+    (worker,) = reactor.spawned
+    done = stopping(proxy)
+    proxy.advance(3 + STOP_GRACE)
+    assert worker.process.signals == [signal.SIGTERM, signal.SIGKILL] and not done
+    worker.end(ProcessTerminated(signal=signal.SIGKILL))
+    proxy.flush()
+    assert done == [None]
+
+
+def test_a_worker_stops_as_on_sigterm_when_its_first_process_is_gone(build: Build) -> None:
+    built = build([])
+    built.service.first_process_gone()
+    assert built.service.stopping and built.reactor.hasStopped
+    built.reactor.hasStopped = False
+    built.service.stop_requested()  # and a SIGTERM after it is no second stop
+    assert not built.reactor.hasStopped

@@ -6,12 +6,12 @@ import os
 import signal
 import sqlite3
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from twisted.application import strports
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import Deferred, DeferredList, TimeoutError, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.web.client import HTTPConnectionPool
@@ -24,12 +24,16 @@ from orgproxy.body.amend import Amended
 from orgproxy.names.aliasfile import AliasFileError
 from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
 from orgproxy.names.history import History
+from orgproxy.names.shared import NO_DISCOVERY, NamesFollower, NamesPublisher
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
+from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import metrics
+from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
 from orgproxy.ops.memory import keep_large_buffers
 from orgproxy.ops.reload import AliasReloader, ReloadService
+from orgproxy.ops.rundir import RunDirectory
 from orgproxy.ops.signals import SignalHandler
 from orgproxy.ops.watch import MODES
 from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, twistd_arguments, worker_argv
@@ -216,15 +220,16 @@ def _check_endpoint(description: str) -> None:
 
 class OrgproxyService(MultiService):
     """The listening port, the alias reloader, discovery and the workers, started and
-    stopped in order: a stop lets requests in flight finish before the pool closes."""
+    stopped in order: a stop lets requests in flight finish (here and in every worker at
+    once) before the pool closes."""
 
-    def __init__(self, options: Options, reactor: Any, current: CurrentNames, history: History,
+    def __init__(self, options: Options, reactor: Any, current: CurrentNames, history: History | None,
                  in_flight: InFlight, pool: HTTPConnectionPool | None):
         super().__init__()
         self.options = options
         self.reactor = reactor
         self.current = current
-        self.history = history
+        self.history = history  # None in a worker: the first process keeps it
         self.in_flight = in_flight
         self.pool = pool
         self.notes: list[str] = []  # what start-up found worth a warning
@@ -237,6 +242,7 @@ class OrgproxyService(MultiService):
     site: OrgproxySite
     discovery: DiscoveryService | None
     unknown: UnknownIds
+    workers: WorkerPool | None = None  # the first process's, with --workers
     # The log observer to offer twistd (see logs.text_lines), or None for twistd's own.
     log_observer: ILogObserver | None = None
 
@@ -245,6 +251,14 @@ class OrgproxyService(MultiService):
             return  # a second SIGTERM (the supervisor's to the group, and ours to workers)
         self.stopping = True
         log.info("SIGTERM: no longer accepting connections; shutting down")
+        self.stop_reactor()
+
+    def first_process_gone(self) -> None:
+        """A worker's first process ended (however: kill -9 too): stop as on SIGTERM."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.warn("The first process is gone: no longer accepting connections; shutting down")
         self.stop_reactor()
 
     def give_up(self, reason: str) -> None:
@@ -284,8 +298,13 @@ class OrgproxyService(MultiService):
         self.sigterm.install()
         for note in self.notes:
             log.warn("{note}", note=note)
-        remembered = self.current.names.by_source.get("history", 0)
-        log.info("{count} names remembered in {path}", count=remembered, path=self.history.path)
+        by_source = self.current.names.by_source
+        if self.history is not None:
+            log.info("{count} names remembered in {path}", count=by_source.get("history", 0),
+                     path=self.history.path)
+        else:
+            log.info("{count} names learned and remembered by the first process",
+                     count=by_source.get("history", 0) + by_source.get("discovered", 0))
         if self.current.source is None:
             log.warn("No alias file (--aliases or ORGPROXY_ALIASES): running with no names;"
                      " every id is named \"unknown\"")
@@ -303,11 +322,16 @@ class OrgproxyService(MultiService):
         return Deferred.fromCoroutine(self.stop_in_order())
 
     async def stop_in_order(self) -> None:
-        await super().stopService()  # the port stops accepting; the reloader stops
-        await self.drain(self.options["shutdown-timeout"])
+        # The port stops accepting, the reloader stops, and the workers are told to stop
+        # (the pool does not wait for them); this process drains while they do, so that
+        # the whole daemon stops within one --shutdown-timeout.
+        await super().stopService()
+        draining = Deferred.fromCoroutine(self.drain(self.options["shutdown-timeout"]))
+        await DeferredList([draining, self.workers.all_ended() if self.workers is not None else succeed(None)])
         if self.pool is not None:
             await self.pool.closeCachedConnections()
-        self.history.close()
+        if self.history is not None:
+            self.history.close()
 
     async def drain(self, timeout: float) -> None:
         in_flight = self.in_flight
@@ -358,31 +382,64 @@ def admin_key(options: Options) -> str | None:
     return options.environ.get("OPENAI_ADMIN_KEY", "").strip() or None
 
 
-def unknown_ids_noted(unknown: UnknownIds, clock: Any, discovery: DiscoveryService | None
-                      ) -> Callable[[Amended], None]:
-    """What the proxy does with ids nobody could name: remember them for the report, and
-    let discovery look for them."""
+class SeesUnknownIds(Protocol):
+    def unknown_seen(self, unknown_ids: Mapping[str, str]) -> None: ...
+
+
+def unknown_ids_noted(unknown: UnknownIds, clock: Any, discovery: SeesUnknownIds | None,
+                      shared: SharedUnknownIds | None = None) -> Callable[[Amended], None]:
+    """What the proxy does with ids nobody could name: remember them for the report (and
+    for the other processes' reports), and let discovery look for them (in a worker,
+    through the first process)."""
     def note(amended: Amended) -> None:
         unknown.record(amended.occurrences, amended.unknown_ids, clock.seconds())
+        if shared is not None:
+            shared.changed()
         if discovery is not None:
             discovery.unknown_seen(amended.unknown_ids)
     return note
 
 
+def run_directory(options: Options) -> RunDirectory | None:
+    """Where the daemon's processes share what they write, with --workers (else None): the
+    first process makes it afresh, a worker finds it."""
+    if options["workers"] == 1 and options["worker-fd"] is None:
+        return None
+    run = RunDirectory.under(options["state-dir"])
+    try:
+        if options["worker-fd"] is None:
+            run.prepare()
+        else:
+            run.check()
+    except OSError as e:
+        why = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        raise SystemExit(f"orgproxy: --state-dir: the directory the workers share: {why}") from None
+    return run
+
+
 def makeService(options: Options, reactor: Any = None, agent: IAgent | None = None) -> OrgproxyService:
     """The daemon's service tree. ``reactor`` and ``agent`` (every upstream call's HTTP
     client) are for tests to give, in memory; by default the installed reactor and a
-    pooled, TLS-verified agent."""
+    pooled, TLS-verified agent.
+
+    With --workers, the first process (the one twistd starts) also runs discovery, keeps
+    the history and starts the workers; a worker (``--worker-fd``) takes the first
+    process's learned names from the run directory and asks it for discovery."""
     if reactor is None:
         from twisted.internet import reactor as installed_reactor
 
         reactor = installed_reactor
     set_level(options["log-level"])
     keep_large_buffers()
-    if options["worker-number"]:
+    is_worker = options["worker-fd"] is not None
+    if is_worker:
         log.namespace = f"orgproxy.worker{options['worker-number']}"
     names, reloader = load_names(options["aliases"], reactor)
-    history, history_problem = open_history(options["state-dir"], names, reactor)
+    history, history_problem = (None, None) if is_worker else open_history(options["state-dir"], names, reactor)
+    run = run_directory(options)
+    # Before any metric exists: with workers, every process writes its own to the run
+    # directory, and a scrape reads them all.
+    process_metrics = metrics.start(run.metrics if run is not None else None, first_process=not is_worker)
     pool = None
     if agent is None:
         try:
@@ -397,7 +454,8 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
             client_token = read_token(options["client-token-file"])
         except (OSError, ValueError) as e:
             raise SystemExit(f"orgproxy: --client-token-file: {e}") from None
-    key = admin_key(options)
+    # A worker never holds the admin key: discovery is the first process's.
+    key = None if is_worker else admin_key(options)
     discovery = None
     if key is not None:
         admin = AdminClient(reactor, options["upstream"], agent, [(b"Authorization", b"Bearer " + key.encode())],
@@ -406,16 +464,26 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
                                      options["discovery-interval"], options["discovery-cooldown"])
     cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"])
              if options["cache-ttl"] > 0 else None)
-    in_flight = InFlight(options["max-concurrency"])
+    in_flight = InFlight(options["max-concurrency"], on_change=metrics.set_in_flight)
     unknown = UnknownIds()
-    proxy = OrganizationProxy(upstream.forward, names, reactor, in_flight,
-                              unknown_ids_noted(unknown, reactor, discovery),
-                              replace_ids=options["replace-ids"], cache=cache)
-    site = make_site(proxy=proxy, health=Health(names, discovery), unknown_report=UnknownReport(unknown, names),
-                     allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor)
-    metrics.follow_names(lambda: names.names)
-    metrics.IN_FLIGHT.set_function(lambda: in_flight.count)
+    shared_unknown = SharedUnknownIds(reactor, run.unknown, unknown) if run is not None else None
+    follower = first_process = None
+    if is_worker:
+        assert run is not None
+        # Names following: by --watch's means, but never off (this is not the operator's file).
+        follower = NamesFollower(reactor, run.names, names, "poll" if options["watch"] == "off" else options["watch"])
+        follower.load()
     service = OrgproxyService(options, reactor, names, history, in_flight, pool)
+    if is_worker:
+        first_process = FirstProcessLink(reactor, service.first_process_gone, options["discovery-cooldown"])
+    proxy = OrganizationProxy(upstream.forward, names, reactor, in_flight,
+                              unknown_ids_noted(unknown, reactor, discovery or first_process, shared_unknown),
+                              replace_ids=options["replace-ids"], cache=cache)
+    site = make_site(proxy=proxy, health=Health(names, discovery or follower),
+                     unknown_report=UnknownReport(shared_unknown.merged if shared_unknown is not None
+                                                  else (lambda: unknown), names),
+                     allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor)
+    process_metrics.follow_names(lambda: names.names)
     service.site, service.discovery, service.unknown = site, discovery, unknown
     twistd_options = getattr(options, "parent", None)  # twistd's own, when twistd runs it
     if twistd_options is not None and logs_to_standard_output(twistd_options):
@@ -427,26 +495,45 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
             f"!!! Listening on {options['port']}, beyond this machine, with neither --allow-from nor"
             " --client-token-file: any host in the private ranges can use it to call OpenAI with"
             " whatever admin key it sends. Restrict it.")
-    if discovery is None:
+    if discovery is None and not is_worker:
         service.notes.append("Discovery is off (no --admin-key-file or OPENAI_ADMIN_KEY):"
                              " names come from the alias file and the history only")
     on_sighup: list[Callable[[str], None]] = [discovery.request] if discovery is not None else []
-    if options["worker-fd"] is not None:
+    if is_worker:
         adopted_port_service(reactor, int(options["worker-fd"]), site).setServiceParent(service)
     else:
         listening = strports.service(options["port"], site, reactor=reactor)
         if options["workers"] > 1:
+            assert run is not None and shared_unknown is not None
             shared = listening.endpoint = SharedAccepts(listening.endpoint)
             plugin_arguments = options.worker_arguments()
             twistd_argument_list = twistd_arguments(twistd_options)  # now, before twistd's chdir
             pool_of_workers = WorkerPool(reactor, options["workers"],
                                          lambda number: worker_argv(twistd_argument_list, plugin_arguments, number),
-                                         shared, options["shutdown-timeout"] + 5, service.give_up)
+                                         shared, options["shutdown-timeout"], service.give_up)
+            pool_of_workers.on_ended += [process_metrics.worker_ended, shared_unknown.absorb]
+            service.workers = pool_of_workers
+            if discovery is not None:
+                pool_of_workers.discovery_wanted = discovery.unknown_seen_by
             on_sighup.append(pool_of_workers.on_sighup)
+            share_learned_names(run, names, discovery)
         listening.setServiceParent(service)
         if options["workers"] > 1:
             pool_of_workers.setServiceParent(service)
     ReloadService(reactor, reloader, options["watch"], on_sighup).setServiceParent(service)
     if discovery is not None:
         discovery.setServiceParent(service)
+    for shares in (shared_unknown, follower, first_process):
+        if shares is not None:
+            shares.setServiceParent(service)
     return service
+
+
+def share_learned_names(run: RunDirectory, names: CurrentNames, discovery: DiscoveryService | None) -> None:
+    """The first process's learned names, written for the workers now (before any starts)
+    and after every walk."""
+    publisher = NamesPublisher(run.names, names, discovery.status if discovery is not None
+                               else (lambda: dict(NO_DISCOVERY)))
+    publisher.publish()
+    if discovery is not None:
+        discovery.after_walk.append(publisher.publish)

@@ -4,14 +4,17 @@ front of a fake Admin API that pages two items at a time. Time moves only with t
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.error import ProcessDone
 from twisted.logger import LogLevel
 
+from orgproxy.ops.firstprocess import REQUESTS_FD
 from orgproxy.ops.reload import ReloadService
 from tests.support.answers import TOKEN
 from tests.support.fake_admin import (
@@ -30,6 +33,7 @@ from tests.support.fake_admin import (
 )
 from tests.support.fake_openai import Behaviour, FakeOpenAI, hold, reply
 from tests.support.memory import InMemoryProxy
+from tests.support.spawning import SpawningReactor
 
 ADMIN_KEY = {"OPENAI_ADMIN_KEY": TOKEN}
 COSTS = "/v1/organization/costs"
@@ -274,6 +278,40 @@ def test_unknown_sightings_set_off_discovery_at_most_once_per_cooldown(start: St
     proxy.advance(0.1)
     proxy.get(COSTS + "?start_time=1")
     assert walks(admin) == 4
+
+
+def test_with_workers_the_first_process_walks_for_the_daemon_and_shares_what_it_learned(
+        make_proxy: Callable[..., InMemoryProxy], admin: FakeAdmin, fake: FakeOpenAI, tmp_path: Path) -> None:
+    one_quick_project(admin)
+    reactor = SpawningReactor()
+    proxy = make_proxy("--workers", "2", "--discovery-cooldown", "60", environ=ADMIN_KEY, reactor=reactor)
+    proxy.start_service()
+    proxy.flush()
+    (worker,) = reactor.spawned
+    shared = tmp_path / "state" / "run" / "names" / "names.json"
+
+    def learned_for_the_workers() -> set[str]:
+        return {row[1] for row in json.loads(shared.read_text())["discovered"]}
+
+    assert walks(admin) == 1 and "key_Ws1kProdSrvA9" in learned_for_the_workers()
+    admin.add_key(WEB_SHOP, {"id": "key_NewThisMorning", "name": "Created this morning",
+                             "owner": user_owner(admin.org.users[0])})
+    worker.protocol.childDataReceived(REQUESTS_FD, b"discover\n")  # the worker saw an unknown id
+    proxy.flush()
+    assert walks(admin) == 2 and "key_NewThisMorning" in learned_for_the_workers()
+    # The cooldown is the daemon's: this process's own sighting, or the worker's again, waits.
+    serve_rows(fake, [{"api_key_id": "key_NobodyKnows"}])
+    proxy.get(COSTS + "?start_time=1")
+    worker.protocol.childDataReceived(REQUESTS_FD, b"discover\n")
+    proxy.flush()
+    assert walks(admin) == 2
+    proxy.advance(60)
+    worker.protocol.childDataReceived(REQUESTS_FD, b"discover\n")
+    proxy.flush()
+    assert walks(admin) == 3
+    stopped = proxy.service.stopService()
+    worker.end(ProcessDone(0))
+    proxy.resolve(stopped)
 
 
 def test_an_unknown_user_alone_does_not_set_off_discovery(start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:

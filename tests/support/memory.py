@@ -51,8 +51,8 @@ class InMemoryProxy:
     """makeService's tree, in memory, in front of ``upstream`` (a fake as a resource)."""
 
     def __init__(self, upstream: IResource, state_dir: Path, args: Sequence[str] = (),
-                 environ: Mapping[str, str] | None = None):
-        self.clock = MemoryReactorClock()
+                 environ: Mapping[str, str] | None = None, reactor: MemoryReactorClock | None = None):
+        self.clock = MemoryReactorClock() if reactor is None else reactor
         self.upstream_agent = RequestTraversalAgent(upstream)
         self.options = Options(environ={} if environ is None else environ)
         self.options.parseOptions(["--upstream", UPSTREAM_URL, "--state-dir", str(state_dir), "--watch", "off",
@@ -141,7 +141,7 @@ class InMemoryProxy:
             exchange.close()
         if self.service.running:
             self.resolve(self.service.stopService())
-        else:
+        elif self.service.history is not None:
             self.service.history.close()
         self.flush()
         left = self.clock.getDelayedCalls()

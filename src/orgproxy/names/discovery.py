@@ -6,6 +6,10 @@ id (at most once per ``cooldown``), so that a key created this morning is named 
 next request. One walk at a time: a request for another while one runs is folded into
 one more walk after it. Failures are retried with backoff, or after the upstream's
 Retry-After; names already known are never dropped.
+
+With --workers, only the first process runs it, for the whole daemon: its names reach the
+workers through the run directory (``shared.py``), and an unknown id a worker sees reaches
+it through the worker's link (``ops/firstprocess.py``), under the same cooldown.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from orgproxy.ops import metrics
 from orgproxy.names.openai_admin import DiscoveryFailed, Fetch, discover
@@ -55,6 +59,27 @@ def read_admin_key(path: str) -> str:
     return key
 
 
+def sets_off_discovery(unknown_ids: Mapping[str, str]) -> bool:
+    """Whether a response's unknown ids (id -> its field) are worth a walk."""
+    return any(field in TRIGGERING_FIELDS for field in unknown_ids.values())
+
+
+class Cooldown:
+    """Yes at most once per ``seconds``."""
+
+    def __init__(self, clock: IReactorTime, seconds: float):
+        self.clock = clock
+        self.seconds = seconds
+        self.last: float | None = None
+
+    def take(self) -> bool:
+        now = self.clock.seconds()
+        if self.last is not None and now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
 class DiscoveryService(Service):
     def __init__(self, reactor: Any, fetch: Fetch, current: CurrentNames, history: History | None,
                  interval: float, cooldown: float):
@@ -68,7 +93,8 @@ class DiscoveryService(Service):
         self.again: str | None = None  # why another walk was asked for during this one
         self.next_walk: IDelayedCall | None = None
         self.failures = 0
-        self.last_triggered: float | None = None
+        self.triggers = Cooldown(reactor, cooldown)  # walks set off by unknown ids
+        self.after_walk: list[Callable[[], None]] = []  # told when a walk ends, however it ended
         self.state: dict[str, Any] = {"last_success": None, "last_failure": None, "last_error": None,
                                       "learned": 0}
 
@@ -116,13 +142,14 @@ class DiscoveryService(Service):
 
     def unknown_seen(self, unknown_ids: Mapping[str, str]) -> None:
         """A response carried ids nobody could name (id -> its field)."""
-        if not any(field in TRIGGERING_FIELDS for field in unknown_ids.values()):
-            return
-        now = self.reactor.seconds()
-        if self.last_triggered is not None and now - self.last_triggered < self.cooldown:
-            return
-        self.last_triggered = now
-        self.request("an unknown id was seen")
+        if sets_off_discovery(unknown_ids):
+            self.unknown_seen_by("an unknown id was seen")
+
+    def unknown_seen_by(self, why: str) -> None:
+        """This process or a worker saw an unknown key or project id: walk, at most once
+        per cooldown for the whole daemon."""
+        if self.triggers.take():
+            self.request(why)
 
     async def walk(self, why: str) -> None:
         started = self.reactor.seconds()
@@ -139,7 +166,7 @@ class DiscoveryService(Service):
             log.failure("Discovery ({why}) failed unexpectedly", why=why)
             self.failed(why, DiscoveryFailed("an internal error (see the log above)"), learned)
         else:
-            metrics.DISCOVERY_RUNS.labels("ok").inc()
+            metrics.count_discovery("ok")
             self.failures = 0
             self.state["last_success"] = self.reactor.seconds()
             self.state["last_error"] = None
@@ -149,12 +176,14 @@ class DiscoveryService(Service):
             self.schedule(self.interval, "every --discovery-interval")
         finally:
             self.walking = None
+        for listener in self.after_walk:
+            listener()
         if self.again is not None:
             again, self.again = self.again, None
             self.request(again)
 
     def failed(self, why: str, error: DiscoveryFailed, learned: list[Learned]) -> None:
-        metrics.DISCOVERY_RUNS.labels("failed").inc()
+        metrics.count_discovery("failed")
         self.failures += 1
         if error.retry_after is not None:
             delay = min(error.retry_after, MAX_RETRY_AFTER)

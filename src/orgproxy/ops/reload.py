@@ -63,12 +63,12 @@ class AliasReloader:
         try:
             aliases = load_aliases(self.path)
         except AliasFileError as e:
-            metrics.ALIAS_RELOADS.labels("failed").inc()
+            metrics.count_alias_reload("failed")
             self.current.error = str(e)
             log.error("Alias file not reloaded ({why}); the previous {count} names stay in force: {error}",
                       why=why, count=_count(self.current.aliases), error=str(e))
             return False
-        metrics.ALIAS_RELOADS.labels("ok").inc()
+        metrics.count_alias_reload("ok")
         added, removed, changed = diff(self.current.aliases, aliases)
         self.current.aliases = aliases
         self.current.loaded_at = self.clock.seconds()

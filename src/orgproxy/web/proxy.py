@@ -43,10 +43,11 @@ class InFlight:
     """Counts forwarded requests not yet answered: for the concurrency limit, and so
     that a stop can wait for them."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, on_change: Callable[[int], None] = lambda count: None):
         self.limit = limit
         self.count = 0
         self.waiting: list[Deferred[None]] = []
+        self.on_change = on_change  # told each new count (the in-flight gauge)
 
     @property
     def full(self) -> bool:
@@ -54,9 +55,11 @@ class InFlight:
 
     def enter(self) -> None:
         self.count += 1
+        self.on_change(self.count)
 
     def leave(self, _: object = None) -> None:
         self.count -= 1
+        self.on_change(self.count)
         if self.count == 0:
             waiting, self.waiting = self.waiting, []
             for idle in waiting:
@@ -169,7 +172,7 @@ class Exchange:
 
     def upstream_answered(self, response: UpstreamResponse) -> UpstreamResponse:
         self.upstream_done = self.proxy.clock.seconds()
-        metrics.UPSTREAM_SECONDS.observe(self.upstream_done - self.started)
+        metrics.observe_upstream(self.upstream_done - self.started)
         return response
 
     def note_ids(self, answer: Answer) -> Answer:
@@ -211,7 +214,7 @@ class Exchange:
             return None
         failure.trap(ProxyError)  # anything else is a bug, for bug() below
         error: ProxyError = failure.value
-        metrics.UPSTREAM_SECONDS.observe(clock.seconds() - self.started)
+        metrics.observe_upstream(clock.seconds() - self.started)
         send_error(self.request, error)
         log.warn("{method} {path} -> {status} {code}: {message} (after {total_ms:.1f} ms)",
                  method=method_of(self.request), path=printable(self.path), status=error.status,

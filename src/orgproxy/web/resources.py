@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
@@ -118,21 +119,25 @@ class MetricsPage(OwnPage):
 
 
 class UnknownReport(OwnPage):
-    """The ids seen that nobody could name: JSON, or ``?format=toml`` alias-file tables."""
+    """The ids seen that nobody could name: JSON, or ``?format=toml`` alias-file tables.
+
+    ``unknown()`` gives the ids to report: this process's, or with --workers every
+    process's, merged (``names/unknown_shared.py``)."""
 
     route = "unknown_report"
 
-    def __init__(self, unknown: UnknownIds, current: CurrentNames):
+    def __init__(self, unknown: Callable[[], UnknownIds], current: CurrentNames):
         super().__init__()
         self.unknown = unknown
         self.current = current
 
     def answer(self, request: server.Request) -> bytes:
         names = self.current.names
+        unknown = self.unknown()
         query = split_uri(request.uri)[1] or b""
         wanted = parse_qs(query.decode("latin-1")).get("format", ["json"])[-1]
         if wanted == "toml":
             request.setHeader(b"content-type", b"application/toml; charset=utf-8")
-            return self.unknown.toml_skeleton(names).encode("utf-8")
+            return unknown.toml_skeleton(names).encode("utf-8")
         request.setHeader(b"content-type", b"application/json")
-        return orjson.dumps(self.unknown.report(names))
+        return orjson.dumps(unknown.report(names))
