@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orgproxy.ops.costs import COLLECTOR, FILENAME, Figures, Window, bounded
+from orgproxy.ops.logs import log
 from orgproxy.ops.reload import ReloadService
 from tests.support.answers import TOKEN
 from tests.support.fake_openai import FakeOpenAI, reply
@@ -318,5 +319,7 @@ def test_the_figures_file_holds_ids_and_dollars_only(start: Start, usage: FakeUs
 
 @pytest.fixture(autouse=True)
 def _no_cost_series_left_for_other_tests() -> Iterator[None]:
+    namespace = log.namespace  # a worker's makeService renames the daemon's log
     yield
     COLLECTOR.source = None
+    log.namespace = namespace

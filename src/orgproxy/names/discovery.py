@@ -103,6 +103,8 @@ class DiscoveryService(Periodic):
             metrics.DISCOVERY_RUNS.labels("ok").inc()
             self.state["last_success"] = self.reactor.seconds()
             self.state["last_error"] = None
+            # A whole walk lists every key there is: the others are deleted.
+            self.current.listed_keys = frozenset(r.id for r in learned if r.id_field == "api_key_id")
             new = self.learn(learned)
             log.info("Discovery ({why}) learned {count} names ({new} new) in {seconds:.1f} s",
                      why=why, count=len(learned), new=new, seconds=self.reactor.seconds() - started)
