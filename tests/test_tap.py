@@ -241,7 +241,9 @@ def test_an_admin_key_turns_discovery_on_and_sighup_reaches_it(build: Build, tmp
     assert build(["--admin-key-file", str(key_file)]).service.discovery is not None
 
 
-def test_an_admin_key_adds_the_cost_refresher_except_in_workers_and_at_interval_0(build: Build) -> None:
+def test_an_admin_key_adds_the_cost_refresher_except_in_workers_and_at_interval_0(
+        build: Build, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs.log, "namespace", logs.log.namespace)  # a worker renames it
     key = {"OPENAI_ADMIN_KEY": TOKEN}
     refresher = build(["--cost-interval", "60", "--cost-series-max", "9"], environ=key).one(CostRefresher)
     assert (refresher.interval, refresher.most) == (60.0, 9)

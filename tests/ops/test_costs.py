@@ -318,8 +318,7 @@ def test_the_figures_file_holds_ids_and_dollars_only(start: Start, usage: FakeUs
 
 
 @pytest.fixture(autouse=True)
-def _no_cost_series_left_for_other_tests() -> Iterator[None]:
-    namespace = log.namespace  # a worker's makeService renames the daemon's log
+def _no_cost_series_left_for_other_tests(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(log, "namespace", log.namespace)  # a worker's makeService renames it
     yield
     COLLECTOR.source = None
-    log.namespace = namespace
