@@ -278,6 +278,20 @@ def test_after_a_restart_the_last_values_are_shown_until_a_refresh_succeeds(
     assert samples["orgproxy_cost_refresh_failures_total"][()] >= 1
 
 
+@pytest.mark.parametrize("content", [b"", b"[]", b'{"version": 2}', b'{"version": 1, "series": [[1]]}',
+                                     b"\xff\xfe"])
+def test_a_broken_figures_file_shows_no_series_and_is_reported_once(
+        start: Start, tmp_path: Path, logged: list[dict[str, Any]], content: bytes) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / FILENAME).write_bytes(content)
+    worker = start("--worker-number", "1")
+    for _ in range(3):
+        samples = scrape(worker)
+        assert not samples.get("orgproxy_cost_month_to_date_usd")
+        assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {(): 0.0}
+    assert len([e for e in logged if str(e.get("path", "")).endswith(FILENAME)]) == 1
+
+
 def test_cost_interval_0_or_no_admin_key_means_no_cost_series_and_no_costs_calls(
         start: Start, fake: FakeOpenAI, usage: FakeUsage) -> None:
     for proxy in (start("--cost-interval", "0"), start(environ={})):

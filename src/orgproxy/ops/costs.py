@@ -180,8 +180,8 @@ class CostFigures:
     def from_json(cls, data: bytes) -> CostFigures:
         """Raises ValueError (KeyError, TypeError) for anything but what ``to_json`` wrote."""
         document = json.loads(data)
-        if document.get("version") != 1:
-            raise ValueError(f"version {document.get('version')!r}")
+        if not isinstance(document, dict) or document.get("version") != 1:
+            raise ValueError("not orgproxy's cost figures (version 1)")
         series = tuple(Series(_id(key), _id(project), float(mtd), float(day), bool(other))
                        for key, project, mtd, day, other in document["series"])
         refreshed_at = document["refreshed_at"]
