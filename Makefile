@@ -8,7 +8,8 @@ SOURCES := pyproject.toml $(shell find src twisted -name '*.py' 2>/dev/null)
 
 # The FinOps Foundation's FOCUS validator, which a test runs on the FOCUS export: it needs
 # Python 3.12 (on PATH, or a pyenv version; or say where: make test PYTHON312=...).
-PYTHON312 ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12; do \
+PYTHON312 ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 \
+	$${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12; do \
 	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
 FOCUS_VALIDATOR := .venv-focus-validator
 
