@@ -6,6 +6,13 @@ BIN := $(VENV)/bin
 # to the sources or to pyproject.toml reinstalls it.
 SOURCES := pyproject.toml $(shell find src twisted -name '*.py' 2>/dev/null)
 
+# The FinOps Foundation's FOCUS validator, which a test runs on the FOCUS export where
+# Python 3.12 is (on PATH, or a pyenv version; or say where: make test PYTHON312=...).
+PYTHON312 ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 \
+	$${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12; do \
+	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
+FOCUS_VALIDATOR := .venv-focus-validator
+
 .PHONY: run test clean bench
 
 $(BIN)/python:
@@ -23,11 +30,17 @@ $(VENV)/.installed: $(SOURCES) $(VENV)/.deps
 run: $(VENV)/.installed
 	$(BIN)/twistd --nodaemon --pidfile= orgproxy --aliases etc/aliases.toml
 
-test: $(VENV)/.installed
+$(FOCUS_VALIDATOR)/.installed:
+	$(PYTHON312) -m venv $(FOCUS_VALIDATOR)
+	$(FOCUS_VALIDATOR)/bin/pip install --quiet 'focus-validator==2.2.1' 'pyarrow==20.0.0'
+	touch $@
+
+# Where Python 3.12 is, the FOCUS validator's test runs (see tests/conftest.py): install it.
+test: $(VENV)/.installed $(if $(PYTHON312),$(FOCUS_VALIDATOR)/.installed)
 	$(BIN)/python -m pytest -n 2
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) $(FOCUS_VALIDATOR) build src/*.egg-info
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)

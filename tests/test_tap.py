@@ -31,6 +31,7 @@ from orgproxy.names.history import Learned
 from orgproxy.names.shared import NamesFollower
 from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import logs, metrics
+from orgproxy.ops.costs import COLLECTOR, CostRefresher
 from orgproxy.ops.reload import ReloadService
 from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.workers import STOP_GRACE, SharedAccepts, WorkerPool
@@ -66,6 +67,7 @@ def test_defaults() -> None:
     assert (options["discovery-interval"], options["discovery-cooldown"]) == (900.0, 60.0)
     assert (options["workers"], options["worker-fd"], options["worker-number"]) == (1, None, 0)
     assert (options["cache-ttl"], options["max-concurrency"]) == (0.0, 256)
+    assert (options["cost-interval"], options["cost-series-max"]) == (3600.0, 2000)
 
 
 # option -> (environment value, parsed), (flag value, parsed); relative paths are parsed
@@ -91,6 +93,8 @@ SAMPLES = {
     "workers": (("2", 2), ("3", 3)),
     "cache-ttl": (("30", 30.0), ("0", 0.0)),
     "cache-max-bytes": (("1000000", 1000000), ("5000", 5000)),
+    "cost-interval": (("600", 600.0), ("0", 0.0)),
+    "cost-series-max": (("100", 100), ("5", 5)),
     "worker-fd": (("3", "3"), ("4", "4")),
     "worker-number": (("1", 1), ("2", 2)),
 }
@@ -159,6 +163,9 @@ def test_the_workers_are_given_the_options_as_resolved() -> None:
     (["--watch", "fanotify"], "--watch must be one of auto, inotify, poll, off"),
     (["--shutdown-timeout", "0"], "--shutdown-timeout must be a positive float"),
     (["--workers", "0"], "--workers must be a positive int"),
+    (["--cost-interval", "-5"], "--cost-interval must be 0 \\(off\\) or more seconds, not '-5'"),
+    (["--cost-interval", "hourly"], "--cost-interval must be 0 \\(off\\) or more seconds"),
+    (["--cost-series-max", "0"], "--cost-series-max must be a positive int"),
     (["--workers", "2", "--port", "ssl:0:privateKey=x.pem"], "--workers needs a tcp: or unix: --port"),
 ])
 def test_malformed_options_are_refused(argv: list[str], message: str) -> None:
@@ -240,6 +247,18 @@ def test_an_admin_key_turns_discovery_on_and_sighup_reaches_it(build: Build, tmp
     key_file.write_text(TOKEN + "\n")
     key_file.chmod(0o600)
     assert build(["--admin-key-file", str(key_file)]).service.discovery is not None
+
+
+def test_an_admin_key_adds_the_cost_refresher_except_in_workers_and_at_interval_0(
+        build: Build, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs.log, "namespace", logs.log.namespace)  # a worker renames it
+    key = {"OPENAI_ADMIN_KEY": TOKEN}
+    refresher = build(["--cost-interval", "60", "--cost-series-max", "9"], environ=key).one(CostRefresher)
+    assert (refresher.interval, refresher.most) == (60.0, 9)
+    assert refresher.store.writer and refresher.store.path.endswith("/state/costs.json")
+    for argv, environ in (([], {}), (["--cost-interval", "0"], key), (["--worker-number", "1"], key)):
+        assert CostRefresher not in build(argv, environ=environ).kinds()
+    COLLECTOR.source = None
 
 
 def test_an_unreadable_admin_key_file_ends_the_start_with_one_line(build: Build, tmp_path: Path) -> None:

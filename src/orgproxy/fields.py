@@ -17,13 +17,25 @@ ALIAS_TABLE_FOR_ID: Mapping[str, str] = MappingProxyType(
 # More fields added beside an id where discovery knows them: (added field, attribute of
 # the learned record it comes from).
 EXTRA_FIELDS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType({
-    "api_key_id": (("api_key_redacted_value", "redacted_value"),),
+    "api_key_id": (("api_key_redacted_value", "redacted_value"), ("api_key_owner_name", "owner_name")),
     "project_id": (),
     "user_id": (("user_email", "email"),),
 })
+# Flags added beside an id, as ``true``, only where they hold: a key the Admin API no
+# longer lists (deleted, or in an archived project) once a whole discovery has run.
+FLAG_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "api_key_id": ("api_key_deleted",),
+    "project_id": (),
+    "user_id": (),
+})
+# Every field added beside each id field other than its name.
+ADDED_BESIDE: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    id_field: tuple(added for added, _ in EXTRA_FIELDS[id_field]) + FLAG_FIELDS[id_field]
+    for id_field in NAME_FIELD_FOR_ID
+})
 # Every field the proxy may add to an object.
 ADDED_FIELDS: tuple[str, ...] = tuple(NAME_FIELD_FOR_ID.values()) + tuple(
-    added for extras in EXTRA_FIELDS.values() for added, _ in extras)
+    added for beside in ADDED_BESIDE.values() for added in beside)
 # group_by and filter values by name, and the id field each stands for.
 ID_FIELD_FOR_NAME: Mapping[str, str] = MappingProxyType(
     {name: id_field for id_field, name in NAME_FIELD_FOR_ID.items()}

@@ -31,6 +31,7 @@ from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import metrics
 from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
+from orgproxy.ops.costs import COLLECTOR, CostRefresher, CostStore, store_path
 from orgproxy.ops.memory import keep_large_buffers
 from orgproxy.ops.reload import AliasReloader, ReloadService
 from orgproxy.ops.rundir import RunDirectory
@@ -63,6 +64,8 @@ DEFAULTS: Mapping[str, str] = {
     "workers": "1",
     "cache-ttl": "0",
     "cache-max-bytes": str(64 * 1024 * 1024),
+    "cost-interval": "3600",
+    "cost-series-max": "2000",
 }
 
 
@@ -132,6 +135,12 @@ class Options(usage.Options):
          f" and identical GETs in flight share one upstream call; 0 is off. [default: {DEFAULTS['cache-ttl']}]"],
         ["cache-max-bytes", None, None,
          f"Most bytes of upstream bodies the cache keeps. [default: {DEFAULTS['cache-max-bytes']}]"],
+        ["cost-interval", None, None,
+         "Seconds between refreshes of the cost series on /metrics (this month's costs per key,"
+         f" with the admin key); 0 is off. [default: {DEFAULTS['cost-interval']}]"],
+        ["cost-series-max", None, None,
+         "Most (key, project) series of cost on /metrics; beyond, the smallest are added up"
+         f" as api_key_name=\"other\". [default: {DEFAULTS['cost-series-max']}]"],
         ["worker-fd", None, None, "Internal: the listening socket a worker adopts."],
         ["worker-number", None, None, "Internal: which worker this process is."],
     ]
@@ -171,6 +180,14 @@ class Options(usage.Options):
         self["max-concurrency"] = _positive(self, "max-concurrency", int)
         self["workers"] = _positive(self, "workers", int)
         self["cache-max-bytes"] = _positive(self, "cache-max-bytes", int)
+        self["cost-series-max"] = _positive(self, "cost-series-max", int)
+        try:
+            self["cost-interval"] = float(self["cost-interval"])
+        except ValueError:
+            self["cost-interval"] = -1.0
+        if not self["cost-interval"] >= 0:
+            raise usage.UsageError("--cost-interval must be 0 (off) or more seconds,"
+                                   f" not {self.given['cost-interval']!r}")
         try:
             self["cache-ttl"] = float(self["cache-ttl"])
         except ValueError:
@@ -417,6 +434,22 @@ def run_directory(options: Options) -> RunDirectory | None:
     return run
 
 
+def cost_series(options: Options, reactor: Any, admin: AdminClient | None,
+                current: CurrentNames) -> CostRefresher | None:
+    """The cost series on /metrics (with an admin key, unless --cost-interval is 0): every
+    process draws them from the figures in the state directory; the one process that is
+    not a --workers worker fetches them (the refresher returned)."""
+    worker = options["worker-number"] > 0  # a --workers worker, which holds no admin key
+    if options["cost-interval"] == 0 or (admin is None and not worker):
+        return None
+    store = CostStore(store_path(options["state-dir"]), writer=not worker)
+    COLLECTOR.follow(store, lambda: current.names)
+    metrics.installed().register(COLLECTOR)
+    if worker or admin is None:
+        return None
+    return CostRefresher(reactor, admin.get, store, options["cost-interval"], options["cost-series-max"])
+
+
 def makeService(options: Options, reactor: Any = None, agent: IAgent | None = None) -> OrgproxyService:
     """The daemon's service tree. ``reactor`` and ``agent`` (every upstream call's HTTP
     client) are for tests to give, in memory; by default the installed reactor and a
@@ -457,11 +490,13 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
     # A worker never holds the admin key: discovery is the first process's.
     key = None if is_worker else admin_key(options)
     discovery = None
+    admin = None
     if key is not None:
         admin = AdminClient(reactor, options["upstream"], agent, [(b"Authorization", b"Bearer " + key.encode())],
                             options["timeout"], options["max-response-bytes"])
         discovery = DiscoveryService(reactor, admin.get, names, history,
                                      options["discovery-interval"], options["discovery-cooldown"])
+    cost_refresher = cost_series(options, reactor, admin, names)
     cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"])
              if options["cache-ttl"] > 0 else None)
     in_flight = InFlight(options["max-concurrency"], on_change=metrics.set_in_flight)
@@ -526,6 +561,8 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
     for shares in (shared_unknown, follower, first_process):
         if shares is not None:
             shares.setServiceParent(service)
+    if cost_refresher is not None:
+        cost_refresher.setServiceParent(service)
     return service
 
 

@@ -476,6 +476,22 @@ def test_two_checkout_keys_are_one_row_with_the_amounts_summed() -> None:
     assert page["has_more"] is True and page["next_page"] == "page_AAAA="
 
 
+def test_a_deleted_key_and_its_successor_are_one_row_telling_only_what_both_share() -> None:
+    names = Names.build(discovered=[
+        Learned("api_key_id", "key_old", "checkout", redacted_value="sk-...old1", owner_name="Ada"),
+        Learned("api_key_id", "key_new", "checkout", redacted_value="sk-...new2", owner_name="Ada")],
+        listed_keys={"key_new"})
+    result = amend_json(orjson.dumps(page_of(costs_row_of("key_old", 0.25), costs_row_of("key_new", 0.5))), names)
+    assert result is not None
+    page = orjson.loads(result.body)
+    old, new = results(page)
+    assert (old["api_key_deleted"], "api_key_deleted" in new) == (True, False)
+    assert merge_by_name(page, {"api_key_id"}, names) == 1
+    [row] = results(page)
+    assert row["api_key_ids"] == ["key_old", "key_new"] and row["amount"]["value"] == 0.75
+    assert (row["api_key_owner_name"], row["api_key_redacted_value"], row["api_key_deleted"]) == ("Ada", None, None)
+
+
 def test_three_keys_of_one_name_are_listed_in_first_seen_order() -> None:
     page = page_of(costs_row_of("key_ck3", 0.5), costs_row_of("key_ck1", 0.25),
                    costs_row_of("key_ck3", 0.125), costs_row_of("key_ck2", 1.0))

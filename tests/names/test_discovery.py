@@ -122,8 +122,12 @@ def test_every_key_project_and_user_in_every_page_is_named(start: Start, admin: 
                + [{"user_id": u} for u in admin.user_names()])
     named = names_of(proxy, "api_key_id", list(keys))
     assert {key: row["api_key_name"] for key, row in named.items()} == keys
-    assert named["key_Ws2kZoeLptB8"] == {"api_key_name": "Zoë's key", "api_key_redacted_value": "sk-proj-Cd...w2Xy"}
+    assert named["key_Ws2kZoeLptB8"] == {"api_key_name": "Zoë's key", "api_key_redacted_value": "sk-proj-Cd...w2Xy",
+                                         "api_key_owner_name": "Zoë Quinn"}
+    assert named["key_Ws3kCheckoutC7"]["api_key_owner_name"] == "checkout-bot"  # a service account
     assert named["key_Ad1kMainAdmM8"]["api_key_redacted_value"] == "sk-admin...a1Bc"
+    assert named["key_Ad1kMainAdmM8"]["api_key_owner_name"] == "Admin automation"
+    assert not [key for key, row in named.items() if "api_key_deleted" in row], "every key is listed"
     projects = names_of(proxy, "project_id", list(admin.project_names()))
     assert {p: row["project_name"] for p, row in projects.items()} == admin.project_names()  # archived too
     users = names_of(proxy, "user_id", list(admin.user_names()))
@@ -132,6 +136,24 @@ def test_every_key_project_and_user_in_every_page_is_named(start: Start, admin: 
     status = health_discovery(proxy)
     assert status["enabled"] and not status["running"] and status["last_error"] is None
     assert status["last_success"] is not None and status["names"] >= len(keys) + len(admin.user_names())
+
+
+def test_a_key_the_admin_api_no_longer_lists_is_named_and_marked_deleted_after_a_whole_walk(
+        start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:
+    proxy = start("--discovery-interval", "300")
+    gone, kept = "key_Ws4kStagingD6", "key_Ws1kProdSrvA9"
+    admin.delete_key(WEB_SHOP, gone)
+    serve_rows(fake, [{"api_key_id": gone}, {"api_key_id": kept}])
+    assert "api_key_deleted" not in names_of(proxy, "api_key_id", [gone])[gone], "not before a walk has seen it"
+    # A walk that fails half way tells nothing about what is gone.
+    admin.fail_next(api_keys_path(DATA_PIPELINE), reply(500, openai_error("boom", type="server_error")))
+    proxy.advance(300)
+    assert "api_key_deleted" not in names_of(proxy, "api_key_id", [gone])[gone]
+    proxy.advance(1)  # the retry walks the whole organization
+    named = names_of(proxy, "api_key_id", [gone, kept])
+    assert named[gone] == {"api_key_name": "Staging", "api_key_redacted_value": "sk-proj-Gh...u4Vw",
+                           "api_key_owner_name": "Dana Scully", "api_key_deleted": True}
+    assert "api_key_deleted" not in named[kept]
 
 
 def test_walks_send_exactly_the_specified_cursors_flags_and_key(start: Start, admin: FakeAdmin,
@@ -172,10 +194,14 @@ def test_a_deleted_key_is_still_named_after_a_restart(start: Start, admin: FakeA
     start().close()
     admin.delete_key(WEB_SHOP, "key_Ws4kStagingD6")
     serve_rows(fake, [{"api_key_id": "key_Ws4kStagingD6"}])
-    for environ in (ADMIN_KEY, None):  # with discovery, and with the history alone
+    remembered = {"api_key_name": "Staging", "api_key_redacted_value": "sk-proj-Gh...u4Vw",
+                  "api_key_owner_name": "Dana Scully"}
+    # With discovery, whose whole walk no longer lists it, it is marked deleted; with the
+    # history alone, nobody knows.
+    for environ, marked in ((ADMIN_KEY, {"api_key_deleted": True}), (None, {})):
         again = start(environ=environ)
         assert names_of(again, "api_key_id", ["key_Ws4kStagingD6"]) == {
-            "key_Ws4kStagingD6": {"api_key_name": "Staging", "api_key_redacted_value": "sk-proj-Gh...u4Vw"}}
+            "key_Ws4kStagingD6": {**remembered, **marked}}
         assert again.get("/health").json()["names_by_source"]["history"] >= 1
         again.close()
 
@@ -193,7 +219,8 @@ def test_the_alias_file_wins_over_discovery_which_wins_over_history(start: Start
     named = names_of(again, "api_key_id", ids)
     assert named["key_Ws1kProdSrvA9"]["api_key_name"] == "Production server (renamed)"
     assert named["key_Ws3kCheckoutC7"] == {"api_key_name": "checkout-from-alias-file",
-                                           "api_key_redacted_value": "sk-svcac-Ef...v3Wx"}
+                                           "api_key_redacted_value": "sk-svcac-Ef...v3Wx",
+                                           "api_key_owner_name": "checkout-bot"}
     assert named["key_Ws4kStagingD6"]["api_key_name"] == "Staging"
     sources = again.get("/health").json()["names_by_source"]
     assert sources["aliases"] == 1 and sources["discovered"] > 10 and sources["history"] == 1

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,14 @@ from tests.conftest import assert_clean_output
 from tests.support.answers import TOKEN
 from tests.support.daemon import Daemon, daemon_env
 from tests.support.fake_usage import (
+    ALIASES,
     ALIASES_TOML,
     COMPLETIONS,
     COSTS,
     USAGE_NUMBERS,
     FakeUsage,
 )
+from tests.support.focus_rules import assert_focus_rules
 from tests.support.tcp_upstream import FakeUpstream
 from tests.support.usage_expected import (
     MONTH,
@@ -111,3 +114,19 @@ def test_openai_answering_401_exits_1_with_one_line_mentioning_401(daemon: Daemo
     assert f"{COSTS}: 401: Incorrect API key provided" in line, line
     assert wrong not in done.stdout + done.stderr, "the admin key was printed"
     assert len(upstream.received) == 1 and usage.served == [], "one call, refused, and no retry"
+
+
+def test_focus_export_through_the_daemon_keeps_every_rule_and_every_cent(daemon: Daemon, usage: FakeUsage,
+                                                                        tmp_path: Path) -> None:
+    target = tmp_path / "costs.csv"
+    succeeded(run(daemon, "costs", *MONTH, "--format", "focus", "--billing-account-id", "org-EXAMPLE123",
+                  "--billing-account-name", "Example Corp", "--output", str(target)))
+    rows = assert_focus_rules(target.read_text(encoding="utf-8"))
+    assert {frozenset(s.group_by) for s in usage.served_for(COSTS)} == {
+        frozenset({"project_id", "api_key_id", "line_item"})}, "by id: the daemon merges nothing"
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == sum(Decimal(json.dumps(c.value)) for c in usage.costs_rows)
+    # The daemon's names: the alias file's, the two "checkout" keys apart, unknown keys unnamed.
+    names = {r["ResourceId"]: r["ResourceName"] for r in rows}
+    assert names == {c.api_key_id: ALIASES.get(c.api_key_id) for c in usage.costs_rows}
+    assert {r["SubAccountName"] for r in rows if r["SubAccountId"] == "proj_shop"} == {"shop"}
+    assert (tmp_path / "costs.csv.metadata.json").exists()

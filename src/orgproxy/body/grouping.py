@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from orgproxy.body.jsonvalues import is_number, refuse_constant
-from orgproxy.fields import EXTRA_FIELDS, NAME_FIELD_FOR_ID
+from orgproxy.fields import ADDED_BESIDE, NAME_FIELD_FOR_ID
 from orgproxy.names.snapshot import Names
 
 # The list of merged ids each grouped id field gets: api_key_id -> api_key_ids.
@@ -126,7 +126,7 @@ def _own_fields(grouped: Collection[str]) -> frozenset[str]:
     fields: set[str] = set()
     for id_field in grouped:
         fields |= {id_field, NAME_FIELD_FOR_ID[id_field], IDS_FIELD[id_field]}
-        fields |= {added for added, _ in EXTRA_FIELDS[id_field]}
+        fields |= set(ADDED_BESIDE[id_field])
     return frozenset(fields)
 
 
@@ -178,7 +178,7 @@ def _add_into(target: dict[str, Any], row: dict[str, Any], grouped: Collection[s
             if id_value not in ids:
                 ids.append(id_value)
         target[id_field] = ids[0] if len(ids) == 1 else None
-        for added, _ in EXTRA_FIELDS[id_field]:
+        for added in ADDED_BESIDE[id_field]:
             if target.get(added) != row.get(added):
                 target[added] = None  # several keys: no one redacted value or email
     return None

@@ -6,10 +6,6 @@ id (at most once per ``cooldown``), so that a key created this morning is named 
 next request. One walk at a time: a request for another while one runs is folded into
 one more walk after it. Failures are retried with backoff, or after the upstream's
 Retry-After; names already known are never dropped.
-
-With --workers, only the first process runs it, for the whole daemon: its names reach the
-workers through the run directory (``shared.py``), and an unknown id a worker sees reaches
-it through the worker's link (``ops/firstprocess.py``), under the same cooldown.
 """
 
 from __future__ import annotations
@@ -20,11 +16,11 @@ import stat
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import CancelledError
+from twisted.internet.interfaces import IReactorTime
 
 from orgproxy.ops import metrics
+from orgproxy.ops.periodic import Periodic
 from orgproxy.names.openai_admin import DiscoveryFailed, Fetch, discover
 from orgproxy.names.history import History, Learned
 from orgproxy.times import iso
@@ -34,8 +30,6 @@ from orgproxy.names.snapshot import CurrentNames
 # Unknown ids of these fields make discovery look again (users are named by the same walk,
 # but an unknown user alone is common: ungrouped usage, deleted accounts).
 TRIGGERING_FIELDS = frozenset({"api_key_id", "project_id"})
-FIRST_BACKOFF = 1.0
-MAX_RETRY_AFTER = 3600.0
 
 
 class KeyFileError(Exception):
@@ -80,19 +74,14 @@ class Cooldown:
         return True
 
 
-class DiscoveryService(Service):
+class DiscoveryService(Periodic):
     def __init__(self, reactor: Any, fetch: Fetch, current: CurrentNames, history: History | None,
                  interval: float, cooldown: float):
-        self.reactor = reactor
+        super().__init__(reactor, interval)
         self.fetch = fetch  # the Admin API's GETs, with the admin key (upstream.admin)
         self.current = current
         self.history = history
-        self.interval = interval
         self.cooldown = cooldown
-        self.walking: Deferred[None] | None = None
-        self.again: str | None = None  # why another walk was asked for during this one
-        self.next_walk: IDelayedCall | None = None
-        self.failures = 0
         self.triggers = Cooldown(reactor, cooldown)  # walks set off by unknown ids
         self.after_walk: list[Callable[[], None]] = []  # told when a walk ends, however it ended
         self.state: dict[str, Any] = {"last_success": None, "last_failure": None, "last_error": None,
@@ -102,43 +91,12 @@ class DiscoveryService(Service):
         """For /health: when discovery last worked or failed, and why (never the key)."""
         return {
             "enabled": True,
-            "running": self.walking is not None,
+            "running": self.working is not None,
             "names": self.state["learned"],
             "last_success": iso(self.state["last_success"]),
             "last_failure": iso(self.state["last_failure"]),
             "last_error": self.state["last_error"],
         }
-
-    def startService(self) -> None:
-        super().startService()
-        self.schedule(0, "start")
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self.next_walk is not None and self.next_walk.active():
-            self.next_walk.cancel()
-        if self.walking is not None:
-            self.walking.cancel()
-
-    def schedule(self, delay: float, why: str) -> None:
-        if self.next_walk is not None and self.next_walk.active():
-            self.next_walk.cancel()
-        self.next_walk = self.reactor.callLater(delay, self.request, why)
-
-    def request(self, why: str) -> None:
-        """Walk now, or right after the walk under way."""
-        if not self.running:
-            return
-        if self.walking is not None:
-            self.again = self.again or why
-            return
-        walking = Deferred.fromCoroutine(self.walk(why))
-        walking.addErrback(lambda f: f.trap(CancelledError))
-        # A walk whose every page came at once (or whose first call failed at once) has
-        # already run its end, which cleared ``walking``: marking it running now would
-        # leave it running forever, and every later request only queued behind it.
-        if not walking.called:
-            self.walking = walking
 
     def unknown_seen(self, unknown_ids: Mapping[str, str]) -> None:
         """A response carried ids nobody could name (id -> its field)."""
@@ -150,6 +108,14 @@ class DiscoveryService(Service):
         per cooldown for the whole daemon."""
         if self.triggers.take():
             self.request(why)
+
+    async def work(self, why: str) -> None:
+        try:
+            await self.walk(why)
+        except CancelledError:
+            raise
+        for listener in self.after_walk:
+            listener()
 
     async def walk(self, why: str) -> None:
         started = self.reactor.seconds()
@@ -167,38 +133,25 @@ class DiscoveryService(Service):
             self.failed(why, DiscoveryFailed("an internal error (see the log above)"), learned)
         else:
             metrics.count_discovery("ok")
-            self.failures = 0
             self.state["last_success"] = self.reactor.seconds()
             self.state["last_error"] = None
+            # A whole walk lists every key there is: the others are deleted.
+            self.current.listed_keys = frozenset(r.id for r in learned if r.id_field == "api_key_id")
             new = self.learn(learned)
             log.info("Discovery ({why}) learned {count} names ({new} new) in {seconds:.1f} s",
                      why=why, count=len(learned), new=new, seconds=self.reactor.seconds() - started)
-            self.schedule(self.interval, "every --discovery-interval")
-        finally:
-            self.walking = None
-        for listener in self.after_walk:
-            listener()
-        if self.again is not None:
-            again, self.again = self.again, None
-            self.request(again)
+            self.succeeded("every --discovery-interval")
 
     def failed(self, why: str, error: DiscoveryFailed, learned: list[Learned]) -> None:
         metrics.count_discovery("failed")
-        self.failures += 1
-        if error.retry_after is not None:
-            delay = min(error.retry_after, MAX_RETRY_AFTER)
-            how = "as Retry-After asks"
-        else:
-            delay = min(FIRST_BACKOFF * 2 ** (self.failures - 1), self.interval)
-            how = "backing off"
         self.state["last_failure"] = self.reactor.seconds()
         self.state["last_error"] = error.reason
         # What the walk learned before it stopped is kept; nothing known is dropped.
         new = self.learn(learned) if learned else 0
+        delay, how = self.retry(error.retry_after)
         log.warn("Discovery ({why}) failed: {reason}; kept {count} names learned before it ({new} new);"
                  " retrying in {delay:g} s ({how})", why=why, reason=error.reason, count=len(learned),
                  new=new, delay=delay, how=how)
-        self.schedule(delay, "retry")
 
     def learn(self, learned: list[Learned]) -> int:
         """Put learned names in force and remember them; how many ids were new to history."""

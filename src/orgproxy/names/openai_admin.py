@@ -67,7 +67,7 @@ async def walk(fetch: Fetch, path: str, flags: list[tuple[str, str]],
             raise DiscoveryFailed(f"{path}: {e.message}") from None
         if response.status in skip:
             return []
-        page = _page(path, response)
+        page = admin_page(path, response)
         items.extend(item for item in page["data"] if _named(item))
         if not page.get("has_more"):
             return items
@@ -78,7 +78,9 @@ async def walk(fetch: Fetch, path: str, flags: list[tuple[str, str]],
     raise DiscoveryFailed(f"{path}: more than {MAX_PAGES} pages")
 
 
-def _page(path: str, response: UpstreamResponse) -> dict[str, Any]:
+def admin_page(path: str, response: UpstreamResponse) -> dict[str, Any]:
+    """An Admin API page ({"data": [...], ...}), or DiscoveryFailed saying why not (the
+    cost series read their pages with it too)."""
     if response.status == 429:
         raise DiscoveryFailed(f"{path}: rate limited (429)", _retry_after(response))
     if response.status in (401, 403):

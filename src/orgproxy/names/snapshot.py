@@ -10,12 +10,12 @@ failed rebuild simply never swaps.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from orgproxy.fields import ALIAS_TABLE_FOR_ID, EXTRA_FIELDS, NAME_FIELD_FOR_ID, SOURCES
+from orgproxy.fields import ALIAS_TABLE_FOR_ID, EXTRA_FIELDS, FLAG_FIELDS, NAME_FIELD_FOR_ID, SOURCES
 from orgproxy.names.history import Learned
 
 # The members inserted beside one id: (field name, its value as JSON), in order.
@@ -52,10 +52,12 @@ class Names:
 
     @classmethod
     def build(cls, aliases: Mapping[str, Mapping[str, str]] | None = None,
-              discovered: Iterable[Learned] = (), history: Iterable[Learned] = ()) -> Names:
+              discovered: Iterable[Learned] = (), history: Iterable[Learned] = (),
+              listed_keys: Collection[str] | None = None) -> Names:
         """Merge the sources: the alias file's names win over discovery's, which win
         over history's; extra fields (redacted values, emails) come from the most
-        recent source that has them."""
+        recent source that has them. ``listed_keys``: the API keys the last whole
+        discovery listed (None: not known), the others being marked deleted."""
         learned: dict[str, dict[str, Learned]] = {id_field: {} for id_field in NAME_FIELD_FOR_ID}
         name_source: dict[str, dict[str, str]] = {id_field: {} for id_field in NAME_FIELD_FOR_ID}
         for source, records in (("history", history), ("discovered", discovered)):
@@ -72,7 +74,9 @@ class Names:
                 name_source[id_field][i] = "aliases"
         members = {
             id_field: MappingProxyType({
-                i: _members(id_field, name, learned[id_field].get(i)) for i, name in names.items()
+                i: _members(id_field, name, learned[id_field].get(i),
+                            deleted=id_field == "api_key_id" and listed_keys is not None and i not in listed_keys)
+                for i, name in names.items()
             })
             for id_field, names in by_field.items()
         }
@@ -107,13 +111,15 @@ def _merged(old: Learned | None, new: Learned) -> Learned:
                       for k in Learned.__slots__})  # type: ignore[arg-type]
 
 
-def _members(id_field: str, name: str, record: Learned | None) -> Members:
+def _members(id_field: str, name: str, record: Learned | None, deleted: bool = False) -> Members:
     members = [(NAME_FIELD_FOR_ID[id_field].encode(), encode_json_string(name))]
     if record is not None:
         for added, attribute in EXTRA_FIELDS[id_field]:
             value = getattr(record, attribute)
             if value is not None:
                 members.append((added.encode(), encode_json_string(value)))
+    if deleted:
+        members.extend((flag.encode(), b"true") for flag in FLAG_FIELDS[id_field])
     return tuple(members)
 
 
@@ -131,6 +137,8 @@ class CurrentNames:
         self.aliases: Mapping[str, Mapping[str, str]] = {}
         self.discovered: dict[tuple[str, str], Learned] = {}
         self.history: dict[tuple[str, str], Learned] = {}
+        # The API key ids the last whole discovery listed; None until one has run.
+        self.listed_keys: frozenset[str] | None = None
         self.names: Names = NO_NAMES
         self.source = source  # the alias file, or None when there is none
         self.loaded_at: float | None = None  # when the alias file was loaded (POSIX time)
@@ -139,7 +147,8 @@ class CurrentNames:
 
     def rebuild(self) -> Names:
         """Build a new snapshot from the sources and put it in force."""
-        self.names = Names.build(self.aliases, self.discovered.values(), self.history.values())
+        self.names = Names.build(self.aliases, self.discovered.values(), self.history.values(),
+                                 self.listed_keys)
         return self.names
 
 

@@ -206,6 +206,11 @@ class Metrics:
                 self.names_loaded.labels(source).set(by_source.get(source, 0))
         self.on_scrape(report)
 
+    def register(self, collector: Any) -> None:
+        """A collector whose series every scrape shows, computed by the process that
+        answers it (in multiprocess mode too: it is not written to the shared files)."""
+        self.registry.register(collector)
+
     def worker_ended(self, pid: int) -> None:
         """A worker of this daemon ended: its live gauges (its requests in flight) go."""
         if self.directory is not None:

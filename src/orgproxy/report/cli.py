@@ -2,6 +2,8 @@
 
     orgproxy-report costs --since 2026-10-01 --until 2026-11-01 --by api_key_name
     orgproxy-report usage completions --since 30d --by api_key_name,model --format csv
+    orgproxy-report costs --since 2026-10-01 --until 2026-11-01 --format focus \
+        --billing-account-id org-... --billing-account-name "Example Corp" --output costs.csv
 
 It asks orgproxy to group by name (orgproxy merges the rows of keys that share a name),
 walks every page, splits a range longer than the API allows into several calls, and
@@ -15,7 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from orgproxy.report.aggregate import Report
 from orgproxy.report.chart import write_chart
@@ -23,7 +25,10 @@ from orgproxy.report.collect import collect
 from orgproxy.report.dates import parse_day
 from orgproxy.report.errors import ReportError
 from orgproxy.report.fetch import Fetcher
-from orgproxy.report.output import FORMATS
+from orgproxy.report.focus import BillingAccount
+from orgproxy.report.focus_export import FORMATS as FOCUS_FORMATS
+from orgproxy.report.focus_export import exact_json, export
+from orgproxy.report.output import FORMATS, write_text
 from orgproxy.report.progress import page_bar
 
 DEFAULT_PROXY = "http://127.0.0.1:18080"
@@ -42,9 +47,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         sub.add_argument("--proxy", default=os.environ.get("ORGPROXY_URL", DEFAULT_PROXY),
                          help=f"the running orgproxy [default: {DEFAULT_PROXY}]")
         sub.add_argument("--admin-key-file", help="file with the admin key [default: $OPENAI_ADMIN_KEY]")
-        sub.add_argument("--format", choices=tuple(FORMATS), default="table")
+        sub.add_argument("--format", choices=tuple(FORMATS) + (FOCUS_FORMATS if sub is costs else ()),
+                         default="table")
         sub.add_argument("--chart", help="write a stacked daily chart (.svg or .png)")
         sub.add_argument("--top", type=int, default=8, help="names in the chart before 'other'")
+        sub.add_argument("--output", help="write the output to this file, not to standard output")
+    costs.add_argument("--billing-account-id",
+                       help="FOCUS: the organization's id (org-...), which the costs API does not give")
+    costs.add_argument("--billing-account-name", help="FOCUS: the organization's name")
     return parser.parse_args(argv)
 
 
@@ -62,12 +72,17 @@ def admin_key(args: argparse.Namespace) -> str:
     return key
 
 
-def fetch_report(args: argparse.Namespace) -> Report:
+def date_range(args: argparse.Namespace) -> tuple[date, date]:
     today = datetime.now(UTC).date()
     since = parse_day(args.since, today)
     until = parse_day(args.until, today) if args.until else today
     if until <= since:
         raise ReportError(f"--until ({until}) must be after --since ({since})")
+    return since, until
+
+
+def fetch_report(args: argparse.Namespace) -> Report:
+    since, until = date_range(args)
     by = [f.strip() for f in args.by.split(",") if f.strip()]
     kind = "costs" if args.command == "costs" else f"usage/{args.kind}"
     fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr))
@@ -78,13 +93,36 @@ def fetch_report(args: argparse.Namespace) -> Report:
             fetcher.progress.close()
 
 
+def export_focus(args: argparse.Namespace) -> str:
+    """FOCUS 1.2 (one row per day, project, key and line item, so --by does not apply)."""
+    if not args.billing_account_id or not args.billing_account_name:
+        raise ReportError(f"--format {args.format} needs --billing-account-id and --billing-account-name"
+                          " (the organization's id, org-..., and name: the costs API gives neither)")
+    if args.chart:
+        raise ReportError(f"--chart does not go with --format {args.format}")
+    since, until = date_range(args)
+    fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr), decode=exact_json)
+    try:
+        return export(fetcher, since, until, BillingAccount(args.billing_account_id, args.billing_account_name),
+                      args.format, args.output)
+    finally:
+        if fetcher.progress is not None:
+            fetcher.progress.close()
+
+
 def run(argv: Sequence[str]) -> str:
-    """What to print; the chart, if asked for, written."""
+    """What to print; the chart and the --output file, if asked for, written."""
     args = parse_args(argv)
+    if args.format in FOCUS_FORMATS:
+        return export_focus(args)
     report = fetch_report(args)
     if args.chart:
         write_chart(report, args.chart, args.top)
-    return FORMATS[args.format](report)
+    output = FORMATS[args.format](report)
+    if args.output is None:
+        return output
+    write_text(args.output, output)
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

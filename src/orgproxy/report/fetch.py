@@ -7,7 +7,7 @@ import http.client
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +24,7 @@ class Fetcher:
     admin_key: str
     pages: int = 0
     progress: Progress | None = None
+    decode: Callable[[bytes], Any] = json.loads  # FOCUS reads amounts as Decimal
 
     def get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
         url = self.proxy.rstrip("/") + path + "?" + urlencode(query)
@@ -44,7 +45,7 @@ class Fetcher:
         if self.progress is not None:
             self.progress.update(1)
         try:
-            page = json.loads(body)
+            page = self.decode(body)
         except ValueError:
             raise ReportError(f"{path}: the answer is not JSON") from None
         if not isinstance(page, dict) or not isinstance(page.get("data"), list):
