@@ -26,6 +26,7 @@ from orgproxy.names.history import History, Learned
 from orgproxy.times import iso
 from orgproxy.ops.logs import log
 from orgproxy.names.snapshot import CurrentNames
+from orgproxy.plural import counted
 
 # Unknown ids of these fields make discovery look again (users are named by the same walk,
 # but an unknown user alone is common: ungrouped usage, deleted accounts).
@@ -144,8 +145,9 @@ class DiscoveryService(Service):
             self.state["last_success"] = self.reactor.seconds()
             self.state["last_error"] = None
             new = self.learn(learned)
-            log.info("Discovery ({why}) learned {count} names ({new} new) in {seconds:.1f} s",
-                     why=why, count=len(learned), new=new, seconds=self.reactor.seconds() - started)
+            log.info("Discovery ({why}) learned {names} ({new} new) in {seconds:.1f} s",
+                     why=why, count=len(learned), names=counted(len(learned), "name"), new=new,
+                     seconds=self.reactor.seconds() - started)
             self.schedule(self.interval, "every --discovery-interval")
         finally:
             self.walking = None
@@ -166,9 +168,9 @@ class DiscoveryService(Service):
         self.state["last_error"] = error.reason
         # What the walk learned before it stopped is kept; nothing known is dropped.
         new = self.learn(learned) if learned else 0
-        log.warn("Discovery ({why}) failed: {reason}; kept {count} names learned before it ({new} new);"
+        log.warn("Discovery ({why}) failed: {reason}; kept {names} learned before it ({new} new);"
                  " retrying in {delay:g} s ({how})", why=why, reason=error.reason, count=len(learned),
-                 new=new, delay=delay, how=how)
+                 names=counted(len(learned), "name"), new=new, delay=delay, how=how)
         self.schedule(delay, "retry")
 
     def learn(self, learned: list[Learned]) -> int:
