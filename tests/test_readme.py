@@ -14,7 +14,8 @@ nothing else changed:
   ``client``).
 
 A block right after an HTML comment ``<!-- not run: <why> -->`` is not run; the comment says
-why (it changes the system, needs systemd, ...).
+why (it changes the system, needs systemd, ...). The report the README shows as printed is
+checked to be what its command prints.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def as_run_here(code: str, daemon: Daemon) -> str:
     return code.replace(MAKE_RUN_URL, daemon.url).replace(KEY_PLACEHOLDER, TOKEN)
 
 
-def run_shell(block: Block, daemon: Daemon, directory: Path) -> None:
+def run_shell(block: Block, daemon: Daemon, directory: Path) -> str:
     env = daemon_env({"OPENAI_ADMIN_KEY": TOKEN, "ORGPROXY_URL": daemon.url,
                       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
     env.pop("OPENAI_BASE_URL", None)
@@ -105,12 +106,21 @@ def run_shell(block: Block, daemon: Daemon, directory: Path) -> None:
     said = done.stdout + done.stderr
     assert done.returncode == 0, f"README.md:{block.line}: exit {done.returncode}\n{said}"
     assert "Traceback" not in said and '"error"' not in said, f"README.md:{block.line}:\n{said}"
+    return done.stdout
 
 
-def run_python(block: Block, daemon: Daemon, namespace: dict[str, object]) -> None:
+def run_python(block: Block, daemon: Daemon, namespace: dict[str, object]) -> str:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         exec(compile(as_run_here(block.code, daemon), f"README.md:{block.line}", "exec"), namespace)
+    return printed.getvalue()
+
+
+def shown_report() -> str:
+    """The report the README shows as printed (``$ orgproxy-report ...`` and what follows)."""
+    shown = re.search(r"^```\n\$ orgproxy-report .*?\n(.*?)^```$", README.read_text(), re.MULTILINE | re.DOTALL)
+    assert shown, "the README shows no report"
+    return shown.group(1)
 
 
 def test_every_shell_and_python_block_runs_as_written(served: Daemon, upstream: FakeUpstream, tmp_path: Path,
@@ -121,12 +131,14 @@ def test_every_shell_and_python_block_runs_as_written(served: Daemon, upstream: 
     directory.mkdir()
     namespace: dict[str, object] = {"__name__": "__readme__"}
     ran = []
+    printed = ""
     for block in blocks():
         if block.not_run is None:
-            (run_shell if block.language == "shell" else run_python)(
+            printed += (run_shell if block.language == "shell" else run_python)(
                 block, served, directory if block.language == "shell" else namespace)  # type: ignore[arg-type]
             ran.append(block.line)
     assert ran
+    assert shown_report() in printed  # the report shown is what the README's command prints
     # They did reach the daemon, and it OpenAI: nothing above was answered by anyone else.
     assert len(upstream.received) >= len(ran)
     assert (directory / "costs.csv").stat().st_size > 0 and (directory / "costs.svg").stat().st_size > 0
