@@ -68,6 +68,12 @@ def test_the_stop_timeout_exceeds_the_drain_with_margin_and_file_descriptors_are
     assert int(unit["LimitNOFILE"][0]) >= 65536
 
 
+def test_writable_executable_memory_stays_allowed_for_tls() -> None:
+    # pyOpenSSL's verify and info callbacks are cffi callbacks (ffi.callback), which need
+    # writable executable memory: under MemoryDenyWriteExecute= every TLS call upstream fails.
+    assert "MemoryDenyWriteExecute" not in directives()
+
+
 def test_every_directive_the_readme_names_is_in_the_unit() -> None:
     unit = directives()
     promised = re.findall(r"`([A-Z][A-Za-z]+)=([^`]*)`", systemd_section_of_the_readme())

@@ -36,11 +36,11 @@ from orgproxy.ops.signals import SignalHandler
 from orgproxy.ops.watch import MODES
 from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, twistd_arguments, worker_argv
 from orgproxy.plural import counted
-from orgproxy.version import version_line
 from orgproxy.upstream.admin import AdminClient
 from orgproxy.upstream.agent import pooled_agent
 from orgproxy.upstream.cache import ResponseCache
 from orgproxy.upstream.client import Upstream
+from orgproxy.version import version_line
 from orgproxy.web.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
 from orgproxy.web.proxy import InFlight, OrganizationProxy
 from orgproxy.web.resources import Health, UnknownReport
