@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 
 from twisted.application.service import IServiceMaker
@@ -82,19 +81,3 @@ def test_a_start_up_failure_ends_twistd_with_one_line_and_a_non_zero_status(tmp_
             if expected.startswith(("--", "orgproxy: option")):  # the options' own: that line and nothing else
                 assert len((out + err).splitlines()) == 1, out + err
 
-
-def test_version_and_help_as_twistd_prints_them(tmp_path: Path) -> None:
-    running = {argv: subprocess.Popen([TWISTD, "orgproxy", argv], cwd=tmp_path, env=daemon_env(),
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for argv in ("--version", "--help")}
-    answers = {argv: process.communicate(timeout=60) + (process.returncode,) for argv, process in running.items()}
-    out, err, status = answers["--version"]
-    assert (status, err) == (0, "")
-    assert out.startswith(f"orgproxy {orgproxy_version()} (Twisted ") and len(out.splitlines()) == 1
-    out, err, status = answers["--help"]
-    assert (status, err) == (0, "")
-    assert "--admin-key-file=" in out and "--worker-fd" not in out and "--worker-number" not in out
-
-
-def orgproxy_version() -> str:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
