@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from ipaddress import ip_network
 from pathlib import Path
@@ -27,7 +28,7 @@ from twisted.web import server
 from twisted.web.client import ResponseNeverReceived
 
 from orgproxy.names.discovery import DiscoveryService
-from orgproxy.names.history import Learned
+from orgproxy.names.history import History, Learned
 from orgproxy.names.shared import NamesFollower
 from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import logs, metrics
@@ -36,6 +37,7 @@ from orgproxy.ops.reload import ReloadService
 from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.workers import STOP_GRACE, SharedAccepts, WorkerPool
 from orgproxy.tap import DEFAULTS, Options, OrgproxyService, env_name, makeService
+from tests.conftest import ROOT
 from tests.support.answers import TOKEN
 from tests.support.fake_openai import FakeOpenAI, Received, reply
 from tests.support.memory import InMemoryProxy
@@ -176,6 +178,74 @@ def test_malformed_options_are_refused(argv: list[str], message: str) -> None:
 def test_a_malformed_environment_variable_is_refused_like_a_flag() -> None:
     with pytest.raises(usage.UsageError, match="--timeout must be a positive float, not 'soon'"):
         parse([], {"ORGPROXY_TIMEOUT": "soon"})
+
+
+# --- what a person is told: bad options, --help, --version -----------------------------------
+
+def test_under_twistd_a_bad_option_ends_with_its_one_line_reason_not_the_usage(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # twistd prints the whole usage before a UsageError's reason; orgproxy's reason comes alone.
+    for argv, reason in ((["--bogus"], "option --bogus not recognized"),
+                         (["--timeout", "soon"], "--timeout must be a positive float, not 'soon'")):
+        with pytest.raises(SystemExit) as stopped:
+            ServerOptions().parseOptions(["orgproxy", *argv])
+        assert stopped.value.code == f"orgproxy: {reason} (see twistd orgproxy --help)"
+    assert capsys.readouterr() == ("", "")
+
+
+def test_help_leaves_out_the_options_the_daemon_gives_its_workers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        ServerOptions().parseOptions(["orgproxy", "--help"])  # as twistd parses its command line
+    assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    assert "--workers=" in shown and "--admin-key-file=" in shown and "--version" in shown
+    assert "--worker-fd" not in shown and "--worker-number" not in shown
+    # Hidden from people, not from the workers, which are given them.
+    assert (parse(["--worker-fd", "3", "--worker-number", "2"])["worker-number"]) == 2
+
+
+def test_version_is_orgproxys_own(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        ServerOptions().parseOptions(["orgproxy", "--version"])
+    assert stopped.value.code == 0
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"orgproxy {version} (Twisted ")
+
+
+# --- what the daemon says as it starts ---------------------------------------------------------
+
+def start_up_lines(proxy: InMemoryProxy, logged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events the daemon logs as its reactor starts running."""
+    proxy.start_service()
+    before = len(logged)
+    proxy.clock.run()  # the memory reactor runs its when-running hooks, then stops
+    proxy.service.sigterm.uninstall()  # those hooks installed it on this very process
+    return logged[before:]
+
+
+def test_the_start_counts_the_alias_files_names_apart_from_remembered_ones(
+        make_proxy: Callable[..., InMemoryProxy], aliases: Path, tmp_path: Path,
+        logged: list[dict[str, Any]]) -> None:
+    history, _ = History.open(str(tmp_path / "state"), 0.0)  # make_proxy's --state-dir
+    history.remember([Learned("api_key_id", f"key_old{n}", f"old {n}") for n in range(12)], 0.0)
+    history.close()
+    proxy = make_proxy("--aliases", str(aliases))
+    lines = start_up_lines(proxy, logged)
+    assert [e["count"] for e in lines if e.get("path") == str(aliases)] == [5]
+    assert [e["count"] for e in lines if e.get("path") == proxy.service.history.path] == [12]
+    health = proxy.get("/health").json()
+    assert (health["aliases"]["names"], health["names_loaded"]) == (5, 17)
+
+
+def all_unknown_warned(lines: list[dict[str, Any]]) -> bool:
+    return any(e["log_level"] == LogLevel.warn and "every id is named" in e["log_format"] for e in lines)
+
+
+def test_every_id_unknown_is_warned_only_without_alias_file_discovery_or_history(
+        make_proxy: Callable[..., InMemoryProxy], logged: list[dict[str, Any]]) -> None:
+    assert all_unknown_warned(start_up_lines(make_proxy(), logged))
+    assert not all_unknown_warned(start_up_lines(make_proxy(environ={"OPENAI_ADMIN_KEY": TOKEN}), logged))
 
 
 # --- makeService: the service tree -------------------------------------------------------------

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from orgproxy.plural import counted
+
 
 @dataclass(frozen=True)
 class ProxyError(Exception):
@@ -69,7 +71,7 @@ def bad_client_token() -> ProxyError:
 
 def too_many_requests(limit: int) -> ProxyError:
     return ProxyError(503, "too_many_requests",
-                      f"orgproxy already has {limit} requests in flight to OpenAI (--max-concurrency);"
+                      f"orgproxy already has {counted(limit, 'request')} in flight to OpenAI (--max-concurrency);"
                       " try again shortly.", retry_after=1)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol, cast
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, Protocol, cast
 from urllib.parse import urlsplit
 
 from twisted.application import strports
@@ -21,6 +22,7 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 
 from orgproxy.body.amend import Amended
+from orgproxy.credentials import CREDENTIAL_FOR_OPTION, credential_file
 from orgproxy.names.aliasfile import AliasFileError
 from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
 from orgproxy.names.history import History
@@ -38,10 +40,12 @@ from orgproxy.ops.rundir import RunDirectory
 from orgproxy.ops.signals import SignalHandler
 from orgproxy.ops.watch import MODES
 from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, twistd_arguments, worker_argv
+from orgproxy.plural import counted
 from orgproxy.upstream.admin import AdminClient
 from orgproxy.upstream.agent import pooled_agent
 from orgproxy.upstream.cache import ResponseCache
 from orgproxy.upstream.client import Upstream
+from orgproxy.version import version_line
 from orgproxy.web.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
 from orgproxy.web.proxy import InFlight, OrganizationProxy
 from orgproxy.web.resources import Health, UnknownReport
@@ -73,6 +77,8 @@ DEFAULTS: Mapping[str, str] = {
 PATH_OPTIONS = ("aliases", "admin-key-file", "state-dir", "client-token-file", "upstream-ca")
 # Options that differ per process with --workers.
 WORKER_OWN_OPTIONS = ("workers", "worker-fd", "worker-number")
+# Options the daemon gives its own workers, not for people: left out of --help.
+INTERNAL_OPTIONS = ("worker-fd", "worker-number")
 
 
 def env_name(option: str) -> str:
@@ -110,7 +116,8 @@ class Options(usage.Options):
          f" [default: {DEFAULTS['shutdown-timeout']}]"],
         ["admin-key-file", None, None,
          "File holding an admin key, used only to learn names from the Admin API."
-         " [default: the environment variable OPENAI_ADMIN_KEY; without either, no discovery]"],
+         " [default: the credential openai-admin-key in $CREDENTIALS_DIRECTORY (systemd), else the"
+         " environment variable OPENAI_ADMIN_KEY; without any, no discovery]"],
         ["state-dir", None, None,
          f"Directory for the history of every name learned. [default: {DEFAULTS['state-dir']}]"],
         ["discovery-interval", None, None,
@@ -122,7 +129,8 @@ class Options(usage.Options):
          "Addresses (CIDR, comma-separated) that may call; others get 403."
          " [default: loopback and the private ranges]"],
         ["client-token-file", None, None,
-         "File holding a token callers must send as X-Orgproxy-Token (never forwarded)."],
+         "File holding a token callers must send as X-Orgproxy-Token (never forwarded)."
+         " [default: the credential client-token in $CREDENTIALS_DIRECTORY (systemd), else none]"],
         ["upstream-ca", None, None,
          "PEM file of the CAs to trust for the upstream's TLS, in place of the system's"
          " (for an internal gateway)."],
@@ -149,6 +157,29 @@ class Options(usage.Options):
         super().__init__()
         self.environ = os.environ if environ is None else environ
 
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise  # not under twistd: the caller handles it
+            # twistd would print the whole --help before the reason; the reason alone says it.
+            raise SystemExit(f"orgproxy: {e} (see twistd orgproxy --help)") from None
+
+    def opt_version(self) -> NoReturn:
+        """Print orgproxy's version (and Twisted's and Python's) and exit."""
+        print(version_line("orgproxy", twisted=True))
+        sys.exit(0)
+
+    def getUsage(self, width: int | None = None) -> str:
+        # --help leaves out the options only the daemon itself passes to its workers.
+        every_option = self.longOpt
+        self.longOpt = [o for o in every_option if o.rstrip("=") not in INTERNAL_OPTIONS]
+        try:
+            return super().getUsage(width)
+        finally:
+            self.longOpt = every_option
+
     def worker_arguments(self) -> list[str]:
         """This plugin's options as given (defaults and environment resolved), for the
         command lines of --workers' other processes."""
@@ -161,6 +192,9 @@ class Options(usage.Options):
         for option, _, _, _ in self.optParameters:
             if self[option] is None:
                 self[option] = self.environ.get(env_name(option)) or DEFAULTS.get(option)
+        for option in CREDENTIAL_FOR_OPTION:  # systemd's LoadCredential=, where no option names a file
+            if self[option] is None:
+                self[option] = credential_file(self.environ, option)
         # Files are named absolutely: twistd changes to --rundir after making the service,
         # and reloads, and --workers' other processes, must find the same files.
         for option in PATH_OPTIONS:
@@ -316,18 +350,24 @@ class OrgproxyService(MultiService):
         for note in self.notes:
             log.warn("{note}", note=note)
         by_source = self.current.names.by_source
+        remembered = by_source.get("history", 0)
         if self.history is not None:
-            log.info("{count} names remembered in {path}", count=by_source.get("history", 0),
+            log.info("{names} remembered in {path}", names=counted(remembered, "name"), count=remembered,
                      path=self.history.path)
-        else:
-            log.info("{count} names learned and remembered by the first process",
-                     count=by_source.get("history", 0) + by_source.get("discovered", 0))
-        if self.current.source is None:
-            log.warn("No alias file (--aliases or ORGPROXY_ALIASES): running with no names;"
-                     " every id is named \"unknown\"")
-        else:
-            log.info("{count} names from {path}", count=self.current.names.count(),
+        else:  # a worker: the first process learns names, and remembers them
+            learned = remembered + by_source.get("discovered", 0)
+            log.info("{names} learned and remembered by the first process", names=counted(learned, "name"),
+                     count=learned)
+        if self.current.source is not None:
+            aliased = by_source.get("aliases", 0)
+            log.info("{names} from {path}", names=counted(aliased, "name"), count=aliased,
                      path=self.current.source)
+        elif self.discovery is not None or self.history is None:
+            log.info("No alias file (--aliases or ORGPROXY_ALIASES): names come from discovery"
+                     " and the history")
+        elif not remembered:
+            log.warn("No alias file (--aliases or ORGPROXY_ALIASES) and no discovery: running with"
+                     " no names; every id is named \"unknown\"")
         log.info("orgproxy serving on {port}, forwarding /v1/organization/ to {upstream}",
                  port=self.options["port"], upstream=self.options["upstream"])
 
@@ -354,13 +394,13 @@ class OrgproxyService(MultiService):
         in_flight = self.in_flight
         if not in_flight.count:
             return
-        log.info("Waiting up to {timeout:g} s for {count} requests in flight", timeout=timeout,
-                 count=in_flight.count)
+        log.info("Waiting up to {timeout:g} s for {requests} in flight", timeout=timeout,
+                 count=in_flight.count, requests=counted(in_flight.count, "request"))
         try:
             await in_flight.idle().addTimeout(timeout, self.reactor)
         except TimeoutError:
-            log.warn("{count} requests still in flight after {timeout:g} s; stopping anyway",
-                     count=in_flight.count, timeout=timeout)
+            log.warn("{requests} still in flight after {timeout:g} s; stopping anyway",
+                     count=in_flight.count, requests=counted(in_flight.count, "request"), timeout=timeout)
 
 
 def load_names(path: str | None, reactor: Any) -> tuple[CurrentNames, AliasReloader | None]:
@@ -389,8 +429,8 @@ def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[H
 
 
 def admin_key(options: Options) -> str | None:
-    """The discovery credential: --admin-key-file, else OPENAI_ADMIN_KEY (never a flag's
-    value, which ps would show)."""
+    """The discovery credential: --admin-key-file (or systemd's openai-admin-key credential
+    standing in for it), else OPENAI_ADMIN_KEY (never a flag's value, which ps would show)."""
     if options["admin-key-file"]:
         try:
             return read_admin_key(options["admin-key-file"])

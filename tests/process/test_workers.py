@@ -315,7 +315,7 @@ def test_workers_end_with_their_first_process_and_all_drain_at_once(upstream: Fa
         took = time.monotonic() - asked
         assert code == 0, daemon.output
         for namespace in ("orgproxy", "orgproxy.worker1"):
-            assert f"[{namespace}#info] Waiting up to {shutdown_timeout} s for 1 requests in flight" in daemon.output
+            assert f"[{namespace}#info] Waiting up to {shutdown_timeout} s for 1 request in flight" in daemon.output
         assert took < 2 * shutdown_timeout, f"took {took:.1f} s: drained one after the other"
         assert_clean_output(daemon)
     finally:

@@ -151,13 +151,19 @@ def in_chunks(body: bytes, size: int) -> Callable[[server.Request, Received], in
 
 # --- upstreams that fail ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("error", [ConnectionRefusedError("refused"), DNSLookupError("openai.test")],
-                         ids=["refused", "no such host"])
-def test_an_unreachable_upstream_is_502_and_the_next_request_reaches_it(
-        proxy: InMemoryProxy, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+@pytest.mark.parametrize(("error", "reason"), [
+    (ConnectionRefusedError(string="111: Connection refused"), "Connection was refused by other side: 111:"),
+    (DNSLookupError("openai.test"), "DNS lookup failed: openai.test"),
+], ids=["refused", "no such host"])
+def test_an_unreachable_upstream_is_502_naming_host_port_and_reason_and_the_next_request_reaches_it(
+        proxy: InMemoryProxy, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, logged: Events,
+        error: Exception, reason: str) -> None:
     # What the Agent does when nothing listens there (or the name does not resolve).
     monkeypatch.setattr(proxy.upstream_agent, "request", lambda *args, **kwargs: fail(error))
-    assert_proxy_error(proxy.get(COSTS + "?start_time=1"), 502, "upstream_unreachable")
+    message = assert_proxy_error(proxy.get(COSTS + "?start_time=1"), 502, "upstream_unreachable")["message"]
+    assert "openai.test:80" in message and reason in message  # the upstream is http://openai.test
+    (warning,) = warnings_about(logged, COSTS)
+    assert warning["message"] == message
     monkeypatch.undo()  # now something listens there
     assert_serves_normally(proxy, fake)
 

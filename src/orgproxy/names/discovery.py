@@ -26,6 +26,7 @@ from orgproxy.names.history import History, Learned
 from orgproxy.times import iso
 from orgproxy.ops.logs import log
 from orgproxy.names.snapshot import CurrentNames
+from orgproxy.plural import counted
 
 # Unknown ids of these fields make discovery look again (users are named by the same walk,
 # but an unknown user alone is common: ungrouped usage, deleted accounts).
@@ -138,8 +139,9 @@ class DiscoveryService(Periodic):
             # A whole walk lists every key there is: the others are deleted.
             self.current.listed_keys = frozenset(r.id for r in learned if r.id_field == "api_key_id")
             new = self.learn(learned)
-            log.info("Discovery ({why}) learned {count} names ({new} new) in {seconds:.1f} s",
-                     why=why, count=len(learned), new=new, seconds=self.reactor.seconds() - started)
+            log.info("Discovery ({why}) learned {names} ({new} new) in {seconds:.1f} s",
+                     why=why, count=len(learned), names=counted(len(learned), "name"), new=new,
+                     seconds=self.reactor.seconds() - started)
             self.succeeded("every --discovery-interval")
 
     def failed(self, why: str, error: DiscoveryFailed, learned: list[Learned]) -> None:
@@ -149,9 +151,9 @@ class DiscoveryService(Periodic):
         # What the walk learned before it stopped is kept; nothing known is dropped.
         new = self.learn(learned) if learned else 0
         delay, how = self.retry(error.retry_after)
-        log.warn("Discovery ({why}) failed: {reason}; kept {count} names learned before it ({new} new);"
+        log.warn("Discovery ({why}) failed: {reason}; kept {names} learned before it ({new} new);"
                  " retrying in {delay:g} s ({how})", why=why, reason=error.reason, count=len(learned),
-                 new=new, delay=delay, how=how)
+                 names=counted(len(learned), "name"), new=new, delay=delay, how=how)
 
     def learn(self, learned: list[Learned]) -> int:
         """Put learned names in force and remember them; how many ids were new to history."""

@@ -21,6 +21,7 @@ from orgproxy.ops.logs import log
 from orgproxy.names.snapshot import CurrentNames, diff
 from orgproxy.ops.signals import SignalHandler
 from orgproxy.ops.watch import FileWatcher
+from orgproxy.plural import counted
 
 Stamp = tuple[int, int, int, int] | None
 
@@ -65,8 +66,9 @@ class AliasReloader:
         except AliasFileError as e:
             metrics.count_alias_reload("failed")
             self.current.error = str(e)
-            log.error("Alias file not reloaded ({why}); the previous {count} names stay in force: {error}",
-                      why=why, count=_count(self.current.aliases), error=str(e))
+            kept = _count(self.current.aliases)
+            log.error("Alias file not reloaded ({why}); the previous {names} stay in force: {error}",
+                      why=why, count=kept, names=counted(kept, "name"), error=str(e))
             return False
         metrics.count_alias_reload("ok")
         added, removed, changed = diff(self.current.aliases, aliases)
@@ -74,10 +76,10 @@ class AliasReloader:
         self.current.loaded_at = self.clock.seconds()
         self.current.error = None
         self.current.rebuild()
-        log.info("Alias file reloaded ({why}): {count} names from {path};"
+        log.info("Alias file reloaded ({why}): {names} from {path};"
                  " {added} added, {removed} removed, {changed} changed",
-                 why=why, count=_count(aliases), path=self.path, added=added, removed=removed,
-                 changed=changed)
+                 why=why, count=_count(aliases), names=counted(_count(aliases), "name"), path=self.path,
+                 added=added, removed=removed, changed=changed)
         return True
 
 

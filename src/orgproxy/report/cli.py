@@ -25,28 +25,39 @@ from orgproxy.report.collect import collect
 from orgproxy.report.dates import parse_day
 from orgproxy.report.errors import ReportError
 from orgproxy.report.fetch import Fetcher
+from orgproxy.report.groups import USAGE_KINDS, checked_groups, describe
 from orgproxy.report.focus import BillingAccount
 from orgproxy.report.focus_export import FORMATS as FOCUS_FORMATS
 from orgproxy.report.focus_export import exact_json, export
 from orgproxy.report.output import FORMATS, write_text
 from orgproxy.report.progress import page_bar
+from orgproxy.version import version_line
 
 DEFAULT_PROXY = "http://127.0.0.1:18080"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="orgproxy-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=version_line("orgproxy-report"))
     commands = parser.add_subparsers(dest="command", required=True)
     costs = commands.add_parser("costs", help="costs per group")
-    usage = commands.add_parser("usage", help="usage per group")
-    usage.add_argument("kind", help="completions, embeddings, images, ... (the /usage/<kind> endpoint)")
-    for sub in (costs, usage):
+    usage = commands.add_parser(
+        "usage", help="usage per group", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="--by for each kind:\n" + "\n".join(
+            f"  {kind}: {describe('usage/' + kind)}" for kind in USAGE_KINDS))
+    usage.add_argument("kind", help=f"the /usage/<kind> endpoint: {', '.join(USAGE_KINDS)}"
+                                    " (a newer one is asked for as it is)")
+    for sub, by_help in ((costs, f"group_by fields, comma-separated: {describe('costs')}"),
+                         (usage, "group_by fields, comma-separated: see below")):
         sub.add_argument("--since", required=True, help="first day: YYYY-MM-DD or 30d (days back)")
         sub.add_argument("--until", help="day after the last: YYYY-MM-DD or 0d [default: today]")
-        sub.add_argument("--by", default="api_key_name", help="group_by fields, comma-separated")
+        sub.add_argument("--by", help=by_help)
         sub.add_argument("--proxy", default=os.environ.get("ORGPROXY_URL", DEFAULT_PROXY),
                          help=f"the running orgproxy [default: {DEFAULT_PROXY}]")
         sub.add_argument("--admin-key-file", help="file with the admin key [default: $OPENAI_ADMIN_KEY]")
+        sub.add_argument("--client-token-file", default=os.environ.get("ORGPROXY_CLIENT_TOKEN_FILE"),
+                         help="file with the token orgproxy requires as X-Orgproxy-Token"
+                              " [default: $ORGPROXY_CLIENT_TOKEN_FILE, else none]")
         sub.add_argument("--format", choices=tuple(FORMATS) + (FOCUS_FORMATS if sub is costs else ()),
                          default="table")
         sub.add_argument("--chart", help="write a stacked daily chart (.svg or .png)")
@@ -58,18 +69,28 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def read_secret(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+    except OSError as e:
+        raise ReportError(f"{path}: {e.strerror}") from None
+    if not secret:
+        raise ReportError(f"{path}: no {what} in it")
+    return secret
+
+
 def admin_key(args: argparse.Namespace) -> str:
     if args.admin_key_file:
-        try:
-            with open(args.admin_key_file, encoding="utf-8") as f:
-                key = f.read().strip()
-        except OSError as e:
-            raise ReportError(f"{args.admin_key_file}: {e.strerror}") from None
-    else:
-        key = os.environ.get("OPENAI_ADMIN_KEY", "").strip()
+        return read_secret(args.admin_key_file, "admin key")
+    key = os.environ.get("OPENAI_ADMIN_KEY", "").strip()
     if not key:
         raise ReportError("no admin key: set OPENAI_ADMIN_KEY or pass --admin-key-file")
     return key
+
+
+def client_token(args: argparse.Namespace) -> str | None:
+    return read_secret(args.client_token_file, "client token") if args.client_token_file else None
 
 
 def date_range(args: argparse.Namespace) -> tuple[date, date]:
@@ -83,9 +104,9 @@ def date_range(args: argparse.Namespace) -> tuple[date, date]:
 
 def fetch_report(args: argparse.Namespace) -> Report:
     since, until = date_range(args)
-    by = [f.strip() for f in args.by.split(",") if f.strip()]
     kind = "costs" if args.command == "costs" else f"usage/{args.kind}"
-    fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr))
+    by = checked_groups(kind, args.by)
+    fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr), client_token=client_token(args))
     try:
         return collect(fetcher, kind, since, until, by)
     finally:
@@ -101,7 +122,8 @@ def export_focus(args: argparse.Namespace) -> str:
     if args.chart:
         raise ReportError(f"--chart does not go with --format {args.format}")
     since, until = date_range(args)
-    fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr), decode=exact_json)
+    fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr), decode=exact_json,
+                      client_token=client_token(args))
     try:
         return export(fetcher, since, until, BillingAccount(args.billing_account_id, args.billing_account_name),
                       args.format, args.output)

@@ -25,10 +25,14 @@ class Fetcher:
     pages: int = 0
     progress: Progress | None = None
     decode: Callable[[bytes], Any] = json.loads  # FOCUS reads amounts as Decimal
+    client_token: str | None = None  # sent as X-Orgproxy-Token, for a proxy that requires one
 
     def get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
         url = self.proxy.rstrip("/") + path + "?" + urlencode(query)
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.admin_key}"})
+        headers = {"Authorization": f"Bearer {self.admin_key}"}
+        if self.client_token is not None:
+            headers["X-Orgproxy-Token"] = self.client_token
+        request = urllib.request.Request(url, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 body = response.read()

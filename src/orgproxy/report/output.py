@@ -21,7 +21,7 @@ def as_json(report: Report) -> str:
     rows = [{"date": day, **dict(zip(report.by, group)), **values} for (day, group), values in daily_rows(report)]
     totals = [{**dict(zip(report.by, group)), **values} for group, values in report.totals()]
     return json.dumps({"kind": report.kind, "since": report.since.isoformat(), "until": report.until.isoformat(),
-                       "by": report.by, "rows": rows, "totals": totals}, ensure_ascii=False, indent=2)
+                       "by": report.by, "rows": rows, "totals": totals}, ensure_ascii=False, indent=2) + "\n"
 
 
 def as_csv(report: Report) -> str:

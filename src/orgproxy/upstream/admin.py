@@ -18,7 +18,7 @@ from twisted.web.iweb import IAgent
 
 from orgproxy.errors import ProxyError
 from orgproxy.upstream.client import UpstreamResponse, read_response, was_cancelled, with_deadline
-from orgproxy.upstream.failures import describe_failure
+from orgproxy.upstream.failures import describe_failure, upstream_address
 
 
 class AdminClient:
@@ -28,6 +28,7 @@ class AdminClient:
                  credential: Sequence[tuple[bytes, bytes]], timeout: float, max_response_bytes: int):
         self.reactor = reactor
         self.base_url = base_url.rstrip("/")
+        self.address = upstream_address(base_url)
         self.http = HTTPClient(agent)
         self.headers = {name: [value] for name, value in credential}
         self.timeout = timeout
@@ -49,4 +50,4 @@ class AdminClient:
             return Failure(CancelledError())
         if failure.check(ProxyError):
             return failure
-        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes))
+        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes, self.address))

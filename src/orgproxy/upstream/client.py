@@ -23,7 +23,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from orgproxy.errors import ProxyError
-from orgproxy.upstream.failures import ResponseTooLarge, describe_failure
+from orgproxy.upstream.failures import ResponseTooLarge, describe_failure, upstream_address
 
 # Connection-level headers, never forwarded in either direction (RFC 9110, 7.6.1), with
 # those the proxy sets itself: Host is the upstream's, lengths are recomputed, and the
@@ -178,6 +178,7 @@ class Upstream:
                  max_response_bytes: int):
         self.reactor = reactor
         self.base_url = base_url.rstrip("/").encode("ascii")
+        self.address = upstream_address(base_url)  # host:port, for the errors that name it
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.agent = ContentDecoderAgent(agent, [(b"gzip", GzipDecoder)])
@@ -204,7 +205,7 @@ class Upstream:
             return Failure(CancelledError())  # the client went away: nobody to answer
         if failure.check(ProxyError):
             return failure
-        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes))
+        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes, self.address))
 
 
 def was_cancelled(failure: Failure) -> bool:

@@ -91,7 +91,7 @@ class Health(OwnPage):
         if current.source is not None:
             aliases = {
                 "path": current.source,
-                "names": names.count(),
+                "names": names.by_source.get("aliases", 0),  # the file's own, not discovery's or history's
                 "loaded_at": iso(current.loaded_at),
                 "checked_at": iso(current.checked_at, precise=True),
                 "error": current.error,  # the current file's problem; None when it loaded
