@@ -31,8 +31,9 @@ class ProxyError(Exception):
 
 
 def not_found() -> ProxyError:
-    return ProxyError(404, "not_found", "orgproxy forwards only paths under /v1/organization/;"
-                      " this one is outside it, or would leave it once decoded.",
+    return ProxyError(404, "not_found", "orgproxy forwards only the Admin API's paths (under /v1/organization/,"
+                      " and the project role paths under /v1/projects/); this one is not one of them,"
+                      " or would leave them once decoded.",
                       type="invalid_request_error", retry=False)
 
 

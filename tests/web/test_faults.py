@@ -304,6 +304,14 @@ def test_the_default_concurrency_limit_is_256(make_proxy: MakeProxy) -> None:
     "/v1/organization/usage%2Fcompletions",
     "/v1/organization/usage%2fcompletions",
     "/v1/organization//usage/completions",
+    # Path parameters, which a gateway that drops them resolves as "..".
+    "/v1/organization/..;/..;/v1/chat/completions",
+    "/v1/organization/%2e%2e;/%2e%2e;/v1/chat/completions",
+    "/v1/organization/..;x=1/..;x=1/v1/chat/completions",
+    "/v1/organization/..%3b/..%3B/v1/chat/completions",
+    "/v1/projects/..;/..;/v1/chat/completions",
+    "/v1/projects/proj_abc/..;/..;/..;/chat/completions",
+    "/v1/chat/completions",
 ])
 def test_a_path_trick_is_404_and_never_forwarded(proxy: InMemoryProxy, fake: FakeOpenAI, target: str) -> None:
     exchange = proxy.raw(raw_get(target + "?start_time=1"))

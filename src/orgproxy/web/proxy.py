@@ -1,5 +1,5 @@
-"""The proxy leaf: everything under ``/v1/organization/`` goes upstream and comes back
-with names.
+"""The proxy leaf: the Admin API's paths (everything under ``/v1/organization/``, and the
+project role paths under ``/v1/projects/``) go upstream and come back with names.
 
 Twisted's traversal decodes each segment (``%2F``, ``%2e``) before this leaf is reached,
 so the leaf checks the raw request target itself: the path that was checked is the path

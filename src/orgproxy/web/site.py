@@ -114,8 +114,9 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
               allow: AllowList | None, client_token: bytes | None, reactor: IReactorTime) -> OrgproxySite:
     """The whole tree, behind the access guard:
 
-    ``/health``, ``/metrics``, ``/orgproxy/unknown``, and ``/v1/organization/...`` (the
-    proxy); every other path an OpenAI-shaped 404.
+    ``/health``, ``/metrics``, ``/orgproxy/unknown``, and ``/v1/organization/...`` and
+    ``/v1/projects/...`` (the proxy, which forwards only the Admin API's paths); every
+    other path an OpenAI-shaped 404.
     """
     root = Directory()
     root.putChild(b"health", health)
@@ -125,6 +126,7 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
     root.putChild(b"orgproxy", own)
     v1 = Directory()
     v1.putChild(b"organization", proxy)
+    v1.putChild(b"projects", proxy)  # the Admin API's project role paths (see paths.py)
     root.putChild(b"v1", v1)
     # The reactor drives the connections' idle timeouts.
     return OrgproxySite(AccessGuard(root, allow, client_token), reactor=reactor)
