@@ -10,6 +10,7 @@ thousands of requests, are ``tests/process/test_load.py``.)
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import io
 import json
@@ -212,6 +213,58 @@ def test_an_upstream_body_over_the_cap_is_502_too_large_and_never_shown(
     exactly = b'{"pad": "' + b"y" * (1000 - 11) + b'"}'
     fake.on(COSTS, in_chunks(exactly, 100) if chunked else reply(body=exactly))
     assert proxy.get(COSTS + "?start_time=1").body == exactly
+    assert_serves_normally(proxy, fake)
+
+
+def _gzip_then(mangle: Callable[[bytes], bytes]) -> Callable[..., bytes]:
+    """A behaviour answering the normal page gzipped, then mangled on the way."""
+    def answer(request: server.Request, received: Received) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-encoding", b"gzip")
+        return mangle(gzip.compress(json.dumps(NORMAL_PAGE).encode() * 3))
+    return answer
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda data: data[:len(data) // 2],  # cut short
+    lambda data: data[:-4],  # the length in the trailer missing
+    lambda data: data[:20] + bytes(b ^ 0x55 for b in data[20:40]) + data[40:],  # corrupt
+    lambda data: b"\x1f\x8b" + b"not really gzip",
+], ids=["truncated", "no trailer", "corrupt", "not gzip"])
+def test_a_corrupt_or_truncated_gzip_body_is_502_and_never_cached(
+        make_proxy: MakeProxy, fake: FakeOpenAI, aliases: Path, mangle: Callable[[bytes], bytes]) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--cache-ttl", "60")
+    fake.on(COSTS, _gzip_then(mangle))
+    for attempt in (1, 2):
+        error = assert_proxy_error(proxy.get(COSTS + "?start_time=1"), 502, "upstream_bad_encoding")
+        assert "corrupt" in error["message"]
+        assert len(fake.received) == attempt  # not answered from the cache the second time
+    assert_serves_normally(proxy, fake)
+
+
+def test_a_gzip_bomb_is_502_too_large_and_never_decompressed_past_the_cap(
+        make_proxy: MakeProxy, fake: FakeOpenAI, aliases: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import orgproxy.upstream.gunzip as gunzip_module
+    produced: list[int] = []
+    original = gunzip_module.BoundedGunzip.inflate
+
+    def counting(self: Any, data: bytes) -> None:
+        before = self.produced
+        original(self, data)
+        produced.append(self.produced - before)
+    monkeypatch.setattr(gunzip_module.BoundedGunzip, "inflate", counting)
+    cap = 2 * 1024 * 1024
+    proxy = make_proxy("--aliases", str(aliases), "--max-response-bytes", str(cap))
+    # 100 MiB in about 100 KB: a hundred gzip members of a MiB each (one stream, RFC 1952).
+    bomb = gzip.compress(b"0," * (512 * 1024), compresslevel=9) * 100
+
+    def answer(request: server.Request, received: Received) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-encoding", b"gzip")
+        return bomb
+    fake.on(COSTS, answer)
+    assert_proxy_error(proxy.get(COSTS + "?start_time=1"), 502, "upstream_response_too_large")
+    assert sum(produced) == cap + 1  # one byte past the cap, and not one more
     assert_serves_normally(proxy, fake)
 
 

@@ -9,6 +9,7 @@ from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.python.failure import Failure
 
 from orgproxy.errors import ProxyError
+from orgproxy.upstream.gunzip import CorruptEncoding
 
 
 class ResponseTooLarge(Exception):
@@ -25,6 +26,9 @@ def describe_failure(failure: Failure, timeout: float, max_response_bytes: int) 
         return ProxyError(502, "upstream_response_too_large",
                           f"OpenAI's response is larger than the proxy's limit of "
                           f"{max_response_bytes} bytes (--max-response-bytes).", retry=False)
+    if failure.check(CorruptEncoding):
+        return ProxyError(502, "upstream_bad_encoding",
+                          "OpenAI's compressed response is corrupt or was cut short; it was not passed on.")
     if failure.check(DNSLookupError):
         return ProxyError(502, "upstream_unreachable", "The upstream's host name does not resolve.")
     if failure.check(ConnectError):
