@@ -14,6 +14,7 @@ import gzip
 import http.client
 import io
 import json
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,32 @@ def test_a_redirect_is_returned_not_followed(proxy: InMemoryProxy, fake: FakeOpe
     answer = proxy.get(COSTS + "?start_time=1")
     assert (answer.status, answer.header("Location")) == (302, location)
     assert [r.target for r in fake.received] == [(COSTS + "?start_time=1").encode()]
+    assert_serves_normally(proxy, fake)
+
+
+# --- ids no log line can hold as they are -----------------------------------------------------------
+
+def test_an_id_with_a_lone_surrogate_is_logged_escaped_and_reported(proxy: InMemoryProxy, fake: FakeOpenAI,
+                                                                   logged: Events) -> None:
+    # Valid JSON; the id it holds, "key_" U+D800 "x", has no UTF-8 form.
+    fake.on(COSTS, reply(body=b'{"data": [{"api_key_id": "key_\\ud800x"}, {"api_key_id": "key_plain"}]}'))
+    answer = proxy.get(COSTS + "?start_time=1")
+    assert answer.status == 200
+    assert answer.body == (b'{"data": [{"api_key_id": "key_\\ud800x", "api_key_name": "unknown"},'
+                           b' {"api_key_id": "key_plain", "api_key_name": "unknown"}]}')
+    (line,) = [e for e in logged if e.get("log_namespace") == "orgproxy" and e.get("path") == COSTS
+               and "unknown_ids" in e]
+    assert sorted(line["unknown_ids"]) == ["key_\\ud800x", "key_plain"]
+    for value in (line["line"], *line["unknown_ids"]):
+        value.encode("utf-8")  # what every log observer has to do with it
+    report = proxy.get("/orgproxy/unknown")
+    assert report.status == 200
+    assert sorted(row["id"] for row in report.json()["data"]) == ["key_plain", "key_\ud800x"]
+    skeleton = proxy.get("/orgproxy/unknown?format=toml")
+    assert skeleton.status == 200
+    text = skeleton.body.decode("utf-8")
+    assert tomllib.loads(text) is not None
+    assert '"key_\\ud800x"' in text and "key_plain" in text
     assert_serves_normally(proxy, fake)
 
 

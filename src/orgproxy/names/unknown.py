@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,9 +70,18 @@ class UnknownIds:
                 continue
             lines += ["", f"[{table}]"]
             for id_value, s in entries:
-                lines.append(f'# {_toml_key(id_value)} = ""  # seen {s.count} times,'
-                             f" {iso(s.first_seen)} to {iso(s.last_seen)}")
+                seen = f"seen {s.count} times, {iso(s.first_seen)} to {iso(s.last_seen)}"
+                if _has_surrogate(id_value):
+                    # TOML has no spelling for a lone surrogate; JSON has.
+                    lines.append(f"# {json.dumps(id_value)} cannot be written in TOML (it holds a lone"
+                                 f" surrogate): name it in a .json alias file instead; {seen}")
+                else:
+                    lines.append(f'# {_toml_key(id_value)} = ""  # {seen}')
         return "\n".join(lines) + "\n"
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in text)
 
 
 def _toml_key(key: str) -> str:

@@ -26,7 +26,7 @@ from orgproxy.query import UnknownName, names_grouped_by, rewrite_group_by, rewr
 from orgproxy.upstream.cache import ResponseCache, cache_key
 from orgproxy.upstream.client import NOT_FORWARDED_TO_UPSTREAM, HeaderList, UpstreamResponse, end_to_end
 from orgproxy.web.pipeline import Answer, amend_names, regroup_rows, validate
-from orgproxy.web.respond import method_of, printable, refuse, send_error
+from orgproxy.web.respond import method_of, printable, printable_text, refuse, send_error
 
 # How many distinct unknown ids one request's log line lists.
 UNKNOWN_IDS_LOGGED = 10
@@ -227,12 +227,12 @@ class Exchange:
             name = self.names.by_field.get(id_field, {}).get(id_value, UNKNOWN)
             log.debug("{method} {path}: {id_field} {id} named {name!r} in {times} objects",
                       method=method_of(self.request), path=printable(self.path), id_field=id_field,
-                      id=id_value, name=name, times=times)
+                      id=printable_text(id_value), name=printable_text(name), times=times)
 
     def log_line(self, status: int, amended: Amended | None) -> None:
         named, unknown = (amended.named, amended.unknown) if amended is not None else (0, 0)
         unknown_ids: Collection[str] = amended.unknown_ids if amended is not None else ()
-        listed = list(unknown_ids)[:UNKNOWN_IDS_LOGGED]
+        listed = [printable_text(i) for i in list(unknown_ids)[:UNKNOWN_IDS_LOGGED]]
         more = len(unknown_ids) - len(listed)
         method, path = method_of(self.request), printable(self.path)
         now = self.proxy.clock.seconds()

@@ -35,6 +35,15 @@ def printable(path: bytes) -> str:
     return path[:200].decode("ascii", "replace")
 
 
+def printable_text(text: str) -> str:
+    """Text from a body (an id, a name) as a log line may carry it: a lone surrogate,
+    valid in JSON (``"key_\\ud800"``) but not in UTF-8, as its ``\\u`` escape, so that no
+    log observer fails on the line and drops it."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def path_of(request: server.Request) -> str:
     return printable(split_uri(request.uri)[0])
 
