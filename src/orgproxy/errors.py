@@ -79,6 +79,12 @@ def bad_request() -> ProxyError:
                       type="invalid_request_error", retry=False)
 
 
+def duplicate_authorization() -> ProxyError:
+    return ProxyError(400, "duplicate_authorization",
+                      "The request has more than one Authorization header; send exactly one.",
+                      type="invalid_request_error", retry=False)
+
+
 def uri_too_long(limit: int) -> ProxyError:
     return ProxyError(414, "uri_too_long", f"The request line is longer than {limit} bytes.",
                       type="invalid_request_error", retry=False)

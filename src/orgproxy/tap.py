@@ -35,7 +35,7 @@ from orgproxy.ops.watch import MODES
 from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, twistd_arguments, worker_argv
 from orgproxy.upstream.admin import AdminClient
 from orgproxy.upstream.agent import pooled_agent
-from orgproxy.upstream.cache import ResponseCache
+from orgproxy.upstream.cache import ExpirySweep, ResponseCache
 from orgproxy.upstream.client import Upstream
 from orgproxy.web.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
 from orgproxy.web.proxy import InFlight, OrganizationProxy
@@ -59,6 +59,7 @@ DEFAULTS: Mapping[str, str] = {
     "workers": "1",
     "cache-ttl": "0",
     "cache-max-bytes": str(64 * 1024 * 1024),
+    "cache-max-entries": "10000",
 }
 
 
@@ -127,7 +128,10 @@ class Options(usage.Options):
          "Seconds identical GETs (same credential, path and query) are answered from memory,"
          f" and identical GETs in flight share one upstream call; 0 is off. [default: {DEFAULTS['cache-ttl']}]"],
         ["cache-max-bytes", None, None,
-         f"Most bytes of upstream bodies the cache keeps. [default: {DEFAULTS['cache-max-bytes']}]"],
+         "Most bytes of memory the cache's entries hold (bodies, headers, keys)."
+         f" [default: {DEFAULTS['cache-max-bytes']}]"],
+        ["cache-max-entries", None, None,
+         f"Most answers the cache keeps. [default: {DEFAULTS['cache-max-entries']}]"],
         ["worker-fd", None, None, "Internal: the listening socket a worker adopts."],
         ["worker-number", None, None, "Internal: which worker this process is."],
     ]
@@ -167,6 +171,7 @@ class Options(usage.Options):
         self["max-concurrency"] = _positive(self, "max-concurrency", int)
         self["workers"] = _positive(self, "workers", int)
         self["cache-max-bytes"] = _positive(self, "cache-max-bytes", int)
+        self["cache-max-entries"] = _positive(self, "cache-max-entries", int)
         try:
             self["cache-ttl"] = float(self["cache-ttl"])
         except ValueError:
@@ -237,6 +242,7 @@ class OrgproxyService(MultiService):
     site: OrgproxySite
     discovery: DiscoveryService | None
     unknown: UnknownIds
+    cache: ResponseCache | None
     # The log observer to offer twistd (see logs.text_lines), or None for twistd's own.
     log_observer: ILogObserver | None = None
 
@@ -404,7 +410,7 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
                             options["timeout"], options["max-response-bytes"])
         discovery = DiscoveryService(reactor, admin.get, names, history,
                                      options["discovery-interval"], options["discovery-cooldown"])
-    cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"])
+    cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"], options["cache-max-entries"])
              if options["cache-ttl"] > 0 else None)
     in_flight = InFlight(options["max-concurrency"])
     unknown = UnknownIds()
@@ -416,7 +422,7 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
     metrics.follow_names(lambda: names.names)
     metrics.IN_FLIGHT.set_function(lambda: in_flight.count)
     service = OrgproxyService(options, reactor, names, history, in_flight, pool)
-    service.site, service.discovery, service.unknown = site, discovery, unknown
+    service.site, service.discovery, service.unknown, service.cache = site, discovery, unknown, cache
     twistd_options = getattr(options, "parent", None)  # twistd's own, when twistd runs it
     if twistd_options is not None and logs_to_standard_output(twistd_options):
         service.log_observer = text_lines()
@@ -447,6 +453,10 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
         if options["workers"] > 1:
             pool_of_workers.setServiceParent(service)
     ReloadService(reactor, reloader, options["watch"], on_sighup).setServiceParent(service)
+    if cache is not None:
+        # Swept at least every second, at most every TTL: memory comes back within a TTL
+        # of an entry's expiry, and a short TTL does not make the sweeps constant.
+        ExpirySweep(cache, reactor, max(options["cache-ttl"], 1.0)).setServiceParent(service)
     if discovery is not None:
         discovery.setServiceParent(service)
     return service

@@ -297,6 +297,58 @@ def test_a_redirect_is_returned_not_followed(proxy: InMemoryProxy, fake: FakeOpe
     assert_serves_normally(proxy, fake)
 
 
+# --- the cache, under attack --------------------------------------------------------------------
+
+def test_a_header_the_connection_header_drops_is_not_in_the_cache_key(make_proxy: MakeProxy, fake: FakeOpenAI,
+                                                                     aliases: Path) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--cache-ttl", "60")
+    fake.on(COSTS, reply(body=NORMAL_PAGE))
+    # Forwarded without OpenAI-Organization (Connection names it): OpenAI answers for the
+    # key's default organization ...
+    dropped = raw_answer(proxy.raw(raw_get(COSTS + "?start_time=1", "OpenAI-Organization: org_x",
+                                           "Connection: OpenAI-Organization")))
+    assert dropped.status == 200
+    assert fake.last().header("OpenAI-Organization") is None
+    # ... which is not the answer for org_x: that one is asked of OpenAI.
+    for_org_x = proxy.get(COSTS + "?start_time=1", headers={**AUTH, "OpenAI-Organization": "org_x"})
+    assert (for_org_x.status, for_org_x.header("X-Orgproxy-Cache")) == (200, "miss")
+    assert len(fake.received) == 2 and fake.last().header("OpenAI-Organization") == b"org_x"
+    # And without the header at all, the first answer is the right one.
+    assert proxy.get(COSTS + "?start_time=1").header("X-Orgproxy-Cache") == "hit"
+
+
+def test_two_authorization_headers_are_400_and_never_forwarded(make_proxy: MakeProxy, fake: FakeOpenAI,
+                                                              aliases: Path) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--cache-ttl", "60")
+    for request_bytes in (raw_get(COSTS + "?start_time=1", "Authorization: Bearer sk-admin-other"),
+                          raw_get(COSTS + "?start_time=1", "authorization: Bearer sk-admin-other")):
+        answer = raw_answer(proxy.raw(request_bytes))
+        assert_proxy_error(answer, 400, "duplicate_authorization")
+        assert b"sk-admin-other" not in answer.body
+    assert fake.received == []
+    assert_serves_normally(proxy, fake)
+
+
+def test_a_flood_of_distinct_queries_keeps_the_cache_within_its_bounds(make_proxy: MakeProxy, fake: FakeOpenAI,
+                                                                       aliases: Path) -> None:
+    max_bytes, max_entries = 200_000, 50
+    proxy = make_proxy("--aliases", str(aliases), "--cache-ttl", "60", "--cache-max-bytes", str(max_bytes),
+                       "--cache-max-entries", str(max_entries))
+    proxy.start_service()
+    fake.on(COSTS, reply(body=b"{}"))
+    cache = proxy.service.cache
+    assert cache is not None
+    padding = "x" * 4000  # long queries, small answers: the keys are most of the memory
+    for i in range(300):
+        assert proxy.get(f"{COSTS}?start_time={i}&pad={padding}").status == 200
+        assert cache.stored_bytes <= max_bytes and len(cache) <= max_entries
+    assert cache.stored_bytes > 4000 * len(cache)  # the keys were counted
+    # Expired entries go on the sweep's timer, asked for again or not.
+    proxy.advance(61)
+    assert (len(cache), cache.stored_bytes) == (0, 0)
+    assert_serves_normally(proxy, fake)
+
+
 # --- ids no log line can hold as they are -----------------------------------------------------------
 
 def test_an_id_with_a_lone_surrogate_is_logged_escaped_and_reported(proxy: InMemoryProxy, fake: FakeOpenAI,

@@ -17,7 +17,14 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from orgproxy.body.amend import UNKNOWN, Amended
-from orgproxy.errors import ProxyError, not_found, request_too_large, too_many_requests, unknown_name
+from orgproxy.errors import (
+    ProxyError,
+    duplicate_authorization,
+    not_found,
+    request_too_large,
+    too_many_requests,
+    unknown_name,
+)
 from orgproxy.names.snapshot import CurrentNames, Names
 from orgproxy.ops import metrics
 from orgproxy.ops.logs import debug_enabled, log
@@ -96,6 +103,10 @@ class OrganizationProxy(Resource):
             refuse(request, not_found())
         elif getattr(request, "body_too_large", False):
             refuse(request, request_too_large(request.max_body))  # type: ignore[attr-defined]
+        elif len(request.requestHeaders.getRawHeaders(b"authorization", ())) > 1:
+            # Which one would count? The upstream, a cache key and a log could each pick
+            # another: refused rather than guessed at.
+            refuse(request, duplicate_authorization())
         elif self.in_flight.full:
             refuse(request, too_many_requests(self.in_flight.limit))
         else:
@@ -122,7 +133,7 @@ class OrganizationProxy(Resource):
         finished = request.notifyFinish()
         self.in_flight.enter()
         forwarded = end_to_end(headers, NOT_FORWARDED_TO_UPSTREAM)
-        key = cache_key_for(request, target) if self.cache is not None and body is None else None
+        key = cache_key_for(request.method, forwarded, target) if self.cache is not None and body is None else None
         if key is None:
             exchange = self.forward(request.method, target, forwarded, body)
         else:
@@ -142,12 +153,15 @@ class OrganizationProxy(Resource):
         exchange.addErrback(answering.bug)
 
 
-def cache_key_for(request: server.Request, target: bytes) -> bytes | None:
-    """Same credential, same organization and project headers, same target."""
-    headers = request.requestHeaders
-    scope = b"\n".join(b",".join(headers.getRawHeaders(name, [])) for name in SCOPE_HEADERS)
-    return cache_key(request.method, headers.getRawHeaders(b"authorization", [None])[-1],
-                     target + b"\n" + scope)
+def cache_key_for(method: bytes, forwarded: HeaderList, target: bytes) -> bytes | None:
+    """Same credential, same organization and project headers, same target: as they are
+    sent upstream. (A header the Connection header names is not sent, so it is not in
+    the key either: keyed by a header the upstream never saw, an answer would be served
+    to callers who send that header and were never given it.)"""
+    sent = {name.lower(): b",".join(values) for name, values in forwarded}
+    # Each scope header present (with its value) or absent, never confused with empty.
+    scope = b"\n".join(name + b"=" + sent[name] if name in sent else name + b"!" for name in SCOPE_HEADERS)
+    return cache_key(method, sent.get(b"authorization"), target + b"\n" + scope)
 
 
 class Exchange:
