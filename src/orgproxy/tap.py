@@ -29,7 +29,7 @@ from orgproxy.names.unknown import UnknownIds
 from orgproxy.ops import metrics
 from orgproxy.ops.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
 from orgproxy.ops.memory import keep_large_buffers
-from orgproxy.ops.reload import AliasReloader, ReloadService
+from orgproxy.ops.reload import AliasReloader, ReloadService, off_reactor_thread
 from orgproxy.ops.signals import SignalHandler
 from orgproxy.ops.watch import MODES
 from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, twistd_arguments, worker_argv
@@ -89,7 +89,8 @@ class Options(usage.Options):
     optParameters = [
         ["port", "p", None, f"Endpoint to listen on. [default: {DEFAULTS['port']}]"],
         ["upstream", "u", None, f"Base URL requests are forwarded to. [default: {DEFAULTS['upstream']}]"],
-        ["aliases", "a", None, "Alias file (TOML or JSON) naming ids. Without it, no names."],
+        ["aliases", "a", None, "Alias file (TOML or JSON) naming ids, or a directory of them (every *.toml"
+         " and *.json in it). Without it, no names."],
         ["timeout", "t", None, f"Seconds allowed for a whole upstream exchange. [default: {DEFAULTS['timeout']}]"],
         ["max-response-bytes", None, None,
          f"Largest upstream body accepted, in bytes. [default: {DEFAULTS['max-response-bytes']}]"],
@@ -333,7 +334,7 @@ def load_names(path: str | None, reactor: Any) -> tuple[CurrentNames, AliasReloa
     current = CurrentNames()
     if path is None:
         return current, None
-    reloader = AliasReloader(path, current, reactor)
+    reloader = AliasReloader(path, current, reactor, off_reactor_thread(reactor))
     try:
         reloader.load_first()
     except AliasFileError as e:

@@ -14,6 +14,7 @@ import gzip
 import http.client
 import io
 import json
+import os
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -347,6 +348,51 @@ def test_a_flood_of_distinct_queries_keeps_the_cache_within_its_bounds(make_prox
     proxy.advance(61)
     assert (len(cache), cache.stored_bytes) == (0, 0)
     assert_serves_normally(proxy, fake)
+
+
+# --- alias files that are not files ------------------------------------------------------------------
+
+def _replace_with_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _replace_with_dev_zero(path: Path) -> None:
+    path.unlink()
+    path.symlink_to("/dev/zero")
+
+
+def _replace_with_a_huge_file(path: Path) -> None:
+    with open(path, "wb") as f:
+        f.truncate(1024 * 1024 * 1024)  # sparse: a GiB that takes no disk
+
+
+@pytest.mark.parametrize(("replace", "reason"), [
+    (_replace_with_fifo, "cannot read: not a regular file (a FIFO)"),
+    (_replace_with_dev_zero, "cannot read: not a regular file (a character device)"),
+    (_replace_with_a_huge_file, "larger than 16 MiB, the most alias files may hold"),
+    (lambda path: path.write_text(""), "empty, where it held 5 names"),
+], ids=["a FIFO", "a symlink to /dev/zero", "1 GiB", "emptied"])
+def test_an_alias_path_that_is_not_a_readable_file_keeps_the_names_and_health_says_why(
+        make_proxy: MakeProxy, fake: FakeOpenAI, aliases: Path, replace: Callable[[Path], None], reason: str) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--watch", "poll")
+    proxy.start_service()
+    replace(aliases)
+    proxy.advance(1)  # the poller looks (and, for a FIFO, would wait for a writer forever)
+    health = proxy.get("/health")
+    assert health.status == 200
+    state = health.json()["aliases"]
+    assert state["names"] == 5 and state["error"].startswith(str(aliases)) and reason in state["error"]
+    assert_serves_normally(proxy, fake)
+
+
+@pytest.mark.parametrize("replace", [_replace_with_fifo, _replace_with_dev_zero], ids=["a FIFO", "/dev/zero"])
+def test_an_alias_path_that_is_not_a_regular_file_stops_the_start_with_one_line(
+        make_proxy: MakeProxy, aliases: Path, replace: Callable[[Path], None]) -> None:
+    replace(aliases)
+    with pytest.raises(SystemExit) as stopped:
+        make_proxy("--aliases", str(aliases))
+    assert str(stopped.value).startswith(f"orgproxy: alias file: {aliases}: cannot read: not a regular file")
 
 
 # --- ids no log line can hold as they are -----------------------------------------------------------

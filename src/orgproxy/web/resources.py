@@ -144,6 +144,8 @@ class UnknownReport(OwnPage):
         wanted = parse_qs(query.decode("latin-1")).get("format", ["json"])[-1]
         if wanted == "toml":
             request.setHeader(b"content-type", b"application/toml; charset=utf-8")
-            return self.unknown.toml_skeleton(names).encode("utf-8")
+            source = self.current.source
+            return self.unknown.toml_skeleton(names, source, source is not None and os.path.isdir(source)
+                                              ).encode("utf-8")
         request.setHeader(b"content-type", b"application/json")
         return json_body(self.unknown.report(names))
