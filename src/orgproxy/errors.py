@@ -95,6 +95,17 @@ def headers_too_large(limit: int) -> ProxyError:
                       type="invalid_request_error", retry=False)
 
 
+def too_many_headers(limit: int) -> ProxyError:
+    return ProxyError(431, "headers_too_large", f"The request has more than {limit} headers.",
+                      type="invalid_request_error", retry=False)
+
+
+def request_timeout(seconds: float) -> ProxyError:
+    return ProxyError(408, "request_timeout",
+                      f"The request did not arrive whole within {seconds:g} seconds (--header-timeout).",
+                      type="invalid_request_error")
+
+
 def method_not_allowed(allowed: tuple[bytes, ...]) -> ProxyError:
     return ProxyError(405, "method_not_allowed",
                       f"This path answers only {', '.join(m.decode() for m in allowed)}.",

@@ -38,6 +38,15 @@ from orgproxy.upstream.agent import pooled_agent
 from orgproxy.upstream.cache import ExpirySweep, ResponseCache
 from orgproxy.upstream.client import Upstream
 from orgproxy.web.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
+from orgproxy.web.connections import (
+    RESERVED_DESCRIPTORS,
+    Throttled,
+    ThrottledAcceptErrors,
+    accept_errors_observer,
+    default_max_connections,
+    open_files_limit,
+    said_out_of_descriptors,
+)
 from orgproxy.web.proxy import InFlight, OrganizationProxy
 from orgproxy.web.resources import Health, UnknownReport
 from orgproxy.web.site import OrgproxySite, make_site
@@ -60,6 +69,7 @@ DEFAULTS: Mapping[str, str] = {
     "cache-ttl": "0",
     "cache-max-bytes": str(64 * 1024 * 1024),
     "cache-max-entries": "10000",
+    "header-timeout": "10",
 }
 
 
@@ -123,6 +133,13 @@ class Options(usage.Options):
          " (for an internal gateway)."],
         ["max-concurrency", None, None,
          f"Upstream requests at once; beyond, 503. [default: {DEFAULTS['max-concurrency']}]"],
+        ["max-connections", None, None,
+         "Client connections open at once; beyond, a new one is closed at once."
+         " [default: what the open-files limit leaves after --max-concurrency upstream connections"
+         f" and {RESERVED_DESCRIPTORS} more]"],
+        ["header-timeout", None, None,
+         "Seconds a request's line, headers and body may take to arrive, however slowly they"
+         f" trickle; then the connection is closed. [default: {DEFAULTS['header-timeout']}]"],
         ["workers", None, None,
          f"Processes serving the one listening socket (tcp: or unix: ports). [default: {DEFAULTS['workers']}]"],
         ["cache-ttl", None, None,
@@ -170,6 +187,9 @@ class Options(usage.Options):
         self["discovery-interval"] = _positive(self, "discovery-interval", float)
         self["discovery-cooldown"] = _positive(self, "discovery-cooldown", float)
         self["max-concurrency"] = _positive(self, "max-concurrency", int)
+        if self["max-connections"] is not None:
+            self["max-connections"] = _positive(self, "max-connections", int)
+        self["header-timeout"] = _positive(self, "header-timeout", float)
         self["workers"] = _positive(self, "workers", int)
         self["cache-max-bytes"] = _positive(self, "cache-max-bytes", int)
         self["cache-max-entries"] = _positive(self, "cache-max-entries", int)
@@ -418,8 +438,11 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
     proxy = OrganizationProxy(upstream.forward, names, reactor, in_flight,
                               unknown_ids_noted(unknown, reactor, discovery),
                               replace_ids=options["replace-ids"], cache=cache)
+    files_limit = open_files_limit()
+    max_connections = options["max-connections"] or default_max_connections(options["max-concurrency"], files_limit)
     site = make_site(proxy=proxy, health=Health(names, discovery), unknown_report=UnknownReport(unknown, names),
-                     allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor)
+                     allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor,
+                     header_timeout=options["header-timeout"], max_connections=max_connections)
     metrics.follow_names(lambda: names.names)
     metrics.IN_FLIGHT.set_function(lambda: in_flight.count)
     service = OrgproxyService(options, reactor, names, history, in_flight, pool)
@@ -434,14 +457,24 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
             f"!!! Listening on {options['port']}, beyond this machine, with neither --allow-from nor"
             " --client-token-file: any host in the private ranges can use it to call OpenAI with"
             " whatever admin key it sends. Restrict it.")
+    if max_connections + options["max-concurrency"] + RESERVED_DESCRIPTORS > files_limit:
+        service.notes.append(
+            f"--max-connections {max_connections} and --max-concurrency {options['max-concurrency']} leave too few"
+            f" of the {files_limit} file descriptors this process may open (ulimit -n, LimitNOFILE=) for upstream"
+            " connections and files: under load, connections may be refused for want of one (EMFILE)")
     if discovery is None:
         service.notes.append("Discovery is off (no --admin-key-file or OPENAI_ADMIN_KEY):"
                              " names come from the alias file and the history only")
     on_sighup: list[Callable[[str], None]] = [discovery.request] if discovery is not None else []
+    # Accept errors (EMFILE, ...) said once a minute, not once per connection refused.
+    accept_errors = accept_errors_observer(Throttled(reactor, said_out_of_descriptors))
     if options["worker-fd"] is not None:
-        adopted_port_service(reactor, int(options["worker-fd"]), site).setServiceParent(service)
+        adopted = adopted_port_service(reactor, int(options["worker-fd"]), site)
+        adopted.endpoint = ThrottledAcceptErrors(adopted.endpoint, accept_errors)
+        adopted.setServiceParent(service)
     else:
         listening = strports.service(options["port"], site, reactor=reactor)
+        listening.endpoint = ThrottledAcceptErrors(listening.endpoint, accept_errors)
         if options["workers"] > 1:
             shared = listening.endpoint = SharedAccepts(listening.endpoint)
             plugin_arguments = options.worker_arguments()

@@ -198,7 +198,19 @@ def test_invalid_json_labelled_json_passes_untouched_with_a_warning(proxy: InMem
     answer = proxy.get(COSTS + "?start_time=1")
     assert (answer.status, answer.body) == (200, body)
     (warning,) = warnings_about(logged, COSTS)
-    assert warning["method"] == "GET"
+    assert (warning["method"], warning["problem"]) == ("GET", "does_not_parse")
+    assert_serves_normally(proxy, fake)
+
+
+@pytest.mark.parametrize("depth", [2_000, 100_000])
+def test_valid_json_nested_too_deeply_passes_untouched_and_is_logged_as_such(
+        proxy: InMemoryProxy, fake: FakeOpenAI, logged: Events, depth: int) -> None:
+    body = (b'{"api_key_id": "key_1234567890abcdef", "deep": ' + b"[" * depth + b"]" * depth + b"}")
+    fake.on(COSTS, reply(body=body))
+    answer = proxy.get(COSTS + "?start_time=1")
+    assert (answer.status, answer.body) == (200, body)
+    (warning,) = warnings_about(logged, COSTS)
+    assert warning["problem"] == "too_deep"  # not "does not parse": it does
     assert_serves_normally(proxy, fake)
 
 
@@ -562,6 +574,116 @@ def test_request_headers_over_16_kib_are_431(proxy: InMemoryProxy, fake: FakeOpe
     assert exchange.closed_by_proxy
     assert fake.received == []
     assert_serves_normally(proxy, fake)
+
+
+@pytest.mark.parametrize("count", [501, 10_000])
+def test_too_many_request_headers_are_431_with_its_reason_phrase(proxy: InMemoryProxy, fake: FakeOpenAI,
+                                                                count: int) -> None:
+    # Small enough together to stay under 16 KiB when there are 501 of them.
+    exchange = proxy.raw(raw_get(TARGET, *(f"x{i}: y" for i in range(count))))
+    assert exchange.written.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert_proxy_error(raw_answer(exchange), 431, "headers_too_large")
+    assert exchange.closed_by_proxy and fake.received == []
+    assert_serves_normally(proxy, fake)
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "GET", "DELETE"])
+def test_the_asterisk_target_gets_an_openai_shaped_404(proxy: InMemoryProxy, fake: FakeOpenAI, method: str) -> None:
+    answer = raw_answer(proxy.raw(f"{method} * HTTP/1.1\r\nHost: x\r\n\r\n".encode()))
+    assert_proxy_error(answer, 404, "not_found")
+    assert fake.received == []
+    # And like any other path, only for callers the guard lets in.
+    refused = proxy.raw(f"{method} * HTTP/1.1\r\nHost: x\r\n\r\n".encode(), client="8.8.8.8")
+    assert_proxy_error(raw_answer(refused), 403, "forbidden_source")
+    assert_serves_normally(proxy, fake)
+
+
+# --- slow clients, and too many of them ------------------------------------------------------------
+
+def test_a_request_trickling_in_is_cut_off_at_the_header_timeout_however_its_bytes_trickle(
+        proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    closed_before = metrics.REGISTRY.get_sample_value("orgproxy_connections_closed_total",
+                                                      {"reason": "header_timeout"})
+    request = raw_get(TARGET)
+    exchange = proxy.raw(request[:5])
+    for byte in range(5, 14):  # a byte a second: each would reset an idle timer
+        proxy.advance(1)
+        exchange.send(request[byte:byte + 1])
+        assert not exchange.closed_by_proxy
+    proxy.advance(0.99)
+    assert not exchange.closed_by_proxy
+    proxy.advance(0.01)  # ten seconds after its first byte
+    assert_proxy_error(raw_answer(exchange), 408, "request_timeout")
+    assert exchange.closed_by_proxy and fake.received == []
+    assert metrics.REGISTRY.get_sample_value("orgproxy_connections_closed_total",
+                                             {"reason": "header_timeout"}) == closed_before + 1
+    assert_serves_normally(proxy, fake)
+
+
+def test_the_header_timeout_counts_the_body_and_can_be_set(make_proxy: MakeProxy, fake: FakeOpenAI,
+                                                           aliases: Path) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--header-timeout", "2.5")
+    head = b"POST /v1/organization/projects HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+    exchange = proxy.raw(head + b"{")
+    proxy.advance(2.49)
+    exchange.send(b'"name": ')
+    assert not exchange.closed_by_proxy
+    proxy.advance(0.01)
+    assert_proxy_error(raw_answer(exchange), 408, "request_timeout")
+    assert fake.received == []
+    assert_serves_normally(proxy, fake)
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_header_timeout_without_an_answer(
+        proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    exchange = proxy.raw(b"")
+    proxy.advance(9.99)
+    assert not exchange.closed_by_proxy
+    proxy.advance(0.01)
+    assert exchange.closed_by_proxy and exchange.written == b""
+    assert_serves_normally(proxy, fake)
+
+
+def test_a_kept_alive_connection_waits_for_its_next_request_without_a_deadline(
+        proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    fake.on(COSTS, reply(body=NORMAL_PAGE))
+    exchange = proxy.raw(raw_get(TARGET))
+    assert exchange.written.startswith(b"HTTP/1.1 200 ")
+    proxy.advance(30)  # idle between requests: only Twisted's idle timeout applies
+    assert not exchange.closed_by_proxy
+    exchange.send(raw_get(TARGET))
+    proxy.flush()
+    assert exchange.written.count(b"HTTP/1.1 200 ") == 2 and not exchange.closed_by_proxy
+    exchange.send(raw_get(TARGET)[:10])  # the next one starts, and its deadline with it
+    proxy.advance(10)
+    assert exchange.closed_by_proxy and exchange.written.endswith(json.dumps(
+        {"error": {"message": "The request did not arrive whole within 10 seconds (--header-timeout).",
+                   "type": "invalid_request_error", "param": None, "code": "request_timeout"}},
+        separators=(",", ":")).encode())
+
+
+def test_beyond_max_connections_new_ones_are_closed_at_once_and_the_open_ones_served(
+        make_proxy: MakeProxy, fake: FakeOpenAI, aliases: Path, logged: Events) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--max-connections", "3")
+    site = proxy.service.site
+    fake.on(COSTS, reply(body=NORMAL_PAGE))
+    open_ones = [proxy.raw(raw_get(TARGET)[:20]) for _ in range(3)]  # three slow clients
+    assert site.connections == 3
+    for _ in range(50):  # a flood of new ones: each closed at once, as a port closes a None
+        assert site.buildProtocol(None) is None
+    warned = [e for e in logged if e.get("log_namespace") == "orgproxy" and e.get("limit") == 3]
+    assert len(warned) == 1 and warned[0]["times"] == 1  # said once, not fifty times
+    for exchange in open_ones:  # the connections already open are served
+        exchange.send(raw_get(TARGET)[20:])
+        proxy.flush()
+        assert raw_answer(exchange).status == 200
+    open_ones[0].close()
+    assert site.connections == 2
+    assert raw_answer(proxy.raw(raw_get(TARGET))).status == 200  # room again
+    proxy.advance(60)  # the next flood is said again, with its count
+    for _ in range(7):
+        site.buildProtocol(None)
+    assert [e["times"] for e in logged if e.get("log_namespace") == "orgproxy" and e.get("limit") == 3] == [1, 50]
 
 
 # --- the admin key ---------------------------------------------------------------------------------

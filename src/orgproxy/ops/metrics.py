@@ -40,6 +40,9 @@ ALIAS_RELOADS = Counter("orgproxy_alias_reloads", "Alias file reloads, by result
 NAMES_LOADED = Gauge("orgproxy_names_loaded", "Names in force, by source.", ["source"], registry=REGISTRY)
 DISCOVERY_RUNS = Counter("orgproxy_discovery_runs", "Discovery walks of the Admin API, by result.",
                          ["result"], registry=REGISTRY)
+CONNECTIONS_CLOSED = Counter("orgproxy_connections_closed",
+                             "Client connections the proxy closed before it had a request to answer, by reason.",
+                             ["reason"], registry=REGISTRY)
 
 # Every series present from the start (at 0), so dashboards and alerts see them.
 for _field in NAME_FIELD_FOR_ID:
@@ -48,6 +51,8 @@ for _field in NAME_FIELD_FOR_ID:
 for _result in ("ok", "failed"):
     ALIAS_RELOADS.labels(_result)
     DISCOVERY_RUNS.labels(_result)
+for _reason in ("header_timeout", "max_connections", "out_of_descriptors"):
+    CONNECTIONS_CLOSED.labels(_reason)
 
 
 def method_label(method: bytes) -> str:

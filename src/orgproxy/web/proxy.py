@@ -191,7 +191,12 @@ class Exchange:
         amended = answer.amended
         if answer.unparsable:
             log.warn("{method} {path}: the upstream's body is labelled JSON but does not parse;"
-                     " passed through untouched", method=method_of(self.request), path=printable(self.path))
+                     " passed through untouched", method=method_of(self.request), path=printable(self.path),
+                     problem="does_not_parse")
+        elif answer.too_deep:
+            log.warn("{method} {path}: the upstream's JSON is nested too deeply to amend;"
+                     " passed through untouched", method=method_of(self.request), path=printable(self.path),
+                     problem="too_deep")
         if amended is None:
             return answer
         metrics.count_ids(amended.occurrences, amended.unknown_ids)

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from twisted.web import server
+from http import HTTPStatus
+
+from twisted.web import http, server
 
 from orgproxy.errors import ProxyError
 from orgproxy.ops.logs import log
 from orgproxy.paths import split_uri
 
 
+def reason_phrase(status: int) -> bytes:
+    """The reason phrase for a status: Twisted's, or the standard library's where Twisted
+    has none (431 Request Header Fields Too Large)."""
+    known = http.RESPONSES.get(status)
+    if known is not None:
+        return known
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Error"
+
+
 def send_error(request: server.Request, error: ProxyError) -> None:
     """Answer with one of the proxy's own errors, and finish."""
     body = error.body()
-    request.setResponseCode(error.status)
+    request.setResponseCode(error.status, reason_phrase(error.status))
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"content-length", b"%d" % len(body))
     if error.retry is not None:
