@@ -5,6 +5,7 @@ twistd. (twistd itself finding and running the plugin: tests/process/test_plugin
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +26,7 @@ from twisted.web import server
 from twisted.web.client import ResponseNeverReceived
 
 from orgproxy.names.discovery import DiscoveryService
+from orgproxy.names.history import History, Learned
 from orgproxy.ops import logs
 from orgproxy.ops.reload import ReloadService
 from orgproxy.ops.workers import SharedAccepts, WorkerPool
@@ -155,6 +157,9 @@ def test_the_workers_are_given_the_options_as_resolved() -> None:
     (["--watch", "fanotify"], "--watch must be one of auto, inotify, poll, off"),
     (["--shutdown-timeout", "0"], "--shutdown-timeout must be a positive float"),
     (["--workers", "0"], "--workers must be a positive int"),
+    (["--max-connections", "0"], "--max-connections must be a positive int"),
+    (["--header-timeout", "-1"], "--header-timeout must be a positive float"),
+    (["--cache-max-entries", "none"], "--cache-max-entries must be a positive int"),
     (["--workers", "2", "--port", "ssl:0:privateKey=x.pem"], "--workers needs a tcp: or unix: --port"),
 ])
 def test_malformed_options_are_refused(argv: list[str], message: str) -> None:
@@ -321,6 +326,38 @@ def test_an_unreadable_alias_file_ends_the_start(build: Build, tmp_path: Path) -
 def test_an_unreadable_client_token_file_ends_the_start(build: Build, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="^orgproxy: --client-token-file: "):
         build(["--client-token-file", str(tmp_path / "missing.token")])
+
+
+# --- a state directory that cannot be written: serve, warn, keep no history -----------------
+
+def remembered_store(directory: Path) -> None:
+    history, _ = History.open(str(directory), 0.0)
+    history.remember([Learned("api_key_id", "key_gone", "deleted-last-year")], 0.0)
+    history.close()
+
+
+def test_a_state_directory_that_cannot_be_made_does_not_stop_the_start(build: Build, tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    built = build(["--state-dir", str(blocked / "state")])  # under a file: it cannot be created
+    (note,) = [n for n in built.service.notes if "--state-dir" in n]
+    assert note.startswith(f"--state-dir {blocked / 'state'} cannot be used") and "without keeping" in note
+    built.service.history.remember([Learned("api_key_id", "key_new", "learned-now")], 1.0)  # kept in memory
+    assert not (blocked / "state").exists()
+
+
+def test_a_store_that_cannot_be_written_is_read_and_its_names_kept_in_force(
+        build: Build, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "read-only-state"
+    remembered_store(state)
+
+    def read_only_file_system(path: str, now: float) -> Any:
+        raise OSError(errno.EROFS, f"cannot use {path}: attempt to write a readonly database")
+    monkeypatch.setattr("orgproxy.names.history._connect", read_only_file_system)
+    built = build(["--state-dir", str(state)])
+    assert built.service.current.names.by_field["api_key_id"]["key_gone"] == "deleted-last-year"
+    (note,) = [n for n in built.service.notes if "--state-dir" in n]
+    assert "the 1 names it remembers are in force" in note
 
 
 class PortTaken(MemoryReactorClock):

@@ -23,7 +23,7 @@ from twisted.python.components import Componentized
 from orgproxy.body.amend import Amended
 from orgproxy.names.aliasfile import AliasFileError
 from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
-from orgproxy.names.history import History
+from orgproxy.names.history import History, Remembered
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
 from orgproxy.ops import metrics
@@ -363,15 +363,35 @@ def load_names(path: str | None, reactor: Any) -> tuple[CurrentNames, AliasReloa
 
 
 def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[History, str | None]:
-    """The store of every name learned, its names put in force; a problem to report, if any."""
+    """The store of every name learned, its names put in force; a problem to report, if any.
+
+    A state directory that cannot be written (read-only, full, not a directory) does not
+    stop the daemon, as it does not once running: it serves, with the names the store
+    remembers if it can be read, and keeps no history this run (warned at start).
+    """
     try:
         history, problem = History.open(directory, reactor.seconds())
-        remembered = history.load()
     except (OSError, sqlite3.Error) as e:
-        raise SystemExit(f"orgproxy: --state-dir {directory}: {e}") from None
+        history, remembered, problem = unkept_history(directory, e)
+    else:
+        try:
+            remembered = history.load()
+        except OSError as e:
+            history.close()
+            history, remembered, problem = unkept_history(directory, e)
     current.history = {(r.learned.id_field, r.learned.id): r.learned for r in remembered}
     current.rebuild()
     return history, problem
+
+
+def unkept_history(directory: str, why: Exception) -> tuple[History, list[Remembered], str]:
+    """A history kept in memory only, what the store remembers (read without writing),
+    and the warning that says so."""
+    remembered = History.read_only(directory)
+    return History.unkept(directory), remembered, (
+        f"--state-dir {directory} cannot be used ({why}): serving without keeping the history of names;"
+        f" the {len(remembered)} names it remembers are in force, names learned from now on are"
+        " forgotten when the daemon stops")
 
 
 def admin_key(options: Options) -> str | None:
