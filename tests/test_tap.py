@@ -31,6 +31,7 @@ from orgproxy.ops import logs
 from orgproxy.ops.reload import ReloadService
 from orgproxy.ops.workers import SharedAccepts, WorkerPool
 from orgproxy.tap import DEFAULTS, Options, OrgproxyService, env_name, makeService
+from orgproxy.web.connections import ThrottledAcceptErrors
 from tests.support.answers import TOKEN
 from tests.support.fake_openai import FakeOpenAI, Received, reply
 from tests.support.memory import InMemoryProxy
@@ -214,6 +215,8 @@ def build(tmp_path: Path) -> Iterator[Build]:
 def test_without_an_alias_file_there_is_a_port_and_a_sighup_handler_only(build: Build) -> None:
     built = build([])
     assert built.kinds() == [StreamServerEndpointService, ReloadService]
+    # Its port says accept errors (EMFILE) once a minute, not once per connection.
+    assert isinstance(built.one(StreamServerEndpointService).endpoint, ThrottledAcceptErrors)
     reload = built.one(ReloadService)
     assert reload.reloader is None and reload.watcher is None and reload.also_on_sighup == []
     assert built.service.current.source is None and built.service.discovery is None

@@ -1,11 +1,11 @@
 """The real daemon under a low open-files limit, with hundreds of clients trickling their
 requests in a byte at a time, and with its alias path turned into a FIFO: a normal client
-is still answered, the daemon never runs out of file descriptors where the defaults rule,
-says so once (not once per connection) where they were overridden, and stops as asked.
+is still answered, the daemon never runs out of file descriptors, and it stops as asked.
 
-(The deadline, the cap and the accept-error log are tested in memory, on a clock, in
-``tests/web/test_faults.py`` and ``tests/web/test_connections.py``; here the point is the
-process: its real limit, its real sockets, its real thread pool.)
+(The deadline, the cap and the accept errors said once a minute are tested in memory, on a
+clock, in ``tests/web/test_faults.py`` and ``tests/web/test_connections.py``, and a real
+port's EMFILE in ``tests/test_twisted_private.py``; here the point is the process: its
+real limit, its real sockets, its real thread pool.)
 """
 
 from __future__ import annotations
@@ -130,31 +130,6 @@ def test_hundreds_of_trickling_clients_never_keep_a_normal_client_from_being_ans
     assert_clean_output(daemon)
     assert "EMFILE" not in daemon.output  # never out of file descriptors
     assert daemon.output.count("new connections closed at once") == 1  # said once, not per connection
-
-
-def test_out_of_file_descriptors_is_said_once_and_the_daemon_recovers(
-        costs_upstream: FakeUpstream, tmp_path: Path, closing: list[socket.socket]) -> None:
-    # A cap set far above what the limit allows: accept() itself runs out (EMFILE).
-    daemon = Daemon(["--upstream", costs_upstream.url, "--max-connections", "100000", "--header-timeout", "1"],
-                    cwd=tmp_path, preexec_fn=open_files_limited_to(128))
-    try:
-        daemon.wait_ready()
-        assert "leave too few of the 128 file descriptors" in daemon.output  # warned at start
-        closing.extend(trickling_clients(daemon, CLIENTS))
-        for _ in range(5):
-            trickle(closing)
-            time.sleep(0.1)  # the pace of the trickle
-        daemon.wait_for("out of file descriptors (EMFILE", timeout=DEADLINE)
-        for client in closing:
-            client.close()
-        assert answered_within(DEADLINE, lambda: call(daemon.url, "/health", timeout=5).status) == 200
-        assert closed_total(daemon, "out_of_descriptors") > 1
-    finally:
-        code = daemon.stop()
-    assert code == 0, daemon.output
-    assert_clean_output(daemon)
-    assert daemon.output.count("out of file descriptors (EMFILE") == 1
-    assert "EMFILE recovery" not in daemon.output and "EMFILE encountered" not in daemon.output
 
 
 def test_an_alias_path_turned_into_a_fifo_neither_blocks_the_daemon_nor_its_stop(
