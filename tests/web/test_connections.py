@@ -10,7 +10,6 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, Logger
 
-from orgproxy.ops import metrics
 from orgproxy.web.connections import (
     RESERVED_DESCRIPTORS,
     UNLIMITED,
@@ -20,6 +19,7 @@ from orgproxy.web.connections import (
     open_files_limit,
     said_out_of_descriptors,
 )
+from tests.support.scraped import scraped
 
 Events = list[dict[str, Any]]
 
@@ -33,7 +33,7 @@ def test_a_flood_of_emfile_is_said_once_per_interval_with_its_count(logged: Even
     clock = Clock()
     port_log = Logger(namespace="twisted.internet.tcp.Port", observer=accept_errors_observer(
         Throttled(clock, said_out_of_descriptors)))
-    before = metrics.REGISTRY.get_sample_value("orgproxy_connections_closed_total", {"reason": "out_of_descriptors"})
+    before = scraped("orgproxy_connections_closed_total", {"reason": "out_of_descriptors"})
     for _ in range(270):  # what Twisted's port logs for each connection it closed at once
         port_log.info("EMFILE encountered; releasing reserved file descriptor.")
         port_log.info("EMFILE recovery: Closed socket from {address}", address=("127.0.0.1", 40000))
@@ -45,7 +45,7 @@ def test_a_flood_of_emfile_is_said_once_per_interval_with_its_count(logged: Even
     port_log.info("Could not accept new connection ({acceptError})", acceptError="EMFILE")
     assert [e["times"] for e in said(logged)] == [1, 270]
     assert said(logged)[1]["limit"] == open_files_limit()
-    after = metrics.REGISTRY.get_sample_value("orgproxy_connections_closed_total", {"reason": "out_of_descriptors"})
+    after = scraped("orgproxy_connections_closed_total", {"reason": "out_of_descriptors"})
     assert after == before + 271
 
 

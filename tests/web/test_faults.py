@@ -38,6 +38,7 @@ from tests.support.fake_openai import (
     reply,
 )
 from tests.support.memory import InMemoryProxy, RawExchange
+from tests.support.scraped import scraped
 
 # A guard against a test that waits forever, never a way to wait.
 pytestmark = pytest.mark.timeout(30)
@@ -602,8 +603,7 @@ def test_the_asterisk_target_gets_an_openai_shaped_404(proxy: InMemoryProxy, fak
 
 def test_a_request_trickling_in_is_cut_off_at_the_header_timeout_however_its_bytes_trickle(
         proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
-    closed_before = metrics.REGISTRY.get_sample_value("orgproxy_connections_closed_total",
-                                                      {"reason": "header_timeout"})
+    closed_before = scraped("orgproxy_connections_closed_total", {"reason": "header_timeout"})
     request = raw_get(TARGET)
     exchange = proxy.raw(request[:5])
     for byte in range(5, 14):  # a byte a second: each would reset an idle timer
@@ -615,8 +615,7 @@ def test_a_request_trickling_in_is_cut_off_at_the_header_timeout_however_its_byt
     proxy.advance(0.01)  # ten seconds after its first byte
     assert_proxy_error(raw_answer(exchange), 408, "request_timeout")
     assert exchange.closed_by_proxy and fake.received == []
-    assert metrics.REGISTRY.get_sample_value("orgproxy_connections_closed_total",
-                                             {"reason": "header_timeout"}) == closed_before + 1
+    assert scraped("orgproxy_connections_closed_total", {"reason": "header_timeout"}) == closed_before + 1
     assert_serves_normally(proxy, fake)
 
 

@@ -93,6 +93,16 @@ def count_ids(occurrences: dict[tuple[str, str], int], unknown_ids: dict[str, st
         series.inc(times)
 
 
+def count_alias_reload(result: str) -> None:
+    ALIAS_RELOADS.labels(result).inc()
+
+
+def count_connection_closed(reason: str) -> None:
+    """A client connection the proxy closed before it had a request to answer: one of
+    header_timeout, max_connections, out_of_descriptors."""
+    CONNECTIONS_CLOSED.labels(reason).inc()
+
+
 def follow_names(current: Callable[[], Names]) -> None:
     """Report the names in force, read at each scrape from ``current()``."""
     for source in SOURCES:

@@ -126,7 +126,7 @@ class AliasReloader:
             return self.keep(why, f"{file}: empty, where it held {held} names; taken for a truncated or"
                                   " half-written file, so the names stay in force (to clear them, leave the"
                                   " file's tables in it with no entries)")
-        metrics.ALIAS_RELOADS.labels("ok").inc()
+        metrics.count_alias_reload("ok")
         added, removed, changed = diff(self.current.aliases, source.aliases)
         self.current.put_aliases(source.aliases, built, version)
         self.names_by_file = dict(source.names_by_file)
@@ -139,7 +139,7 @@ class AliasReloader:
         return True
 
     def keep(self, why: str, error: str) -> bool:
-        metrics.ALIAS_RELOADS.labels("failed").inc()
+        metrics.count_alias_reload("failed")
         self.current.error = error
         log.error("Alias file not reloaded ({why}); the previous {count} names stay in force: {error}",
                   why=why, count=_count(self.current.aliases), error=error)

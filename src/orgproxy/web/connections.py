@@ -88,7 +88,7 @@ def accept_errors_observer(throttled: Throttled) -> ILogObserver:
     def observe(event: LogEvent) -> None:
         format = event.get("log_format")
         if format in ACCEPT_REFUSED_FORMATS:
-            metrics.CONNECTIONS_CLOSED.labels("out_of_descriptors").inc()
+            metrics.count_connection_closed("out_of_descriptors")
             throttled.happened()
         elif format not in ACCEPT_ERROR_FORMATS:
             globalLogPublisher(event)

@@ -140,7 +140,7 @@ class OrgproxyChannel(BadRequestHook):
 
     def deadline_passed(self) -> None:
         self.deadline = None
-        metrics.CONNECTIONS_CLOSED.labels("header_timeout").inc()
+        metrics.count_connection_closed("header_timeout")
         if self.request_begun:
             self.answer_and_close(request_timeout(self.header_timeout or 0))
         else:
@@ -193,7 +193,7 @@ class OrgproxySite(server.Site):
     def buildProtocol(self, addr: IAddress) -> Any:
         if self.max_connections is not None and self.connections >= self.max_connections:
             # None: the port closes the new socket at once, and the ones open go on.
-            metrics.CONNECTIONS_CLOSED.labels("max_connections").inc()
+            metrics.count_connection_closed("max_connections")
             if self.over_capacity is not None:
                 self.over_capacity.happened()
             return None
