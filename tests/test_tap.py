@@ -5,6 +5,7 @@ twistd. (twistd itself finding and running the plugin: tests/process/test_plugin
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -37,6 +38,7 @@ from orgproxy.ops.reload import ReloadService
 from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.workers import STOP_GRACE, SharedAccepts, WorkerPool
 from orgproxy.tap import DEFAULTS, Options, OrgproxyService, env_name, makeService
+from orgproxy.web.connections import ThrottledAcceptErrors
 from tests.conftest import ROOT
 from tests.support.answers import TOKEN
 from tests.support.fake_openai import FakeOpenAI, Received, reply
@@ -97,6 +99,9 @@ SAMPLES = {
     "cache-max-bytes": (("1000000", 1000000), ("5000", 5000)),
     "cost-interval": (("600", 600.0), ("0", 0.0)),
     "cost-series-max": (("100", 100), ("5", 5)),
+    "cache-max-entries": (("500", 500), ("7", 7)),
+    "max-connections": (("2000", 2000), ("64", 64)),
+    "header-timeout": (("2.5", 2.5), ("30", 30.0)),
     "worker-fd": (("3", "3"), ("4", "4")),
     "worker-number": (("1", 1), ("2", 2)),
 }
@@ -168,6 +173,9 @@ def test_the_workers_are_given_the_options_as_resolved() -> None:
     (["--cost-interval", "-5"], "--cost-interval must be 0 \\(off\\) or more seconds, not '-5'"),
     (["--cost-interval", "hourly"], "--cost-interval must be 0 \\(off\\) or more seconds"),
     (["--cost-series-max", "0"], "--cost-series-max must be a positive int"),
+    (["--max-connections", "0"], "--max-connections must be a positive int"),
+    (["--header-timeout", "-1"], "--header-timeout must be a positive float"),
+    (["--cache-max-entries", "none"], "--cache-max-entries must be a positive int"),
     (["--workers", "2", "--port", "ssl:0:privateKey=x.pem"], "--workers needs a tcp: or unix: --port"),
 ])
 def test_malformed_options_are_refused(argv: list[str], message: str) -> None:
@@ -291,6 +299,8 @@ def build(tmp_path: Path) -> Iterator[Build]:
 def test_without_an_alias_file_there_is_a_port_and_a_sighup_handler_only(build: Build) -> None:
     built = build([])
     assert built.kinds() == [StreamServerEndpointService, ReloadService]
+    # Its port says accept errors (EMFILE) once a minute, not once per connection.
+    assert isinstance(built.one(StreamServerEndpointService).endpoint, ThrottledAcceptErrors)
     reload = built.one(ReloadService)
     assert reload.reloader is None and reload.watcher is None and reload.also_on_sighup == []
     assert built.service.current.source is None and built.service.discovery is None
@@ -463,6 +473,38 @@ def test_an_unreadable_alias_file_ends_the_start(build: Build, tmp_path: Path) -
 def test_an_unreadable_client_token_file_ends_the_start(build: Build, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="^orgproxy: --client-token-file: "):
         build(["--client-token-file", str(tmp_path / "missing.token")])
+
+
+# --- a state directory that cannot be written: serve, warn, keep no history -----------------
+
+def remembered_store(directory: Path) -> None:
+    history, _ = History.open(str(directory), 0.0)
+    history.remember([Learned("api_key_id", "key_gone", "deleted-last-year")], 0.0)
+    history.close()
+
+
+def test_a_state_directory_that_cannot_be_made_does_not_stop_the_start(build: Build, tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    built = build(["--state-dir", str(blocked / "state")])  # under a file: it cannot be created
+    (note,) = [n for n in built.service.notes if "--state-dir" in n]
+    assert note.startswith(f"--state-dir {blocked / 'state'} cannot be used") and "without keeping" in note
+    built.service.history.remember([Learned("api_key_id", "key_new", "learned-now")], 1.0)  # kept in memory
+    assert not (blocked / "state").exists()
+
+
+def test_a_store_that_cannot_be_written_is_read_and_its_names_kept_in_force(
+        build: Build, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "read-only-state"
+    remembered_store(state)
+
+    def read_only_file_system(path: str, now: float) -> Any:
+        raise OSError(errno.EROFS, f"cannot use {path}: attempt to write a readonly database")
+    monkeypatch.setattr("orgproxy.names.history._connect", read_only_file_system)
+    built = build(["--state-dir", str(state)])
+    assert built.service.current.names.by_field["api_key_id"]["key_gone"] == "deleted-last-year"
+    (note,) = [n for n in built.service.notes if "--state-dir" in n]
+    assert "the 1 names it remembers are in force" in note
 
 
 class PortTaken(MemoryReactorClock):

@@ -33,8 +33,9 @@ class ProxyError(Exception):
 
 
 def not_found() -> ProxyError:
-    return ProxyError(404, "not_found", "orgproxy forwards only paths under /v1/organization/;"
-                      " this one is outside it, or would leave it once decoded.",
+    return ProxyError(404, "not_found", "orgproxy forwards only the Admin API's paths (under /v1/organization/,"
+                      " and the project role paths under /v1/projects/); this one is not one of them,"
+                      " or would leave them once decoded.",
                       type="invalid_request_error", retry=False)
 
 
@@ -80,6 +81,12 @@ def bad_request() -> ProxyError:
                       type="invalid_request_error", retry=False)
 
 
+def duplicate_authorization() -> ProxyError:
+    return ProxyError(400, "duplicate_authorization",
+                      "The request has more than one Authorization header; send exactly one.",
+                      type="invalid_request_error", retry=False)
+
+
 def uri_too_long(limit: int) -> ProxyError:
     return ProxyError(414, "uri_too_long", f"The request line is longer than {limit} bytes.",
                       type="invalid_request_error", retry=False)
@@ -88,6 +95,17 @@ def uri_too_long(limit: int) -> ProxyError:
 def headers_too_large(limit: int) -> ProxyError:
     return ProxyError(431, "headers_too_large", f"The request's headers are larger than {limit} bytes.",
                       type="invalid_request_error", retry=False)
+
+
+def too_many_headers(limit: int) -> ProxyError:
+    return ProxyError(431, "headers_too_large", f"The request has more than {limit} headers.",
+                      type="invalid_request_error", retry=False)
+
+
+def request_timeout(seconds: float) -> ProxyError:
+    return ProxyError(408, "request_timeout",
+                      f"The request did not arrive whole within {seconds:g} seconds (--header-timeout).",
+                      type="invalid_request_error")
 
 
 def method_not_allowed(allowed: tuple[bytes, ...]) -> ProxyError:

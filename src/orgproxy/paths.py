@@ -1,4 +1,7 @@
-"""Which request paths may be forwarded: only those that stay under /v1/organization/.
+"""Which request paths may be forwarded: those of the Admin API, and nothing else.
+
+That is everything under /v1/organization/, and the few Admin API paths outside it that
+the official SDK's admin namespace calls (``ADMIN_PATHS_OUTSIDE_ORGANIZATION``).
 
 Pure. The check is on the raw path as the client sent it, and a path that passes is
 forwarded exactly as sent, so what was checked is what the upstream sees.
@@ -10,6 +13,21 @@ import re
 from urllib.parse import unquote_to_bytes
 
 PREFIX = b"/v1/organization/"
+
+# The Admin API's paths outside /v1/organization/, as templates (None: one id segment).
+# Taken from OpenAI's OpenAPI spec (the "Roles", "Project user role assignments" and
+# "Project group role assignments" operations), and exactly what the official SDK's
+# ``client.admin.organization.projects.roles``, ``.projects.users.roles`` and
+# ``.projects.groups.roles`` call; every other path outside /v1/organization/
+# (/v1/chat/completions, /v1/files, ...) stays refused.
+ADMIN_PATHS_OUTSIDE_ORGANIZATION: tuple[tuple[bytes | None, ...], ...] = (
+    (b"v1", b"projects", None, b"roles"),
+    (b"v1", b"projects", None, b"roles", None),
+    (b"v1", b"projects", None, b"users", None, b"roles"),
+    (b"v1", b"projects", None, b"users", None, b"roles", None),
+    (b"v1", b"projects", None, b"groups", None, b"roles"),
+    (b"v1", b"projects", None, b"groups", None, b"roles", None),
+)
 
 # One path segment: unreserved characters, sub-delimiters, ':' '@' and percent escapes
 # (RFC 3986, 3.3). Anything else (a backslash, a space, a control character, a bare '%')
@@ -27,17 +45,41 @@ def split_uri(uri: bytes) -> tuple[bytes, bytes | None]:
 
 
 def is_forwardable(path: bytes) -> bool:
-    """Whether ``path`` names something under /v1/organization/ whatever way it is decoded.
+    """Whether ``path`` names an Admin API path, whatever way it is decoded.
 
-    Refused: anything outside the prefix, empty segments (``//``, a trailing ``/``),
-    ``.`` and ``..`` segments in any spelling (``%2e%2e``), encoded slashes and
-    backslashes, double encoding, and characters a path may not hold.
+    Refused: anything outside /v1/organization/ but the few Admin API paths above,
+    empty segments (``//``, a trailing ``/``), ``.`` and ``..`` segments in any spelling
+    (``%2e%2e``, ``..;x=1``, ``..%3b``), encoded slashes and backslashes, double encoding,
+    and characters a path may not hold.
     """
-    if not path.startswith(PREFIX):
+    if not path.startswith(b"/"):
         return False
-    for segment in path[len(PREFIX):].split(b"/"):
-        if not _SEGMENT.fullmatch(segment) or _SHAPE_CHANGING_ESCAPE.search(segment):
-            return False
-        if unquote_to_bytes(segment) in (b".", b".."):
-            return False
-    return True
+    segments = path[1:].split(b"/")
+    if not all(_is_plain(segment) for segment in segments):
+        return False
+    if path.startswith(PREFIX):
+        return True
+    return any(_matches(template, segments) for template in ADMIN_PATHS_OUTSIDE_ORGANIZATION)
+
+
+def _is_plain(segment: bytes) -> bool:
+    """A segment that names one thing, and still does once decoded or stripped."""
+    return (bool(_SEGMENT.fullmatch(segment)) and not _SHAPE_CHANGING_ESCAPE.search(segment)
+            and not _is_dot_or_empty(segment))
+
+
+def _is_dot_or_empty(segment: bytes) -> bool:
+    """Whether the segment is ``.``, ``..`` or empty to a server that drops ``;`` parameters
+    (RFC 2396's path parameters: Tomcat, Jetty and Spring do) and percent-decodes, as many
+    times over as decoding changes it: ``..;``, ``%2e%2e;x=1``, ``..%3b``, ``;x``."""
+    while True:
+        bare = segment.split(b";", 1)[0]
+        decoded = unquote_to_bytes(bare)
+        if decoded == bare:
+            return bare in (b"", b".", b"..")
+        segment = decoded
+
+
+def _matches(template: tuple[bytes | None, ...], segments: list[bytes]) -> bool:
+    return len(template) == len(segments) and all(
+        literal is None or literal == segment for literal, segment in zip(template, segments))

@@ -25,7 +25,7 @@ from orgproxy.body.amend import Amended
 from orgproxy.credentials import CREDENTIAL_FOR_OPTION, credential_file
 from orgproxy.names.aliasfile import AliasFileError
 from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
-from orgproxy.names.history import History
+from orgproxy.names.history import History, Remembered
 from orgproxy.names.shared import NO_DISCOVERY, NamesFollower, NamesPublisher
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
@@ -35,7 +35,7 @@ from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
 from orgproxy.ops.costs import COLLECTOR, CostRefresher, CostStore, store_path
 from orgproxy.ops.memory import keep_large_buffers
-from orgproxy.ops.reload import AliasReloader, ReloadService
+from orgproxy.ops.reload import AliasReloader, ReloadService, off_reactor_thread
 from orgproxy.ops.rundir import RunDirectory
 from orgproxy.ops.signals import SignalHandler
 from orgproxy.ops.watch import MODES
@@ -43,10 +43,19 @@ from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service
 from orgproxy.plural import counted
 from orgproxy.upstream.admin import AdminClient
 from orgproxy.upstream.agent import pooled_agent
-from orgproxy.upstream.cache import ResponseCache
+from orgproxy.upstream.cache import ExpirySweep, ResponseCache
 from orgproxy.upstream.client import Upstream
 from orgproxy.version import version_line
 from orgproxy.web.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
+from orgproxy.web.connections import (
+    RESERVED_DESCRIPTORS,
+    Throttled,
+    ThrottledAcceptErrors,
+    accept_errors_observer,
+    default_max_connections,
+    open_files_limit,
+    said_out_of_descriptors,
+)
 from orgproxy.web.proxy import InFlight, OrganizationProxy
 from orgproxy.web.resources import Health, UnknownReport
 from orgproxy.web.site import OrgproxySite, make_site
@@ -70,6 +79,8 @@ DEFAULTS: Mapping[str, str] = {
     "cache-max-bytes": str(64 * 1024 * 1024),
     "cost-interval": "3600",
     "cost-series-max": "2000",
+    "cache-max-entries": "10000",
+    "header-timeout": "10",
 }
 
 
@@ -101,7 +112,8 @@ class Options(usage.Options):
     optParameters = [
         ["port", "p", None, f"Endpoint to listen on. [default: {DEFAULTS['port']}]"],
         ["upstream", "u", None, f"Base URL requests are forwarded to. [default: {DEFAULTS['upstream']}]"],
-        ["aliases", "a", None, "Alias file (TOML or JSON) naming ids. Without it, no names."],
+        ["aliases", "a", None, "Alias file (TOML or JSON) naming ids, or a directory of them (every *.toml"
+         " and *.json in it). Without it, no names."],
         ["timeout", "t", None, f"Seconds allowed for a whole upstream exchange. [default: {DEFAULTS['timeout']}]"],
         ["max-response-bytes", None, None,
          f"Largest upstream body accepted, in bytes. [default: {DEFAULTS['max-response-bytes']}]"],
@@ -136,13 +148,23 @@ class Options(usage.Options):
          " (for an internal gateway)."],
         ["max-concurrency", None, None,
          f"Upstream requests at once; beyond, 503. [default: {DEFAULTS['max-concurrency']}]"],
+        ["max-connections", None, None,
+         "Client connections open at once; beyond, a new one is closed at once."
+         " [default: what the open-files limit leaves after --max-concurrency upstream connections"
+         f" and {RESERVED_DESCRIPTORS} more]"],
+        ["header-timeout", None, None,
+         "Seconds a request's line, headers and body may take to arrive, however slowly they"
+         f" trickle; then the connection is closed. [default: {DEFAULTS['header-timeout']}]"],
         ["workers", None, None,
          f"Processes serving the one listening socket (tcp: or unix: ports). [default: {DEFAULTS['workers']}]"],
         ["cache-ttl", None, None,
          "Seconds identical GETs (same credential, path and query) are answered from memory,"
          f" and identical GETs in flight share one upstream call; 0 is off. [default: {DEFAULTS['cache-ttl']}]"],
         ["cache-max-bytes", None, None,
-         f"Most bytes of upstream bodies the cache keeps. [default: {DEFAULTS['cache-max-bytes']}]"],
+         "Most bytes of memory the cache's entries hold (bodies, headers, keys)."
+         f" [default: {DEFAULTS['cache-max-bytes']}]"],
+        ["cache-max-entries", None, None,
+         f"Most answers the cache keeps. [default: {DEFAULTS['cache-max-entries']}]"],
         ["cost-interval", None, None,
          "Seconds between refreshes of the cost series on /metrics (this month's costs per key,"
          f" with the admin key); 0 is off. [default: {DEFAULTS['cost-interval']}]"],
@@ -212,8 +234,12 @@ class Options(usage.Options):
         self["discovery-interval"] = _positive(self, "discovery-interval", float)
         self["discovery-cooldown"] = _positive(self, "discovery-cooldown", float)
         self["max-concurrency"] = _positive(self, "max-concurrency", int)
+        if self["max-connections"] is not None:
+            self["max-connections"] = _positive(self, "max-connections", int)
+        self["header-timeout"] = _positive(self, "header-timeout", float)
         self["workers"] = _positive(self, "workers", int)
         self["cache-max-bytes"] = _positive(self, "cache-max-bytes", int)
+        self["cache-max-entries"] = _positive(self, "cache-max-entries", int)
         self["cost-series-max"] = _positive(self, "cost-series-max", int)
         try:
             self["cost-interval"] = float(self["cost-interval"])
@@ -294,6 +320,7 @@ class OrgproxyService(MultiService):
     discovery: DiscoveryService | None
     unknown: UnknownIds
     workers: WorkerPool | None = None  # the first process's, with --workers
+    cache: ResponseCache | None
     # The log observer to offer twistd (see logs.text_lines), or None for twistd's own.
     log_observer: ILogObserver | None = None
 
@@ -408,7 +435,7 @@ def load_names(path: str | None, reactor: Any) -> tuple[CurrentNames, AliasReloa
     current = CurrentNames()
     if path is None:
         return current, None
-    reloader = AliasReloader(path, current, reactor)
+    reloader = AliasReloader(path, current, reactor, off_reactor_thread(reactor))
     try:
         reloader.load_first()
     except AliasFileError as e:
@@ -417,15 +444,35 @@ def load_names(path: str | None, reactor: Any) -> tuple[CurrentNames, AliasReloa
 
 
 def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[History, str | None]:
-    """The store of every name learned, its names put in force; a problem to report, if any."""
+    """The store of every name learned, its names put in force; a problem to report, if any.
+
+    A state directory that cannot be written (read-only, full, not a directory) does not
+    stop the daemon, as it does not once running: it serves, with the names the store
+    remembers if it can be read, and keeps no history this run (warned at start).
+    """
     try:
         history, problem = History.open(directory, reactor.seconds())
-        remembered = history.load()
     except (OSError, sqlite3.Error) as e:
-        raise SystemExit(f"orgproxy: --state-dir {directory}: {e}") from None
+        history, remembered, problem = unkept_history(directory, e)
+    else:
+        try:
+            remembered = history.load()
+        except OSError as e:
+            history.close()
+            history, remembered, problem = unkept_history(directory, e)
     current.history = {(r.learned.id_field, r.learned.id): r.learned for r in remembered}
     current.rebuild()
     return history, problem
+
+
+def unkept_history(directory: str, why: Exception) -> tuple[History, list[Remembered], str]:
+    """A history kept in memory only, what the store remembers (read without writing),
+    and the warning that says so."""
+    remembered = History.read_only(directory)
+    return History.unkept(directory), remembered, (
+        f"--state-dir {directory} cannot be used ({why}): serving without keeping the history of names;"
+        f" the {len(remembered)} names it remembers are in force, names learned from now on are"
+        " forgotten when the daemon stops")
 
 
 def admin_key(options: Options) -> str | None:
@@ -537,7 +584,7 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
         discovery = DiscoveryService(reactor, admin.get, names, history,
                                      options["discovery-interval"], options["discovery-cooldown"])
     cost_refresher = cost_series(options, reactor, admin, names)
-    cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"])
+    cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"], options["cache-max-entries"])
              if options["cache-ttl"] > 0 else None)
     in_flight = InFlight(options["max-concurrency"], on_change=metrics.set_in_flight)
     unknown = UnknownIds()
@@ -554,12 +601,15 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
     proxy = OrganizationProxy(upstream.forward, names, reactor, in_flight,
                               unknown_ids_noted(unknown, reactor, discovery or first_process, shared_unknown),
                               replace_ids=options["replace-ids"], cache=cache)
+    files_limit = open_files_limit()
+    max_connections = options["max-connections"] or default_max_connections(options["max-concurrency"], files_limit)
     site = make_site(proxy=proxy, health=Health(names, discovery or follower),
                      unknown_report=UnknownReport(shared_unknown.merged if shared_unknown is not None
                                                   else (lambda: unknown), names),
-                     allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor)
+                     allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor,
+                     header_timeout=options["header-timeout"], max_connections=max_connections)
     process_metrics.follow_names(lambda: names.names)
-    service.site, service.discovery, service.unknown = site, discovery, unknown
+    service.site, service.discovery, service.unknown, service.cache = site, discovery, unknown, cache
     twistd_options = getattr(options, "parent", None)  # twistd's own, when twistd runs it
     if twistd_options is not None and logs_to_standard_output(twistd_options):
         service.log_observer = text_lines()
@@ -570,14 +620,24 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
             f"!!! Listening on {options['port']}, beyond this machine, with neither --allow-from nor"
             " --client-token-file: any host in the private ranges can use it to call OpenAI with"
             " whatever admin key it sends. Restrict it.")
+    if max_connections + options["max-concurrency"] + RESERVED_DESCRIPTORS > files_limit:
+        service.notes.append(
+            f"--max-connections {max_connections} and --max-concurrency {options['max-concurrency']} leave too few"
+            f" of the {files_limit} file descriptors this process may open (ulimit -n, LimitNOFILE=) for upstream"
+            " connections and files: under load, connections may be refused for want of one (EMFILE)")
     if discovery is None and not is_worker:
         service.notes.append("Discovery is off (no --admin-key-file or OPENAI_ADMIN_KEY):"
                              " names come from the alias file and the history only")
     on_sighup: list[Callable[[str], None]] = [discovery.request] if discovery is not None else []
+    # Accept errors (EMFILE, ...) said once a minute, not once per connection refused.
+    accept_errors = accept_errors_observer(Throttled(reactor, said_out_of_descriptors))
     if is_worker:
-        adopted_port_service(reactor, int(options["worker-fd"]), site).setServiceParent(service)
+        adopted = adopted_port_service(reactor, int(options["worker-fd"]), site)
+        adopted.endpoint = ThrottledAcceptErrors(adopted.endpoint, accept_errors)
+        adopted.setServiceParent(service)
     else:
         listening = strports.service(options["port"], site, reactor=reactor)
+        listening.endpoint = ThrottledAcceptErrors(listening.endpoint, accept_errors)
         if options["workers"] > 1:
             assert run is not None and shared_unknown is not None
             shared = listening.endpoint = SharedAccepts(listening.endpoint)
@@ -596,6 +656,10 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
         if options["workers"] > 1:
             pool_of_workers.setServiceParent(service)
     ReloadService(reactor, reloader, options["watch"], on_sighup).setServiceParent(service)
+    if cache is not None:
+        # Swept at least every second, at most every TTL: memory comes back within a TTL
+        # of an entry's expiry, and a short TTL does not make the sweeps constant.
+        ExpirySweep(cache, reactor, max(options["cache-ttl"], 1.0)).setServiceParent(service)
     if discovery is not None:
         discovery.setServiceParent(service)
     for shares in (shared_unknown, follower, first_process):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from twisted.application.service import Service
@@ -29,7 +29,7 @@ from twisted.application.service import Service
 from orgproxy.names.history import Learned
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.ops.logs import log
-from orgproxy.ops.reload import Stamp, stamp
+from orgproxy.names.aliassource import stamp
 from orgproxy.ops.rundir import read_whole, write_whole
 from orgproxy.ops.watch import FileWatcher
 
@@ -88,7 +88,7 @@ class NamesFollower(Service):
     def __init__(self, reactor: Any, directory: str, current: CurrentNames, watch_mode: str):
         self.path = os.path.join(directory, FILENAME)
         self.current = current
-        self.seen: Stamp = None
+        self.seen: Hashable | None = None
         self.discovery: dict[str, Any] = NO_DISCOVERY
         self.watcher = FileWatcher(reactor, self.path, self.look, watch_mode)
 

@@ -144,12 +144,25 @@ class CurrentNames:
         self.loaded_at: float | None = None  # when the alias file was loaded (POSIX time)
         self.error: str | None = None  # why the alias file as it is now could not be loaded
         self.checked_at: float | None = None  # when the alias file was last looked at
+        self.version = 0  # bumped whenever a source changes and the snapshot is rebuilt
 
     def rebuild(self) -> Names:
         """Build a new snapshot from the sources and put it in force."""
         self.names = Names.build(self.aliases, self.discovered.values(), self.history.values(),
                                  self.listed_keys)
+        self.version += 1
         return self.names
+
+    def put_aliases(self, aliases: Mapping[str, Mapping[str, str]], built: Names, built_at_version: int) -> None:
+        """Put new alias names in force with ``built``, a snapshot made elsewhere (off the
+        reactor thread) from them and the other sources as they were at
+        ``built_at_version``; rebuilt here if another source has changed since."""
+        self.aliases = aliases
+        if self.version == built_at_version:
+            self.names = built
+            self.version += 1
+        else:
+            self.rebuild()
 
 
 def diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]]) -> tuple[int, int, int]:

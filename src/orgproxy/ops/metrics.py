@@ -85,6 +85,8 @@ EACH_PROCESS_ALIKE = "livemostrecent"
 ONE_PROCESS = "mostrecent"
 WRITERS = (EACH_PROCESS_ADDS, EACH_PROCESS_ALIKE, ONE_PROCESS)
 UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf"))
+# Why the proxy closed a client connection before it had a request to answer.
+CONNECTION_CLOSED_REASONS = ("header_timeout", "max_connections", "out_of_descriptors")
 # Cached labelled series at most (a bound, should a label ever take unexpected values).
 SERIES_CACHE_LIMIT = 10_000
 
@@ -140,6 +142,9 @@ class Metrics:
                                        written_by=EACH_PROCESS_ALIKE)
         self.discovery_runs = self.counter("orgproxy_discovery_runs", "Discovery walks of the Admin API, by result.",
                                            ["result"])
+        self.connections_closed = self.counter(
+            "orgproxy_connections_closed",
+            "Client connections the proxy closed before it had a request to answer, by reason.", ["reason"])
         # Every series present from the start (at 0), so dashboards and alerts see them.
         self.in_flight.set(0)
         for field in NAME_FIELD_FOR_ID:
@@ -148,6 +153,8 @@ class Metrics:
         for result in ("ok", "failed"):
             self.alias_reloads.labels(result)
             self.discovery_runs.labels(result)
+        for reason in CONNECTION_CLOSED_REASONS:
+            self.connections_closed.labels(reason)
 
     # --- making metrics ------------------------------------------------------------------
 
@@ -265,6 +272,12 @@ def count_alias_reload(result: str) -> None:
 
 def count_discovery(result: str) -> None:
     installed().discovery_runs.labels(result).inc()
+
+
+def count_connection_closed(reason: str) -> None:
+    """A client connection the proxy closed before it had a request to answer: one of
+    header_timeout, max_connections, out_of_descriptors."""
+    installed().connections_closed.labels(reason).inc()
 
 
 def render() -> tuple[bytes, bytes]:

@@ -19,6 +19,7 @@ from twisted.web.iweb import IAgent
 from orgproxy.errors import ProxyError
 from orgproxy.upstream.client import UpstreamResponse, read_response, was_cancelled, with_deadline
 from orgproxy.upstream.failures import describe_failure, upstream_address
+from orgproxy.upstream.gunzip import GunzipAgent
 
 
 class AdminClient:
@@ -29,7 +30,8 @@ class AdminClient:
         self.reactor = reactor
         self.base_url = base_url.rstrip("/")
         self.address = upstream_address(base_url)
-        self.http = HTTPClient(agent)
+        # treq would undo gzip itself, unbounded; GunzipAgent does it first, within the cap.
+        self.http = HTTPClient(GunzipAgent(agent, max_response_bytes))
         self.headers = {name: [value] for name, value in credential}
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes

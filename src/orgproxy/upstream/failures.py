@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 
 from orgproxy.errors import ProxyError
 from orgproxy.plural import counted
+from orgproxy.upstream.gunzip import CorruptEncoding
 
 
 class ResponseTooLarge(Exception):
@@ -37,6 +38,9 @@ def describe_failure(failure: Failure, timeout: float, max_response_bytes: int, 
         return ProxyError(502, "upstream_response_too_large",
                           f"The upstream's ({where}) response is larger than the proxy's limit of "
                           f"{max_response_bytes} bytes (--max-response-bytes).", retry=False)
+    if failure.check(CorruptEncoding):
+        return ProxyError(502, "upstream_bad_encoding",
+                          "OpenAI's compressed response is corrupt or was cut short; it was not passed on.")
     if failure.check(DNSLookupError):
         return ProxyError(502, "upstream_unreachable",
                           f"The upstream's host name does not resolve ({where}): {_reason(failure)}")

@@ -1,5 +1,5 @@
-"""The proxy leaf: everything under ``/v1/organization/`` goes upstream and comes back
-with names.
+"""The proxy leaf: the Admin API's paths (everything under ``/v1/organization/``, and the
+project role paths under ``/v1/projects/``) go upstream and come back with names.
 
 Twisted's traversal decodes each segment (``%2F``, ``%2e``) before this leaf is reached,
 so the leaf checks the raw request target itself: the path that was checked is the path
@@ -17,7 +17,14 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from orgproxy.body.amend import UNKNOWN, Amended
-from orgproxy.errors import ProxyError, not_found, request_too_large, too_many_requests, unknown_name
+from orgproxy.errors import (
+    ProxyError,
+    duplicate_authorization,
+    not_found,
+    request_too_large,
+    too_many_requests,
+    unknown_name,
+)
 from orgproxy.names.snapshot import CurrentNames, Names
 from orgproxy.ops import metrics
 from orgproxy.ops.logs import debug_enabled, log
@@ -26,7 +33,7 @@ from orgproxy.query import UnknownName, names_grouped_by, rewrite_group_by, rewr
 from orgproxy.upstream.cache import ResponseCache, cache_key
 from orgproxy.upstream.client import NOT_FORWARDED_TO_UPSTREAM, HeaderList, UpstreamResponse, end_to_end
 from orgproxy.web.pipeline import Answer, amend_names, regroup_rows, validate
-from orgproxy.web.respond import method_of, printable, refuse, send_error
+from orgproxy.web.respond import method_of, printable, printable_text, refuse, send_error
 
 # How many distinct unknown ids one request's log line lists.
 UNKNOWN_IDS_LOGGED = 10
@@ -99,6 +106,10 @@ class OrganizationProxy(Resource):
             refuse(request, not_found())
         elif getattr(request, "body_too_large", False):
             refuse(request, request_too_large(request.max_body))  # type: ignore[attr-defined]
+        elif len(request.requestHeaders.getRawHeaders(b"authorization", ())) > 1:
+            # Which one would count? The upstream, a cache key and a log could each pick
+            # another: refused rather than guessed at.
+            refuse(request, duplicate_authorization())
         elif self.in_flight.full:
             refuse(request, too_many_requests(self.in_flight.limit))
         else:
@@ -125,7 +136,7 @@ class OrganizationProxy(Resource):
         finished = request.notifyFinish()
         self.in_flight.enter()
         forwarded = end_to_end(headers, NOT_FORWARDED_TO_UPSTREAM)
-        key = cache_key_for(request, target) if self.cache is not None and body is None else None
+        key = cache_key_for(request.method, forwarded, target) if self.cache is not None and body is None else None
         if key is None:
             exchange = self.forward(request.method, target, forwarded, body)
         else:
@@ -145,12 +156,15 @@ class OrganizationProxy(Resource):
         exchange.addErrback(answering.bug)
 
 
-def cache_key_for(request: server.Request, target: bytes) -> bytes | None:
-    """Same credential, same organization and project headers, same target."""
-    headers = request.requestHeaders
-    scope = b"\n".join(b",".join(headers.getRawHeaders(name, [])) for name in SCOPE_HEADERS)
-    return cache_key(request.method, headers.getRawHeaders(b"authorization", [None])[-1],
-                     target + b"\n" + scope)
+def cache_key_for(method: bytes, forwarded: HeaderList, target: bytes) -> bytes | None:
+    """Same credential, same organization and project headers, same target: as they are
+    sent upstream. (A header the Connection header names is not sent, so it is not in
+    the key either: keyed by a header the upstream never saw, an answer would be served
+    to callers who send that header and were never given it.)"""
+    sent = {name.lower(): b",".join(values) for name, values in forwarded}
+    # Each scope header present (with its value) or absent, never confused with empty.
+    scope = b"\n".join(name + b"=" + sent[name] if name in sent else name + b"!" for name in SCOPE_HEADERS)
+    return cache_key(method, sent.get(b"authorization"), target + b"\n" + scope)
 
 
 class Exchange:
@@ -180,7 +194,12 @@ class Exchange:
         amended = answer.amended
         if answer.unparsable:
             log.warn("{method} {path}: the upstream's body is labelled JSON but does not parse;"
-                     " passed through untouched", method=method_of(self.request), path=printable(self.path))
+                     " passed through untouched", method=method_of(self.request), path=printable(self.path),
+                     problem="does_not_parse")
+        elif answer.too_deep:
+            log.warn("{method} {path}: the upstream's JSON is nested too deeply to amend;"
+                     " passed through untouched", method=method_of(self.request), path=printable(self.path),
+                     problem="too_deep")
         if amended is None:
             return answer
         metrics.count_ids(amended.occurrences, amended.unknown_ids)
@@ -230,12 +249,12 @@ class Exchange:
             name = self.names.by_field.get(id_field, {}).get(id_value, UNKNOWN)
             log.debug("{method} {path}: {id_field} {id} named {name!r} in {times} objects",
                       method=method_of(self.request), path=printable(self.path), id_field=id_field,
-                      id=id_value, name=name, times=times)
+                      id=printable_text(id_value), name=printable_text(name), times=times)
 
     def log_line(self, status: int, amended: Amended | None) -> None:
         named, unknown = (amended.named, amended.unknown) if amended is not None else (0, 0)
         unknown_ids: Collection[str] = amended.unknown_ids if amended is not None else ()
-        listed = list(unknown_ids)[:UNKNOWN_IDS_LOGGED]
+        listed = [printable_text(i) for i in list(unknown_ids)[:UNKNOWN_IDS_LOGGED]]
         more = len(unknown_ids) - len(listed)
         method, path = method_of(self.request), printable(self.path)
         now = self.proxy.clock.seconds()

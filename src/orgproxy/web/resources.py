@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -19,6 +20,16 @@ from orgproxy.ops import metrics
 from orgproxy.paths import split_uri
 from orgproxy.times import iso
 from orgproxy.web.respond import refuse
+
+
+def json_body(value: Any) -> bytes:
+    """``value`` as JSON. An id seen in a body may hold a lone surrogate (valid JSON,
+    ``"key_\\ud800"``) that has no UTF-8 form: such text is written as its ``\\u``
+    escape, which reads back as the very same id."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
 class ErrorPage(Resource):
@@ -96,7 +107,7 @@ class Health(OwnPage):
                 "checked_at": iso(current.checked_at, precise=True),
                 "error": current.error,  # the current file's problem; None when it loaded
             }
-        return orjson.dumps({
+        return json_body({
             "status": "ok",
             "pid": os.getpid(),
             "names_loaded": names.count(),
@@ -138,6 +149,8 @@ class UnknownReport(OwnPage):
         wanted = parse_qs(query.decode("latin-1")).get("format", ["json"])[-1]
         if wanted == "toml":
             request.setHeader(b"content-type", b"application/toml; charset=utf-8")
-            return unknown.toml_skeleton(names).encode("utf-8")
+            source = self.current.source
+            return unknown.toml_skeleton(names, source, source is not None and os.path.isdir(source)
+                                         ).encode("utf-8")
         request.setHeader(b"content-type", b"application/json")
-        return orjson.dumps(unknown.report(names))
+        return json_body(unknown.report(names))
