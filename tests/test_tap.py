@@ -5,8 +5,12 @@ twistd. (twistd itself finding and running the plugin: tests/process/test_plugin
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import signal
 import socket
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from ipaddress import ip_network
 from pathlib import Path
@@ -16,7 +20,7 @@ import pytest
 from treq.testing import RequestTraversalAgent
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Application
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ProcessDone, ProcessTerminated
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogLevel
 from twisted.python import usage
@@ -25,13 +29,21 @@ from twisted.web import server
 from twisted.web.client import ResponseNeverReceived
 
 from orgproxy.names.discovery import DiscoveryService
-from orgproxy.ops import logs
+from orgproxy.names.history import History, Learned
+from orgproxy.names.shared import NamesFollower
+from orgproxy.names.unknown_shared import SharedUnknownIds
+from orgproxy.ops import logs, metrics
+from orgproxy.ops.costs import COLLECTOR, CostRefresher
 from orgproxy.ops.reload import ReloadService
-from orgproxy.ops.workers import SharedAccepts, WorkerPool
+from orgproxy.ops.firstprocess import FirstProcessLink
+from orgproxy.ops.workers import STOP_GRACE, SharedAccepts, WorkerPool
 from orgproxy.tap import DEFAULTS, Options, OrgproxyService, env_name, makeService
+from orgproxy.web.connections import ThrottledAcceptErrors
+from tests.conftest import ROOT
 from tests.support.answers import TOKEN
 from tests.support.fake_openai import FakeOpenAI, Received, reply
 from tests.support.memory import InMemoryProxy
+from tests.support.spawning import SpawningReactor
 
 COSTS = "/v1/organization/costs"
 
@@ -59,6 +71,7 @@ def test_defaults() -> None:
     assert (options["discovery-interval"], options["discovery-cooldown"]) == (900.0, 60.0)
     assert (options["workers"], options["worker-fd"], options["worker-number"]) == (1, None, 0)
     assert (options["cache-ttl"], options["max-concurrency"]) == (0.0, 256)
+    assert (options["cost-interval"], options["cost-series-max"]) == (3600.0, 2000)
 
 
 # option -> (environment value, parsed), (flag value, parsed); relative paths are parsed
@@ -87,6 +100,11 @@ SAMPLES = {
     "workers": (("2", 2), ("3", 3)),
     "cache-ttl": (("30", 30.0), ("0", 0.0)),
     "cache-max-bytes": (("1000000", 1000000), ("5000", 5000)),
+    "cost-interval": (("600", 600.0), ("0", 0.0)),
+    "cost-series-max": (("100", 100), ("5", 5)),
+    "cache-max-entries": (("500", 500), ("7", 7)),
+    "max-connections": (("2000", 2000), ("64", 64)),
+    "header-timeout": (("2.5", 2.5), ("30", 30.0)),
     "worker-fd": (("3", "3"), ("4", "4")),
     "worker-number": (("1", 1), ("2", 2)),
 }
@@ -155,6 +173,12 @@ def test_the_workers_are_given_the_options_as_resolved() -> None:
     (["--watch", "fanotify"], "--watch must be one of auto, inotify, poll, off"),
     (["--shutdown-timeout", "0"], "--shutdown-timeout must be a positive float"),
     (["--workers", "0"], "--workers must be a positive int"),
+    (["--cost-interval", "-5"], "--cost-interval must be 0 \\(off\\) or more seconds, not '-5'"),
+    (["--cost-interval", "hourly"], "--cost-interval must be 0 \\(off\\) or more seconds"),
+    (["--cost-series-max", "0"], "--cost-series-max must be a positive int"),
+    (["--max-connections", "0"], "--max-connections must be a positive int"),
+    (["--header-timeout", "-1"], "--header-timeout must be a positive float"),
+    (["--cache-max-entries", "none"], "--cache-max-entries must be a positive int"),
     (["--workers", "2", "--port", "ssl:0:privateKey=x.pem"], "--workers needs a tcp: or unix: --port"),
 ])
 def test_malformed_options_are_refused(argv: list[str], message: str) -> None:
@@ -165,6 +189,74 @@ def test_malformed_options_are_refused(argv: list[str], message: str) -> None:
 def test_a_malformed_environment_variable_is_refused_like_a_flag() -> None:
     with pytest.raises(usage.UsageError, match="--timeout must be a positive float, not 'soon'"):
         parse([], {"ORGPROXY_TIMEOUT": "soon"})
+
+
+# --- what a person is told: bad options, --help, --version -----------------------------------
+
+def test_under_twistd_a_bad_option_ends_with_its_one_line_reason_not_the_usage(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # twistd prints the whole usage before a UsageError's reason; orgproxy's reason comes alone.
+    for argv, reason in ((["--bogus"], "option --bogus not recognized"),
+                         (["--timeout", "soon"], "--timeout must be a positive float, not 'soon'")):
+        with pytest.raises(SystemExit) as stopped:
+            ServerOptions().parseOptions(["orgproxy", *argv])
+        assert stopped.value.code == f"orgproxy: {reason} (see twistd orgproxy --help)"
+    assert capsys.readouterr() == ("", "")
+
+
+def test_help_leaves_out_the_options_the_daemon_gives_its_workers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        ServerOptions().parseOptions(["orgproxy", "--help"])  # as twistd parses its command line
+    assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    assert "--workers=" in shown and "--admin-key-file=" in shown and "--version" in shown
+    assert "--worker-fd" not in shown and "--worker-number" not in shown
+    # Hidden from people, not from the workers, which are given them.
+    assert (parse(["--worker-fd", "3", "--worker-number", "2"])["worker-number"]) == 2
+
+
+def test_version_is_orgproxys_own(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        ServerOptions().parseOptions(["orgproxy", "--version"])
+    assert stopped.value.code == 0
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"orgproxy {version} (Twisted ")
+
+
+# --- what the daemon says as it starts ---------------------------------------------------------
+
+def start_up_lines(proxy: InMemoryProxy, logged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events the daemon logs as its reactor starts running."""
+    proxy.start_service()
+    before = len(logged)
+    proxy.clock.run()  # the memory reactor runs its when-running hooks, then stops
+    proxy.service.sigterm.uninstall()  # those hooks installed it on this very process
+    return logged[before:]
+
+
+def test_the_start_counts_the_alias_files_names_apart_from_remembered_ones(
+        make_proxy: Callable[..., InMemoryProxy], aliases: Path, tmp_path: Path,
+        logged: list[dict[str, Any]]) -> None:
+    history, _ = History.open(str(tmp_path / "state"), 0.0)  # make_proxy's --state-dir
+    history.remember([Learned("api_key_id", f"key_old{n}", f"old {n}") for n in range(12)], 0.0)
+    history.close()
+    proxy = make_proxy("--aliases", str(aliases))
+    lines = start_up_lines(proxy, logged)
+    assert [e["count"] for e in lines if e.get("path") == str(aliases)] == [5]
+    assert [e["count"] for e in lines if e.get("path") == proxy.service.history.path] == [12]
+    health = proxy.get("/health").json()
+    assert (health["aliases"]["names"], health["names_loaded"]) == (5, 17)
+
+
+def all_unknown_warned(lines: list[dict[str, Any]]) -> bool:
+    return any(e["log_level"] == LogLevel.warn and "every id is named" in e["log_format"] for e in lines)
+
+
+def test_every_id_unknown_is_warned_only_without_alias_file_discovery_or_history(
+        make_proxy: Callable[..., InMemoryProxy], logged: list[dict[str, Any]]) -> None:
+    assert all_unknown_warned(start_up_lines(make_proxy(), logged))
+    assert not all_unknown_warned(start_up_lines(make_proxy(environ={"OPENAI_ADMIN_KEY": TOKEN}), logged))
 
 
 # --- makeService: the service tree -------------------------------------------------------------
@@ -203,12 +295,15 @@ def build(tmp_path: Path) -> Iterator[Build]:
         return built
     yield make
     for built in made:
-        built.service.history.close()
+        if built.service.history is not None:
+            built.service.history.close()
 
 
 def test_without_an_alias_file_there_is_a_port_and_a_sighup_handler_only(build: Build) -> None:
     built = build([])
     assert built.kinds() == [StreamServerEndpointService, ReloadService]
+    # Its port says accept errors (EMFILE) once a minute, not once per connection.
+    assert isinstance(built.one(StreamServerEndpointService).endpoint, ThrottledAcceptErrors)
     reload = built.one(ReloadService)
     assert reload.reloader is None and reload.watcher is None and reload.also_on_sighup == []
     assert built.service.current.source is None and built.service.discovery is None
@@ -253,6 +348,18 @@ def test_a_bad_anthropic_upstream_is_refused_naming_its_option(url: str) -> None
         parse(["--anthropic-upstream", url])
 
 
+def test_an_admin_key_adds_the_cost_refresher_except_in_workers_and_at_interval_0(
+        build: Build, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs.log, "namespace", logs.log.namespace)  # a worker renames it
+    key = {"OPENAI_ADMIN_KEY": TOKEN}
+    refresher = build(["--cost-interval", "60", "--cost-series-max", "9"], environ=key).one(CostRefresher)
+    assert (refresher.interval, refresher.most) == (60.0, 9)
+    assert refresher.store.writer and refresher.store.path.endswith("/state/costs.json")
+    for argv, environ in (([], {}), (["--cost-interval", "0"], key), (["--worker-number", "1"], key)):
+        assert CostRefresher not in build(argv, environ=environ).kinds()
+    COLLECTOR.source = None
+
+
 def test_an_unreadable_admin_key_file_ends_the_start_with_one_line(build: Build, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=f"^orgproxy: {tmp_path}/missing.key: cannot read the admin key"):
         build(["--admin-key-file", str(tmp_path / "missing.key")])
@@ -260,7 +367,7 @@ def test_an_unreadable_admin_key_file_ends_the_start_with_one_line(build: Build,
 
 def test_workers_add_a_pool_that_shares_the_listening_socket(build: Build) -> None:
     built = build(["--workers", "3"])
-    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService]
+    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService, SharedUnknownIds]
     pool = built.one(WorkerPool)
     listening = built.one(StreamServerEndpointService)
     assert isinstance(listening.endpoint, SharedAccepts) and pool.listening is listening.endpoint
@@ -289,6 +396,7 @@ def test_a_worker_adopts_the_listening_socket_it_is_given(build: Build, monkeypa
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         given = os.dup(listening.fileno())  # the worker's fd 3 (the endpoint closes it once adopted)
+        build(["--workers=3"])  # the first process, which makes the directory they share
         built = build(["--workers=1", f"--worker-fd={given}", "--worker-number=2"])
         assert WorkerPool not in built.kinds()
         built.service.privilegedStartService()
@@ -299,6 +407,64 @@ def test_a_worker_adopts_the_listening_socket_it_is_given(build: Build, monkeypa
             assert logs.log.namespace == "orgproxy.worker2"
         finally:
             built.service.stopService()
+
+
+def test_a_daemon_of_workers_shares_a_run_directory_made_afresh(build: Build, tmp_path: Path) -> None:
+    run = tmp_path / "state" / "run"
+    (run / "metrics").mkdir(parents=True)
+    (run / "metrics" / "counter_4242.db").write_bytes(b"a previous run's counts")
+    (run / "stray").write_text("")
+    build(["--workers", "2"])
+    assert sorted(path.name for path in run.iterdir()) == ["metrics", "names", "unknown"]
+    assert "counter_4242.db" not in os.listdir(run / "metrics")
+    # This process's metrics are files there, and the workers inherit where they are.
+    assert os.listdir(run / "metrics") and metrics.installed().directory == str(run / "metrics")
+    assert os.environ[metrics.MULTIPROC_DIR_VARIABLE] == str(run / "metrics")
+    # The names for the workers are written before any of them starts.
+    shared = json.loads((run / "names" / "names.json").read_text())
+    assert (shared["history"], shared["discovered"], shared["listed_keys"], shared["discovery"]) == ([], [], {}, {})
+
+
+def test_one_process_shares_nothing_and_keeps_its_metrics_in_memory(build: Build, tmp_path: Path) -> None:
+    build([])
+    assert not (tmp_path / "state" / "run").exists()
+    assert metrics.installed().directory is None
+
+
+def test_a_worker_takes_the_first_processs_names_and_holds_no_admin_key(build: Build,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs.log, "namespace", logs.log.namespace)  # a worker renames it
+    keys = {"OPENAI_ADMIN_KEY": TOKEN, "ANTHROPIC_ADMIN_KEY": "sk-ant-admin01-tap"}
+    first = build(["--workers", "2"], environ=keys)
+    discovery, anthropic = first.service.discovery, first.service.anthropic_discovery
+    assert first.one(WorkerPool).discovery_wanted == {"openai": discovery.unknown_seen_by,
+                                                      "anthropic": anthropic.unknown_seen_by}
+    first.service.current.discovered[("openai", "api_key_id", "key_learned")] = Learned(
+        "api_key_id", "key_learned", "Learned")
+    first.service.current.discovered[("anthropic", "workspace_id", "wrkspc_learned")] = Learned(
+        "workspace_id", "wrkspc_learned", "Research", provider="anthropic")
+    first.service.current.rebuild()
+    for told in anthropic.after_walk:  # a walk ended
+        told()
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        given = os.dup(listening.fileno())
+        try:
+            worker = build(["--workers=1", f"--worker-fd={given}", "--worker-number=1"], environ=keys)
+        finally:
+            os.close(given)  # never adopted: the service is not started
+    assert worker.service.history is None and worker.service.discovery is None
+    assert worker.service.anthropic_discovery is None
+    assert DiscoveryService not in worker.kinds()
+    assert {NamesFollower, FirstProcessLink} <= set(worker.kinds())
+    assert worker.service.current.names.by_field["api_key_id"] == {"key_learned": "Learned"}
+    assert worker.service.current.names.by_field["workspace_id"] == {"wrkspc_learned": "Research"}
+    follower = worker.one(NamesFollower)  # for the worker's /health
+    assert follower.status() == discovery.status()
+    assert follower.status_of("anthropic").status() == anthropic.status()
+    # Anthropic's unknown ids, seen in the worker, ask the first process for its walk.
+    assert set(worker.one(FirstProcessLink).asking) == {"anthropic"}
 
 
 def test_the_log_observer_is_offered_to_twistds_application(build: Build, tmp_path: Path) -> None:
@@ -337,6 +503,38 @@ def test_an_unreadable_alias_file_ends_the_start(build: Build, tmp_path: Path) -
 def test_an_unreadable_client_token_file_ends_the_start(build: Build, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="^orgproxy: --client-token-file: "):
         build(["--client-token-file", str(tmp_path / "missing.token")])
+
+
+# --- a state directory that cannot be written: serve, warn, keep no history -----------------
+
+def remembered_store(directory: Path) -> None:
+    history, _ = History.open(str(directory), 0.0)
+    history.remember([Learned("api_key_id", "key_gone", "deleted-last-year")], 0.0)
+    history.close()
+
+
+def test_a_state_directory_that_cannot_be_made_does_not_stop_the_start(build: Build, tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    built = build(["--state-dir", str(blocked / "state")])  # under a file: it cannot be created
+    (note,) = [n for n in built.service.notes if "--state-dir" in n]
+    assert note.startswith(f"--state-dir {blocked / 'state'} cannot be used") and "without keeping" in note
+    built.service.history.remember([Learned("api_key_id", "key_new", "learned-now")], 1.0)  # kept in memory
+    assert not (blocked / "state").exists()
+
+
+def test_a_store_that_cannot_be_written_is_read_and_its_names_kept_in_force(
+        build: Build, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "read-only-state"
+    remembered_store(state)
+
+    def read_only_file_system(path: str, now: float) -> Any:
+        raise OSError(errno.EROFS, f"cannot use {path}: attempt to write a readonly database")
+    monkeypatch.setattr("orgproxy.names.history._connect", read_only_file_system)
+    built = build(["--state-dir", str(state)])
+    assert built.service.current.names.by_field["api_key_id"]["key_gone"] == "deleted-last-year"
+    (note,) = [n for n in built.service.notes if "--state-dir" in n]
+    assert "the 1 names it remembers are in force" in note
 
 
 class PortTaken(MemoryReactorClock):
@@ -456,3 +654,46 @@ def test_a_stop_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeout
     assert (gave_up["count"], gave_up["timeout"]) == (1, 3.0)
     response.cancel()  # in the daemon, the reactor stops here; in memory, the client leaves
     response.addErrback(lambda failure: failure.trap(ResponseNeverReceived))
+
+
+def test_with_workers_every_process_drains_at_once_within_one_shutdown_timeout(
+        make_proxy: Callable[..., InMemoryProxy], fake: FakeOpenAI) -> None:
+    Held(fake, COSTS)
+    reactor = SpawningReactor()
+    proxy = make_proxy("--workers", "2", "--shutdown-timeout", "3", reactor=reactor)
+    proxy.start_service()
+    response = proxy.start("GET", COSTS + "?start_time=1")
+    proxy.flush()
+    (worker,) = reactor.spawned
+    done = stopping(proxy)
+    assert worker.process.signals == [signal.SIGTERM]  # at once, not after this process's drain
+    proxy.advance(2.9)
+    worker.end(ProcessDone(0))  # it drained meanwhile
+    assert not done, "stopped with a request in flight here"
+    proxy.advance(0.1)
+    assert done == [None]  # one --shutdown-timeout in all, not one drain after the other
+    response.cancel()
+    response.addErrback(lambda failure: failure.trap(ResponseNeverReceived))
+
+
+def test_with_workers_a_worker_still_running_after_the_drain_is_killed_and_the_stop_ends_with_it(
+        make_proxy: Callable[..., InMemoryProxy]) -> None:
+    reactor = SpawningReactor()
+    proxy = make_proxy("--workers", "2", "--shutdown-timeout", "3", reactor=reactor)
+    proxy.start_service()
+    (worker,) = reactor.spawned
+    done = stopping(proxy)
+    proxy.advance(3 + STOP_GRACE)
+    assert worker.process.signals == [signal.SIGTERM, signal.SIGKILL] and not done
+    worker.end(ProcessTerminated(signal=signal.SIGKILL))
+    proxy.flush()
+    assert done == [None]
+
+
+def test_a_worker_stops_as_on_sigterm_when_its_first_process_is_gone(build: Build) -> None:
+    built = build([])
+    built.service.first_process_gone()
+    assert built.service.stopping and built.reactor.hasStopped
+    built.reactor.hasStopped = False
+    built.service.stop_requested()  # and a SIGTERM after it is no second stop
+    assert not built.reactor.hasStopped

@@ -4,6 +4,8 @@ loudly, rather than quietly changing what the daemon answers."""
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 from typing import Any
 
@@ -16,10 +18,14 @@ from twisted.web import http
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
 from orgproxy._twisted_private import (
+    ACCEPT_ERROR_FORMATS,
+    ACCEPT_REFUSED_FORMATS,
     BadRequestHook,
     accept_one_per_wakeup,
     header_bytes_received,
+    headers_received,
     is_reading_request_line,
+    log_accept_errors_to,
     quiet_pool,
 )
 
@@ -83,6 +89,27 @@ def test_the_channel_counts_header_bytes_where_they_are_read() -> None:
     channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n")
     assert header_bytes_received(channel) == len(b"GET / HTTP/1.1") + len(b"Host: x")
     assert channel._receivedHeaderSize == header_bytes_received(channel)  # type: ignore[attr-defined]
+
+
+def test_the_channel_counts_headers_where_they_are_read() -> None:
+    channel = connected(http.HTTPChannel())
+    assert channel._receivedHeaderCount == 0  # type: ignore[attr-defined]
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n")
+    # A header is counted once the next line shows it is not folded on.
+    assert headers_received(channel) == 2 == channel._receivedHeaderCount  # type: ignore[attr-defined]
+
+
+def test_too_many_headers_reach_the_hook_with_their_count() -> None:
+    class CountsRefusals(http.HTTPChannel):
+        maxHeaders = 5
+        refused_with: list[int] = []
+
+        def _respondToBadRequestAndDisconnect(self) -> None:
+            self.refused_with.append(headers_received(self))
+            self.loseConnection()
+    channel = connected(CountsRefusals())
+    channel.dataReceived(b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(10)))
+    assert channel.refused_with == [6]
 
 
 def test_a_malformed_request_reaches_the_hook_not_twisteds_bare_400() -> None:
@@ -189,3 +216,45 @@ def test_each_wake_up_accepts_one_connection_however_many_wait() -> None:
 def test_without_it_one_wake_up_takes_every_waiting_connection() -> None:
     # What the wrapper is for; if Twisted ever accepts one at a time itself, this says so.
     assert accepted_per_wakeup(share=False)[0] == 5
+
+
+# --- Port._logger: where a listening port says it could not accept ---------------------------
+
+class OutOfDescriptors:
+    """A listening socket whose first accept fails with EMFILE, as at the open-files limit."""
+
+    def __init__(self, real: socket.socket):
+        self.real = real
+        self.failed = False
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return self.real.accept()
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+
+def test_a_port_says_what_it_closed_for_want_of_descriptors_through_its_logger() -> None:
+    factory = Counting()
+    port = tcp.Port(0, factory, interface="127.0.0.1", reactor=_QuietReactor())
+    port.startListening()
+    real = port.socket
+    said: list[dict[str, Any]] = []
+    log_accept_errors_to(port, said.append)
+    address = port.getHost()
+    clients = [socket.create_connection((address.host, address.port)) for _ in range(4)]
+    try:
+        port.socket = OutOfDescriptors(real)
+        port.doRead()
+    finally:
+        port.socket = real
+        for client in clients:
+            client.close()
+        port.connectionLost(None)
+    assert factory.built == []  # none was served: each was closed at once
+    formats = [event["log_format"] for event in said]
+    assert set(formats) <= ACCEPT_ERROR_FORMATS
+    assert [f for f in formats if f in ACCEPT_REFUSED_FORMATS] == ["EMFILE recovery: Closed socket from {address}"] * 4

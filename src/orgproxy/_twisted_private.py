@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.logger import ILogObserver, Logger
 from twisted.web import http
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
@@ -38,6 +39,33 @@ def header_bytes_received(channel: http.HTTPChannel) -> int:
     """How many bytes of headers the channel has read for the current request
     (``_receivedHeaderSize``): more than its limit means a 431, not a 400."""
     return int(getattr(channel, "_receivedHeaderSize", 0))
+
+
+def headers_received(channel: http.HTTPChannel) -> int:
+    """How many headers the channel has read for the current request
+    (``_receivedHeaderCount``): more than ``maxHeaders`` means a 431, not a 400."""
+    return int(getattr(channel, "_receivedHeaderCount", 0))
+
+
+# What a listening TCP or UNIX port logs when accept() fails (twisted.internet.tcp's
+# _accept, through the port's ``_logger``): these two once per connection it could not
+# take, the others once per burst.
+ACCEPT_REFUSED_FORMATS = frozenset({
+    "EMFILE recovery: Closed socket from {address}",
+    "Could not accept new connection ({acceptError})",
+})
+ACCEPT_ERROR_FORMATS = ACCEPT_REFUSED_FORMATS | {
+    "EMFILE encountered; releasing reserved file descriptor.",
+    "Re-reserving EMFILE recovery file descriptor.",
+}
+
+
+def log_accept_errors_to(port: Any, observer: ILogObserver) -> None:
+    """Make a listening port log through ``observer``: Twisted logs every connection it
+    closes for want of a file descriptor, hundreds a second under a flood, through the
+    port's ``_logger`` and nothing else."""
+    if hasattr(port, "_logger"):
+        port._logger = Logger(namespace=port._logger.namespace, source=port, observer=observer)
 
 
 class BadRequestHook(http.HTTPChannel):

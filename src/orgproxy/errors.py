@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from orgproxy.plural import counted
+
 
 @dataclass(frozen=True)
 class ProxyError(Exception):
@@ -39,10 +41,11 @@ class ProxyError(Exception):
 
 
 # Anthropic's error types by HTTP status (its "Errors" page), for the proxy's own answers;
-# 414 and 431, which Anthropic does not list, are requests it would refuse as invalid.
+# 414 and 431, which Anthropic does not list, are requests it would refuse as invalid; a
+# request that did not arrive in time (408) is its timeout_error.
 ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-    403: "permission_error", 404: "not_found_error", 409: "conflict_error",
+    403: "permission_error", 404: "not_found_error", 408: "timeout_error", 409: "conflict_error",
     413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 502: "api_error",
     503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error",
 }
@@ -53,9 +56,9 @@ def anthropic_type(status: int) -> str:
 
 
 def not_found() -> ProxyError:
-    return ProxyError(404, "not_found", "orgproxy forwards only paths under /v1/organization/ (OpenAI)"
-                      " and /v1/organizations/ (Anthropic); this one is outside them, or would leave"
-                      " them once decoded.",
+    return ProxyError(404, "not_found", "orgproxy forwards only the Admin APIs' paths (OpenAI's under"
+                      " /v1/organization/ and its project role paths under /v1/projects/, Anthropic's under"
+                      " /v1/organizations/); this one is not one of them, or would leave them once decoded.",
                       type="invalid_request_error", retry=False)
 
 
@@ -93,12 +96,20 @@ def bad_client_token() -> ProxyError:
 
 def too_many_requests(limit: int) -> ProxyError:
     return ProxyError(503, "too_many_requests",
-                      f"orgproxy already has {limit} requests in flight upstream (--max-concurrency);"
+                      f"orgproxy already has {counted(limit, 'request')} in flight upstream (--max-concurrency);"
                       " try again shortly.", retry_after=1)
 
 
 def bad_request() -> ProxyError:
     return ProxyError(400, "bad_request", "The request is not valid HTTP.",
+                      type="invalid_request_error", retry=False)
+
+
+def duplicate_authorization(header: str = "Authorization") -> ProxyError:
+    """Two credentials of one kind (``Authorization``, or Anthropic's ``x-api-key``): which
+    one the upstream would read is not ours to guess, nor which the cache should key on."""
+    return ProxyError(400, "duplicate_authorization",
+                      f"The request has more than one {header} header; send exactly one.",
                       type="invalid_request_error", retry=False)
 
 
@@ -110,6 +121,17 @@ def uri_too_long(limit: int) -> ProxyError:
 def headers_too_large(limit: int) -> ProxyError:
     return ProxyError(431, "headers_too_large", f"The request's headers are larger than {limit} bytes.",
                       type="invalid_request_error", retry=False)
+
+
+def too_many_headers(limit: int) -> ProxyError:
+    return ProxyError(431, "headers_too_large", f"The request has more than {limit} headers.",
+                      type="invalid_request_error", retry=False)
+
+
+def request_timeout(seconds: float) -> ProxyError:
+    return ProxyError(408, "request_timeout",
+                      f"The request did not arrive whole within {seconds:g} seconds (--header-timeout).",
+                      type="invalid_request_error")
 
 
 def method_not_allowed(allowed: tuple[bytes, ...]) -> ProxyError:

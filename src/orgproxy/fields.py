@@ -32,6 +32,10 @@ class FieldSet:
     # More fields added beside an id where discovery knows them: (added field, attribute
     # of the learned record it comes from).
     extra_fields: Mapping[str, tuple[tuple[str, str], ...]]
+    # Flags added beside an id, as ``true``, only where they hold (OpenAI's key that the
+    # last whole discovery no longer listed). Each flag stands for the listed ids of its
+    # id field: the snapshot marks the ids a whole walk did not list.
+    flag_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # An id field whose null, in an answer grouped by that field, stands for something
     # with a name of its own (Anthropic's Default Workspace, its Console): that name.
     null_names: Mapping[str, str] = field(default_factory=dict)
@@ -47,10 +51,17 @@ class FieldSet:
     foreign_id_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
+    def added_beside(self) -> Mapping[str, tuple[str, ...]]:
+        """Every field added beside each id field other than its name."""
+        return {id_field: tuple(added for added, _ in self.extra_fields.get(id_field, ()))
+                + tuple(self.flag_fields.get(id_field, ()))
+                for id_field in self.name_field_for_id}
+
+    @property
     def added_fields(self) -> tuple[str, ...]:
         """Every field the proxy may add to an object."""
         return tuple(self.name_field_for_id.values()) + tuple(
-            added for extras in self.extra_fields.values() for added, _ in extras)
+            added for beside in self.added_beside.values() for added in beside)
 
     @property
     def id_field_for_name(self) -> Mapping[str, str]:
@@ -64,10 +75,14 @@ OPENAI_FIELDS = FieldSet(
                                "user_id": "user_name"}),
     alias_table_for_id=_frozen({"api_key_id": "api_keys", "project_id": "projects", "user_id": "users"}),
     extra_fields=_frozen({
-        "api_key_id": (("api_key_redacted_value", "redacted_value"),),
+        "api_key_id": (("api_key_redacted_value", "redacted_value"), ("api_key_owner_name", "owner_name")),
         "project_id": (),
         "user_id": (("user_email", "email"),),
     }),
+    # A key the Admin API no longer lists (deleted, or in an archived project) once a
+    # whole discovery has run. Anthropic's keys are never deleted (only archived, and
+    # its discovery lists every status), so only OpenAI's get the flag.
+    flag_fields=_frozen({"api_key_id": ("api_key_deleted",)}),
     triggering_fields=frozenset({"api_key_id", "project_id"}),
     foreign_id_prefixes=_frozen({"api_key_id": ("apikey_",)}),
 )
@@ -103,6 +118,8 @@ FIELD_SET_OF: Mapping[str, FieldSet] = MappingProxyType({fs.provider: fs for fs 
 NAME_FIELD_FOR_ID: Mapping[str, str] = OPENAI_FIELDS.name_field_for_id
 ALIAS_TABLE_FOR_ID: Mapping[str, str] = OPENAI_FIELDS.alias_table_for_id
 EXTRA_FIELDS: Mapping[str, tuple[tuple[str, str], ...]] = OPENAI_FIELDS.extra_fields
+FLAG_FIELDS: Mapping[str, tuple[str, ...]] = OPENAI_FIELDS.flag_fields
+ADDED_BESIDE: Mapping[str, tuple[str, ...]] = MappingProxyType(dict(OPENAI_FIELDS.added_beside))
 ADDED_FIELDS: tuple[str, ...] = OPENAI_FIELDS.added_fields
 ID_FIELD_FOR_NAME: Mapping[str, str] = MappingProxyType(dict(OPENAI_FIELDS.id_field_for_name))
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from orgproxy.errors import ProxyError
 from orgproxy.fields import ANTHROPIC_FIELDS, OPENAI_FIELDS, FieldSet
+from orgproxy.paths import ADMIN_PATHS_OUTSIDE_ORGANIZATION
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +32,8 @@ class Provider:
     # Query parameters that are arrays, sent upstream in the bracket spelling (``a[]=x&a[]=y``)
     # whatever spelling the caller used; empty: the query goes as sent, names aside.
     array_params: frozenset[bytes] = frozenset()
+    # Admin API paths outside ``prefix`` that are forwarded too, as templates (see paths.py).
+    paths_outside_prefix: tuple[tuple[bytes | None, ...], ...] = ()
 
 
 OPENAI = Provider(
@@ -38,6 +41,7 @@ OPENAI = Provider(
     fields=OPENAI_FIELDS, error_body=ProxyError.body,
     credential_headers=(b"authorization",),
     scope_headers=(b"openai-organization", b"openai-project"),
+    paths_outside_prefix=ADMIN_PATHS_OUTSIDE_ORGANIZATION,  # the project role paths
 )
 
 ANTHROPIC = Provider(

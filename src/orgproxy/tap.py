@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, NoReturn, Protocol, cast
 from urllib.parse import urlsplit
 
 from twisted.application import strports
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import Deferred, DeferredList, TimeoutError, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.web.client import HTTPConnectionPool
@@ -22,26 +23,43 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 
 from orgproxy.body.amend import Amended
+from orgproxy.credentials import CREDENTIAL_FOR_OPTION, credential_file
 from orgproxy.fields import ANTHROPIC_FIELDS
 from orgproxy.names import anthropic_admin
 from orgproxy.names.aliasfile import AliasFileError
 from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
-from orgproxy.names.history import History
+from orgproxy.names.history import History, Remembered
+from orgproxy.names.shared import NamesFollower, NamesPublisher
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
+from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import metrics
+from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
+from orgproxy.ops.costs import COLLECTOR, CostRefresher, CostStore, store_path
 from orgproxy.ops.memory import keep_large_buffers
-from orgproxy.ops.reload import AliasReloader, ReloadService
+from orgproxy.ops.reload import AliasReloader, ReloadService, off_reactor_thread
+from orgproxy.ops.rundir import RunDirectory
 from orgproxy.ops.signals import SignalHandler
 from orgproxy.ops.watch import MODES
 from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, twistd_arguments, worker_argv
+from orgproxy.plural import counted
 from orgproxy.providers import ANTHROPIC, OPENAI, Provider
 from orgproxy.upstream.admin import AdminClient
 from orgproxy.upstream.agent import pooled_agent
-from orgproxy.upstream.cache import ResponseCache
+from orgproxy.upstream.cache import ExpirySweep, ResponseCache
 from orgproxy.upstream.client import Upstream
+from orgproxy.version import version_line
 from orgproxy.web.access import DEFAULT_ALLOW_FROM, AllowList, is_loopback_only, parse_networks, read_token
+from orgproxy.web.connections import (
+    RESERVED_DESCRIPTORS,
+    Throttled,
+    ThrottledAcceptErrors,
+    accept_errors_observer,
+    default_max_connections,
+    open_files_limit,
+    said_out_of_descriptors,
+)
 from orgproxy.web.proxy import InFlight, OrganizationProxy
 from orgproxy.web.resources import Health, UnknownReport
 from orgproxy.web.site import OrgproxySite, make_site
@@ -64,6 +82,10 @@ DEFAULTS: Mapping[str, str] = {
     "workers": "1",
     "cache-ttl": "0",
     "cache-max-bytes": str(64 * 1024 * 1024),
+    "cost-interval": "3600",
+    "cost-series-max": "2000",
+    "cache-max-entries": "10000",
+    "header-timeout": "10",
 }
 
 
@@ -72,6 +94,8 @@ PATH_OPTIONS = ("aliases", "admin-key-file", "anthropic-admin-key-file", "state-
                 "upstream-ca")
 # Options that differ per process with --workers.
 WORKER_OWN_OPTIONS = ("workers", "worker-fd", "worker-number")
+# Options the daemon gives its own workers, not for people: left out of --help.
+INTERNAL_OPTIONS = ("worker-fd", "worker-number")
 
 
 def env_name(option: str) -> str:
@@ -99,7 +123,8 @@ class Options(usage.Options):
          f"Base URL /v1/organization/ is forwarded to (OpenAI). [default: {DEFAULTS['upstream']}]"],
         ["anthropic-upstream", None, None,
          f"Base URL /v1/organizations/ is forwarded to (Anthropic). [default: {DEFAULTS['anthropic-upstream']}]"],
-        ["aliases", "a", None, "Alias file (TOML or JSON) naming ids. Without it, no names."],
+        ["aliases", "a", None, "Alias file (TOML or JSON) naming ids, or a directory of them (every *.toml"
+         " and *.json in it). Without it, no names."],
         ["timeout", "t", None, f"Seconds allowed for a whole upstream exchange. [default: {DEFAULTS['timeout']}]"],
         ["max-response-bytes", None, None,
          f"Largest upstream body accepted, in bytes. [default: {DEFAULTS['max-response-bytes']}]"],
@@ -114,11 +139,13 @@ class Options(usage.Options):
          f" [default: {DEFAULTS['shutdown-timeout']}]"],
         ["admin-key-file", None, None,
          "File holding an OpenAI admin key, used only to learn names from OpenAI's Admin API."
-         " [default: the environment variable OPENAI_ADMIN_KEY; without either, no discovery]"],
+         " [default: the credential openai-admin-key in $CREDENTIALS_DIRECTORY (systemd), else the"
+         " environment variable OPENAI_ADMIN_KEY; without any, no discovery]"],
         ["anthropic-admin-key-file", None, None,
          "File holding an Anthropic Admin API key, used only to learn names from Anthropic's"
-         " Admin API. [default: the environment variable ANTHROPIC_ADMIN_KEY; without either,"
-         " no discovery of Anthropic's names]"],
+         " Admin API. [default: the credential anthropic-admin-key in $CREDENTIALS_DIRECTORY"
+         " (systemd), else the environment variable ANTHROPIC_ADMIN_KEY; without any, no"
+         " discovery of Anthropic's names]"],
         ["state-dir", None, None,
          f"Directory for the history of every name learned. [default: {DEFAULTS['state-dir']}]"],
         ["discovery-interval", None, None,
@@ -130,19 +157,36 @@ class Options(usage.Options):
          "Addresses (CIDR, comma-separated) that may call; others get 403."
          " [default: loopback and the private ranges]"],
         ["client-token-file", None, None,
-         "File holding a token callers must send as X-Orgproxy-Token (never forwarded)."],
+         "File holding a token callers must send as X-Orgproxy-Token (never forwarded)."
+         " [default: the credential client-token in $CREDENTIALS_DIRECTORY (systemd), else none]"],
         ["upstream-ca", None, None,
          "PEM file of the CAs to trust for the upstream's TLS, in place of the system's"
          " (for an internal gateway)."],
         ["max-concurrency", None, None,
          f"Upstream requests at once; beyond, 503. [default: {DEFAULTS['max-concurrency']}]"],
+        ["max-connections", None, None,
+         "Client connections open at once; beyond, a new one is closed at once."
+         " [default: what the open-files limit leaves after --max-concurrency upstream connections"
+         f" and {RESERVED_DESCRIPTORS} more]"],
+        ["header-timeout", None, None,
+         "Seconds a request's line, headers and body may take to arrive, however slowly they"
+         f" trickle; then the connection is closed. [default: {DEFAULTS['header-timeout']}]"],
         ["workers", None, None,
          f"Processes serving the one listening socket (tcp: or unix: ports). [default: {DEFAULTS['workers']}]"],
         ["cache-ttl", None, None,
          "Seconds identical GETs (same credential, path and query) are answered from memory,"
          f" and identical GETs in flight share one upstream call; 0 is off. [default: {DEFAULTS['cache-ttl']}]"],
         ["cache-max-bytes", None, None,
-         f"Most bytes of upstream bodies the cache keeps. [default: {DEFAULTS['cache-max-bytes']}]"],
+         "Most bytes of memory the cache's entries hold (bodies, headers, keys)."
+         f" [default: {DEFAULTS['cache-max-bytes']}]"],
+        ["cache-max-entries", None, None,
+         f"Most answers the cache keeps. [default: {DEFAULTS['cache-max-entries']}]"],
+        ["cost-interval", None, None,
+         "Seconds between refreshes of the cost series on /metrics (this month's costs per key,"
+         f" with the admin key); 0 is off. [default: {DEFAULTS['cost-interval']}]"],
+        ["cost-series-max", None, None,
+         "Most (key, project) series of cost on /metrics; beyond, the smallest are added up"
+         f" as api_key_name=\"other\". [default: {DEFAULTS['cost-series-max']}]"],
         ["worker-fd", None, None, "Internal: the listening socket a worker adopts."],
         ["worker-number", None, None, "Internal: which worker this process is."],
     ]
@@ -150,6 +194,29 @@ class Options(usage.Options):
     def __init__(self, environ: Mapping[str, str] | None = None):
         super().__init__()
         self.environ = os.environ if environ is None else environ
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise  # not under twistd: the caller handles it
+            # twistd would print the whole --help before the reason; the reason alone says it.
+            raise SystemExit(f"orgproxy: {e} (see twistd orgproxy --help)") from None
+
+    def opt_version(self) -> NoReturn:
+        """Print orgproxy's version (and Twisted's and Python's) and exit."""
+        print(version_line("orgproxy", twisted=True))
+        sys.exit(0)
+
+    def getUsage(self, width: int | None = None) -> str:
+        # --help leaves out the options only the daemon itself passes to its workers.
+        every_option = self.longOpt
+        self.longOpt = [o for o in every_option if o.rstrip("=") not in INTERNAL_OPTIONS]
+        try:
+            return super().getUsage(width)
+        finally:
+            self.longOpt = every_option
 
     def worker_arguments(self) -> list[str]:
         """This plugin's options as given (defaults and environment resolved), for the
@@ -163,6 +230,9 @@ class Options(usage.Options):
         for option, _, _, _ in self.optParameters:
             if self[option] is None:
                 self[option] = self.environ.get(env_name(option)) or DEFAULTS.get(option)
+        for option in CREDENTIAL_FOR_OPTION:  # systemd's LoadCredential=, where no option names a file
+            if self[option] is None:
+                self[option] = credential_file(self.environ, option)
         # Files are named absolutely: twistd changes to --rundir after making the service,
         # and reloads, and --workers' other processes, must find the same files.
         for option in PATH_OPTIONS:
@@ -180,8 +250,20 @@ class Options(usage.Options):
         self["discovery-interval"] = _positive(self, "discovery-interval", float)
         self["discovery-cooldown"] = _positive(self, "discovery-cooldown", float)
         self["max-concurrency"] = _positive(self, "max-concurrency", int)
+        if self["max-connections"] is not None:
+            self["max-connections"] = _positive(self, "max-connections", int)
+        self["header-timeout"] = _positive(self, "header-timeout", float)
         self["workers"] = _positive(self, "workers", int)
         self["cache-max-bytes"] = _positive(self, "cache-max-bytes", int)
+        self["cache-max-entries"] = _positive(self, "cache-max-entries", int)
+        self["cost-series-max"] = _positive(self, "cost-series-max", int)
+        try:
+            self["cost-interval"] = float(self["cost-interval"])
+        except ValueError:
+            self["cost-interval"] = -1.0
+        if not self["cost-interval"] >= 0:
+            raise usage.UsageError("--cost-interval must be 0 (off) or more seconds,"
+                                   f" not {self.given['cost-interval']!r}")
         try:
             self["cache-ttl"] = float(self["cache-ttl"])
         except ValueError:
@@ -232,15 +314,16 @@ def _check_endpoint(description: str) -> None:
 
 class OrgproxyService(MultiService):
     """The listening port, the alias reloader, discovery and the workers, started and
-    stopped in order: a stop lets requests in flight finish before the pool closes."""
+    stopped in order: a stop lets requests in flight finish (here and in every worker at
+    once) before the pool closes."""
 
-    def __init__(self, options: Options, reactor: Any, current: CurrentNames, history: History,
+    def __init__(self, options: Options, reactor: Any, current: CurrentNames, history: History | None,
                  in_flight: InFlight, pool: HTTPConnectionPool | None):
         super().__init__()
         self.options = options
         self.reactor = reactor
         self.current = current
-        self.history = history
+        self.history = history  # None in a worker: the first process keeps it
         self.in_flight = in_flight
         self.pool = pool
         self.notes: list[str] = []  # what start-up found worth a warning
@@ -254,6 +337,8 @@ class OrgproxyService(MultiService):
     discovery: DiscoveryService | None  # OpenAI's
     anthropic_discovery: DiscoveryService | None = None
     unknown: UnknownIds
+    workers: WorkerPool | None = None  # the first process's, with --workers
+    cache: ResponseCache | None
     # The log observer to offer twistd (see logs.text_lines), or None for twistd's own.
     log_observer: ILogObserver | None = None
 
@@ -262,6 +347,14 @@ class OrgproxyService(MultiService):
             return  # a second SIGTERM (the supervisor's to the group, and ours to workers)
         self.stopping = True
         log.info("SIGTERM: no longer accepting connections; shutting down")
+        self.stop_reactor()
+
+    def first_process_gone(self) -> None:
+        """A worker's first process ended (however: kill -9 too): stop as on SIGTERM."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.warn("The first process is gone: no longer accepting connections; shutting down")
         self.stop_reactor()
 
     def give_up(self, reason: str) -> None:
@@ -301,14 +394,25 @@ class OrgproxyService(MultiService):
         self.sigterm.install()
         for note in self.notes:
             log.warn("{note}", note=note)
-        remembered = self.current.names.by_source.get("history", 0)
-        log.info("{count} names remembered in {path}", count=remembered, path=self.history.path)
-        if self.current.source is None:
-            log.warn("No alias file (--aliases or ORGPROXY_ALIASES): running with no names;"
-                     " every id is named \"unknown\"")
-        else:
-            log.info("{count} names from {path}", count=self.current.names.count(),
+        by_source = self.current.names.by_source
+        remembered = by_source.get("history", 0)
+        if self.history is not None:
+            log.info("{names} remembered in {path}", names=counted(remembered, "name"), count=remembered,
+                     path=self.history.path)
+        else:  # a worker: the first process learns names, and remembers them
+            learned = remembered + by_source.get("discovered", 0)
+            log.info("{names} learned and remembered by the first process", names=counted(learned, "name"),
+                     count=learned)
+        if self.current.source is not None:
+            aliased = by_source.get("aliases", 0)
+            log.info("{names} from {path}", names=counted(aliased, "name"), count=aliased,
                      path=self.current.source)
+        elif self.discovery is not None or self.anthropic_discovery is not None or self.history is None:
+            log.info("No alias file (--aliases or ORGPROXY_ALIASES): names come from discovery"
+                     " and the history")
+        elif not remembered:
+            log.warn("No alias file (--aliases or ORGPROXY_ALIASES) and no discovery: running with"
+                     " no names; every id is named \"unknown\"")
         log.info("orgproxy serving on {port}, forwarding /v1/organization/ to {upstream}"
                  " and /v1/organizations/ to {anthropic_upstream}", port=self.options["port"],
                  upstream=self.options["upstream"], anthropic_upstream=self.options["anthropic-upstream"])
@@ -321,23 +425,28 @@ class OrgproxyService(MultiService):
         return Deferred.fromCoroutine(self.stop_in_order())
 
     async def stop_in_order(self) -> None:
-        await super().stopService()  # the port stops accepting; the reloader stops
-        await self.drain(self.options["shutdown-timeout"])
+        # The port stops accepting, the reloader stops, and the workers are told to stop
+        # (the pool does not wait for them); this process drains while they do, so that
+        # the whole daemon stops within one --shutdown-timeout.
+        await super().stopService()
+        draining = Deferred.fromCoroutine(self.drain(self.options["shutdown-timeout"]))
+        await DeferredList([draining, self.workers.all_ended() if self.workers is not None else succeed(None)])
         if self.pool is not None:
             await self.pool.closeCachedConnections()
-        self.history.close()
+        if self.history is not None:
+            self.history.close()
 
     async def drain(self, timeout: float) -> None:
         in_flight = self.in_flight
         if not in_flight.count:
             return
-        log.info("Waiting up to {timeout:g} s for {count} requests in flight", timeout=timeout,
-                 count=in_flight.count)
+        log.info("Waiting up to {timeout:g} s for {requests} in flight", timeout=timeout,
+                 count=in_flight.count, requests=counted(in_flight.count, "request"))
         try:
             await in_flight.idle().addTimeout(timeout, self.reactor)
         except TimeoutError:
-            log.warn("{count} requests still in flight after {timeout:g} s; stopping anyway",
-                     count=in_flight.count, timeout=timeout)
+            log.warn("{requests} still in flight after {timeout:g} s; stopping anyway",
+                     count=in_flight.count, requests=counted(in_flight.count, "request"), timeout=timeout)
 
 
 def load_names(path: str | None, reactor: Any) -> tuple[CurrentNames, AliasReloader | None]:
@@ -345,7 +454,7 @@ def load_names(path: str | None, reactor: Any) -> tuple[CurrentNames, AliasReloa
     current = CurrentNames()
     if path is None:
         return current, None
-    reloader = AliasReloader(path, current, reactor)
+    reloader = AliasReloader(path, current, reactor, off_reactor_thread(reactor))
     try:
         reloader.load_first()
     except AliasFileError as e:
@@ -354,19 +463,40 @@ def load_names(path: str | None, reactor: Any) -> tuple[CurrentNames, AliasReloa
 
 
 def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[History, str | None]:
-    """The store of every name learned, its names put in force; a problem to report, if any."""
+    """The store of every name learned, its names put in force; a problem to report, if any.
+
+    A state directory that cannot be written (read-only, full, not a directory) does not
+    stop the daemon, as it does not once running: it serves, with the names the store
+    remembers if it can be read, and keeps no history this run (warned at start).
+    """
     try:
         history, problem = History.open(directory, reactor.seconds())
-        remembered = history.load()
     except (OSError, sqlite3.Error) as e:
-        raise SystemExit(f"orgproxy: --state-dir {directory}: {e}") from None
+        history, remembered, problem = unkept_history(directory, e)
+    else:
+        try:
+            remembered = history.load()
+        except OSError as e:
+            history.close()
+            history, remembered, problem = unkept_history(directory, e)
     current.history = {(r.learned.provider, r.learned.id_field, r.learned.id): r.learned for r in remembered}
     current.rebuild()
     return history, problem
 
 
+def unkept_history(directory: str, why: Exception) -> tuple[History, list[Remembered], str]:
+    """A history kept in memory only, what the store remembers (read without writing),
+    and the warning that says so."""
+    remembered = History.read_only(directory)
+    return History.unkept(directory), remembered, (
+        f"--state-dir {directory} cannot be used ({why}): serving without keeping the history of names;"
+        f" the {len(remembered)} names it remembers are in force, names learned from now on are"
+        " forgotten when the daemon stops")
+
+
 def admin_key(options: Options, option: str = "admin-key-file", variable: str = "OPENAI_ADMIN_KEY") -> str | None:
-    """A discovery credential: the file of ``--option``, else the environment ``variable``
+    """A discovery credential: the file of ``--option`` (or systemd's credential standing
+    in for it: openai-admin-key, anthropic-admin-key), else the environment ``variable``
     (never a flag's value, which ps would show)."""
     if options[option]:
         try:
@@ -376,21 +506,46 @@ def admin_key(options: Options, option: str = "admin-key-file", variable: str = 
     return options.environ.get(variable, "").strip() or None
 
 
-def unknown_ids_noted(unknown: UnknownIds, clock: Any, discovery: DiscoveryService | None,
-                      provider: str = "openai") -> Callable[[Amended], None]:
+class SeesUnknownIds(Protocol):
+    def unknown_seen(self, unknown_ids: Mapping[str, str]) -> None: ...
+
+
+def unknown_ids_noted(unknown: UnknownIds, clock: Any, discovery: SeesUnknownIds | None,
+                      shared: SharedUnknownIds | None = None, provider: str = "openai") -> Callable[[Amended], None]:
     """What the proxy does with ids nobody could name in ``provider``'s answers: remember
-    them for the report, and let that provider's discovery look for them."""
+    them for the report (and for the other processes' reports), and let that provider's
+    discovery look for them (in a worker, through the first process)."""
     def note(amended: Amended) -> None:
         unknown.record(amended.occurrences, amended.unknown_ids, clock.seconds(), provider)
+        if shared is not None:
+            shared.changed()
         if discovery is not None:
             discovery.unknown_seen(amended.unknown_ids)
     return note
 
 
+def run_directory(options: Options) -> RunDirectory | None:
+    """Where the daemon's processes share what they write, with --workers (else None): the
+    first process makes it afresh, a worker finds it."""
+    if options["workers"] == 1 and options["worker-fd"] is None:
+        return None
+    run = RunDirectory.under(options["state-dir"])
+    try:
+        if options["worker-fd"] is None:
+            run.prepare()
+        else:
+            run.check()
+    except OSError as e:
+        why = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        raise SystemExit(f"orgproxy: --state-dir: the directory the workers share: {why}") from None
+    return run
+
+
 def anthropic_discovery(options: Options, reactor: Any, agent: IAgent, names: CurrentNames,
-                        history: History) -> DiscoveryService | None:
-    """Discovery of Anthropic's names, with --anthropic-admin-key-file or ANTHROPIC_ADMIN_KEY:
-    the key goes only to --anthropic-upstream, as x-api-key, and only from discovery."""
+                        history: History | None) -> DiscoveryService | None:
+    """Discovery of Anthropic's names, with --anthropic-admin-key-file (or systemd's
+    anthropic-admin-key credential) or ANTHROPIC_ADMIN_KEY: the key goes only to
+    --anthropic-upstream, as x-api-key, and only from discovery."""
     key = admin_key(options, "anthropic-admin-key-file", "ANTHROPIC_ADMIN_KEY")
     if key is None:
         return None
@@ -403,20 +558,46 @@ def anthropic_discovery(options: Options, reactor: Any, agent: IAgent, names: Cu
                             triggering_fields=ANTHROPIC_FIELDS.triggering_fields)
 
 
+def cost_series(options: Options, reactor: Any, admin: AdminClient | None,
+                current: CurrentNames) -> CostRefresher | None:
+    """The cost series on /metrics (with an admin key, unless --cost-interval is 0): every
+    process draws them from the figures in the state directory; the one process that is
+    not a --workers worker fetches them (the refresher returned)."""
+    worker = options["worker-number"] > 0  # a --workers worker, which holds no admin key
+    if options["cost-interval"] == 0 or (admin is None and not worker):
+        return None
+    store = CostStore(store_path(options["state-dir"]), writer=not worker)
+    COLLECTOR.follow(store, lambda: current.names)
+    metrics.installed().register(COLLECTOR)
+    if worker or admin is None:
+        return None
+    return CostRefresher(reactor, admin.get, store, options["cost-interval"], options["cost-series-max"])
+
+
 def makeService(options: Options, reactor: Any = None, agent: IAgent | None = None) -> OrgproxyService:
     """The daemon's service tree. ``reactor`` and ``agent`` (every upstream call's HTTP
     client) are for tests to give, in memory; by default the installed reactor and a
-    pooled, TLS-verified agent."""
+    pooled, TLS-verified agent.
+
+    With --workers, the first process (the one twistd starts) also runs discovery (each
+    provider's with an admin key), keeps the history and starts the workers; a worker
+    (``--worker-fd``) takes the first process's learned names from the run directory and
+    asks it for discovery."""
     if reactor is None:
         from twisted.internet import reactor as installed_reactor
 
         reactor = installed_reactor
     set_level(options["log-level"])
     keep_large_buffers()
-    if options["worker-number"]:
+    is_worker = options["worker-fd"] is not None
+    if is_worker:
         log.namespace = f"orgproxy.worker{options['worker-number']}"
     names, reloader = load_names(options["aliases"], reactor)
-    history, history_problem = open_history(options["state-dir"], names, reactor)
+    history, history_problem = (None, None) if is_worker else open_history(options["state-dir"], names, reactor)
+    run = run_directory(options)
+    # Before any metric exists: with workers, every process writes its own to the run
+    # directory, and a scrape reads them all.
+    process_metrics = metrics.start(run.metrics if run is not None else None, first_process=not is_worker)
     pool = None
     if agent is None:
         try:
@@ -425,42 +606,63 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
             raise SystemExit(f"orgproxy: --upstream-ca: {getattr(e, 'strerror', None) or e}"
                              + (f": {options['upstream-ca']}" if isinstance(e, OSError) else "")) from None
     upstream = Upstream(reactor, options["upstream"], agent, options["timeout"], options["max-response-bytes"])
+    anthropic: Provider = replace(ANTHROPIC, upstream=options["anthropic-upstream"])
+    anthropic_upstream = Upstream(reactor, anthropic.upstream, agent, options["timeout"],
+                                  options["max-response-bytes"], title=anthropic.title)
     client_token = None
     if options["client-token-file"]:
         try:
             client_token = read_token(options["client-token-file"])
         except (OSError, ValueError) as e:
             raise SystemExit(f"orgproxy: --client-token-file: {e}") from None
-    key = admin_key(options)
+    # A worker never holds an admin key: discovery is the first process's.
+    key = None if is_worker else admin_key(options)
     discovery = None
+    admin = None
     if key is not None:
         admin = AdminClient(reactor, options["upstream"], agent, [(b"Authorization", b"Bearer " + key.encode())],
                             options["timeout"], options["max-response-bytes"])
         discovery = DiscoveryService(reactor, admin.get, names, history,
                                      options["discovery-interval"], options["discovery-cooldown"])
-    discovery_of_anthropic = anthropic_discovery(options, reactor, agent, names, history)
-    cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"])
+    discovery_of_anthropic = None if is_worker else anthropic_discovery(options, reactor, agent, names, history)
+    discoveries = [found for found in (discovery, discovery_of_anthropic) if found is not None]
+    cost_refresher = cost_series(options, reactor, admin, names)
+    cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"], options["cache-max-entries"])
              if options["cache-ttl"] > 0 else None)
-    in_flight = InFlight(options["max-concurrency"])
+    in_flight = InFlight(options["max-concurrency"], on_change=metrics.set_in_flight)
     unknown = UnknownIds()
-    proxy = OrganizationProxy(upstream.forward, names, reactor, in_flight,
-                              unknown_ids_noted(unknown, reactor, discovery),
-                              replace_ids=options["replace-ids"], cache=cache)
-    anthropic: Provider = replace(ANTHROPIC, upstream=options["anthropic-upstream"])
-    anthropic_upstream = Upstream(reactor, anthropic.upstream, agent, options["timeout"],
-                                  options["max-response-bytes"], title=anthropic.title)
-    anthropic_proxy = OrganizationProxy(anthropic_upstream.forward, names, reactor, in_flight,
-                                        unknown_ids_noted(unknown, reactor, discovery_of_anthropic, anthropic.name),
-                                        replace_ids=options["replace-ids"], cache=cache, provider=anthropic)
-    health = Health(names, discovery, {OPENAI.name: (options["upstream"], discovery),
-                                       anthropic.name: (anthropic.upstream, discovery_of_anthropic)})
-    site = make_site(proxy=proxy, anthropic_proxy=anthropic_proxy, health=health,
-                     unknown_report=UnknownReport(unknown, names), allow=AllowList(options["allow-from"]),
-                     client_token=client_token, reactor=reactor)
-    metrics.follow_names(lambda: names.names)
-    metrics.IN_FLIGHT.set_function(lambda: in_flight.count)
+    shared_unknown = SharedUnknownIds(reactor, run.unknown, unknown) if run is not None else None
+    follower = first_process = None
+    if is_worker:
+        assert run is not None
+        # Names following: by --watch's means, but never off (this is not the operator's file).
+        follower = NamesFollower(reactor, run.names, names, "poll" if options["watch"] == "off" else options["watch"])
+        follower.load()
     service = OrgproxyService(options, reactor, names, history, in_flight, pool)
-    service.site, service.discovery, service.unknown = site, discovery, unknown
+    if is_worker:
+        first_process = FirstProcessLink(reactor, service.first_process_gone, options["discovery-cooldown"])
+    proxy = OrganizationProxy(upstream.forward, names, reactor, in_flight,
+                              unknown_ids_noted(unknown, reactor, discovery or first_process, shared_unknown),
+                              replace_ids=options["replace-ids"], cache=cache)
+    anthropic_asks = (first_process.asker(anthropic.name, ANTHROPIC_FIELDS.triggering_fields)
+                      if first_process is not None else None)
+    anthropic_proxy = OrganizationProxy(anthropic_upstream.forward, names, reactor, in_flight,
+                                        unknown_ids_noted(unknown, reactor, discovery_of_anthropic or anthropic_asks,
+                                                          shared_unknown, anthropic.name),
+                                        replace_ids=options["replace-ids"], cache=cache, provider=anthropic)
+    anthropic_status = follower.status_of(anthropic.name) if follower is not None else None
+    health = Health(names, discovery or follower, {OPENAI.name: (options["upstream"], discovery or follower),
+                                                   anthropic.name: (anthropic.upstream,
+                                                                    discovery_of_anthropic or anthropic_status)})
+    files_limit = open_files_limit()
+    max_connections = options["max-connections"] or default_max_connections(options["max-concurrency"], files_limit)
+    site = make_site(proxy=proxy, anthropic_proxy=anthropic_proxy, health=health,
+                     unknown_report=UnknownReport(shared_unknown.merged if shared_unknown is not None
+                                                  else (lambda: unknown), names),
+                     allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor,
+                     header_timeout=options["header-timeout"], max_connections=max_connections)
+    process_metrics.follow_names(lambda: names.names)
+    service.site, service.discovery, service.unknown, service.cache = site, discovery, unknown, cache
     service.anthropic_discovery = discovery_of_anthropic
     twistd_options = getattr(options, "parent", None)  # twistd's own, when twistd runs it
     if twistd_options is not None and logs_to_standard_output(twistd_options):
@@ -472,28 +674,59 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
             f"!!! Listening on {options['port']}, beyond this machine, with neither --allow-from nor"
             " --client-token-file: any host in the private ranges can use it to call OpenAI or Anthropic with"
             " whatever admin key it sends. Restrict it.")
-    if discovery is None:
-        service.notes.append("Discovery is off (no --admin-key-file or OPENAI_ADMIN_KEY):"
-                             " names come from the alias file and the history only")
-    on_sighup: list[Callable[[str], None]] = [
-        found.request for found in (discovery, discovery_of_anthropic) if found is not None]
-    if options["worker-fd"] is not None:
-        adopted_port_service(reactor, int(options["worker-fd"]), site).setServiceParent(service)
+    if max_connections + options["max-concurrency"] + RESERVED_DESCRIPTORS > files_limit:
+        service.notes.append(
+            f"--max-connections {max_connections} and --max-concurrency {options['max-concurrency']} leave too few"
+            f" of the {files_limit} file descriptors this process may open (ulimit -n, LimitNOFILE=) for upstream"
+            " connections and files: under load, connections may be refused for want of one (EMFILE)")
+    if discovery is None and not is_worker:
+        service.notes.append("OpenAI's discovery is off (no --admin-key-file or OPENAI_ADMIN_KEY):"
+                             " OpenAI's names come from the alias file and the history only")
+    on_sighup: list[Callable[[str], None]] = [found.request for found in discoveries]
+    # Accept errors (EMFILE, ...) said once a minute, not once per connection refused.
+    accept_errors = accept_errors_observer(Throttled(reactor, said_out_of_descriptors))
+    if is_worker:
+        adopted = adopted_port_service(reactor, int(options["worker-fd"]), site)
+        adopted.endpoint = ThrottledAcceptErrors(adopted.endpoint, accept_errors)
+        adopted.setServiceParent(service)
     else:
         listening = strports.service(options["port"], site, reactor=reactor)
+        listening.endpoint = ThrottledAcceptErrors(listening.endpoint, accept_errors)
         if options["workers"] > 1:
+            assert run is not None and shared_unknown is not None
             shared = listening.endpoint = SharedAccepts(listening.endpoint)
             plugin_arguments = options.worker_arguments()
             twistd_argument_list = twistd_arguments(twistd_options)  # now, before twistd's chdir
             pool_of_workers = WorkerPool(reactor, options["workers"],
                                          lambda number: worker_argv(twistd_argument_list, plugin_arguments, number),
-                                         shared, options["shutdown-timeout"] + 5, service.give_up)
+                                         shared, options["shutdown-timeout"], service.give_up)
+            pool_of_workers.on_ended += [process_metrics.worker_ended, shared_unknown.absorb]
+            service.workers = pool_of_workers
+            pool_of_workers.discovery_wanted = {found.provider: found.unknown_seen_by for found in discoveries}
             on_sighup.append(pool_of_workers.on_sighup)
+            share_learned_names(run, names, discoveries)
         listening.setServiceParent(service)
         if options["workers"] > 1:
             pool_of_workers.setServiceParent(service)
     ReloadService(reactor, reloader, options["watch"], on_sighup).setServiceParent(service)
-    for found in (discovery, discovery_of_anthropic):
-        if found is not None:
-            found.setServiceParent(service)
+    if cache is not None:
+        # Swept at least every second, at most every TTL: memory comes back within a TTL
+        # of an entry's expiry, and a short TTL does not make the sweeps constant.
+        ExpirySweep(cache, reactor, max(options["cache-ttl"], 1.0)).setServiceParent(service)
+    for found in discoveries:
+        found.setServiceParent(service)
+    for shares in (shared_unknown, follower, first_process):
+        if shares is not None:
+            shares.setServiceParent(service)
+    if cost_refresher is not None:
+        cost_refresher.setServiceParent(service)
     return service
+
+
+def share_learned_names(run: RunDirectory, names: CurrentNames, discoveries: Sequence[DiscoveryService]) -> None:
+    """The first process's learned names (every provider's), written for the workers now
+    (before any starts) and after every walk of each provider's discovery."""
+    publisher = NamesPublisher(run.names, names, lambda: {found.provider: found.status() for found in discoveries})
+    publisher.publish()
+    for found in discoveries:
+        found.after_walk.append(publisher.publish)

@@ -56,9 +56,11 @@ ALIASES = {
 }
 NAMES = Names.build(ALIASES, discovered=DISCOVERED)
 
-KEY_POOL = ["key_ck1", "key_ck2", "key_ck3", "key_srch", "key_gone1", "key_gone2", None, None]
-PROJECT_POOL = ["proj_w1", "proj_w2", "proj_m", "proj_gone", None, None]
-USER_POOL = ["user_a1", "user_a2", "user_a3", "user_b", "user_gone", None, None]
+# ABSENT: the row has no such field at all (an endpoint that cannot group by it).
+ABSENT = "<absent>"
+KEY_POOL = ["key_ck1", "key_ck2", "key_ck3", "key_srch", "key_gone1", "key_gone2", None, None, ABSENT]
+PROJECT_POOL = ["proj_w1", "proj_w2", "proj_m", "proj_gone", None, None, ABSENT]
+USER_POOL = ["user_a1", "user_a2", "user_a3", "user_b", "user_gone", None, None, ABSENT]
 POOL = {"api_key_id": KEY_POOL, "project_id": PROJECT_POOL, "user_id": USER_POOL}
 
 
@@ -102,8 +104,9 @@ def rest(row: dict[str, Any], grouped: set[str]) -> Any:
 
 
 def is_unknown(row: dict[str, Any], grouped: set[str]) -> bool:
-    """Whether a grouped id in the row is something nobody can name."""
-    return any(row.get(f) is not None and row[f] not in NAMES.by_field[f] for f in grouped)
+    """Whether the row must stay alone: a grouped id in it is something nobody can name,
+    or it has no such field at all."""
+    return any(f not in row or (row[f] is not None and row[f] not in NAMES.by_field[f]) for f in grouped)
 
 
 def name_key(row: dict[str, Any], grouped: set[str]) -> tuple[Any, ...]:
@@ -125,6 +128,10 @@ def could_hold(out_row: dict[str, Any], in_row: dict[str, Any], grouped: set[str
     if rest(out_row, grouped) != rest(in_row, grouped):
         return False
     for f in grouped:
+        if f not in in_row:  # no id field: no id list either
+            if f in out_row or IDS_FIELD[f] in out_row:
+                return False
+            continue
         ids = out_row.get(IDS_FIELD[f])
         if not isinstance(ids, list):
             return False
@@ -221,25 +228,29 @@ def number_of(draw: st.DrawFn, kind: str) -> Any:
 @st.composite
 def usage_row(draw: st.DrawFn, templates: list[dict[str, Any]], ids: dict[str, list[Any]]) -> dict[str, Any]:
     template = draw(st.sampled_from(templates))
-    return {"object": "organization.usage.completions.result",
+    return without_absent({"object": "organization.usage.completions.result",
             "input_tokens": draw(ints), "input_cached_tokens": draw(ints),
             "output_tokens": draw(ints), "num_model_requests": draw(st.integers(0, 50)),
             "project_id": draw(st.sampled_from(ids["project_id"])),
             "user_id": draw(st.sampled_from(ids["user_id"])),
             "api_key_id": draw(st.sampled_from(ids["api_key_id"])),
-            **template}
+            **template})
 
 
 @st.composite
 def costs_row(draw: st.DrawFn, templates: list[dict[str, Any]], ids: dict[str, list[Any]]) -> dict[str, Any]:
     t = draw(st.sampled_from(templates))
-    return {"object": "organization.costs.result",
+    return without_absent({"object": "organization.costs.result",
             "amount": {"value": number_of(draw, t["value"]), "currency": t["currency"]},
             "line_item": t["line_item"],
             "project_id": draw(st.sampled_from(ids["project_id"])),
             "api_key_id": draw(st.sampled_from(ids["api_key_id"])),
             "quantity": number_of(draw, t["quantity"]),
-            "quantity_unit": t["quantity_unit"]}
+            "quantity_unit": t["quantity_unit"]})
+
+
+def without_absent(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if v != ABSENT}
 
 
 @st.composite
@@ -299,6 +310,8 @@ def test_input_rows_are_partitioned_exactly_among_output_rows(case: tuple[dict[s
                 assert not any(is_unknown(rows_in[i], grouped) for i in m), "a row of an unknown id merged"
                 assert len({name_key(rows_in[i], grouped) for i in m}) == 1, "rows with different names merged"
             for f in grouped:  # the id lists name exactly the ids that went in
+                if f not in rows_out[j]:
+                    continue
                 assert rows_out[j][IDS_FIELD[f]] == first_seen(
                     [rows_in[i][f] for i in m if rows_in[i].get(f) is not None])
 
@@ -325,6 +338,9 @@ def test_id_field_and_extras_of_an_output_row_follow_its_ids(case: tuple[dict[st
         for row, m in zip(rows_out, claims(rows_in, rows_out, grouped)):
             keys = list(row)
             for f in grouped:
+                if f not in row:
+                    assert IDS_FIELD[f] not in row, f"{IDS_FIELD[f]} added to a row without {f}"
+                    continue
                 ids = row[IDS_FIELD[f]]
                 assert keys[keys.index(f) + 1] == IDS_FIELD[f], f"{IDS_FIELD[f]} not right after {f}: {keys}"
                 assert row[f] == (ids[0] if len(ids) == 1 else None)
@@ -478,6 +494,22 @@ def test_two_checkout_keys_are_one_row_with_the_amounts_summed() -> None:
     assert page["has_more"] is True and page["next_page"] == "page_AAAA="
 
 
+def test_a_deleted_key_and_its_successor_are_one_row_telling_only_what_both_share() -> None:
+    names = Names.build(discovered=[
+        Learned("api_key_id", "key_old", "checkout", redacted_value="sk-...old1", owner_name="Ada"),
+        Learned("api_key_id", "key_new", "checkout", redacted_value="sk-...new2", owner_name="Ada")],
+        listed_keys={"openai": {"key_new"}})
+    result = amend_json(orjson.dumps(page_of(costs_row_of("key_old", 0.25), costs_row_of("key_new", 0.5))), names)
+    assert result is not None
+    page = orjson.loads(result.body)
+    old, new = results(page)
+    assert (old["api_key_deleted"], "api_key_deleted" in new) == (True, False)
+    assert merge_by_name(page, {"api_key_id"}, names) == 1
+    [row] = results(page)
+    assert row["api_key_ids"] == ["key_old", "key_new"] and row["amount"]["value"] == 0.75
+    assert (row["api_key_owner_name"], row["api_key_redacted_value"], row["api_key_deleted"]) == ("Ada", None, None)
+
+
 def test_three_keys_of_one_name_are_listed_in_first_seen_order() -> None:
     page = page_of(costs_row_of("key_ck3", 0.5), costs_row_of("key_ck1", 0.25),
                    costs_row_of("key_ck3", 0.125), costs_row_of("key_ck2", 1.0))
@@ -522,6 +554,31 @@ def test_null_ids_merge_with_each_other_into_an_empty_list() -> None:
     assert (nulls["api_key_id"], nulls["api_key_ids"], nulls["api_key_name"], nulls["amount"]["value"]) == (
         None, [], None, 0.75)
     assert ck1["api_key_ids"] == ["key_ck1"]
+
+
+def test_rows_without_the_grouped_id_field_are_never_merged_and_get_no_id_list() -> None:
+    # code_interpreter_sessions cannot be grouped by key: its rows have no api_key_id.
+    sessions = {"object": "organization.usage.code_interpreter_sessions.result", "num_sessions": 1,
+                "project_id": None}
+    page = page_of(dict(sessions), dict(sessions), costs_row_of("key_ck1", 0.25), costs_row_of("key_ck2", 0.5))
+    assert merge_by_name(page, {"api_key_id"}, NAMES) == 1
+    first, second, checkout = results(page)
+    assert first == sessions and second == sessions  # as they were: no api_key_ids, not summed
+    assert checkout["api_key_ids"] == ["key_ck1", "key_ck2"]
+
+
+def test_a_row_lacking_one_of_two_grouped_fields_stays_alone() -> None:
+    # Costs rows have no user_id: grouped by key and user name, none of them may merge.
+    page = page_of(costs_row_of("key_ck1", 0.25), costs_row_of("key_ck2", 0.5))
+    assert merge_by_name(page, {"api_key_id", "user_id"}, NAMES) == 0
+    assert [(r["api_key_ids"], "user_ids" in r) for r in results(page)] == [(["key_ck1"], False),
+                                                                            (["key_ck2"], False)]
+
+
+def test_an_id_list_of_the_upstreams_that_is_not_a_list_keeps_its_row_alone() -> None:
+    page = page_of(costs_row_of("key_ck1", 0.25, api_key_ids=5), costs_row_of("key_ck2", 0.5, api_key_ids=5))
+    assert merge_by_name(page, {"api_key_id"}, NAMES) == 0
+    assert [r["api_key_ids"] for r in results(page)] == [5, 5]
 
 
 def test_an_empty_grouped_merges_not_even_rows_alike_but_for_numbers() -> None:
@@ -610,12 +667,12 @@ def test_a_redacted_value_only_one_merged_key_has_becomes_null_in_either_order(o
     assert "api_key_redacted_value" in row and row["api_key_redacted_value"] is None, row
 
 
-def test_rows_without_a_grouped_id_field_merge_without_error() -> None:
+def test_rows_without_the_only_grouped_id_field_stay_as_they_are() -> None:
     # Costs rows have no user_id; a caller may still ask to group them by user_name.
     page = page_of(costs_row_of("key_ck1", 0.25), costs_row_of("key_ck1", 0.5))
-    assert merge_by_name(page, {"user_id"}, NAMES) == 1
-    [row] = results(page)
-    assert row["amount"]["value"] == 0.75
+    before = copy.deepcopy(page)
+    assert merge_by_name(page, {"user_id"}, NAMES) == 0
+    assert page == before
 
 
 # regroup --------------------------------------------------------------------------------------

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from orgproxy.names.aliasfile import FIELDS, AliasFileError, load_aliases, parse_aliases
+from orgproxy.names.aliasfile import (
+    FIELDS,
+    MAX_BYTES,
+    AliasFileError,
+    load_aliases,
+    parse_alias_file,
+    parse_aliases,
+    read_alias_bytes,
+)
 
 EXAMPLE_TOML = b"""\
 [api_keys]
@@ -226,11 +234,52 @@ def test_load_aliases_of_a_missing_file_cannot_read(tmp_path: Path) -> None:
     assert isinstance(info.value.__cause__, FileNotFoundError)
 
 
-def test_load_aliases_of_a_directory_cannot_read(tmp_path: Path) -> None:
+def test_load_aliases_of_a_directory_is_not_a_regular_file(tmp_path: Path) -> None:
+    # (A directory of alias files is read by aliassource, file by file.)
     with pytest.raises(AliasFileError) as info:
         load_aliases(str(tmp_path))
-    assert_error(info.value, str(tmp_path), None, "cannot read: ")
-    assert isinstance(info.value.__cause__, IsADirectoryError)
+    assert_error(info.value, str(tmp_path), None, "cannot read: not a regular file (a directory)")
+
+
+@pytest.mark.timeout(10)  # a FIFO opened for reading the usual way waits for a writer forever
+def test_a_fifo_is_refused_at_once_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "aliases.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(AliasFileError) as info:
+        load_aliases(str(fifo))
+    assert_error(info.value, str(fifo), None, "cannot read: not a regular file (a FIFO)")
+
+
+def test_a_symlink_to_a_device_is_refused_without_reading_it(tmp_path: Path) -> None:
+    link = tmp_path / "aliases.toml"
+    link.symlink_to("/dev/zero")  # reading it would never end
+    with pytest.raises(AliasFileError) as info:
+        load_aliases(str(link))
+    assert_error(info.value, str(link), None, "cannot read: not a regular file (a character device)")
+
+
+def test_a_file_over_the_size_limit_is_refused_with_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "aliases.toml"
+    with open(path, "wb") as f:
+        f.truncate(MAX_BYTES + 1)  # sparse: nothing is written, or read
+    with pytest.raises(AliasFileError) as info:
+        load_aliases(str(path))
+    assert_error(info.value, str(path), None, "larger than 16 MiB, the most alias files may hold")
+    path.write_bytes(EXAMPLE_TOML)
+    assert read_alias_bytes(str(path), limit=len(EXAMPLE_TOML)) == EXAMPLE_TOML
+    with pytest.raises(AliasFileError):
+        read_alias_bytes(str(path), limit=len(EXAMPLE_TOML) - 1)
+
+
+@pytest.mark.parametrize(("text", "path", "blank"), [
+    (b"", "a.toml", True), (b" \n\t\n", "a.json", True), (b"# nothing yet\n\n# really\n", "a.toml", True),
+    (b"[api_keys]\n", "a.toml", False), (b"[api_keys]\n[projects]\n[users]\n", "a.toml", False),
+    (b"{}", "a.json", False), (b'{"api_keys": {}}', "a.json", False), (EXAMPLE_TOML, "a.toml", False),
+])
+def test_a_file_is_blank_when_it_holds_no_table_at_all(text: bytes, path: str, blank: bool) -> None:
+    aliases, is_blank = parse_alias_file(text, path)
+    assert is_blank is blank
+    assert aliases == parse_aliases(text, path)
 
 
 # --- encoding errors --------------------------------------------------------

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.error import ProcessDone
 
 from orgproxy.names.history import History
+from orgproxy.ops.firstprocess import REQUESTS_FD
 from orgproxy.ops.reload import ReloadService
 from tests.support.answers import TOKEN
 from tests.support.fake_admin import FakeAdmin, sample_org
@@ -38,6 +40,7 @@ from tests.support.fake_anthropic import (
 )
 from tests.support.fake_openai import FakeOpenAI, Script, hold, reply
 from tests.support.memory import InMemoryProxy
+from tests.support.spawning import SpawningReactor
 
 ANTHROPIC_KEY = {"ANTHROPIC_ADMIN_KEY": ADMIN_KEY}
 COSTS = "/v1/organizations/cost_report"
@@ -204,6 +207,43 @@ def test_an_unknown_id_sets_off_its_own_provider_s_walk_alone(
     assert walks(fake_anthropic) == 2
     assert sum(1 for r in fake.received
                if r.path == b"/v1/organization/projects" and b"after" not in r.target) == openai_walks
+
+
+def test_with_workers_the_first_process_walks_anthropic_for_the_daemon_and_shares_what_it_learned(
+        make_proxy: Callable[..., InMemoryProxy], fake_anthropic: FakeAnthropic, tmp_path: Path) -> None:
+    reactor = SpawningReactor()
+    proxy = make_proxy("--workers", "2", "--discovery-cooldown", "60", environ=ANTHROPIC_KEY, reactor=reactor)
+    proxy.start_service()
+    proxy.flush()
+    (worker,) = reactor.spawned
+    shared_file = tmp_path / "state" / "run" / "names" / "names.json"
+
+    def shared() -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(shared_file.read_text())
+        return document
+
+    def learned_for_the_workers() -> dict[str, str]:
+        return {row[1]: row[2] for row in shared()["discovered"] if row[-1] == "anthropic"}
+
+    assert walks(fake_anthropic) == 1
+    assert KEY_NAMES.items() <= learned_for_the_workers().items()
+    assert BILLING_KEY in shared()["listed_keys"]["anthropic"]
+    assert shared()["discovery"]["anthropic"]["enabled"] is True and "openai" not in shared()["discovery"]
+    assert ADMIN_KEY not in shared_file.read_text()  # no file the processes share holds the key
+    fake_anthropic.org.api_keys.append(dict(fake_anthropic.org.api_keys[0], id="apikey_NewThisMorning",
+                                            name="created this morning"))
+    worker.protocol.childDataReceived(REQUESTS_FD, b"discover openai\n")  # no OpenAI key here: nothing to ask
+    worker.protocol.childDataReceived(REQUESTS_FD, b"discover anthropic\n")  # the worker saw an unknown key
+    proxy.flush()
+    assert walks(fake_anthropic) == 2
+    assert learned_for_the_workers()["apikey_NewThisMorning"] == "created this morning"
+    # The cooldown is the daemon's: the worker asking again waits.
+    worker.protocol.childDataReceived(REQUESTS_FD, b"discover anthropic\n")
+    proxy.flush()
+    assert walks(fake_anthropic) == 2
+    stopped = proxy.service.stopService()
+    worker.end(ProcessDone(0))
+    proxy.resolve(stopped)
 
 
 # --- when, and after failures -----------------------------------------------------------------

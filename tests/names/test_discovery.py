@@ -4,14 +4,17 @@ front of a fake Admin API that pages two items at a time. Time moves only with t
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.error import ProcessDone
 from twisted.logger import LogLevel
 
+from orgproxy.ops.firstprocess import REQUESTS_FD
 from orgproxy.ops.reload import ReloadService
 from tests.support.answers import TOKEN
 from tests.support.fake_admin import (
@@ -30,6 +33,7 @@ from tests.support.fake_admin import (
 )
 from tests.support.fake_openai import Behaviour, FakeOpenAI, hold, reply
 from tests.support.memory import InMemoryProxy
+from tests.support.spawning import SpawningReactor
 
 ADMIN_KEY = {"OPENAI_ADMIN_KEY": TOKEN}
 COSTS = "/v1/organization/costs"
@@ -118,8 +122,12 @@ def test_every_key_project_and_user_in_every_page_is_named(start: Start, admin: 
                + [{"user_id": u} for u in admin.user_names()])
     named = names_of(proxy, "api_key_id", list(keys))
     assert {key: row["api_key_name"] for key, row in named.items()} == keys
-    assert named["key_Ws2kZoeLptB8"] == {"api_key_name": "Zoë's key", "api_key_redacted_value": "sk-proj-Cd...w2Xy"}
+    assert named["key_Ws2kZoeLptB8"] == {"api_key_name": "Zoë's key", "api_key_redacted_value": "sk-proj-Cd...w2Xy",
+                                         "api_key_owner_name": "Zoë Quinn"}
+    assert named["key_Ws3kCheckoutC7"]["api_key_owner_name"] == "checkout-bot"  # a service account
     assert named["key_Ad1kMainAdmM8"]["api_key_redacted_value"] == "sk-admin...a1Bc"
+    assert named["key_Ad1kMainAdmM8"]["api_key_owner_name"] == "Admin automation"
+    assert not [key for key, row in named.items() if "api_key_deleted" in row], "every key is listed"
     projects = names_of(proxy, "project_id", list(admin.project_names()))
     assert {p: row["project_name"] for p, row in projects.items()} == admin.project_names()  # archived too
     users = names_of(proxy, "user_id", list(admin.user_names()))
@@ -128,6 +136,24 @@ def test_every_key_project_and_user_in_every_page_is_named(start: Start, admin: 
     status = health_discovery(proxy)
     assert status["enabled"] and not status["running"] and status["last_error"] is None
     assert status["last_success"] is not None and status["names"] >= len(keys) + len(admin.user_names())
+
+
+def test_a_key_the_admin_api_no_longer_lists_is_named_and_marked_deleted_after_a_whole_walk(
+        start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:
+    proxy = start("--discovery-interval", "300")
+    gone, kept = "key_Ws4kStagingD6", "key_Ws1kProdSrvA9"
+    admin.delete_key(WEB_SHOP, gone)
+    serve_rows(fake, [{"api_key_id": gone}, {"api_key_id": kept}])
+    assert "api_key_deleted" not in names_of(proxy, "api_key_id", [gone])[gone], "not before a walk has seen it"
+    # A walk that fails half way tells nothing about what is gone.
+    admin.fail_next(api_keys_path(DATA_PIPELINE), reply(500, openai_error("boom", type="server_error")))
+    proxy.advance(300)
+    assert "api_key_deleted" not in names_of(proxy, "api_key_id", [gone])[gone]
+    proxy.advance(1)  # the retry walks the whole organization
+    named = names_of(proxy, "api_key_id", [gone, kept])
+    assert named[gone] == {"api_key_name": "Staging", "api_key_redacted_value": "sk-proj-Gh...u4Vw",
+                           "api_key_owner_name": "Dana Scully", "api_key_deleted": True}
+    assert "api_key_deleted" not in named[kept]
 
 
 def test_walks_send_exactly_the_specified_cursors_flags_and_key(start: Start, admin: FakeAdmin,
@@ -168,10 +194,14 @@ def test_a_deleted_key_is_still_named_after_a_restart(start: Start, admin: FakeA
     start().close()
     admin.delete_key(WEB_SHOP, "key_Ws4kStagingD6")
     serve_rows(fake, [{"api_key_id": "key_Ws4kStagingD6"}])
-    for environ in (ADMIN_KEY, None):  # with discovery, and with the history alone
+    remembered = {"api_key_name": "Staging", "api_key_redacted_value": "sk-proj-Gh...u4Vw",
+                  "api_key_owner_name": "Dana Scully"}
+    # With discovery, whose whole walk no longer lists it, it is marked deleted; with the
+    # history alone, nobody knows.
+    for environ, marked in ((ADMIN_KEY, {"api_key_deleted": True}), (None, {})):
         again = start(environ=environ)
         assert names_of(again, "api_key_id", ["key_Ws4kStagingD6"]) == {
-            "key_Ws4kStagingD6": {"api_key_name": "Staging", "api_key_redacted_value": "sk-proj-Gh...u4Vw"}}
+            "key_Ws4kStagingD6": {**remembered, **marked}}
         assert again.get("/health").json()["names_by_source"]["history"] >= 1
         again.close()
 
@@ -189,7 +219,8 @@ def test_the_alias_file_wins_over_discovery_which_wins_over_history(start: Start
     named = names_of(again, "api_key_id", ids)
     assert named["key_Ws1kProdSrvA9"]["api_key_name"] == "Production server (renamed)"
     assert named["key_Ws3kCheckoutC7"] == {"api_key_name": "checkout-from-alias-file",
-                                           "api_key_redacted_value": "sk-svcac-Ef...v3Wx"}
+                                           "api_key_redacted_value": "sk-svcac-Ef...v3Wx",
+                                           "api_key_owner_name": "checkout-bot"}
     assert named["key_Ws4kStagingD6"]["api_key_name"] == "Staging"
     sources = again.get("/health").json()["names_by_source"]
     assert sources["aliases"] == 1 and sources["discovered"] > 10 and sources["history"] == 1
@@ -274,6 +305,40 @@ def test_unknown_sightings_set_off_discovery_at_most_once_per_cooldown(start: St
     proxy.advance(0.1)
     proxy.get(COSTS + "?start_time=1")
     assert walks(admin) == 4
+
+
+def test_with_workers_the_first_process_walks_for_the_daemon_and_shares_what_it_learned(
+        make_proxy: Callable[..., InMemoryProxy], admin: FakeAdmin, fake: FakeOpenAI, tmp_path: Path) -> None:
+    one_quick_project(admin)
+    reactor = SpawningReactor()
+    proxy = make_proxy("--workers", "2", "--discovery-cooldown", "60", environ=ADMIN_KEY, reactor=reactor)
+    proxy.start_service()
+    proxy.flush()
+    (worker,) = reactor.spawned
+    shared = tmp_path / "state" / "run" / "names" / "names.json"
+
+    def learned_for_the_workers() -> set[str]:
+        return {row[1] for row in json.loads(shared.read_text())["discovered"]}
+
+    assert walks(admin) == 1 and "key_Ws1kProdSrvA9" in learned_for_the_workers()
+    admin.add_key(WEB_SHOP, {"id": "key_NewThisMorning", "name": "Created this morning",
+                             "owner": user_owner(admin.org.users[0])})
+    worker.protocol.childDataReceived(REQUESTS_FD, b"discover openai\n")  # the worker saw an unknown id
+    proxy.flush()
+    assert walks(admin) == 2 and "key_NewThisMorning" in learned_for_the_workers()
+    # The cooldown is the daemon's: this process's own sighting, or the worker's again, waits.
+    serve_rows(fake, [{"api_key_id": "key_NobodyKnows"}])
+    proxy.get(COSTS + "?start_time=1")
+    worker.protocol.childDataReceived(REQUESTS_FD, b"discover openai\n")
+    proxy.flush()
+    assert walks(admin) == 2
+    proxy.advance(60)
+    worker.protocol.childDataReceived(REQUESTS_FD, b"discover openai\n")
+    proxy.flush()
+    assert walks(admin) == 3
+    stopped = proxy.service.stopService()
+    worker.end(ProcessDone(0))
+    proxy.resolve(stopped)
 
 
 def test_an_unknown_user_alone_does_not_set_off_discovery(start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:
@@ -478,7 +543,7 @@ def test_without_a_key_discovery_is_off_and_says_so(start: Start, fake: FakeOpen
     proxy.advance(3600)
     assert proxy.service.discovery is None
     assert health_discovery(proxy) == {"enabled": False}
-    assert any("Discovery is off" in note for note in proxy.service.notes)
+    assert any("OpenAI's discovery is off" in note for note in proxy.service.notes)
     assert fake.received == []
 
 

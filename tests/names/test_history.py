@@ -358,3 +358,26 @@ def test_a_schema_1_table_under_a_schema_2_version_is_not_ours(tmp_path: Path) -
     history, problem = History.open(str(tmp_path), NOW)
     history.close()
     assert problem is not None and "table learned has columns" in problem
+
+
+# --- a state directory that cannot be written ---------------------------------------------------
+
+def test_a_store_is_read_without_writing_anything(tmp_path: Path) -> None:
+    history, _ = History.open(str(tmp_path), NOW)
+    history.remember([KEY, USER], NOW)
+    history.close()
+    before = (tmp_path / FILENAME).read_bytes()
+    assert [r.learned for r in History.read_only(str(tmp_path))] == sorted([KEY, USER], key=lambda r: (r.id_field, r.id))
+    assert (tmp_path / FILENAME).read_bytes() == before
+    assert History.read_only(str(tmp_path / "missing")) == []
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / FILENAME).write_bytes(b"not a database at all, not even close" * 10)
+    assert History.read_only(str(tmp_path / "garbage")) == []
+
+
+def test_an_unkept_store_remembers_in_memory_only(tmp_path: Path) -> None:
+    history = History.unkept(str(tmp_path / "state"))
+    assert history.remember([KEY], NOW) == 1
+    assert [r.learned for r in history.load()] == [KEY]
+    history.close()
+    assert not (tmp_path / "state").exists()

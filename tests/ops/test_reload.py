@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web import server
 
 from orgproxy.names.aliasfile import AliasFileError, load_aliases
 from orgproxy.names.snapshot import CurrentNames
-from orgproxy.ops.reload import AliasReloader, ReloadService
+from orgproxy.names.history import Learned
+from orgproxy.ops.reload import AliasReloader, ReloadService, off_reactor_thread
 from orgproxy.ops.watch import POLL_INTERVAL
 from orgproxy.times import iso
 from tests.ops.edits import BROKEN, EDITED, not_reloaded, reloaded, repoint, write_atomically, write_in_place
@@ -287,3 +289,172 @@ def test_sighup_without_an_alias_file_is_harmless(restore_sighup: None) -> None:
     assert told == ["SIGHUP"]
     service.stopService()
     assert clock.getDelayedCalls() == []
+
+
+# --- reloads off the reactor thread ----------------------------------------------------------------
+
+class HeldOffThread:
+    """Stands in for the thread pool: each piece of work waits until the test lets it run."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Deferred[Any], Callable[..., Any], tuple[Any, ...]]] = []
+
+    def __call__(self, work: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        done: Deferred[Any] = Deferred()
+        self.waiting.append((done, work, args))
+        return done
+
+    def run_next(self) -> None:
+        done, work, args = self.waiting.pop(0)
+        try:
+            result = work(*args)
+        except Exception:
+            done.errback()
+        else:
+            done.callback(result)
+
+
+def test_sighups_during_a_reload_are_folded_into_one_more(aliases: Path, logged: list[dict[str, Any]]) -> None:
+    clock = MemoryReactorClock()
+    current = CurrentNames()
+    threads = HeldOffThread()
+    reloader = AliasReloader(str(aliases), current, clock, threads)
+    reloader.load_first()
+    write_in_place(aliases, EDITED)
+    first = reloader.reload("SIGHUP")
+    assert len(threads.waiting) == 1
+    folded = [reloader.reload("SIGHUP") for _ in range(5)]
+    reloader.reload_if_changed()  # the watcher, too
+    assert len(threads.waiting) == 1, "nothing more is read while a reload runs"
+    assert current.names.by_field["api_key_id"]["key_1234567890abcdef"] == "checkout-service-production"
+    threads.run_next()
+    assert first.called and current.names.by_field["api_key_id"]["key_new"] == "brand-new"
+    assert len(threads.waiting) == 1 and not any(d.called for d in folded)  # one more, for all of them
+    write_in_place(aliases, EDITED.replace("brand-new", "brand-newer"))
+    threads.run_next()
+    assert all(d.called for d in folded) and threads.waiting == []
+    assert current.names.by_field["api_key_id"]["key_new"] == "brand-newer"
+    assert len(reloaded(logged)) == 2
+
+
+def test_a_snapshot_built_off_thread_is_rebuilt_if_another_source_changed_meanwhile(aliases: Path) -> None:
+    current = CurrentNames()
+    threads = HeldOffThread()
+    reloader = AliasReloader(str(aliases), current, MemoryReactorClock(), threads)
+    reloader.load_first()
+    write_in_place(aliases, EDITED)
+    reloader.reload("SIGHUP")
+    # Discovery learns a name while the reload is being prepared.
+    current.discovered[("api_key_id", "key_found")] = Learned("api_key_id", "key_found", "found-by-discovery")
+    current.rebuild()
+    threads.run_next()
+    names = current.names.by_field["api_key_id"]
+    assert (names["key_new"], names["key_found"]) == ("brand-new", "found-by-discovery")
+
+
+def test_the_daemon_reads_and_parses_on_the_reactor_s_thread_pool(tmp_path: Path) -> None:
+    from twisted.internet import reactor
+
+    assert off_reactor_thread(reactor) is not maybeDeferred  # the real reactor has threads
+    assert off_reactor_thread(MemoryReactorClock()) is maybeDeferred
+
+
+# --- a file emptied, a directory of files -------------------------------------------------------------
+
+@pytest.mark.parametrize("blank", ["", "\n\n", "# all gone\n"], ids=["empty", "blank lines", "comments"])
+def test_a_file_emptied_while_it_held_names_keeps_them_and_says_why(
+        polled: Callable[[Path], InMemoryProxy], aliases: Path, logged: list[dict[str, Any]], blank: str) -> None:
+    proxy = polled(aliases)
+    write_in_place(aliases, blank)  # a truncating editor, a half-written deploy
+    look(proxy)
+    assert names_served(proxy) == ORIGINAL
+    (kept,) = not_reloaded(logged)
+    assert kept["count"] == 5 and kept["error"].startswith(f"{aliases}: empty")
+    state = health_aliases(proxy)
+    assert (state["names"], state["error"]) == (5, kept["error"])
+    for _ in range(3):
+        look(proxy)
+    assert len(not_reloaded(logged)) == 1  # once per version of the file
+    write_in_place(aliases, EDITED)
+    look(proxy)
+    assert names_served(proxy) == AFTER_EDIT and health_aliases(proxy)["error"] is None
+
+
+def test_a_file_with_its_tables_and_no_entries_clears_the_names(polled: Callable[[Path], InMemoryProxy],
+                                                                aliases: Path) -> None:
+    proxy = polled(aliases)
+    write_atomically(aliases, "[api_keys]\n[projects]\n[users]\n")
+    look(proxy)
+    assert names_served(proxy) == dict.fromkeys(KEYS, "unknown")
+    assert (health_aliases(proxy)["names"], health_aliases(proxy)["error"]) == (0, None)
+    write_atomically(aliases, "")  # empty once more: nothing held, nothing to keep
+    look(proxy)
+    assert health_aliases(proxy)["error"] is None
+
+
+def test_an_empty_file_at_start_is_no_names(make_proxy: Callable[..., InMemoryProxy], aliases: Path) -> None:
+    aliases.write_text("")
+    proxy = make_proxy("--aliases", str(aliases))
+    assert names_served(proxy) == dict.fromkeys(KEYS, "unknown")
+
+
+@pytest.fixture
+def conf_d(tmp_path: Path) -> Path:
+    directory = tmp_path / "aliases.d"
+    directory.mkdir()
+    (directory / "10-keys.toml").write_text('[api_keys]\nkey_1234567890abcdef = "checkout-service-production"\n')
+    (directory / "20-mobile.json").write_text('{"api_keys": {"key_abcdef1234567890": "mobile-app-production"}}')
+    return directory
+
+
+def test_a_directory_s_files_are_reloaded_as_they_change(polled: Callable[[Path], InMemoryProxy], conf_d: Path,
+                                                         logged: list[dict[str, Any]]) -> None:
+    proxy = polled(conf_d)
+    assert names_served(proxy) == ORIGINAL
+    write_atomically(conf_d / "30-new.toml", '[api_keys]\nkey_new = "brand-new"\n')
+    look(proxy)
+    assert names_served(proxy)["key_new"] == "brand-new"
+    (conf_d / "20-mobile.json").unlink()  # removing a file is meant
+    look(proxy)
+    assert names_served(proxy)["key_abcdef1234567890"] == "unknown"
+    assert health_aliases(proxy) | {"loaded_at": None, "checked_at": None} == {
+        "path": str(conf_d), "names": 2, "loaded_at": None, "checked_at": None, "error": None}
+    write_in_place(conf_d / "10-keys.toml", "")  # emptied: kept, as for a single file
+    look(proxy)
+    assert names_served(proxy)["key_1234567890abcdef"] == "checkout-service-production"
+    assert health_aliases(proxy)["error"].startswith(f"{conf_d / '10-keys.toml'}: empty")
+
+
+def test_an_id_named_in_two_files_keeps_the_old_names_and_names_both_files(
+        polled: Callable[[Path], InMemoryProxy], conf_d: Path, logged: list[dict[str, Any]]) -> None:
+    proxy = polled(conf_d)
+    twice = conf_d / "30-again.toml"
+    write_atomically(twice, '[api_keys]\nkey_1234567890abcdef = "checkout-v2"\nkey_new = "brand-new"\n')
+    look(proxy)
+    assert names_served(proxy) == ORIGINAL
+    (failed,) = not_reloaded(logged)
+    assert failed["error"].startswith(str(twice)) and str(conf_d / "10-keys.toml") in failed["error"]
+    assert health_aliases(proxy)["error"] == failed["error"]
+
+
+def test_the_unknown_ids_skeleton_saved_into_the_directory_names_an_id_once_uncommented(
+        polled: Callable[[Path], InMemoryProxy], conf_d: Path, fake: FakeOpenAI) -> None:
+    proxy = polled(conf_d)
+    fake.on(COSTS, reply(body={"data": [{"api_key_id": "key_new", "project_id": "proj_new"},
+                                        {"api_key_id": "key_other"}]}))
+    assert proxy.get(COSTS + "?start_time=1").json()["data"][0]["api_key_name"] == "unknown"
+    skeleton = proxy.get("/orgproxy/unknown?format=toml").body.decode()
+    assert str(conf_d) in skeleton  # its comments say where it goes
+    saved = conf_d / "50-unknown.toml"
+    saved.write_text(skeleton)  # saved as it is: a valid file, every entry still commented out
+    look(proxy)
+    assert health_aliases(proxy)["error"] is None
+    assert proxy.get(COSTS + "?start_time=1").json()["data"][0]["api_key_name"] == "unknown"
+    lines = skeleton.splitlines()
+    (entry,) = [i for i, line in enumerate(lines) if line.startswith("# key_new = ")]
+    lines[entry] = lines[entry].removeprefix("# ").replace('""', '"named-at-last"', 1)
+    write_atomically(saved, "\n".join(lines) + "\n")
+    look(proxy)
+    rows = proxy.get(COSTS + "?start_time=1").json()["data"]
+    assert (rows[0]["api_key_name"], rows[0]["project_name"], rows[1]["api_key_name"]) == (
+        "named-at-last", "unknown", "unknown")

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.ops import watch
-from orgproxy.ops.reload import AliasReloader
+from orgproxy.ops.reload import AliasReloader, off_reactor_thread
 from orgproxy.ops.watch import POLL_INTERVAL, SETTLE, FileWatcher, inotify_available
 from tests.ops.edits import BROKEN, EDITED, not_reloaded, reloaded, repoint, write_atomically, write_in_place
 
@@ -138,10 +138,10 @@ class Looks:
 
 
 class Watched:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, off_thread: Any = maybeDeferred):
         self.path = path
         self.current = CurrentNames()
-        self.reloader = AliasReloader(str(path), self.current, reactor)
+        self.reloader = AliasReloader(str(path), self.current, reactor, off_thread)
         self.reloader.load_first()
         self.looks = Looks(self.reloader)
         self.watcher = FileWatcher(reactor, str(path), self.looks, "inotify")
@@ -235,3 +235,22 @@ async def test_inotify_makes_an_editors_save_one_look(watched: Watched, logged: 
     assert await watched.look_after_a_neighbour_changes() == 2  # no look in between
     assert len(reloaded(logged)) == 1 and not_reloaded(logged) == []
     assert watched.name_of("key_new") == "brand-new"
+
+
+@pytest_twisted.ensureDeferred
+async def test_inotify_sees_a_file_added_to_an_alias_directory_read_on_the_thread_pool(tmp_path: Path) -> None:
+    conf_d = tmp_path / "aliases.d"
+    conf_d.mkdir()
+    (conf_d / "10-keys.toml").write_text('[api_keys]\nkey_1234567890abcdef = "checkout"\n')
+    watched = Watched(conf_d, off_reactor_thread(reactor))  # as the daemon reads: on the reactor's threads
+    try:
+        assert str(conf_d) in watched.watcher.watched
+        await watched.change(write_atomically, conf_d / "20-new.toml", '[api_keys]\nkey_new = "brand-new"\n')
+        # The look started a reload on a thread; one more asked for now ends after it.
+        assert await watched.reloader.reload("the test") is True
+        assert watched.name_of("key_new") == "brand-new"
+        await watched.change(write_in_place, conf_d / "10-keys.toml", '[api_keys]\nkey_1234567890abcdef = "v2"\n')
+        assert await watched.reloader.reload("the test") is True
+        assert watched.name_of("key_1234567890abcdef") == "v2"
+    finally:
+        watched.watcher.stop()

@@ -7,29 +7,28 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.internet.defer import succeed
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.testing import MemoryReactorClock
-from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
 
+from orgproxy.ops.firstprocess import REQUESTS_FD
 from orgproxy.ops.workers import (
     QUICK_DEATH,
     RESTART_DELAY,
     STARTS_BEFORE_GIVING_UP,
+    STOP_GRACE,
     WORKER_FD,
     SharedAccepts,
     WorkerPool,
     twistd_arguments,
     worker_argv,
 )
-
-LISTENING_FD = 7
+from tests.support.answers import TOKEN
+from tests.support.spawning import LISTENING_FD, Spawned, SpawningReactor
 
 
 # --- the command line ------------------------------------------------------------------------
@@ -112,49 +111,6 @@ def test_each_worker_is_told_its_number_and_has_a_log_file_of_its_own() -> None:
 
 # --- the pool ------------------------------------------------------------------------------
 
-@dataclass
-class FakeProcess:
-    pid: int | None
-    signals: list[int] = field(default_factory=list)
-
-    def signalProcess(self, signum: int) -> None:
-        self.signals.append(signum)
-
-
-@dataclass
-class Spawned:
-    protocol: Any
-    args: list[str]
-    env: dict[str, str]
-    child_fds: dict[int, Any]
-    process: FakeProcess
-
-    def end(self, reason: Exception | None = None) -> None:
-        """The process ends (by default with status 1)."""
-        self.process.pid = None
-        self.protocol.processEnded(Failure(reason or ProcessTerminated(exitCode=1)))
-
-
-class SpawningReactor(MemoryReactorClock):
-    """A memory reactor that records the processes it is asked to spawn."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spawned: list[Spawned] = []
-
-    def spawnProcess(self, processProtocol: Any, executable: str, args: list[str], env: dict[str, str],
-                     path: str | None = None, uid: int | None = None, gid: int | None = None,
-                     usePTY: bool = False, childFDs: dict[int, Any] | None = None) -> FakeProcess:
-        assert executable == args[0]
-        process = FakeProcess(pid=1000 + len(self.spawned))
-        processProtocol.makeConnection(process)
-        self.spawned.append(Spawned(processProtocol, args, env, dict(childFDs or {}), process))
-        return process
-
-    def alive(self) -> list[Spawned]:
-        return [s for s in self.spawned if s.process.pid is not None]
-
-
 class FakePort:
     def fileno(self) -> int:
         return LISTENING_FD
@@ -163,13 +119,13 @@ class FakePort:
 class Pool:
     """A WorkerPool on a SpawningReactor, with what it gave up on."""
 
-    def __init__(self, count: int, stop_timeout: float = 15.0):
+    def __init__(self, count: int, shutdown_timeout: float = 10.0):
         self.reactor = SpawningReactor()
         listening = SharedAccepts(endpoint=None)  # type: ignore[arg-type]
         listening.port = FakePort()  # type: ignore[assignment]
         self.gave_up: list[str] = []
         self.pool = WorkerPool(self.reactor, count, lambda number: ["python", f"worker-{number}"], listening,
-                               stop_timeout, self.gave_up.append)
+                               shutdown_timeout, self.gave_up.append)
         self.pool.startService()
 
     def restarted(self) -> Spawned:
@@ -180,13 +136,20 @@ class Pool:
         return self.reactor.spawned[-1]
 
 
-def test_it_starts_the_other_workers_on_the_listening_socket(logged: list[dict[str, Any]]) -> None:
+def test_it_starts_the_other_workers_on_the_listening_socket(logged: list[dict[str, Any]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", TOKEN)
+    monkeypatch.setenv("ANTHROPIC_ADMIN_KEY", "sk-ant-admin01-withheld")
     pool = Pool(count=3)
     spawned = pool.reactor.spawned
     assert [s.args for s in spawned] == [["python", "worker-1"], ["python", "worker-2"]]
     for s in spawned:
-        assert s.child_fds == {0: "w", 1: 1, 2: 2, WORKER_FD: LISTENING_FD}
-        assert s.env == dict(os.environ)
+        # Standard input, a pipe this process holds (its end is the worker's), and a pipe
+        # for the worker's requests (discovery).
+        assert s.child_fds == {0: "w", 1: 1, 2: 2, WORKER_FD: LISTENING_FD, REQUESTS_FD: "r"}
+        # The first process's environment, but for the admin keys: discovery is its alone.
+        assert s.env == {k: v for k, v in os.environ.items() if k not in ("OPENAI_ADMIN_KEY", "ANTHROPIC_ADMIN_KEY")}
+        assert TOKEN not in repr(s.env) and "sk-ant-admin01-withheld" not in repr(s.env)
     started = [(e["number"], e["pid"]) for e in logged if e.get("log_format", "").startswith("Started worker")]
     assert started == [(1, 1000), (2, 1001)]
 
@@ -231,6 +194,34 @@ def test_a_worker_that_ran_a_while_starts_its_count_of_quick_deaths_afresh() -> 
     assert pool.gave_up == []
 
 
+def test_a_workers_request_for_discovery_reaches_the_first_processs_discovery() -> None:
+    pool = Pool(count=3)
+    wanted: list[str] = []
+    anthropic_wanted: list[str] = []
+    pool.pool.discovery_wanted = {"openai": wanted.append, "anthropic": anthropic_wanted.append}
+    first, second = pool.reactor.spawned
+    second.protocol.childDataReceived(REQUESTS_FD, b"discover open")
+    second.protocol.childDataReceived(REQUESTS_FD, b"ai\nnonsense\ndiscover nobody\n")
+    first.protocol.childDataReceived(1, b"discover openai\n")  # not its requests' pipe
+    first.protocol.childDataReceived(REQUESTS_FD, b"discover anthropic\n")
+    assert wanted == ["worker 2 saw an unknown id"]
+    assert anthropic_wanted == ["worker 1 saw an unknown id"]
+
+
+def test_each_worker_that_ends_is_told_by_its_pid() -> None:
+    pool = Pool(count=3)
+    ended: list[int] = []
+    pool.pool.on_ended.append(ended.append)
+    first, second = pool.reactor.spawned
+    second.end()
+    pool.reactor.advance(RESTART_DELAY)
+    pool.pool.stopService()
+    for worker in pool.reactor.alive():
+        worker.end(ProcessDone(0))
+    assert pool.pool.all_ended().called
+    assert ended == [1001, 1000, 1002]  # the restarted one has a pid of its own
+
+
 def test_sighup_is_forwarded_to_every_worker() -> None:
     pool = Pool(count=3)
     pool.pool.on_sighup("SIGHUP")
@@ -239,7 +230,8 @@ def test_sighup_is_forwarded_to_every_worker() -> None:
 
 def test_a_stop_sends_sigterm_and_waits_for_every_worker() -> None:
     pool = Pool(count=3)
-    stopped = pool.pool.stopService()
+    pool.pool.stopService()
+    stopped = pool.pool.all_ended()
     assert [s.process.signals for s in pool.reactor.spawned] == [[signal.SIGTERM], [signal.SIGTERM]]
     done: list[Any] = []
     stopped.addCallback(done.append)
@@ -253,14 +245,15 @@ def test_a_stop_sends_sigterm_and_waits_for_every_worker() -> None:
     assert pool.reactor.getDelayedCalls() == []
 
 
-def test_workers_still_running_after_the_stop_timeout_are_killed() -> None:
-    pool = Pool(count=3, stop_timeout=7)
-    stopped = pool.pool.stopService()
+def test_workers_still_running_a_moment_after_the_shutdown_timeout_are_killed() -> None:
+    pool = Pool(count=3, shutdown_timeout=7)
+    pool.pool.stopService()
+    stopped = pool.pool.all_ended()
     done: list[Any] = []
     stopped.addCallback(done.append)
     first, straggler = pool.reactor.spawned
     first.end(ProcessDone(0))
-    pool.reactor.advance(6.9)
+    pool.reactor.advance(7 + STOP_GRACE - 0.1)  # draining, then closing
     assert straggler.process.signals == [signal.SIGTERM]
     pool.reactor.advance(0.1)
     assert straggler.process.signals == [signal.SIGTERM, signal.SIGKILL]
@@ -274,7 +267,8 @@ def test_workers_still_running_after_the_stop_timeout_are_killed() -> None:
 def test_a_stop_with_no_workers_is_immediate() -> None:
     pool = Pool(count=1)
     assert pool.reactor.spawned == []
-    assert pool.pool.stopService() is None
+    pool.pool.stopService()
+    assert pool.pool.all_ended().called
 
 
 # --- the listening socket they share -------------------------------------------------------

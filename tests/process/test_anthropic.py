@@ -12,52 +12,17 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 import pytest
 
 from tests.conftest import assert_clean_output
 from tests.support.daemon import Daemon, daemon_env
-from tests.support.fake_anthropic import (
-    ADMIN_KEY,
-    API_KEYS,
-    COSTS,
-    MESSAGES,
-    USERS,
-    WORKSPACES,
-    BadRequest,
-    FakeAnthropic,
-    anthropic_error,
-)
-from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply
+from tests.support.anthropic_socket import AnthropicOnASocket
+from tests.support.fake_anthropic import ADMIN_KEY, MESSAGES, WORKSPACES
+from tests.support.tcp_upstream import FakeUpstream
 
 REPORT = str(Path(sys.executable).with_name("orgproxy-report"))
 CALLER_KEY = "sk-ant-admin01-process-caller-5e1a"
-
-
-class AnthropicOnASocket:
-    """The fake Anthropic's organization and ledgers, served by FakeUpstream's threads."""
-
-    def __init__(self) -> None:
-        self.fake = FakeAnthropic()
-
-    def install(self, upstream: FakeUpstream) -> AnthropicOnASocket:
-        routes = {API_KEYS: self.fake.list_api_keys, WORKSPACES: self.fake.list_workspaces,
-                  USERS: self.fake.list_users, MESSAGES: self.fake.messages_report, COSTS: self.fake.cost_report}
-        for path, route in routes.items():
-            upstream.on(path, self.answering(route))
-        return self
-
-    @staticmethod
-    def answering(route):  # type: ignore[no-untyped-def]
-        def answer(handler: Handler, received: Received) -> None:
-            pairs = parse_qsl(received.target.decode("latin-1").partition("?")[2], keep_blank_values=True)
-            try:
-                status, body = 200, route(pairs)
-            except BadRequest as e:
-                status, body = 400, anthropic_error(400, str(e))
-            handler.send_reply(Reply(status, body=json.dumps(body, indent=2).encode()))
-        return answer
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import configparser
+import getpass
 import os
 import signal
 import socket
@@ -16,6 +18,7 @@ from xmlrpc.client import ServerProxy
 import pytest
 from supervisor.xmlrpc import SupervisorTransport
 
+from orgproxy.tap import DEFAULTS
 from tests.conftest import ROOT, TOKEN, assert_clean_output
 from tests.support.daemon import TWISTD, Daemon, daemon_env, free_port
 from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply, hold
@@ -70,7 +73,7 @@ def test_sigterm_lets_a_request_in_flight_finish_then_exits_0(upstream: FakeUpst
         thread, results = in_background(COSTS + "?start_time=1", daemon)
         wait_for_request(upstream)
         daemon.process.send_signal(signal.SIGTERM)
-        daemon.wait_for("Waiting up to 10 s for 1 requests in flight")
+        daemon.wait_for("Waiting up to 10 s for 1 request in flight")
         assert refused(daemon.port), "still accepting connections after SIGTERM"
         assert daemon.process.poll() is None, "exited with a request in flight"
         release.set()
@@ -96,7 +99,7 @@ def test_shutdown_timeout_bounds_the_wait_for_requests_in_flight(upstream: FakeU
         wait_for_request(upstream)
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.wait_exit(timeout=15) == 0
-        assert "1 requests still in flight after 0.5 s; stopping anyway" in daemon.output
+        assert "1 request still in flight after 0.5 s; stopping anyway" in daemon.output
         thread.join(20)
         assert not isinstance(results[0], Answer)  # the connection was closed, not answered
     finally:
@@ -109,25 +112,35 @@ def test_shutdown_timeout_bounds_the_wait_for_requests_in_flight(upstream: FakeU
 SHIPPED = ROOT / "etc" / "supervisor" / "orgproxy.conf"
 
 
+def supervisor_section_of_the_readme() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return readme[readme.index("**supervisor**"):readme.index("**systemd**")]
+
+
 def substituted_program(tmp_path: Path, aliases: Path, port: int) -> str:
-    """The shipped program section with this machine's paths; each must be there to replace."""
+    """The shipped program section with exactly the changes the README names, to this
+    machine's paths and user; the directories made as the README says."""
     text = SHIPPED.read_text()
     replacements = {
         "/opt/orgproxy/.venv/bin/twistd": TWISTD,
         "/etc/orgproxy/aliases.toml": str(aliases),
         "tcp:18080:": f"tcp:{port}:",
-        "/var/lib/orgproxy": str(tmp_path),
+        "/var/lib/orgproxy": str(tmp_path / "lib"),
         "/var/log/orgproxy": str(tmp_path / "log"),
+        "user=orgproxy": f"user={getpass.getuser()}",
     }
+    readme = supervisor_section_of_the_readme()
     for shipped, here in replacements.items():
         assert shipped in text, f"{shipped} is no longer in {SHIPPED}"
+        assert f"`{shipped}`" in readme, f"the README does not name {shipped} as a change to make"
         text = text.replace(shipped, here)
+    for directory in ("lib", "log"):  # the README's `install -d` lines
+        (tmp_path / directory).mkdir(mode=0o700)
     return text
 
 
 class Supervisor:
     def __init__(self, tmp_path: Path, program: str, env: dict[str, str]):
-        (tmp_path / "log").mkdir()
         (tmp_path / "orgproxy.conf").write_text(program)
         self.conf = tmp_path / "supervisord.conf"
         self.log = tmp_path / "supervisord.log"
@@ -211,3 +224,10 @@ def test_under_supervisord_serves_reloads_on_hup_and_stops_with_status_0(
         os.kill(pid, 0)
     log = supervisor.program_log.read_text()
     assert "Traceback" not in log and TOKEN not in log
+    assert (supervisor.conf.parent / "lib" / "history.sqlite3").is_file()  # --state-dir, as shipped
+
+
+def test_the_shipped_stop_timeout_exceeds_the_drain_with_margin() -> None:
+    program = configparser.ConfigParser(interpolation=None)
+    program.read_string(SHIPPED.read_text())
+    assert int(program["program:orgproxy"]["stopwaitsecs"]) >= float(DEFAULTS["shutdown-timeout"]) + 10

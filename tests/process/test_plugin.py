@@ -13,11 +13,11 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 
 import orgproxy
+from tests.conftest import ROOT
 from tests.support.daemon import TWISTD, Daemon, daemon_env, free_port
 from tests.support.tcp_upstream import FakeUpstream
 from tests.support.raw_http import call
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_package_under_test_is_the_installed_one_not_the_source_tree() -> None:
@@ -62,6 +62,7 @@ def test_a_start_up_failure_ends_twistd_with_one_line_and_a_non_zero_status(tmp_
         port = taken.getsockname()[1]
         failures = {
             "--timeout must be a positive float, not 'soon'": ["--timeout", "soon"],
+            "orgproxy: option --bogus not recognized": ["--bogus"],
             f"orgproxy: alias file: {aliases}": ["--port", f"tcp:{free_port()}:interface=127.0.0.1",
                                                  "--aliases", str(aliases)],
             f"orgproxy: cannot listen on tcp:{port}:interface=127.0.0.1: [Errno 98] Address already in use":
@@ -76,3 +77,7 @@ def test_a_start_up_failure_ends_twistd_with_one_line_and_a_non_zero_status(tmp_
             assert process.returncode != 0, expected
             assert sum(expected in line for line in (out + err).splitlines()) == 1, out + err
             assert "Traceback" not in out + err
+            assert "Usage:" not in out + err  # the reason, not 62 lines of --help before it
+            if expected.startswith(("--", "orgproxy: option")):  # the options' own: that line and nothing else
+                assert len((out + err).splitlines()) == 1, out + err
+

@@ -95,3 +95,53 @@ def test_the_proxy_s_own_error_raises_the_sdk_exception_for_its_status(daemon: D
     with pytest.raises(openai.NotFoundError) as raised:
         unrouted.admin.organization.usage.completions(start_time=1730419200)
     assert raised.value.code == "not_found"
+
+
+def test_the_admin_namespace_s_project_role_calls_outside_the_organization_api_are_forwarded(
+        client: OpenAI, upstream: FakeUpstream) -> None:
+    # Every call of the SDK's admin namespace whose path is outside /v1/organization/:
+    # project roles, and the roles of a project's users and groups (the fake answers
+    # each with the spec's example).
+    projects = client.admin.organization.projects
+    calls = [
+        ("POST", "/v1/projects/proj_abc/roles",
+         lambda: projects.roles.create("proj_abc", permissions=["api.organization.projects.api_keys.read"],
+                                       role_name="Key reader")),
+        ("GET", "/v1/projects/proj_abc/roles/role_1", lambda: projects.roles.retrieve("role_1", project_id="proj_abc")),
+        ("POST", "/v1/projects/proj_abc/roles/role_1",
+         lambda: projects.roles.update("role_1", project_id="proj_abc", description="reads keys")),
+        ("GET", "/v1/projects/proj_abc/roles?limit=20", lambda: projects.roles.list("proj_abc", limit=20)),
+        ("DELETE", "/v1/projects/proj_abc/roles/role_1", lambda: projects.roles.delete("role_1", project_id="proj_abc")),
+    ]
+    for owner, resource, owner_id in (("users", projects.users.roles, "user-abc"),
+                                      ("groups", projects.groups.roles, "group_1")):
+        owner_param = "user_id" if owner == "users" else "group_id"
+        base = f"/v1/projects/proj_abc/{owner}/{owner_id}/roles"
+        calls += [
+            ("POST", base, lambda r=resource, o=owner_id: r.create(o, project_id="proj_abc", role_id="role_1")),
+            ("GET", base + "/role_1",
+             lambda r=resource, o=owner_id, p=owner_param: r.retrieve("role_1", project_id="proj_abc", **{p: o})),
+            ("GET", base, lambda r=resource, o=owner_id: r.list(o, project_id="proj_abc")),
+            ("DELETE", base + "/role_1",
+             lambda r=resource, o=owner_id, p=owner_param: r.delete("role_1", project_id="proj_abc", **{p: o})),
+        ]
+    for method, target, call in calls:
+        before = len(upstream.received)
+        result = call()
+        assert result is not None
+        (received,) = upstream.received[before:]
+        assert (received.method, received.target.decode()) == (method, target)
+        assert received.header("Authorization") == f"Bearer {TOKEN}"
+    listed = projects.roles.list("proj_abc")
+    assert [role.id for role in listed.data] == ["role_01J1F8PROJ"]
+
+
+def test_the_rest_of_the_api_outside_the_organization_stays_refused(daemon: Daemon, upstream: FakeUpstream) -> None:
+    client = OpenAI(api_key=TOKEN, base_url=daemon.url + "/v1", max_retries=0)
+    before = len(upstream.received)
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.code == "not_found"
+    with pytest.raises(openai.NotFoundError):
+        client.models.list()
+    assert len(upstream.received) == before

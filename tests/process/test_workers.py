@@ -1,27 +1,40 @@
 """--workers with real processes: a daemon in its run directory and its worker both serve
-one socket, are signalled together, and a worker that dies is started again. (The
-command line, the pool's restarts and stops, in memory: tests/ops/test_workers.py.)
+one socket, are signalled together, and a worker that dies is started again; the two are
+one daemon (one count in /metrics, one walk of the Admin API per interval, names and
+unknown ids shared); they stop together within --shutdown-timeout, and a worker does not
+outlive its first process. (The command line, the pool, the metrics, the sharing, in
+memory: tests/ops/test_workers.py, tests/ops/test_metrics.py, tests/names/test_shared.py,
+tests/names/test_unknown_shared.py, tests/ops/test_firstprocess.py.)
 
-One daemon for the whole story: each process start is a second of the suite's time."""
+Few daemons, each for a whole story: each process start is a second of the suite's time."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from tests.conftest import TOKEN
-from tests.support.daemon import TWISTD, daemon_env, free_port
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import TOKEN, assert_clean_output
+from tests.support.daemon import TWISTD, Daemon, daemon_env, free_port
+from tests.support.fake_admin import WEB_SHOP, sample_org, user_owner
 from tests.support.raw_http import call
-from tests.support.tcp_upstream import FakeUpstream, reply
+from tests.support.tcp_upstream import FakeUpstream, TcpAdmin, hold, reply
 
 COSTS = "/v1/organization/costs"
+USAGE = "/v1/organization/usage/completions"
+HELD = "/v1/organization/usage/embeddings"
 SERVING = "orgproxy serving on"
+PRODUCTION_KEY = "key_Ws1kProdSrvA9"  # "Production server", in the sample organization
+T = TypeVar("T")
 
 
 def worker_pids(output: str) -> dict[int, int]:
@@ -30,11 +43,13 @@ def worker_pids(output: str) -> dict[int, int]:
 
 
 def alive(pid: int) -> bool:
+    """Running: neither gone nor a zombie (an orphan's end waits for whoever reaps it)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return True
+    return state != "Z"
 
 
 @contextmanager
@@ -130,6 +145,182 @@ def test_a_daemon_in_a_run_directory_and_its_worker_serve_reload_restart_and_sto
         for text in (log.text(), worker_log.text()):
             assert "Traceback" not in text and TOKEN not in text
     finally:
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+# --- one daemon ---------------------------------------------------------------------------------
+
+def started_with_its_worker(daemon: Daemon) -> tuple[int, int]:
+    """(first process's pid, worker's pid), once both serve."""
+    daemon.wait_for(f"[orgproxy#info] {SERVING}")
+    daemon.wait_for(f"[orgproxy.worker1#info] {SERVING}")
+    (worker,) = worker_pids(daemon.output).values()
+    return daemon.process.pid, worker
+
+
+def eventually(check: Callable[[], T], timeout: float = 20.0) -> T:
+    """``check()``'s first true answer, asked until then (for facts another process makes true)."""
+    deadline = time.monotonic() + timeout
+    while not (answer := check()):
+        assert time.monotonic() < deadline, "never came true"
+        time.sleep(0.05)  # polling another process for an observable fact
+    return answer
+
+
+def proxied_counted(daemon: Daemon) -> float:
+    """orgproxy_requests_total of proxied 200s, in the scrape one process answered."""
+    text = call(daemon.url, "/metrics", timeout=10).body.decode()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "orgproxy_requests_total" and sample.labels["route"] == "proxy")
+
+
+def unknown_reported(daemon: Daemon, not_by: int) -> dict[tuple[str, str], int]:
+    """/orgproxy/unknown, answered by the process other than ``not_by`` (paused meanwhile)."""
+    with paused(not_by):
+        data = call(daemon.url, "/orgproxy/unknown", timeout=10).json()["data"]
+    return {(row["field"], row["id"]): row["count"] for row in data}
+
+
+def with_discovery(upstream: FakeUpstream) -> TcpAdmin:
+    admin = TcpAdmin(upstream, sample_org())
+    admin.org.page_size = 100  # a walk of a few pages
+    return admin
+
+
+def test_two_processes_count_walk_name_and_report_as_one_daemon(upstream: FakeUpstream, tmp_path: Path) -> None:
+    admin = with_discovery(upstream)
+    upstream.on(COSTS, reply(body={"data": [{"api_key_id": PRODUCTION_KEY, "user_id": "user-seenByTheWorker"}]}))
+    upstream.on(USAGE, reply(body={"data": [{"api_key_id": PRODUCTION_KEY, "user_id": "user-seenByTheFirst"}]}))
+    daemon = Daemon(["--upstream", upstream.url, "--workers", "2", "--discovery-interval", "1", "--watch", "off",
+                     "--state-dir", str(tmp_path / "state")], cwd=tmp_path, env={"OPENAI_ADMIN_KEY": TOKEN})
+    pids: list[int] = []
+    try:
+        first, worker = pids[:] = started_with_its_worker(daemon)
+        daemon.wait_for("[orgproxy#info] OpenAI discovery (start) learned")
+        sent = {"worker": 0, "first": 0}
+
+        def name_via_the_worker() -> str:
+            sent["worker"] += 1
+            with paused(first):
+                return call(daemon.url, COSTS + "?start_time=1", timeout=10).json()["data"][0]["api_key_name"]
+
+        def name_via_the_first() -> str:
+            sent["first"] += 1
+            with paused(worker):
+                return call(daemon.url, USAGE + "?start_time=1", timeout=10).json()["data"][0]["api_key_name"]
+
+        # The first process's walk names the worker's answers too (the worker walks not).
+        eventually(lambda: name_via_the_worker() == "Production server")
+        assert name_via_the_first() == "Production server"
+
+        # Requests spread over both; every scrape, whichever process answers it, counts them all.
+        for _ in range(3):
+            name_via_the_worker(), name_via_the_first()
+        for pid in (first, worker, first, worker):
+            with paused(pid):
+                assert proxied_counted(daemon) == sent["worker"] + sent["first"]
+
+        # The unknown ids each process saw, in the report of either.
+        expected = {("user_id", "user-seenByTheWorker"): sent["worker"],
+                    ("user_id", "user-seenByTheFirst"): sent["first"]}
+        for pid in (first, worker):
+            eventually(lambda: unknown_reported(daemon, not_by=pid) == expected)
+
+        # One walk per interval: the first process's. (With a walk per process, the fake
+        # would see twice the walks the first process made, and the worker would log its own.)
+        eventually(lambda: len(admin.walks()) >= 2)
+    finally:
+        code = daemon.stop()
+    walks_logged = [line for line in daemon.lines if "] OpenAI discovery (" in line]
+    assert walks_logged and all("[orgproxy#" in line for line in walks_logged), walks_logged
+    assert len(walks_logged) <= len(admin.walks()) <= len(walks_logged) + 1  # one cut short by the stop
+    wait_gone(pids)
+    assert code == 0, daemon.output
+    assert_clean_output(daemon)
+    shared = [path for path in (tmp_path / "state" / "run").rglob("*") if path.is_file()]
+    assert shared and not [path for path in shared if TOKEN.encode() in path.read_bytes()]
+
+
+def test_an_unknown_key_a_worker_sees_sets_off_one_walk_whose_names_reach_both(
+        upstream: FakeUpstream, tmp_path: Path) -> None:
+    admin = with_discovery(upstream)
+    made_this_morning = "key_MadeThisMorning01"
+    upstream.on(COSTS, reply(body={"data": [{"api_key_id": made_this_morning}]}))
+    daemon = Daemon(["--upstream", upstream.url, "--workers", "2", "--watch", "off",
+                     "--state-dir", str(tmp_path / "state")], cwd=tmp_path, env={"OPENAI_ADMIN_KEY": TOKEN})
+    pids: list[int] = []
+    try:
+        first, worker = pids[:] = started_with_its_worker(daemon)
+        daemon.wait_for("[orgproxy#info] OpenAI discovery (start) learned")
+        admin.add_key(WEB_SHOP, {"id": made_this_morning, "name": "Made this morning",
+                                 "owner": user_owner(admin.org.users[0])})
+
+        def name(answered_by_the_worker: bool) -> str:
+            with paused(first if answered_by_the_worker else worker):
+                return call(daemon.url, COSTS + "?start_time=1", timeout=10).json()["data"][0]["api_key_name"]
+
+        assert name(answered_by_the_worker=True) == "unknown"
+        daemon.wait_for("[orgproxy#info] OpenAI discovery (worker 1 saw an unknown id) learned")
+        eventually(lambda: name(answered_by_the_worker=True) == "Made this morning")
+        assert name(answered_by_the_worker=False) == "Made this morning"
+        assert len(admin.walks()) == 2  # at start, and the one the worker asked for
+    finally:
+        code = daemon.stop()
+    wait_gone(pids)
+    assert code == 0, daemon.output
+    assert_clean_output(daemon)
+
+
+def held_request(port: int) -> socket.socket:
+    """A request sent and not read: the fake upstream holds it."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connection.sendall(f"GET {HELD}?start_time=1 HTTP/1.1\r\nHost: orgproxy\r\n"
+                       f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
+    return connection
+
+
+def test_workers_end_with_their_first_process_and_all_drain_at_once(upstream: FakeUpstream, tmp_path: Path) -> None:
+    shutdown_timeout = 4
+    upstream.on(HELD, hold(limit=30))
+    port = free_port()
+    args = ["--upstream", upstream.url, "--workers", "2", "--watch", "off", "--state-dir", str(tmp_path / "state"),
+            "--shutdown-timeout", str(shutdown_timeout)]
+    pids: list[int] = []
+    held: list[socket.socket] = []
+    try:
+        # kill -9 of the first process: its worker stops serving and ends (it would go on
+        # as an orphan, holding the port), and a new daemon can listen on the port.
+        killed = Daemon(args, cwd=tmp_path, port=port)
+        pids[:] = started_with_its_worker(killed)
+        killed.process.kill()
+        killed.wait_exit()
+        wait_gone(pids[1:], timeout=10)
+        assert "[orgproxy.worker1#warn] The first process is gone" in killed.output
+        daemon = Daemon(args, cwd=tmp_path, port=port)
+        first, worker = pids[:] = started_with_its_worker(daemon)
+
+        # A request held upstream in each process; then SIGTERM. All drain at once: the
+        # daemon ends within one --shutdown-timeout (and the moment to close), not two.
+        for other in (worker, first):
+            before = len(upstream.received_so_far())
+            with paused(other):
+                held.append(held_request(port))
+                eventually(lambda: len(upstream.received_so_far()) == before + 1)
+        asked = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        code = daemon.wait_exit(timeout=30)
+        wait_gone(pids)
+        took = time.monotonic() - asked
+        assert code == 0, daemon.output
+        for namespace in ("orgproxy", "orgproxy.worker1"):
+            assert f"[{namespace}#info] Waiting up to {shutdown_timeout} s for 1 request in flight" in daemon.output
+        assert took < 2 * shutdown_timeout, f"took {took:.1f} s: drained one after the other"
+        assert_clean_output(daemon)
+    finally:
+        for connection in held:
+            connection.close()
         for pid in pids:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)

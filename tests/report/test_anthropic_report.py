@@ -140,3 +140,38 @@ def test_the_anthropic_window_query_and_day_of_a_bucket() -> None:
     assert api.cost({"amount": "123.78912"}) == pytest.approx(1.2378912)
     assert api.window_query(date(2026, 8, 1), date(2026, 9, 1), ["workspace_name", "description"])[-2:] == [
         ("group_by[]", "workspace_name"), ("group_by[]", "description")]
+
+
+def test_by_is_checked_against_anthropic_s_group_by_values_before_anything_is_asked(
+        report: Run, upstream: FakeUpstream, anthropic: NamesBesideAnthropicIds) -> None:
+    for kind, wrong in ((("costs",), "api_key_name"), (("usage", "messages"), "project_name")):
+        refused = report("--provider", "anthropic", *kind, *AUGUST, "--by", wrong, "--proxy", upstream.url, key=None)
+        assert refused.code == 1 and refused.out == ""
+        assert f"cannot be grouped by {wrong}" in refused.err and "(default: " in refused.err
+    assert upstream.received == []
+    document = report("--provider", "anthropic", "usage", "messages", *AUGUST, "--by", "workspace_name,model",
+                      "--format", "json", "--proxy", upstream.url, key=None).json()
+    assert document["by"] == ["workspace_name", "model"]
+    asked = parse_qsl(upstream.received[0].target.decode().partition("?")[2])
+    assert [v for k, v in asked if k == "group_by[]"] == ["workspace_name", "model"]
+
+
+def test_the_focus_export_is_refused_for_anthropic_in_one_line(
+        report: Run, upstream: FakeUpstream, anthropic: NamesBesideAnthropicIds) -> None:
+    refused = report("--provider", "anthropic", "costs", *AUGUST, "--format", "focus", "--billing-account-id",
+                     "org-x", "--billing-account-name", "X", "--proxy", upstream.url, key=None)
+    assert refused.code == 1 and refused.out == "" and upstream.received == []
+    assert refused.err == "orgproxy-report: --format focus is for OpenAI's costs only, not --provider anthropic\n"
+
+
+def test_the_client_token_goes_beside_anthropic_s_key_and_output_goes_to_its_file(
+        report: Run, upstream: FakeUpstream, anthropic: NamesBesideAnthropicIds, tmp_path: Any) -> None:
+    token_file = tmp_path / "client-token"
+    token_file.write_text("team-token-5b2c\n")
+    written = tmp_path / "costs.csv"
+    ran = report("--provider", "anthropic", "costs", *AUGUST, "--format", "csv", "--client-token-file",
+                 str(token_file), "--output", str(written), "--proxy", upstream.url, key=None)
+    assert ran.ok() == ""
+    assert written.read_text().splitlines()[0] == "date,workspace_name,cost"
+    for received in upstream.received:
+        assert received.header("X-Orgproxy-Token") == "team-token-5b2c" and received.header("x-api-key") == KEY

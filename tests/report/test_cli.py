@@ -6,14 +6,19 @@ tests/process/test_report_cli.py."""
 from __future__ import annotations
 
 import io
+import platform
 import re
 import sys
+import tomllib
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from orgproxy.report.cli import main
+from orgproxy.report.groups import GROUP_BY, describe
+from tests.conftest import ROOT
 from tests.report.conftest import Ran, Run
 from tests.support.answers import TOKEN
 from tests.support.daemon import free_port
@@ -45,7 +50,9 @@ def one_error_line(ran: Ran) -> str:
 
 def test_costs_json_totals_per_name_equal_the_fakes_sums(report: Run, upstream: FakeUpstream,
                                                          usage: FakeUsage) -> None:
-    document = report("costs", *MONTH, "--by", "api_key_name", "--format", "json", "--proxy", upstream.url).json()
+    ran = report("costs", *MONTH, "--by", "api_key_name", "--format", "json", "--proxy", upstream.url)
+    document = ran.json()
+    assert ran.out.endswith("}\n") and not ran.out.endswith("\n\n")  # a line like any other
     assert_header(document, "costs", ["api_key_name"])
     totals = document["totals"]
     assert all(set(entry) == {"api_key_name", "cost"} for entry in totals), totals
@@ -163,6 +170,65 @@ def test_admin_key_file_is_used_without_the_environment_variable(report: Run, up
     assert_groups(ran.json()["totals"], ["api_key_name"], ["cost"], cost_contributions(usage, ["api_key_name"]),
                   what="totals")
     assert TOKEN not in ran.out + ran.err
+
+
+@pytest.mark.parametrize("given", ["flag", "environment"])
+def test_the_client_token_is_sent_as_x_orgproxy_token(report: Run, upstream: FakeUpstream, usage: FakeUsage,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      given: str) -> None:
+    token_file = tmp_path / "client-token"
+    token_file.write_text("team-secret-for-reports\n")
+    if given == "flag":
+        ran = report("costs", *MONTH, "--client-token-file", str(token_file), "--proxy", upstream.url)
+    else:
+        monkeypatch.setenv("ORGPROXY_CLIENT_TOKEN_FILE", str(token_file))
+        ran = report("costs", *MONTH, "--proxy", upstream.url)
+    ran.ok()
+    assert upstream.received and {r.header("X-Orgproxy-Token") for r in upstream.received} == {
+        "team-secret-for-reports"}
+    assert "team-secret-for-reports" not in ran.out + ran.err
+
+
+def test_without_a_client_token_none_is_sent(report: Run, upstream: FakeUpstream, usage: FakeUsage) -> None:
+    report("costs", *MONTH, "--proxy", upstream.url).ok()
+    assert upstream.received and all(r.header("X-Orgproxy-Token") is None for r in upstream.received)
+
+
+def test_an_unreadable_client_token_file_exits_1_with_one_line_naming_it(report: Run, upstream: FakeUpstream,
+                                                                         tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-token"
+    line = one_error_line(report("costs", *MONTH, "--client-token-file", str(missing), "--proxy", upstream.url))
+    assert str(missing) in line
+    assert upstream.received == []
+
+
+def test_a_group_the_endpoint_does_not_accept_exits_1_listing_the_valid_ones_and_asks_nothing(
+        report: Run, upstream: FakeUpstream) -> None:
+    line = one_error_line(report("costs", *MONTH, "--by", "model", "--proxy", upstream.url))
+    assert line == f"orgproxy-report: costs cannot be grouped by model; --by takes {describe('costs')}"
+    assert upstream.received == []
+
+
+@pytest.mark.parametrize(("command", "kinds"), [
+    (["costs"], ["costs"]),
+    (["usage", "completions"], [kind for kind in GROUP_BY if kind.startswith("usage/")]),
+])
+def test_help_lists_the_groups_each_endpoint_accepts_and_the_default(
+        capsys: pytest.CaptureFixture[str], command: list[str], kinds: list[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main([*command, "--help"])
+    assert stopped.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    for kind in kinds:
+        assert describe(kind) in shown, kind
+
+
+def test_version_is_orgproxys(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert capsys.readouterr().out == f"orgproxy-report {version} (Python {platform.python_version()})\n"
 
 
 def test_orgproxy_url_names_the_proxy_when_proxy_is_not_given(report: Run, upstream: FakeUpstream,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orgproxy
 
-HEAVY = ("numpy", "simdjson", "twisted", "treq", "OpenSSL", "matplotlib", "tqdm")
+HEAVY = ("numpy", "simdjson", "twisted", "treq", "OpenSSL", "matplotlib", "tqdm", "pyarrow")
 PROBE = """
 import json, pkgutil, sys
 import orgproxy.report, orgproxy.report.cli

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
@@ -38,15 +38,17 @@ class Daemon:
     """A running ``twistd -n orgproxy``; its output is collected line by line."""
 
     def __init__(self, args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None,
-                 port: int | None = None, twistd_args: Sequence[str] = ()):
+                 port: int | None = None, twistd_args: Sequence[str] = (),
+                 preexec_fn: Callable[[], None] | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         self._changed = threading.Condition()
         command = [TWISTD, "--nodaemon", "--pidfile=", *twistd_args, "orgproxy",
                    "--port", f"tcp:{self.port}:interface=127.0.0.1", *args]
+        # preexec_fn: what the child does before it runs twistd (resource limits, say).
         self.process = subprocess.Popen(command, cwd=cwd, env=daemon_env(env), stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
+                                        stderr=subprocess.STDOUT, text=True, preexec_fn=preexec_fn)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

@@ -38,9 +38,9 @@ from twisted.web import server
 
 from tests.support.fake_openai import Behaviour, FakeOpenAI, Received, openai_error, serve_example
 
-__all__ = ["ADMIN_KEYS", "DATA_PIPELINE", "OLD_CHATBOT", "PROJECTS", "SANDBOX", "USERS", "WEB_SHOP", "FakeAdmin",
-           "Org", "admin_service_account_owner", "admin_user_owner", "api_keys_path", "openai_error", "sample_org",
-           "service_account_owner", "service_accounts_path", "user_owner"]
+__all__ = ["ADMIN_KEYS", "AdminApi", "DATA_PIPELINE", "OLD_CHATBOT", "PROJECTS", "SANDBOX", "USERS", "WEB_SHOP",
+           "FakeAdmin", "Org", "admin_service_account_owner", "admin_user_owner", "api_keys_path", "openai_error",
+           "sample_org", "service_account_owner", "service_accounts_path", "user_owner"]
 
 PROJECTS = "/v1/organization/projects"
 ADMIN_KEYS = "/v1/organization/admin_api_keys"
@@ -176,69 +176,29 @@ def sample_org() -> Org:
 Route = Callable[[dict[str, str]], tuple[int, dict]]
 
 
-class FakeAdmin:
-    def __init__(self, openai: FakeOpenAI, org: Org) -> None:
-        self.openai = openai
+class AdminApi:
+    """The organization's lists as the Admin API pages them, from ``org`` alone: the routes
+    and what discovery should learn, for a fake to serve (``FakeAdmin`` in memory, and
+    ``tests/support/tcp_upstream.py``'s ``TcpAdmin`` on a socket)."""
+
+    def __init__(self, org: Org) -> None:
         self.org = org
-        self._routes: dict[str, Route] = {}
-        self._failures: dict[str, deque[list[Any]]] = {}  # path -> [[behaviour, times left], ...]
-        self._others: dict[str, Behaviour] = {}  # what non-route paths given to fail_next did before
-        self.install()
 
-    # --- installing -----------------------------------------------------------------------
-
-    def install(self) -> None:
-        """(Re)register the routes: the fixed ones, and two per project in ``org.projects``.
-        Paths of projects that left ``org.projects`` fall through to the spec's examples again."""
+    def routes(self) -> dict[str, Route]:
+        """The fixed routes, and two per project in ``org.projects``."""
         routes: dict[str, Route] = {PROJECTS: self._projects, ADMIN_KEYS: self._admin_keys, USERS: self._users}
         for project in self.org.projects:
             routes[api_keys_path(project["id"])] = partial(self._api_keys, project["id"])
             routes[service_accounts_path(project["id"])] = partial(self._service_accounts, project["id"])
-        for stale in self._routes.keys() - routes.keys():
-            if stale not in self._failures:
-                self.openai.behaviours.pop(stale.encode(), None)
-        self._routes = routes
-        for path in routes:
-            self.openai.on(path, self._dispatch)
+        return routes
 
-    def _dispatch(self, request: server.Request, received: Received) -> bytes | int:
-        path, _, query = received.target.decode("latin-1").partition("?")
-        behaviour = self._take_failure(path)
-        if behaviour is not None:
-            return behaviour(request, received)
-        route = self._routes.get(path) if received.method == b"GET" else None
-        if route is None:  # another method, or a path fail_next borrowed
-            return self._others.get(path, serve_example)(request, received)
-        status, body = route(dict(parse_qsl(query, keep_blank_values=True)))
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json")
-        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+    def answer(self, path: str, query: str) -> tuple[int, dict] | None:
+        """(status, JSON body) for ``GET path?query``; None for a path that lists nothing."""
+        route = self.routes().get(path)
+        return None if route is None else route(dict(parse_qsl(query, keep_blank_values=True)))
 
-    def _take_failure(self, path: str) -> Behaviour | None:
-        queue = self._failures.get(path)
-        if not queue:
-            return None
-        entry = queue[0]
-        entry[1] -= 1
-        if entry[1] == 0:
-            queue.popleft()
-        if not queue:
-            del self._failures[path]
-        return entry[0]
-
-    # --- misbehaving ----------------------------------------------------------------------
-
-    def fail_next(self, path: str, behaviour: Behaviour, times: int = 1) -> None:
-        """The next ``times`` requests to ``path`` (any method, any query) get ``behaviour``
-        instead of the normal answer, then the normal answer resumes. Calls queue up in order."""
-        if "?" in path:
-            raise ValueError(f"fail_next takes a path without a query: {path!r}")
-        if times < 1:
-            raise ValueError(f"times must be at least 1, not {times}")
-        if path not in self._routes and path not in self._others:
-            self._others[path] = self.openai.behaviours.get(path.encode(), serve_example)
-        self.openai.on(path, self._dispatch)
-        self._failures.setdefault(path, deque()).append([behaviour, times])
+    def install(self) -> None:
+        """(Re)register the routes with the server the fake serves on, as ``org.projects`` changed."""
 
     # --- changing the organization ---------------------------------------------------------
 
@@ -278,11 +238,8 @@ class FakeAdmin:
             raise KeyError(f"no project {project_id}")
         project["archived"] = True
 
-    # --- what was asked, and what discovery should learn -----------------------------------
 
-    def requests_for(self, path: str) -> list[Received]:
-        """Requests whose path (before '?') equals ``path``, in arrival order."""
-        return [r for r in self.openai.received if r.path.decode("latin-1") == path]
+    # --- what was asked, and what discovery should learn -----------------------------------
 
     def key_names(self) -> dict[str, str]:
         """{key id: name} of every key: all projects' (archived too, any owner) and admin keys."""
@@ -410,3 +367,74 @@ class FakeAdmin:
                   "role": a.get("role", "member"), "created_at": a.get("created_at", CREATED_AT)}
                  for a in self.org.service_accounts.get(project_id, [])]
         return self._page(items, query)
+
+
+class FakeAdmin(AdminApi):
+    """The Admin API installed onto a FakeOpenAI, able to fail on demand."""
+
+    def __init__(self, openai: FakeOpenAI, org: Org) -> None:
+        super().__init__(org)
+        self.openai = openai
+        self._routes: dict[str, Route] = {}
+        self._failures: dict[str, deque[list[Any]]] = {}  # path -> [[behaviour, times left], ...]
+        self._others: dict[str, Behaviour] = {}  # what non-route paths given to fail_next did before
+        self.install()
+
+    # --- installing -----------------------------------------------------------------------
+
+    def install(self) -> None:
+        """(Re)register the routes: the fixed ones, and two per project in ``org.projects``.
+        Paths of projects that left ``org.projects`` fall through to the spec's examples again."""
+        routes = self.routes()
+        for stale in self._routes.keys() - routes.keys():
+            if stale not in self._failures:
+                self.openai.behaviours.pop(stale.encode(), None)
+        self._routes = routes
+        for path in routes:
+            self.openai.on(path, self._dispatch)
+
+    def _dispatch(self, request: server.Request, received: Received) -> bytes | int:
+        path, _, query = received.target.decode("latin-1").partition("?")
+        behaviour = self._take_failure(path)
+        if behaviour is not None:
+            return behaviour(request, received)
+        route = self._routes.get(path) if received.method == b"GET" else None
+        if route is None:  # another method, or a path fail_next borrowed
+            return self._others.get(path, serve_example)(request, received)
+        status, body = route(dict(parse_qsl(query, keep_blank_values=True)))
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+    def _take_failure(self, path: str) -> Behaviour | None:
+        queue = self._failures.get(path)
+        if not queue:
+            return None
+        entry = queue[0]
+        entry[1] -= 1
+        if entry[1] == 0:
+            queue.popleft()
+        if not queue:
+            del self._failures[path]
+        return entry[0]
+
+    # --- misbehaving ----------------------------------------------------------------------
+
+    def fail_next(self, path: str, behaviour: Behaviour, times: int = 1) -> None:
+        """The next ``times`` requests to ``path`` (any method, any query) get ``behaviour``
+        instead of the normal answer, then the normal answer resumes. Calls queue up in order."""
+        if "?" in path:
+            raise ValueError(f"fail_next takes a path without a query: {path!r}")
+        if times < 1:
+            raise ValueError(f"times must be at least 1, not {times}")
+        if path not in self._routes and path not in self._others:
+            self._others[path] = self.openai.behaviours.get(path.encode(), serve_example)
+        self.openai.on(path, self._dispatch)
+        self._failures.setdefault(path, deque()).append([behaviour, times])
+
+    # --- what was asked -------------------------------------------------------------------
+
+    def requests_for(self, path: str) -> list[Received]:
+        """Requests whose path (before '?') equals ``path``, in arrival order."""
+        return [r for r in self.openai.received if r.path.decode("latin-1") == path]
+

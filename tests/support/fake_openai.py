@@ -20,7 +20,8 @@ from twisted.web.resource import Resource
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "openai-admin-api"
 # The spec's name for the id that follows a collection in a path.
 PATH_PARAMETERS = {"projects": "project_id", "api_keys": "api_key_id", "users": "user_id",
-                   "service_accounts": "service_account_id", "admin_api_keys": "key_id"}
+                   "service_accounts": "service_account_id", "admin_api_keys": "key_id",
+                   "groups": "group_id", "roles": "role_id"}
 
 
 def example_path(method: str, path: str) -> Path:

@@ -67,8 +67,9 @@ class InMemoryProxy:
     """makeService's tree, in memory, in front of ``upstream`` (a fake as a resource)."""
 
     def __init__(self, upstream: IResource, state_dir: Path, args: Sequence[str] = (),
-                 environ: Mapping[str, str] | None = None, anthropic: IResource | None = None):
-        self.clock = MemoryReactorClock()
+                 environ: Mapping[str, str] | None = None, reactor: MemoryReactorClock | None = None,
+                 anthropic: IResource | None = None):
+        self.clock = MemoryReactorClock() if reactor is None else reactor
         hosts = {b"openai.test": upstream}
         if anthropic is not None:
             hosts[b"anthropic.test"] = anthropic
@@ -160,7 +161,7 @@ class InMemoryProxy:
             exchange.close()
         if self.service.running:
             self.resolve(self.service.stopService())
-        else:
+        elif self.service.history is not None:
             self.service.history.close()
         self.flush()
         left = self.clock.getDelayedCalls()

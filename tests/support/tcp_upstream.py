@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.support.fake_admin import PROJECTS, AdminApi, Org
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "openai-admin-api"
 
 
 # The spec's name for the id that follows a collection in a path.
 PATH_PARAMETERS = {"projects": "project_id", "api_keys": "api_key_id", "users": "user_id",
-                   "service_accounts": "service_account_id", "admin_api_keys": "key_id"}
+                   "service_accounts": "service_account_id", "admin_api_keys": "key_id",
+                   "groups": "group_id", "roles": "role_id"}
 
 
 def example_path(method: str, path: str) -> Path:
@@ -200,3 +203,36 @@ class FakeUpstream(ThreadingHTTPServer):
     def last(self) -> Received:
         with self._lock:
             return self.received[-1]
+
+    def received_so_far(self) -> list[Received]:
+        """Every request yet, safely from another thread than the server's."""
+        with self._lock:
+            return list(self.received)
+
+
+class TcpAdmin(AdminApi):
+    """The Admin API's lists of ``org`` (``fake_admin.AdminApi``: the same pages as the
+    in-memory fake), served on a FakeUpstream, for a real daemon's discovery."""
+
+    def __init__(self, upstream: FakeUpstream, org: Org):
+        super().__init__(org)
+        self.upstream = upstream
+        self.install()
+
+    def install(self) -> None:
+        for path in self.routes():
+            self.upstream.on(path, self._serve)
+
+    def _serve(self, handler: Handler, received: Received) -> None:
+        path, _, query = received.target.decode("latin-1").partition("?")
+        answered = self.answer(path, query) if received.method == "GET" else None
+        if answered is None:
+            serve_examples(handler, received)
+            return
+        status, body = answered
+        handler.send_reply(Reply(status, body=json.dumps(body, ensure_ascii=False).encode("utf-8")))
+
+    def walks(self) -> list[Received]:
+        """Every walk of the Admin API begun: the first page of the projects' list."""
+        return [r for r in self.upstream.received_so_far()
+                if r.target.split(b"?", 1)[0] == PROJECTS.encode() and b"after=" not in r.target]

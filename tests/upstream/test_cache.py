@@ -7,6 +7,7 @@ import base64
 import gc
 import hashlib
 import re
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
-from orgproxy.upstream.cache import Outcome, ResponseCache, cache_key
+from orgproxy.upstream.cache import ExpirySweep, Outcome, ResponseCache, cache_key, entry_size
 from orgproxy.upstream.client import UpstreamResponse
 
 TTL = 10.0
@@ -67,7 +68,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def cache(clock: Clock) -> ResponseCache:
-    return ResponseCache(clock, ttl=TTL, max_bytes=1_000)
+    return ResponseCache(clock, ttl=TTL, max_bytes=100_000)
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ def test_miss_after_expiry_drops_the_stale_entry(cache: ResponseCache, clock: Cl
                                                  upstream: FakeUpstream) -> None:
     cache.fetch(key(), upstream)
     upstream.calls[0].callback(response())
-    assert (len(cache), cache.stored_bytes) == (1, len(response().body))
+    assert (len(cache), cache.stored_bytes) == (1, entry_size(key(), response()))
 
     clock.advance(TTL)  # fresh while now < stored_at + ttl: at exactly ttl it is stale
     later, outcome = cache.fetch(key(), upstream)
@@ -151,10 +152,11 @@ def test_ttl_zero_stores_nothing(clock: Clock, upstream: FakeUpstream) -> None:
     assert cache.fetch(key(), upstream)[1] == "miss"
 
 
-@pytest.mark.parametrize(("ttl", "max_bytes"), [(-1.0, 10), (float("nan"), 10), (1.0, -1)])
-def test_invalid_settings_are_refused(clock: Clock, ttl: float, max_bytes: int) -> None:
+@pytest.mark.parametrize(("ttl", "max_bytes", "max_entries"),
+                         [(-1.0, 10, 1), (float("nan"), 10, 1), (1.0, -1, 1), (1.0, 10, -1)])
+def test_invalid_settings_are_refused(clock: Clock, ttl: float, max_bytes: int, max_entries: int) -> None:
     with pytest.raises(ValueError):
-        ResponseCache(clock, ttl=ttl, max_bytes=max_bytes)
+        ResponseCache(clock, ttl=ttl, max_bytes=max_bytes, max_entries=max_entries)
 
 
 def test_credentials_are_isolated(cache: ResponseCache, upstream: FakeUpstream) -> None:
@@ -352,43 +354,108 @@ def outcome_of(cache: ResponseCache, upstream: FakeUpstream, target: bytes) -> O
     return result
 
 
+def size(target: bytes, body: bytes) -> int:
+    """What an entry for ``target`` answered with ``body`` counts against the bound."""
+    return entry_size(key(target=target), response(body=body))
+
+
+def test_an_entry_counts_its_key_headers_and_objects_not_only_its_body() -> None:
+    answer = UpstreamResponse(200, b"OK", [(b"Content-Type", [b"application/json"]), (b"X-Request-Id", [b"req_1"])],
+                              b"{}", b"2")
+    long_key = key(target=b"/v1/organization/costs?x=" + b"a" * 10_000)
+    counted = entry_size(long_key, answer)
+    held = len(long_key) + len(answer.body) + len(b"Content-Type" b"application/json" b"X-Request-Id" b"req_1")
+    assert counted >= held + 2 * 100  # and something for each header's objects
+    assert counted > entry_size(key(), answer) + 9_000
+
+
+def test_the_count_covers_what_an_entry_really_holds_in_memory(clock: Clock) -> None:
+    # Stored answers as OpenAI's look: a dozen headers, a small body, a long query. What
+    # the process holds for them once only the cache refers to them, as tracemalloc sees
+    # it, is at most what the cache counts.
+    cache = ResponseCache(clock, ttl=TTL, max_bytes=10**9, max_entries=10**6)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(500):
+            answer = UpstreamResponse(200, b"OK", [(b"X-Header-%d" % h, [b"value-%d-%d" % (i, h)]) for h in range(12)],
+                                      b'{"n": %d}' % i, None)
+            waiting = FakeUpstream()
+            cache.fetch(key(target=TARGET + b"&n=%d" % i), waiting)
+            waiting.calls[0].callback(answer)
+        del answer, waiting
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    held = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert len(cache) == 500
+    assert 500 * 1000 < held <= cache.stored_bytes, (held, cache.stored_bytes)
+
+
 def test_body_over_max_bytes_is_not_stored(clock: Clock, upstream: FakeUpstream) -> None:
-    cache = ResponseCache(clock, ttl=TTL, max_bytes=10)
+    cache = ResponseCache(clock, ttl=TTL, max_bytes=size(b"/small", b"x" * 10))
     store(cache, upstream, b"/small", b"x" * 10)
-    store(cache, upstream, b"/big", b"y" * 11)
-    assert (len(cache), cache.stored_bytes) == (1, 10)
-    assert outcome_of(cache, upstream, b"/big") == "miss"
+    store(cache, upstream, b"/large", b"y" * 11)
+    assert (len(cache), cache.stored_bytes) == (1, size(b"/small", b"x" * 10))
+    assert outcome_of(cache, upstream, b"/large") == "miss"
     assert outcome_of(cache, upstream, b"/small") == "hit"  # and nothing was evicted for it
 
 
 def test_lru_eviction_with_a_hit_refreshing_recency(clock: Clock, upstream: FakeUpstream) -> None:
-    cache = ResponseCache(clock, ttl=TTL, max_bytes=12)
+    one = size(b"/a", b"a" * 4)  # each of /a to /d
+    cache = ResponseCache(clock, ttl=TTL, max_bytes=3 * one)
     store(cache, upstream, b"/a", b"a" * 4)
     store(cache, upstream, b"/b", b"b" * 4)
     store(cache, upstream, b"/c", b"c" * 4)
     assert outcome_of(cache, upstream, b"/a") == "hit"  # /b is now the least recently used
     store(cache, upstream, b"/d", b"d" * 4)
-    assert cache.stored_bytes == 12
+    assert cache.stored_bytes == 3 * one
     assert [outcome_of(cache, upstream, t) for t in (b"/a", b"/c", b"/d")] == ["hit"] * 3
     assert outcome_of(cache, upstream, b"/b") == "miss"
-    # One big body evicts as many of the oldest as it needs: /a and /c, not /d.
+    # One bigger entry evicts as many of the oldest as it needs: /a and /c, not /d.
     store(cache, upstream, b"/e", b"e" * 8)
-    assert (len(cache), cache.stored_bytes) == (2, 12)
+    assert (len(cache), cache.stored_bytes) == (2, one + size(b"/e", b"e" * 8))
     assert [outcome_of(cache, upstream, t) for t in (b"/d", b"/e")] == ["hit", "hit"]
     assert [outcome_of(cache, upstream, t) for t in (b"/a", b"/c")] == ["miss", "miss"]
 
 
+def test_the_number_of_entries_is_bounded_too(clock: Clock, upstream: FakeUpstream) -> None:
+    cache = ResponseCache(clock, ttl=TTL, max_bytes=10**9, max_entries=2)
+    for target in (b"/a", b"/b", b"/c"):
+        store(cache, upstream, target, b"{}")
+    assert len(cache) == 2
+    assert [outcome_of(cache, upstream, t) for t in (b"/b", b"/c", b"/a")] == ["hit", "hit", "miss"]
+
+
 def test_expired_entries_are_evicted_before_fresh_ones(clock: Clock, upstream: FakeUpstream) -> None:
-    cache = ResponseCache(clock, ttl=TTL, max_bytes=8)
+    one = size(b"/old", b"o" * 4)
+    cache = ResponseCache(clock, ttl=TTL, max_bytes=2 * one)
     store(cache, upstream, b"/old", b"o" * 4)  # stored at 0
     clock.advance(5)
-    store(cache, upstream, b"/young", b"y" * 4)  # stored at 5
+    store(cache, upstream, b"/yng", b"y" * 4)  # stored at 5
     clock.advance(1)
-    assert outcome_of(cache, upstream, b"/old") == "hit"  # /young is the least recently used
-    clock.advance(5)  # now 11: /old is expired, /young fresh until 15
+    assert outcome_of(cache, upstream, b"/old") == "hit"  # /yng is the least recently used
+    clock.advance(5)  # now 11: /old is expired, /yng fresh until 15
     store(cache, upstream, b"/new", b"n" * 4)
-    assert cache.stored_bytes == 8
-    assert [outcome_of(cache, upstream, t) for t in (b"/young", b"/new")] == ["hit", "hit"]
+    assert cache.stored_bytes == 2 * one
+    assert [outcome_of(cache, upstream, t) for t in (b"/yng", b"/new")] == ["hit", "hit"]
+
+
+def test_the_sweep_drops_expired_entries_nobody_asks_for_again(clock: Clock, upstream: FakeUpstream) -> None:
+    cache = ResponseCache(clock, ttl=TTL, max_bytes=10**6)
+    sweep = ExpirySweep(cache, clock, interval=TTL)
+    sweep.startService()
+    store(cache, upstream, b"/a", b"a")  # stored at 0, stale from 10
+    clock.advance(5)
+    store(cache, upstream, b"/b", b"b")  # stored at 5, stale from 15
+    clock.advance(5)  # the sweep at 10
+    assert len(cache) == 1 and cache.stored_bytes == size(b"/b", b"b")
+    clock.advance(10)  # the sweep at 20
+    assert (len(cache), cache.stored_bytes) == (0, 0)
+    sweep.stopService()
+    assert clock.getDelayedCalls() == []
 
 
 # --- the bound and freshness, over random histories ----------------------------------
@@ -402,12 +469,13 @@ cancel_op = st.tuples(st.just("cancel"), st.integers(0, 40))
 
 
 @settings(database=None, deadline=None, max_examples=300)
-@given(ttl=st.sampled_from([0.0, 1.0, 5.0, 10.0]), max_bytes=st.integers(0, 30),
+@given(ttl=st.sampled_from([0.0, 1.0, 5.0, 10.0]), max_bytes=st.integers(0, 4 * entry_size(key(), response())),
+       max_entries=st.integers(0, 4),
        ops=st.lists(st.one_of(fetch_op, fetch_op, land_op, advance_op, cancel_op), max_size=60))
 def test_stored_bytes_stay_bounded_and_every_hit_is_a_fresh_200(
-        ttl: float, max_bytes: int, ops: list[tuple[Any, ...]]) -> None:
+        ttl: float, max_bytes: int, max_entries: int, ops: list[tuple[Any, ...]]) -> None:
     clock = Clock()
-    cache = ResponseCache(clock, ttl=ttl, max_bytes=max_bytes)
+    cache = ResponseCache(clock, ttl=ttl, max_bytes=max_bytes, max_entries=max_entries)
     upstream = FakeUpstream()
     call_keys: list[bytes] = []  # the key each upstream call was made for
     made: dict[int, tuple[UpstreamResponse, bytes, float]] = {}  # id -> (response, key, landed at)
@@ -446,7 +514,7 @@ def test_stored_bytes_stay_bounded_and_every_hit_is_a_fresh_200(
             clock.advance(op[1])
         elif waiters:
             waiters[op[1] % len(waiters)][0].cancel()
-        assert 0 <= cache.stored_bytes <= max_bytes
+        assert 0 <= cache.stored_bytes <= max_bytes and len(cache) <= max_entries
         assert cache.stored_bytes == 0 or len(cache) > 0
 
     # Nobody is left hanging: once every call is over, every waiter has had its answer,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from orgproxy.errors import ANTHROPIC_ERROR_TYPES
+from orgproxy.errors import anthropic_type
 from tests.support.answers import Answer
 from tests.support.fake_anthropic import (
     API_KEYS,
@@ -78,7 +78,7 @@ def anthropic_error(answer: Answer) -> dict[str, str]:
     body = answer.json()
     assert list(body) == ["type", "error"] and body["type"] == "error", body
     assert set(body["error"]) == {"type", "message"} and body["error"]["message"], body
-    assert body["error"]["type"] == ANTHROPIC_ERROR_TYPES[answer.status], body
+    assert body["error"]["type"] == anthropic_type(answer.status), body
     return body["error"]
 
 
@@ -171,7 +171,7 @@ def test_the_proxys_own_errors_on_organizations_paths_are_anthropic_shaped(
     timed_out = proxy.answer(held)
     assert timed_out.status == 504
     assert anthropic_error(timed_out)["type"] == "timeout_error"
-    assert "Anthropic did not answer within 5 seconds" in anthropic_error(timed_out)["message"]
+    assert anthropic_error(timed_out)["message"] == "Anthropic (anthropic.test:80) did not answer within 5 seconds."
 
     too_large = proxy.call("POST", API_KEYS + "/apikey_x", CALLER, b"x" * (1024 * 1024 + 1))
     assert too_large.status == 413 and anthropic_error(too_large)["type"] == "request_too_large"

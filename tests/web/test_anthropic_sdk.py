@@ -6,12 +6,11 @@ names, and the proxy's own errors raise its usual exceptions."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-import anthropic
 import httpx2
 import pytest
-from anthropic import Anthropic
 
 from tests.support.fake_anthropic import (
     API_KEYS,
@@ -28,6 +27,9 @@ from tests.support.memory import InMemoryProxy
 from tests.support.sdk_transport import through
 from tests.web.test_anthropic import ALIASES
 
+if TYPE_CHECKING:
+    from anthropic import Anthropic
+
 CALLER_KEY = "sk-ant-admin01-sdk-caller-8c2f"
 
 
@@ -42,6 +44,9 @@ def aliases(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(proxy: InMemoryProxy) -> Anthropic:
+    # Imported here, in the one test process that uses it: the SDK takes two seconds to
+    # import, which every process collecting the suite would otherwise pay.
+    from anthropic import Anthropic
     # No retries: each test sees exactly one upstream call per page.
     return Anthropic(api_key=CALLER_KEY, base_url="http://orgproxy.test", max_retries=0,
                      http_client=httpx2.Client(transport=through(proxy)))
@@ -79,6 +84,8 @@ def test_workspaces_members_and_users_come_through(client: Anthropic, fake_anthr
 
 
 def test_the_proxys_own_errors_raise_the_sdks_exceptions(client: Anthropic, fake_anthropic: FakeAnthropic) -> None:
+    import anthropic
+
     with pytest.raises(anthropic.NotFoundError) as raised:
         client.get(API_KEYS + "//apikey_x", cast_to=object)  # would leave the path once decoded
     assert raised.value.status_code == 404 and raised.value.body["error"]["type"] == "not_found_error"

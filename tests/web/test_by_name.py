@@ -115,6 +115,15 @@ def test_grouping_by_id_merges_nothing_and_keeps_every_byte(proxy: InMemoryProxy
     assert answer.body.startswith(b'{\n  "object": "page"')  # the upstream's own layout
 
 
+def test_rows_of_an_endpoint_that_cannot_group_by_key_are_left_alone(proxy: InMemoryProxy,
+                                                                     fake: FakeOpenAI) -> None:
+    sessions = "/v1/organization/usage/code_interpreter_sessions"
+    row = {"object": "organization.usage.code_interpreter_sessions.result", "num_sessions": 1, "project_id": None}
+    fake.on(sessions, reply(body=costs_page([row, row])))
+    rows = results(proxy, sessions + "?start_time=1&group_by=api_key_name")
+    assert rows == [{**row, "project_name": None}, {**row, "project_name": None}]
+
+
 def test_usage_tokens_are_summed_as_integers(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
     def usage(key: str, tokens: int) -> dict:
         return {"object": "organization.usage.completions.result", "input_tokens": tokens, "output_tokens": 1,

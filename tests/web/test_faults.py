@@ -10,9 +10,12 @@ thousands of requests, are ``tests/process/test_load.py``.)
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import io
 import json
+import os
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from tests.support.fake_openai import (
     reply,
 )
 from tests.support.memory import InMemoryProxy, RawExchange
+from tests.support.scraped import scraped
 
 # A guard against a test that waits forever, never a way to wait.
 pytestmark = pytest.mark.timeout(30)
@@ -103,7 +107,7 @@ def warnings_about(logged: Events, path: str) -> list[dict[str, Any]]:
 
 def requests_counted(route: str, method: str, status: int, provider: str = "openai") -> float:
     """``orgproxy_requests_total`` for one series (the registry lives for the process)."""
-    value = metrics.REGISTRY.get_sample_value(
+    value = metrics.installed().registry.get_sample_value(
         "orgproxy_requests_total", {"route": route, "method": method, "status": str(status), "provider": provider})
     return value or 0.0
 
@@ -151,13 +155,19 @@ def in_chunks(body: bytes, size: int) -> Callable[[server.Request, Received], in
 
 # --- upstreams that fail ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("error", [ConnectionRefusedError("refused"), DNSLookupError("openai.test")],
-                         ids=["refused", "no such host"])
-def test_an_unreachable_upstream_is_502_and_the_next_request_reaches_it(
-        proxy: InMemoryProxy, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+@pytest.mark.parametrize(("error", "reason"), [
+    (ConnectionRefusedError(string="111: Connection refused"), "Connection was refused by other side: 111:"),
+    (DNSLookupError("openai.test"), "DNS lookup failed: openai.test"),
+], ids=["refused", "no such host"])
+def test_an_unreachable_upstream_is_502_naming_host_port_and_reason_and_the_next_request_reaches_it(
+        proxy: InMemoryProxy, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, logged: Events,
+        error: Exception, reason: str) -> None:
     # What the Agent does when nothing listens there (or the name does not resolve).
     monkeypatch.setattr(proxy.upstream_agent, "request", lambda *args, **kwargs: fail(error))
-    assert_proxy_error(proxy.get(COSTS + "?start_time=1"), 502, "upstream_unreachable")
+    message = assert_proxy_error(proxy.get(COSTS + "?start_time=1"), 502, "upstream_unreachable")["message"]
+    assert "openai.test:80" in message and reason in message  # the upstream is http://openai.test
+    (warning,) = warnings_about(logged, COSTS)
+    assert warning["message"] == message
     monkeypatch.undo()  # now something listens there
     assert_serves_normally(proxy, fake)
 
@@ -195,7 +205,19 @@ def test_invalid_json_labelled_json_passes_untouched_with_a_warning(proxy: InMem
     answer = proxy.get(COSTS + "?start_time=1")
     assert (answer.status, answer.body) == (200, body)
     (warning,) = warnings_about(logged, COSTS)
-    assert warning["method"] == "GET"
+    assert (warning["method"], warning["problem"]) == ("GET", "does_not_parse")
+    assert_serves_normally(proxy, fake)
+
+
+@pytest.mark.parametrize("depth", [2_000, 100_000])
+def test_valid_json_nested_too_deeply_passes_untouched_and_is_logged_as_such(
+        proxy: InMemoryProxy, fake: FakeOpenAI, logged: Events, depth: int) -> None:
+    body = (b'{"api_key_id": "key_1234567890abcdef", "deep": ' + b"[" * depth + b"]" * depth + b"}")
+    fake.on(COSTS, reply(body=body))
+    answer = proxy.get(COSTS + "?start_time=1")
+    assert (answer.status, answer.body) == (200, body)
+    (warning,) = warnings_about(logged, COSTS)
+    assert warning["problem"] == "too_deep"  # not "does not parse": it does
     assert_serves_normally(proxy, fake)
 
 
@@ -212,6 +234,58 @@ def test_an_upstream_body_over_the_cap_is_502_too_large_and_never_shown(
     exactly = b'{"pad": "' + b"y" * (1000 - 11) + b'"}'
     fake.on(COSTS, in_chunks(exactly, 100) if chunked else reply(body=exactly))
     assert proxy.get(COSTS + "?start_time=1").body == exactly
+    assert_serves_normally(proxy, fake)
+
+
+def _gzip_then(mangle: Callable[[bytes], bytes]) -> Callable[..., bytes]:
+    """A behaviour answering the normal page gzipped, then mangled on the way."""
+    def answer(request: server.Request, received: Received) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-encoding", b"gzip")
+        return mangle(gzip.compress(json.dumps(NORMAL_PAGE).encode() * 3))
+    return answer
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda data: data[:len(data) // 2],  # cut short
+    lambda data: data[:-4],  # the length in the trailer missing
+    lambda data: data[:20] + bytes(b ^ 0x55 for b in data[20:40]) + data[40:],  # corrupt
+    lambda data: b"\x1f\x8b" + b"not really gzip",
+], ids=["truncated", "no trailer", "corrupt", "not gzip"])
+def test_a_corrupt_or_truncated_gzip_body_is_502_and_never_cached(
+        make_proxy: MakeProxy, fake: FakeOpenAI, aliases: Path, mangle: Callable[[bytes], bytes]) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--cache-ttl", "60")
+    fake.on(COSTS, _gzip_then(mangle))
+    for attempt in (1, 2):
+        error = assert_proxy_error(proxy.get(COSTS + "?start_time=1"), 502, "upstream_bad_encoding")
+        assert "corrupt" in error["message"]
+        assert len(fake.received) == attempt  # not answered from the cache the second time
+    assert_serves_normally(proxy, fake)
+
+
+def test_a_gzip_bomb_is_502_too_large_and_never_decompressed_past_the_cap(
+        make_proxy: MakeProxy, fake: FakeOpenAI, aliases: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import orgproxy.upstream.gunzip as gunzip_module
+    produced: list[int] = []
+    original = gunzip_module.BoundedGunzip.inflate
+
+    def counting(self: Any, data: bytes) -> None:
+        before = self.produced
+        original(self, data)
+        produced.append(self.produced - before)
+    monkeypatch.setattr(gunzip_module.BoundedGunzip, "inflate", counting)
+    cap = 2 * 1024 * 1024
+    proxy = make_proxy("--aliases", str(aliases), "--max-response-bytes", str(cap))
+    # 100 MiB in about 100 KB: a hundred gzip members of a MiB each (one stream, RFC 1952).
+    bomb = gzip.compress(b"0," * (512 * 1024), compresslevel=9) * 100
+
+    def answer(request: server.Request, received: Received) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"content-encoding", b"gzip")
+        return bomb
+    fake.on(COSTS, answer)
+    assert_proxy_error(proxy.get(COSTS + "?start_time=1"), 502, "upstream_response_too_large")
+    assert sum(produced) == cap + 1  # one byte past the cap, and not one more
     assert_serves_normally(proxy, fake)
 
 
@@ -240,6 +314,129 @@ def test_a_redirect_is_returned_not_followed(proxy: InMemoryProxy, fake: FakeOpe
     answer = proxy.get(COSTS + "?start_time=1")
     assert (answer.status, answer.header("Location")) == (302, location)
     assert [r.target for r in fake.received] == [(COSTS + "?start_time=1").encode()]
+    assert_serves_normally(proxy, fake)
+
+
+# --- the cache, under attack --------------------------------------------------------------------
+
+def test_a_header_the_connection_header_drops_is_not_in_the_cache_key(make_proxy: MakeProxy, fake: FakeOpenAI,
+                                                                     aliases: Path) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--cache-ttl", "60")
+    fake.on(COSTS, reply(body=NORMAL_PAGE))
+    # Forwarded without OpenAI-Organization (Connection names it): OpenAI answers for the
+    # key's default organization ...
+    dropped = raw_answer(proxy.raw(raw_get(COSTS + "?start_time=1", "OpenAI-Organization: org_x",
+                                           "Connection: OpenAI-Organization")))
+    assert dropped.status == 200
+    assert fake.last().header("OpenAI-Organization") is None
+    # ... which is not the answer for org_x: that one is asked of OpenAI.
+    for_org_x = proxy.get(COSTS + "?start_time=1", headers={**AUTH, "OpenAI-Organization": "org_x"})
+    assert (for_org_x.status, for_org_x.header("X-Orgproxy-Cache")) == (200, "miss")
+    assert len(fake.received) == 2 and fake.last().header("OpenAI-Organization") == b"org_x"
+    # And without the header at all, the first answer is the right one.
+    assert proxy.get(COSTS + "?start_time=1").header("X-Orgproxy-Cache") == "hit"
+
+
+def test_two_authorization_headers_are_400_and_never_forwarded(make_proxy: MakeProxy, fake: FakeOpenAI,
+                                                              aliases: Path) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--cache-ttl", "60")
+    for request_bytes in (raw_get(COSTS + "?start_time=1", "Authorization: Bearer sk-admin-other"),
+                          raw_get(COSTS + "?start_time=1", "authorization: Bearer sk-admin-other")):
+        answer = raw_answer(proxy.raw(request_bytes))
+        assert_proxy_error(answer, 400, "duplicate_authorization")
+        assert b"sk-admin-other" not in answer.body
+    assert fake.received == []
+    assert_serves_normally(proxy, fake)
+
+
+def test_a_flood_of_distinct_queries_keeps_the_cache_within_its_bounds(make_proxy: MakeProxy, fake: FakeOpenAI,
+                                                                       aliases: Path) -> None:
+    max_bytes, max_entries = 50_000, 12
+    proxy = make_proxy("--aliases", str(aliases), "--cache-ttl", "60", "--cache-max-bytes", str(max_bytes),
+                       "--cache-max-entries", str(max_entries))
+    proxy.start_service()
+    fake.on(COSTS, reply(body=b"{}"))
+    cache = proxy.service.cache
+    assert cache is not None
+    padding = "x" * 4000  # long queries, small answers: the keys are most of the memory
+    for i in range(40):
+        assert proxy.get(f"{COSTS}?start_time={i}&pad={padding}").status == 200
+        assert cache.stored_bytes <= max_bytes and len(cache) <= max_entries
+    assert cache.stored_bytes > 4000 * len(cache)  # the keys were counted
+    # Expired entries go on the sweep's timer, asked for again or not.
+    proxy.advance(61)
+    assert (len(cache), cache.stored_bytes) == (0, 0)
+    assert_serves_normally(proxy, fake)
+
+
+# --- alias files that are not files ------------------------------------------------------------------
+
+def _replace_with_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _replace_with_dev_zero(path: Path) -> None:
+    path.unlink()
+    path.symlink_to("/dev/zero")
+
+
+def _replace_with_a_huge_file(path: Path) -> None:
+    with open(path, "wb") as f:
+        f.truncate(1024 * 1024 * 1024)  # sparse: a GiB that takes no disk
+
+
+@pytest.mark.parametrize(("replace", "reason"), [
+    (_replace_with_fifo, "cannot read: not a regular file (a FIFO)"),
+    (_replace_with_dev_zero, "cannot read: not a regular file (a character device)"),
+    (_replace_with_a_huge_file, "larger than 16 MiB, the most alias files may hold"),
+    (lambda path: path.write_text(""), "empty, where it held 5 names"),
+], ids=["a FIFO", "a symlink to /dev/zero", "1 GiB", "emptied"])
+def test_an_alias_path_that_is_not_a_readable_file_keeps_the_names_and_health_says_why(
+        make_proxy: MakeProxy, fake: FakeOpenAI, aliases: Path, replace: Callable[[Path], None], reason: str) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--watch", "poll")
+    proxy.start_service()
+    replace(aliases)
+    proxy.advance(1)  # the poller looks (and, for a FIFO, would wait for a writer forever)
+    health = proxy.get("/health")
+    assert health.status == 200
+    state = health.json()["aliases"]
+    assert state["names"] == 5 and state["error"].startswith(str(aliases)) and reason in state["error"]
+    assert_serves_normally(proxy, fake)
+
+
+@pytest.mark.parametrize("replace", [_replace_with_fifo, _replace_with_dev_zero], ids=["a FIFO", "/dev/zero"])
+def test_an_alias_path_that_is_not_a_regular_file_stops_the_start_with_one_line(
+        make_proxy: MakeProxy, aliases: Path, replace: Callable[[Path], None]) -> None:
+    replace(aliases)
+    with pytest.raises(SystemExit) as stopped:
+        make_proxy("--aliases", str(aliases))
+    assert str(stopped.value).startswith(f"orgproxy: alias file: {aliases}: cannot read: not a regular file")
+
+
+# --- ids no log line can hold as they are -----------------------------------------------------------
+
+def test_an_id_with_a_lone_surrogate_is_logged_escaped_and_reported(proxy: InMemoryProxy, fake: FakeOpenAI,
+                                                                   logged: Events) -> None:
+    # Valid JSON; the id it holds, "key_" U+D800 "x", has no UTF-8 form.
+    fake.on(COSTS, reply(body=b'{"data": [{"api_key_id": "key_\\ud800x"}, {"api_key_id": "key_plain"}]}'))
+    answer = proxy.get(COSTS + "?start_time=1")
+    assert answer.status == 200
+    assert answer.body == (b'{"data": [{"api_key_id": "key_\\ud800x", "api_key_name": "unknown"},'
+                           b' {"api_key_id": "key_plain", "api_key_name": "unknown"}]}')
+    (line,) = [e for e in logged if e.get("log_namespace") == "orgproxy" and e.get("path") == COSTS
+               and "unknown_ids" in e]
+    assert sorted(line["unknown_ids"]) == ["key_\\ud800x", "key_plain"]
+    for value in (line["line"], *line["unknown_ids"]):
+        value.encode("utf-8")  # what every log observer has to do with it
+    report = proxy.get("/orgproxy/unknown")
+    assert report.status == 200
+    assert sorted(row["id"] for row in report.json()["data"]) == ["key_plain", "key_\ud800x"]
+    skeleton = proxy.get("/orgproxy/unknown?format=toml")
+    assert skeleton.status == 200
+    text = skeleton.body.decode("utf-8")
+    assert tomllib.loads(text) is not None
+    assert '"key_\\ud800x"' in text and "key_plain" in text
     assert_serves_normally(proxy, fake)
 
 
@@ -304,6 +501,14 @@ def test_the_default_concurrency_limit_is_256(make_proxy: MakeProxy) -> None:
     "/v1/organization/usage%2Fcompletions",
     "/v1/organization/usage%2fcompletions",
     "/v1/organization//usage/completions",
+    # Path parameters, which a gateway that drops them resolves as "..".
+    "/v1/organization/..;/..;/v1/chat/completions",
+    "/v1/organization/%2e%2e;/%2e%2e;/v1/chat/completions",
+    "/v1/organization/..;x=1/..;x=1/v1/chat/completions",
+    "/v1/organization/..%3b/..%3B/v1/chat/completions",
+    "/v1/projects/..;/..;/v1/chat/completions",
+    "/v1/projects/proj_abc/..;/..;/..;/chat/completions",
+    "/v1/chat/completions",
 ])
 def test_a_path_trick_is_404_and_never_forwarded(proxy: InMemoryProxy, fake: FakeOpenAI, target: str) -> None:
     exchange = proxy.raw(raw_get(target + "?start_time=1"))
@@ -376,6 +581,114 @@ def test_request_headers_over_16_kib_are_431(proxy: InMemoryProxy, fake: FakeOpe
     assert exchange.closed_by_proxy
     assert fake.received == []
     assert_serves_normally(proxy, fake)
+
+
+@pytest.mark.parametrize("count", [501, 10_000])
+def test_too_many_request_headers_are_431_with_its_reason_phrase(proxy: InMemoryProxy, fake: FakeOpenAI,
+                                                                count: int) -> None:
+    # Small enough together to stay under 16 KiB when there are 501 of them.
+    exchange = proxy.raw(raw_get(TARGET, *(f"x{i}: y" for i in range(count))))
+    assert exchange.written.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert_proxy_error(raw_answer(exchange), 431, "headers_too_large")
+    assert exchange.closed_by_proxy and fake.received == []
+    assert_serves_normally(proxy, fake)
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "GET", "DELETE"])
+def test_the_asterisk_target_gets_an_openai_shaped_404(proxy: InMemoryProxy, fake: FakeOpenAI, method: str) -> None:
+    answer = raw_answer(proxy.raw(f"{method} * HTTP/1.1\r\nHost: x\r\n\r\n".encode()))
+    assert_proxy_error(answer, 404, "not_found")
+    assert fake.received == []
+    # And like any other path, only for callers the guard lets in.
+    refused = proxy.raw(f"{method} * HTTP/1.1\r\nHost: x\r\n\r\n".encode(), client="8.8.8.8")
+    assert_proxy_error(raw_answer(refused), 403, "forbidden_source")
+    assert_serves_normally(proxy, fake)
+
+
+# --- slow clients, and too many of them ------------------------------------------------------------
+
+def test_a_request_trickling_in_is_cut_off_at_the_header_timeout_however_its_bytes_trickle(
+        proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    closed_before = scraped("orgproxy_connections_closed_total", {"reason": "header_timeout"})
+    request = raw_get(TARGET)
+    exchange = proxy.raw(request[:5])
+    for byte in range(5, 14):  # a byte a second: each would reset an idle timer
+        proxy.advance(1)
+        exchange.send(request[byte:byte + 1])
+        assert not exchange.closed_by_proxy
+    proxy.advance(0.99)
+    assert not exchange.closed_by_proxy
+    proxy.advance(0.01)  # ten seconds after its first byte
+    assert_proxy_error(raw_answer(exchange), 408, "request_timeout")
+    assert exchange.closed_by_proxy and fake.received == []
+    assert scraped("orgproxy_connections_closed_total", {"reason": "header_timeout"}) == closed_before + 1
+    assert_serves_normally(proxy, fake)
+
+
+def test_the_header_timeout_counts_the_body_and_can_be_set(make_proxy: MakeProxy, fake: FakeOpenAI,
+                                                           aliases: Path) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--header-timeout", "2.5")
+    head = b"POST /v1/organization/projects HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+    exchange = proxy.raw(head + b"{")
+    proxy.advance(2.49)
+    exchange.send(b'"name": ')
+    assert not exchange.closed_by_proxy
+    proxy.advance(0.01)
+    assert_proxy_error(raw_answer(exchange), 408, "request_timeout")
+    assert fake.received == []
+    assert_serves_normally(proxy, fake)
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_header_timeout_without_an_answer(
+        proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    exchange = proxy.raw(b"")
+    proxy.advance(9.99)
+    assert not exchange.closed_by_proxy
+    proxy.advance(0.01)
+    assert exchange.closed_by_proxy and exchange.written == b""
+    assert_serves_normally(proxy, fake)
+
+
+def test_a_kept_alive_connection_waits_for_its_next_request_without_a_deadline(
+        proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    fake.on(COSTS, reply(body=NORMAL_PAGE))
+    exchange = proxy.raw(raw_get(TARGET))
+    assert exchange.written.startswith(b"HTTP/1.1 200 ")
+    proxy.advance(30)  # idle between requests: only Twisted's idle timeout applies
+    assert not exchange.closed_by_proxy
+    exchange.send(raw_get(TARGET))
+    proxy.flush()
+    assert exchange.written.count(b"HTTP/1.1 200 ") == 2 and not exchange.closed_by_proxy
+    exchange.send(raw_get(TARGET)[:10])  # the next one starts, and its deadline with it
+    proxy.advance(10)
+    assert exchange.closed_by_proxy and exchange.written.endswith(json.dumps(
+        {"error": {"message": "The request did not arrive whole within 10 seconds (--header-timeout).",
+                   "type": "invalid_request_error", "param": None, "code": "request_timeout"}},
+        separators=(",", ":")).encode())
+
+
+def test_beyond_max_connections_new_ones_are_closed_at_once_and_the_open_ones_served(
+        make_proxy: MakeProxy, fake: FakeOpenAI, aliases: Path, logged: Events) -> None:
+    proxy = make_proxy("--aliases", str(aliases), "--max-connections", "3")
+    site = proxy.service.site
+    fake.on(COSTS, reply(body=NORMAL_PAGE))
+    open_ones = [proxy.raw(raw_get(TARGET)[:20]) for _ in range(3)]  # three slow clients
+    assert site.connections == 3
+    for _ in range(50):  # a flood of new ones: each closed at once, as a port closes a None
+        assert site.buildProtocol(None) is None
+    warned = [e for e in logged if e.get("log_namespace") == "orgproxy" and e.get("limit") == 3]
+    assert len(warned) == 1 and warned[0]["times"] == 1  # said once, not fifty times
+    for exchange in open_ones:  # the connections already open are served
+        exchange.send(raw_get(TARGET)[20:])
+        proxy.flush()
+        assert raw_answer(exchange).status == 200
+    open_ones[0].close()
+    assert site.connections == 2
+    assert raw_answer(proxy.raw(raw_get(TARGET))).status == 200  # room again
+    proxy.advance(60)  # the next flood is said again, with its count
+    for _ in range(7):
+        site.buildProtocol(None)
+    assert [e["times"] for e in logged if e.get("log_namespace") == "orgproxy" and e.get("limit") == 3] == [1, 50]
 
 
 # --- the admin key ---------------------------------------------------------------------------------

@@ -219,6 +219,18 @@ def test_with_the_client_token_requests_pass_and_the_token_is_never_forwarded(
     assert CLIENT_TOKEN not in repr(logged)
 
 
+def test_metrics_also_take_the_client_token_as_a_bearer_credential_as_prometheus_sends_it(
+        guarded: InMemoryProxy, fake: FakeOpenAI) -> None:
+    assert guarded.get("/metrics", headers={"Authorization": f"Bearer {CLIENT_TOKEN}"}).status == 200
+    assert guarded.get("/metrics", headers={"Authorization": f"bearer {CLIENT_TOKEN}"}).status == 200
+    for wrong in (f"Bearer {CLIENT_TOKEN}x", f"Basic {CLIENT_TOKEN}", CLIENT_TOKEN, "Bearer "):
+        assert guarded.get("/metrics", headers={"Authorization": wrong}).status == 401, wrong
+    # Elsewhere Authorization is the caller's admin key, for OpenAI: never the client token.
+    for target in (COSTS + "?start_time=1", "/orgproxy/unknown"):
+        assert guarded.get(target, headers={"Authorization": f"Bearer {CLIENT_TOKEN}"}).status == 401, target
+    assert fake.received == []
+
+
 def test_health_is_open_without_the_client_token(guarded: InMemoryProxy) -> None:
     # Liveness probes cannot send one, and /health tells nothing but counts.
     assert guarded.get("/health", headers={}).status == 200

@@ -114,7 +114,8 @@ def merge_by_name(page: Any, grouped: Collection[str], names: Names, fields: Fie
 def merge_rows(rows: list[Any], grouped: Collection[str], names: Names,
                fields: FieldSet = OPENAI_FIELDS) -> list[Any]:
     """Rows with the same names and the same other non-numeric fields, merged; in order of
-    first appearance. A row whose id nobody can name is never merged."""
+    first appearance. A row whose id nobody can name, or that lacks a grouped id field
+    altogether, is never merged."""
     merged: list[Any] = []
     first_of: dict[Any, dict[str, Any]] = {}
     own_fields = _own_fields(grouped, fields)
@@ -139,12 +140,13 @@ def _own_fields(grouped: Collection[str], fields: FieldSet) -> frozenset[str]:
     own: set[str] = set()
     for id_field in grouped:
         own |= {id_field, fields.name_field_for_id[id_field], IDS_FIELD[id_field]}
-        own |= {added for added, _ in fields.extra_fields[id_field]}
+        own |= set(fields.added_beside[id_field])
     return frozenset(own)
 
 
 def _with_id_lists(row: dict[str, Any], grouped: Collection[str]) -> dict[str, Any]:
-    """A copy of the row with ``api_key_ids`` (etc.) right after ``api_key_id``."""
+    """A copy of the row with ``api_key_ids`` (etc.) right after ``api_key_id``: the id in
+    a list, an empty list for a null id, nothing where the row has no such field."""
     out: dict[str, Any] = {}
     for field, value in row.items():
         out[field] = value
@@ -158,7 +160,11 @@ def _key(row: dict[str, Any], grouped: Collection[str], names: Names, own_fields
     """What rows must share to be merged, or None for a row that stays alone."""
     identity = []
     for id_field in sorted(grouped):
-        id_value = row.get(id_field)
+        if id_field not in row or not isinstance(row[IDS_FIELD[id_field]], list):
+            # The endpoint cannot group by it (code_interpreter_sessions has no api_key_id),
+            # or the upstream sent an id list of its own that is not a list: not ours to merge.
+            return None
+        id_value = row[id_field]
         if id_value is None:
             identity.append(None)  # a null id: a dimension OpenAI left ungrouped
         elif isinstance(id_value, str) and id_value in names.by_field.get(id_field, {}):
@@ -198,14 +204,12 @@ def _add_into(target: dict[str, Any], row: dict[str, Any], grouped: Collection[s
         else:
             target[field] = _sum(target[field], value)
     for id_field in grouped:
-        if IDS_FIELD[id_field] not in target:
-            continue  # rows without this field (user_id on costs): nothing to list
         ids = target[IDS_FIELD[id_field]]
         for id_value in row[IDS_FIELD[id_field]]:
             if id_value not in ids:
                 ids.append(id_value)
         target[id_field] = ids[0] if len(ids) == 1 else None
-        for added, _ in fields.extra_fields[id_field]:
+        for added in fields.added_beside[id_field]:
             if target.get(added) != row.get(added):
                 target[added] = None  # several keys: no one redacted value or email
     return None

@@ -5,6 +5,7 @@ Only a valid body is amended; anything else passes through untouched. Pure.
 
 from __future__ import annotations
 
+import enum
 import json
 
 import orjson
@@ -19,26 +20,43 @@ _VALIDATOR = simdjson.Parser()
 _BOM = b"\xef\xbb\xbf"
 
 
+class Validity(enum.Enum):
+    VALID = "valid"
+    INVALID = "invalid"
+    # Nested deeper than any parser here goes (about a thousand levels): perhaps valid,
+    # but it cannot be told, nor amended.
+    TOO_DEEP = "too deep"
+
+
 def is_json(body: bytes) -> bool:
     """Whether the body is one valid JSON text (UTF-8, no NaN or Infinity, no BOM)."""
+    return validity(body) is Validity.VALID
+
+
+def validity(body: bytes) -> Validity:
+    """Whether the body is one valid JSON text (UTF-8, no NaN or Infinity, no BOM), is
+    not, or is nested too deeply to tell."""
     if not body.startswith(_BOM):  # which simdjson skips, and JSON does not allow
         try:
             _VALIDATOR.parse(body)
-            return True
+            return Validity.VALID
         except (ValueError, RuntimeError):
             pass
     # simdjson and orjson refuse some valid JSON: numbers beyond 64 bits or a double's
     # range, lone surrogate escapes, deep nesting.
     try:
         orjson.loads(body)
-        return True
+        return Validity.VALID
     except orjson.JSONDecodeError:
         pass
     try:
         STRICT_DECODER.decode(body.decode("utf-8"))
-        return True
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return False
+        return Validity.VALID
+    except RecursionError:
+        # Raised only on reaching the nesting limit, before any error further on.
+        return Validity.TOO_DEEP
+    except (UnicodeDecodeError, ValueError):
+        return Validity.INVALID
 
 
 def _keep_spelling(number: str) -> str:

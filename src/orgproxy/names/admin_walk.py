@@ -51,7 +51,7 @@ async def walk(fetch: Fetch, path: str, flags: list[tuple[str, str]], cursor: Cu
             raise DiscoveryFailed(f"{path}: {e.message}") from None
         if response.status in skip:
             return []
-        page = _page(path, response)
+        page = admin_page(path, response)
         items.extend(item for item in page["data"] if named(item))
         following = cursor(path, page)
         if following is None:
@@ -70,7 +70,9 @@ def last_id(path: str, page: Page) -> str:
     return after
 
 
-def _page(path: str, response: UpstreamResponse) -> Page:
+def admin_page(path: str, response: UpstreamResponse) -> Page:
+    """An Admin API page ({"data": [...], ...}), or DiscoveryFailed saying why not (the
+    cost series read their pages with it too)."""
     if response.status == 429:
         raise DiscoveryFailed(f"{path}: rate limited (429)", _retry_after(response))
     if response.status in (401, 403):

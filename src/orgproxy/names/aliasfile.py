@@ -15,22 +15,32 @@ errors (and text that is not UTF-8) carry the line the parser reports; neither
 ``tomllib`` nor ``json`` gives positions for values, so the other errors name
 the key path instead (``api_keys.key_abc: name must be a string, not integer``),
 which finds the entry just as well.  This module is pure: standard library only,
-no I/O except in :func:`load_aliases`.
+no I/O except in :func:`read_alias_bytes` and :func:`load_aliases`.
+
+A file is read only if it is a regular file, and only up to ``MAX_BYTES``: the path
+may name a FIFO (whose ``open`` would wait for a writer forever), a device
+(``/dev/zero`` never ends), or a file of gigabytes.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
+import stat
 import tomllib
 from typing import Any, TypeAlias
 
 from orgproxy.fields import ALIAS_TABLES
 
-__all__ = ["FIELDS", "AliasFileError", "Aliases", "parse_aliases", "load_aliases"]
+__all__ = ["FIELDS", "MAX_BYTES", "AliasFileError", "Aliases", "key_path", "load_alias_file", "load_aliases",
+           "parse_alias_file", "parse_aliases", "read_alias_bytes"]
 
 FIELDS = ALIAS_TABLES
+# The most an alias file (or a directory of them, together) may hold: a million
+# entries take about 35 MiB, far beyond any organization's keys.
+MAX_BYTES = 16 * 1024 * 1024
 
 Aliases: TypeAlias = dict[str, dict[str, str]]
 
@@ -64,26 +74,77 @@ class _Invalid(Exception):
     """Well-formed content that is not a valid alias map; the message names the key path."""
 
 
-def load_aliases(path: str) -> Aliases:
-    """Read the alias file at ``path`` and parse it."""
+def read_alias_bytes(path: str, limit: int = MAX_BYTES) -> bytes:
+    """The bytes of the regular file at ``path`` (through symlinks), at most ``limit``.
+
+    Never blocks: opened non-blocking, so a FIFO is refused rather than waited on.
+    """
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise AliasFileError(path, None, f"cannot read: {e.strerror or e}") from e
-    return parse_aliases(text, path)
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise AliasFileError(path, None, f"cannot read: not a regular file ({_file_kind(status.st_mode)})")
+        if status.st_size > limit:
+            raise AliasFileError(path, None, f"larger than {_in_mib(limit)}, the most alias files may hold")
+        chunks: list[bytes] = []
+        size = 0
+        # Read to the end, not to the size stat gave: the file may grow meanwhile.
+        while chunk := os.read(fd, min(1024 * 1024, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise AliasFileError(path, None, f"larger than {_in_mib(limit)}, the most alias files may hold")
+        return b"".join(chunks)
+    except OSError as e:
+        raise AliasFileError(path, None, f"cannot read: {e.strerror or e}") from e
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a file"
+
+
+def _in_mib(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB" if size >= 1024 * 1024 else f"{size} bytes"
+
+
+def load_alias_file(path: str, limit: int = MAX_BYTES) -> tuple[Aliases, bool]:
+    """Read the alias file at ``path`` and parse it: its map, and whether it is blank
+    (see ``parse_alias_file``)."""
+    return parse_alias_file(read_alias_bytes(path, limit), path)
+
+
+def load_aliases(path: str) -> Aliases:
+    """Read the alias file at ``path`` and parse it."""
+    return load_alias_file(path)[0]
 
 
 def parse_aliases(text: bytes, path: str) -> Aliases:
     """Parse alias file contents; ``path`` only names the file and picks the format."""
+    return parse_alias_file(text, path)[0]
+
+
+def parse_alias_file(text: bytes, path: str) -> tuple[Aliases, bool]:
+    """The alias map in ``text``, and whether the file is blank: nothing but whitespace
+    and comments, no table at all. (A file with its tables and no entries is not blank:
+    it says on purpose that there are no names.)"""
     source = _decode(text, path)
     if not source.strip():
         # An empty file is a valid "no aliases yet", in either format.
-        return _empty()
+        return _empty(), True
     try:
         if _is_json(path, source):
-            return _from_json(_load_json(source, path))
-        return _from_toml(_load_toml(source, path))
+            return _from_json(_load_json(source, path)), False
+        data = _load_toml(source, path)
+        return _from_toml(data), not data
     except _Invalid as e:
         raise AliasFileError(path, None, str(e)) from None
 
@@ -113,6 +174,11 @@ def _is_json(path: str, source: str) -> bool:
     if lowered.endswith(".json"):
         return True
     return source.lstrip().startswith("{")
+
+
+def key_path(table: str, ident: str) -> str:
+    """How an error names an entry: ``api_keys.key_abc``, or ``users."a b"``."""
+    return f"{table}.{_render_key(ident)}"
 
 
 def _render_key(key: str) -> str:
@@ -156,7 +222,7 @@ def _check_table_name(table: str) -> None:
 
 def _checked_name(table: str, ident: str, name: object, *, json_names: bool) -> str:
     """Return ``name`` if it is a usable name for ``ident`` in ``table``."""
-    label = f"{table}.{_render_key(ident)}"
+    label = key_path(table, ident)
     if not ident.strip():
         raise _Invalid(f"{label}: id must not be empty")
     if not isinstance(name, str):

@@ -1,7 +1,9 @@
 """When to discover names, and what to do with them: put them in force and remember them.
 
 One service per provider with an admin key (OpenAI's, Anthropic's), each walking its own
-Admin API (openai_admin.py, anthropic_admin.py) on the same rules. Discovery runs at start (the proxy serves at once, before it finishes), every
+Admin API (openai_admin.py, anthropic_admin.py) on the same rules, and each running, with
+``--workers``, in the first process only. Discovery runs at start (the proxy serves at
+once, before it finishes), every
 ``interval`` seconds, on SIGHUP, and when a response carries an unknown key or project
 id (at most once per ``cooldown``), so that a key created this morning is named on the
 next request. One walk at a time: a request for another while one runs is folded into
@@ -17,26 +19,25 @@ import stat
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.defer import CancelledError
+from twisted.internet.interfaces import IReactorTime
 
 from orgproxy.fields import OPENAI_FIELDS
 from orgproxy.ops import metrics
+from orgproxy.ops.periodic import Periodic
 from orgproxy.names import openai_admin
 from orgproxy.names.admin_walk import DiscoveryFailed, Fetch
 from orgproxy.names.history import History, Learned
 from orgproxy.times import iso
 from orgproxy.ops.logs import log
 from orgproxy.names.snapshot import CurrentNames
+from orgproxy.plural import counted
 
 # Unknown ids of these fields make OpenAI's discovery look again (users are named by the
 # same walk, but an unknown user alone is common: ungrouped usage, deleted accounts).
 TRIGGERING_FIELDS = OPENAI_FIELDS.triggering_fields
 # A walk of one Admin API: (its GETs, the list to append what it learns to).
 Walk = Callable[[Fetch, list[Learned]], Awaitable[None]]
-FIRST_BACKOFF = 1.0
-MAX_RETRY_AFTER = 3600.0
 
 
 class KeyFileError(Exception):
@@ -60,12 +61,34 @@ def read_admin_key(path: str) -> str:
     return key
 
 
-class DiscoveryService(Service):
+def sets_off_discovery(unknown_ids: Mapping[str, str],
+                       triggering_fields: frozenset[str] = TRIGGERING_FIELDS) -> bool:
+    """Whether a response's unknown ids (id -> its field) are worth a walk."""
+    return any(field in triggering_fields for field in unknown_ids.values())
+
+
+class Cooldown:
+    """Yes at most once per ``seconds``."""
+
+    def __init__(self, clock: IReactorTime, seconds: float):
+        self.clock = clock
+        self.seconds = seconds
+        self.last: float | None = None
+
+    def take(self) -> bool:
+        now = self.clock.seconds()
+        if self.last is not None and now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
+class DiscoveryService(Periodic):
     def __init__(self, reactor: Any, fetch: Fetch, current: CurrentNames, history: History | None,
                  interval: float, cooldown: float, *, discover: Walk = openai_admin.discover,
                  provider: str = "openai", title: str = "OpenAI",
                  triggering_fields: frozenset[str] = TRIGGERING_FIELDS):
-        self.reactor = reactor
+        super().__init__(reactor, interval)
         self.fetch = fetch  # the Admin API's GETs, with the admin key (upstream.admin)
         self.discover = discover
         self.provider = provider  # as metrics and the history label it
@@ -73,13 +96,9 @@ class DiscoveryService(Service):
         self.triggering_fields = triggering_fields
         self.current = current
         self.history = history
-        self.interval = interval
         self.cooldown = cooldown
-        self.walking: Deferred[None] | None = None
-        self.again: str | None = None  # why another walk was asked for during this one
-        self.next_walk: IDelayedCall | None = None
-        self.failures = 0
-        self.last_triggered: float | None = None
+        self.triggers = Cooldown(reactor, cooldown)  # walks set off by unknown ids
+        self.after_walk: list[Callable[[], None]] = []  # told when a walk ends, however it ended
         self.state: dict[str, Any] = {"last_success": None, "last_failure": None, "last_error": None,
                                       "learned": 0}
 
@@ -87,53 +106,31 @@ class DiscoveryService(Service):
         """For /health: when discovery last worked or failed, and why (never the key)."""
         return {
             "enabled": True,
-            "running": self.walking is not None,
+            "running": self.working is not None,
             "names": self.state["learned"],
             "last_success": iso(self.state["last_success"]),
             "last_failure": iso(self.state["last_failure"]),
             "last_error": self.state["last_error"],
         }
 
-    def startService(self) -> None:
-        super().startService()
-        self.schedule(0, "start")
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self.next_walk is not None and self.next_walk.active():
-            self.next_walk.cancel()
-        if self.walking is not None:
-            self.walking.cancel()
-
-    def schedule(self, delay: float, why: str) -> None:
-        if self.next_walk is not None and self.next_walk.active():
-            self.next_walk.cancel()
-        self.next_walk = self.reactor.callLater(delay, self.request, why)
-
-    def request(self, why: str) -> None:
-        """Walk now, or right after the walk under way."""
-        if not self.running:
-            return
-        if self.walking is not None:
-            self.again = self.again or why
-            return
-        walking = Deferred.fromCoroutine(self.walk(why))
-        walking.addErrback(lambda f: f.trap(CancelledError))
-        # A walk whose every page came at once (or whose first call failed at once) has
-        # already run its end, which cleared ``walking``: marking it running now would
-        # leave it running forever, and every later request only queued behind it.
-        if not walking.called:
-            self.walking = walking
-
     def unknown_seen(self, unknown_ids: Mapping[str, str]) -> None:
         """A response carried ids nobody could name (id -> its field)."""
-        if not any(field in self.triggering_fields for field in unknown_ids.values()):
-            return
-        now = self.reactor.seconds()
-        if self.last_triggered is not None and now - self.last_triggered < self.cooldown:
-            return
-        self.last_triggered = now
-        self.request("an unknown id was seen")
+        if sets_off_discovery(unknown_ids, self.triggering_fields):
+            self.unknown_seen_by("an unknown id was seen")
+
+    def unknown_seen_by(self, why: str) -> None:
+        """This process or a worker saw an unknown key or project id: walk, at most once
+        per cooldown for the whole daemon."""
+        if self.triggers.take():
+            self.request(why)
+
+    async def work(self, why: str) -> None:
+        try:
+            await self.walk(why)
+        except CancelledError:
+            raise
+        for listener in self.after_walk:
+            listener()
 
     async def walk(self, why: str) -> None:
         started = self.reactor.seconds()
@@ -150,38 +147,28 @@ class DiscoveryService(Service):
             log.failure("{provider} discovery ({why}) failed unexpectedly", provider=self.title, why=why)
             self.failed(why, DiscoveryFailed("an internal error (see the log above)"), learned)
         else:
-            metrics.DISCOVERY_RUNS.labels(self.provider, "ok").inc()
-            self.failures = 0
+            metrics.count_discovery("ok", self.provider)
             self.state["last_success"] = self.reactor.seconds()
             self.state["last_error"] = None
+            # A whole walk lists every key there is: the others are deleted (where the
+            # provider's fields flag them so: OpenAI's).
+            self.current.listed_keys[self.provider] = frozenset(r.id for r in learned if r.id_field == "api_key_id")
             new = self.learn(learned)
-            log.info("{provider} discovery ({why}) learned {count} names ({new} new) in {seconds:.1f} s",
-                     provider=self.title, why=why, count=len(learned), new=new,
-                     seconds=self.reactor.seconds() - started)
-            self.schedule(self.interval, "every --discovery-interval")
-        finally:
-            self.walking = None
-        if self.again is not None:
-            again, self.again = self.again, None
-            self.request(again)
+            log.info("{provider} discovery ({why}) learned {names} ({new} new) in {seconds:.1f} s",
+                     provider=self.title, why=why, count=len(learned), names=counted(len(learned), "name"),
+                     new=new, seconds=self.reactor.seconds() - started)
+            self.succeeded("every --discovery-interval")
 
     def failed(self, why: str, error: DiscoveryFailed, learned: list[Learned]) -> None:
-        metrics.DISCOVERY_RUNS.labels(self.provider, "failed").inc()
-        self.failures += 1
-        if error.retry_after is not None:
-            delay = min(error.retry_after, MAX_RETRY_AFTER)
-            how = "as Retry-After asks"
-        else:
-            delay = min(FIRST_BACKOFF * 2 ** (self.failures - 1), self.interval)
-            how = "backing off"
+        metrics.count_discovery("failed", self.provider)
         self.state["last_failure"] = self.reactor.seconds()
         self.state["last_error"] = error.reason
         # What the walk learned before it stopped is kept; nothing known is dropped.
         new = self.learn(learned) if learned else 0
-        log.warn("{provider} discovery ({why}) failed: {reason}; kept {count} names learned before it"
-                 " ({new} new); retrying in {delay:g} s ({how})", provider=self.title, why=why,
-                 reason=error.reason, count=len(learned), new=new, delay=delay, how=how)
-        self.schedule(delay, "retry")
+        delay, how = self.retry(error.retry_after)
+        log.warn("{provider} discovery ({why}) failed: {reason}; kept {names} learned before it ({new} new);"
+                 " retrying in {delay:g} s ({how})", provider=self.title, why=why, reason=error.reason,
+                 count=len(learned), names=counted(len(learned), "name"), new=new, delay=delay, how=how)
 
     def learn(self, learned: list[Learned]) -> int:
         """Put learned names in force and remember them; how many ids were new to history."""

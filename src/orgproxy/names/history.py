@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -117,6 +118,37 @@ class History:
                 f"history store {path} was unusable ({e.reason}); moved it to {e.aside}"
                 " and started an empty one"
             )
+
+    @classmethod
+    def unkept(cls, directory: str) -> History:
+        """A store in memory only, for a run whose state directory cannot be written: names
+        learned are remembered until the process ends, and no longer."""
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.execute(_CREATE)
+        return cls(os.path.join(directory, FILENAME), conn)
+
+    @staticmethod
+    def read_only(directory: str) -> list[Remembered]:
+        """What the store in ``directory`` remembers, read without writing anything (the
+        directory may be read-only); empty if there is no store, or it cannot be read."""
+        path = os.path.join(directory, FILENAME)
+        if not os.path.isfile(path):
+            return []
+        location = "file:" + urllib.parse.quote(os.path.abspath(path))
+        # A store in WAL mode needs its -shm file to be read: where that cannot be made,
+        # the store is read as it stands (immutable), without what the WAL still holds.
+        for options in ("?mode=ro", "?mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(location + options, uri=True, isolation_level=None)
+            except sqlite3.Error:
+                continue
+            try:
+                return History(path, conn).load()
+            except OSError:
+                continue
+            finally:
+                conn.close()
+        return []
 
     def remember(self, learned: Iterable[Learned], now: float) -> int:
         """Upsert ``learned`` in one transaction; return how many ids were new.

@@ -12,7 +12,7 @@ failed rebuild simply never swaps.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -61,6 +61,8 @@ class Names:
     ids_by_name: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
     # id field -> id -> what discovery or history learned about it (for extra fields).
     records: Mapping[str, Mapping[str, Learned]] = field(default_factory=dict, repr=False)
+    # provider -> the API key ids its last whole discovery listed (see build()).
+    listed_keys: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False)
     # Work derived from this snapshot and kept with it (the amender's insertions), so
     # that it is done once per snapshot rather than once per request.
     cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -72,11 +74,15 @@ class Names:
 
     @classmethod
     def build(cls, aliases: Mapping[str, Mapping[str, str]] | None = None,
-              discovered: Iterable[Learned] = (), history: Iterable[Learned] = ()) -> Names:
+              discovered: Iterable[Learned] = (), history: Iterable[Learned] = (),
+              listed_keys: Mapping[str, Collection[str]] | None = None) -> Names:
         """Merge the sources: the alias file's names win over discovery's, which win
         over history's; extra fields (redacted values, emails) come from the most
         recent source that has them. A learned record names its own provider's field
-        (an OpenAI service account names nothing in an answer)."""
+        (an OpenAI service account names nothing in an answer). ``listed_keys``: for each
+        provider whose whole discovery has run, the API keys it last listed (a provider
+        absent: not known); the others of that provider are marked deleted where its
+        fields flag them (OpenAI's ``api_key_deleted``)."""
         learned: dict[str, dict[str, Learned]] = {id_field: {} for id_field in ALL_ID_FIELDS}
         # (alias table, id) -> the source whose name it has: each id counts once.
         name_source: dict[tuple[str, str], str] = {}
@@ -98,9 +104,10 @@ class Names:
             by_source[source] += 1
         frozen_records = MappingProxyType({f: MappingProxyType(r) for f, r in learned.items()})
         frozen_by_field = MappingProxyType({f: MappingProxyType(n) for f, n in by_field.items()})
-        return cls(frozen_by_field, _members_of(OPENAI_FIELDS, frozen_by_field, frozen_records),
+        listed = MappingProxyType({provider: frozenset(ids) for provider, ids in (listed_keys or {}).items()})
+        return cls(frozen_by_field, _members_of(OPENAI_FIELDS, frozen_by_field, frozen_records, listed),
                    MappingProxyType(by_source), _ids_by_name(OPENAI_FIELDS, frozen_by_field),
-                   frozen_records)
+                   frozen_records, listed)
 
     def members_for(self, fields: FieldSet) -> Mapping[str, Mapping[str, Members]]:
         """The members to insert beside each id of ``fields``' provider, made on first use."""
@@ -109,7 +116,7 @@ class Names:
         key = ("members", fields.provider)
         made = self.cache.get(key)
         if made is None:
-            made = self.cache[key] = _members_of(fields, self.by_field, self.records)
+            made = self.cache[key] = _members_of(fields, self.by_field, self.records, self.listed_keys)
         return made  # type: ignore[no-any-return]
 
     def ids_by_name_for(self, fields: FieldSet) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
@@ -141,10 +148,14 @@ def _merged(old: Learned | None, new: Learned) -> Learned:
 
 
 def _members_of(fields: FieldSet, by_field: Mapping[str, Mapping[str, str]],
-                records: Mapping[str, Mapping[str, Learned]]) -> Mapping[str, Mapping[str, Members]]:
+                records: Mapping[str, Mapping[str, Learned]],
+                listed_keys: Mapping[str, Collection[str]]) -> Mapping[str, Mapping[str, Members]]:
+    listed = listed_keys.get(fields.provider)
     return MappingProxyType({
         id_field: MappingProxyType({
-            i: _members(fields, id_field, name, records[id_field].get(i))
+            i: _members(fields, id_field, name, records[id_field].get(i),
+                        deleted=listed is not None and id_field == "api_key_id" and i not in listed
+                        and not i.startswith(fields.foreign_id_prefixes.get(id_field, ())))
             for i, name in by_field.get(id_field, {}).items()
         })
         for id_field in fields.name_field_for_id
@@ -166,13 +177,15 @@ def _ids_by_name(fields: FieldSet, by_field: Mapping[str, Mapping[str, str]]
     return MappingProxyType(ids_by_name)
 
 
-def _members(fields: FieldSet, id_field: str, name: str, record: Learned | None) -> Members:
+def _members(fields: FieldSet, id_field: str, name: str, record: Learned | None, deleted: bool = False) -> Members:
     members = [(fields.name_field_for_id[id_field].encode(), encode_json_string(name))]
     if record is not None:
         for added, attribute in fields.extra_fields[id_field]:
             value = getattr(record, attribute)
             if value is not None:
                 members.append((added.encode(), encode_json_string(value)))
+    if deleted:
+        members.extend((flag.encode(), b"true") for flag in fields.flag_fields.get(id_field, ()))
     return tuple(members)
 
 
@@ -192,16 +205,33 @@ class CurrentNames:
         # the history, kept apart by provider.
         self.discovered: dict[tuple[str, str, str], Learned] = {}
         self.history: dict[tuple[str, str, str], Learned] = {}
+        # provider -> the API key ids its last whole discovery listed; a provider is absent
+        # until one has run.
+        self.listed_keys: dict[str, frozenset[str]] = {}
         self.names: Names = NO_NAMES
         self.source = source  # the alias file, or None when there is none
         self.loaded_at: float | None = None  # when the alias file was loaded (POSIX time)
         self.error: str | None = None  # why the alias file as it is now could not be loaded
         self.checked_at: float | None = None  # when the alias file was last looked at
+        self.version = 0  # bumped whenever a source changes and the snapshot is rebuilt
 
     def rebuild(self) -> Names:
         """Build a new snapshot from the sources and put it in force."""
-        self.names = Names.build(self.aliases, self.discovered.values(), self.history.values())
+        self.names = Names.build(self.aliases, self.discovered.values(), self.history.values(),
+                                 self.listed_keys)
+        self.version += 1
         return self.names
+
+    def put_aliases(self, aliases: Mapping[str, Mapping[str, str]], built: Names, built_at_version: int) -> None:
+        """Put new alias names in force with ``built``, a snapshot made elsewhere (off the
+        reactor thread) from them and the other sources as they were at
+        ``built_at_version``; rebuilt here if another source has changed since."""
+        self.aliases = aliases
+        if self.version == built_at_version:
+            self.names = built
+            self.version += 1
+        else:
+            self.rebuild()
 
 
 def diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]]) -> tuple[int, int, int]:

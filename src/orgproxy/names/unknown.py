@@ -3,6 +3,8 @@ alias file."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,10 +63,24 @@ class UnknownIds:
             "dropped": self.dropped,
         }
 
-    def toml_skeleton(self, names: Names) -> str:
-        """Alias-file tables listing each unresolved id, commented out until named."""
-        lines = ["# Ids orgproxy saw but could not name. Write each name, uncomment the line,",
-                 "# and paste the tables into the alias file."]
+    def toml_skeleton(self, names: Names, aliases: str | None = None, aliases_is_directory: bool = False) -> str:
+        """An alias file of its own listing each unresolved id, every entry commented out
+        until named; its comments say where to save it, by what ``--aliases`` names."""
+        lines = ["# Ids orgproxy saw but could not name: an alias file of its own, every entry",
+                 "# commented out."]
+        if aliases is not None and aliases_is_directory:
+            lines += ["# Save it into the alias directory orgproxy reads, for example as",
+                      f"#   {os.path.join(aliases, 'unknown.toml')}"]
+        elif aliases is not None:
+            lines += [f"# Save it beside {aliases} in a directory of alias files, and give that",
+                      "# directory as --aliases (orgproxy reads every *.toml and *.json in it);",
+                      f"# or copy the entries you name into the tables of {aliases}."]
+        else:
+            lines += ["# Save it into a directory of alias files, and give that directory as",
+                      "# --aliases (orgproxy reads every *.toml and *.json in it)."]
+        lines += ["# Then write a name between the quotes of an entry and uncomment its line: the",
+                  "# names are in force at the next reload (when a file changes, or on SIGHUP).",
+                  "# An id may be named in one file of the directory only."]
         rows = self.unresolved(names)
         for table in ALIAS_TABLES:
             fields = ID_FIELDS_FOR_TABLE[table]
@@ -73,9 +89,18 @@ class UnknownIds:
                 continue
             lines += ["", f"[{table}]"]
             for id_value, s in entries:
-                lines.append(f'# {_toml_key(id_value)} = ""  # seen {s.count} times,'
-                             f" {iso(s.first_seen)} to {iso(s.last_seen)}")
+                seen = f"seen {s.count} times, {iso(s.first_seen)} to {iso(s.last_seen)}"
+                if _has_surrogate(id_value):
+                    # TOML has no spelling for a lone surrogate; JSON has.
+                    lines.append(f"# {json.dumps(id_value)} cannot be written in TOML (it holds a lone"
+                                 f" surrogate): name it in a .json alias file instead; {seen}")
+                else:
+                    lines.append(f'# {_toml_key(id_value)} = ""  # {seen}')
         return "\n".join(lines) + "\n"
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in text)
 
 
 def _toml_key(key: str) -> str:

@@ -32,9 +32,9 @@ def inotify_available() -> bool:
 
 
 class FileWatcher:
-    """Calls ``changed`` after the file at ``path`` may have changed, however it changed:
-    written in place, replaced by rename, deleted and created again, or a symlink to it
-    re-pointed."""
+    """Calls ``changed`` after the file at ``path`` (or a file in the directory at ``path``)
+    may have changed, however it changed: written in place, replaced by rename, deleted
+    and created again, or a symlink to it re-pointed."""
 
     def __init__(self, reactor: Any, path: str, changed: Callable[[], None], mode: str = "auto"):
         self.reactor = reactor
@@ -77,7 +77,8 @@ class FileWatcher:
             self.poller.stop()
 
     def watch_directories(self) -> None:
-        """Watch the file's directory, and its symlink target's if that is elsewhere.
+        """Watch the file's directory, and its symlink target's if that is elsewhere (and a
+        watched directory itself).
 
         Directories, not the file: editors and config tools replace a file by renaming a
         new one over it, which a watch on the old inode would never report.
@@ -85,6 +86,9 @@ class FileWatcher:
         from twisted.internet import inotify
 
         wanted = {os.path.dirname(self.path), os.path.dirname(os.path.realpath(self.path))}
+        if os.path.isdir(self.path):
+            # A directory of alias files: what happens to the files in it, too.
+            wanted |= {self.path, os.path.realpath(self.path)}
         wanted = {d for d in wanted if os.path.isdir(d)}
         mask = (inotify.IN_MODIFY | inotify.IN_ATTRIB | inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_FROM
                 | inotify.IN_MOVED_TO | inotify.IN_CREATE | inotify.IN_DELETE)

@@ -4,8 +4,14 @@ The process twistd starts listens, serves like any other, and starts N-1 more
 ``twistd orgproxy`` processes that adopt its listening socket
 (``AdoptedStreamServerEndpoint``); the kernel hands each new connection to whichever
 process accepts it first. The first process forwards SIGHUP and SIGTERM to the others,
-starts again one that dies, and at a stop waits for them. A worker that cannot start
-(it dies at once, several times in a row) stops the daemon with the reason.
+starts again one that dies, and at a stop tells them to stop as it stops itself, so that
+all of them drain at once, within --shutdown-timeout. A worker that cannot start (it dies
+at once, several times in a row) stops the daemon with the reason.
+
+Each worker gets two pipes besides the socket (``firstprocess.py``): its standard input,
+which ends when the first process does (and the worker with it), and ``REQUESTS_FD``, on
+which it asks the first process for discovery. What the processes share otherwise goes
+through the run directory (``rundir.py``).
 """
 
 from __future__ import annotations
@@ -27,10 +33,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from orgproxy._twisted_private import accept_one_per_wakeup
+from orgproxy.ops.firstprocess import REQUESTS_FD, RequestLines, discovery_asked
 from orgproxy.ops.logs import log
 
 WORKER_FD = 3  # where a worker finds the listening socket
 RESTART_DELAY = 1.0
+# At a stop, a worker drains for --shutdown-timeout as the first process does, then needs
+# a moment to close; one still running this long after the timeout is killed.
+STOP_GRACE = 2.0
 # A worker that ends within this many seconds of its start did not start at all ...
 QUICK_DEATH = 5.0
 # ... and after this many such ends in a row, the daemon gives up and stops.
@@ -40,6 +50,8 @@ STARTS_BEFORE_GIVING_UP = 5
 # already been acted on by the first process, whose state the workers inherit.
 CARRIED_TWISTD_OPTIONS = ("reactor", "logger", "prefix")
 CARRIED_TWISTD_FLAGS = ("syslog",)
+# Discovery is the first process's: a worker is not even given the admin key.
+WITHHELD_FROM_WORKERS = frozenset({"OPENAI_ADMIN_KEY", "ANTHROPIC_ADMIN_KEY"})
 DAEMON_LOG_FILE = "twistd.log"  # where twistd logs when it daemonises without --logfile
 
 
@@ -121,7 +133,13 @@ class _Worker(ProcessProtocol):
         self.pool = pool
         self.number = number
         self.started = started
+        self.pid: int | None = None
         self.ended: Deferred[None] = Deferred()
+        self.requests = RequestLines(lambda line: pool.requested(self, line))
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == REQUESTS_FD:
+            self.requests.received(data)
 
     def processEnded(self, reason: Failure) -> None:
         self.ended.callback(None)
@@ -132,15 +150,19 @@ class WorkerPool(Service):
     """Starts the other workers on the listening socket, and keeps them running."""
 
     def __init__(self, reactor: Any, count: int, argv_for: Callable[[int], list[str]],
-                 listening: SharedAccepts, stop_timeout: float, give_up: Callable[[str], None]):
+                 listening: SharedAccepts, shutdown_timeout: float, give_up: Callable[[str], None]):
         self.reactor = reactor
         self.count = count
         self.argv_for = argv_for
         self.listening = listening
-        self.stop_timeout = stop_timeout
+        self.stop_timeout = shutdown_timeout + STOP_GRACE
         self.give_up = give_up  # stops the daemon, saying why
         self.workers: dict[int, _Worker] = {}
         self.quick_deaths: dict[int, int] = {}
+        self.on_ended: list[Callable[[int], None]] = []  # told each ended worker's pid
+        self.ending: list[Deferred[None]] = []  # the workers told to stop
+        # provider -> its discovery's request, for when a worker saw an unknown id
+        self.discovery_wanted: dict[str, Callable[[str], None]] = {}
 
     def startService(self) -> None:
         super().startService()
@@ -154,13 +176,25 @@ class WorkerPool(Service):
         worker = _Worker(self, number, self.reactor.seconds())
         fd = self.listening.port.fileno()  # type: ignore[attr-defined]
         argv = self.argv_for(number)
-        self.reactor.spawnProcess(worker, argv[0], argv, env=os.environ.copy(),
-                                  childFDs={0: "w", 1: 1, 2: 2, WORKER_FD: fd})
+        # Standard input: a pipe whose end this process holds until it ends (see
+        # firstprocess.py); REQUESTS_FD: a pipe the worker writes and this process reads.
+        env = {name: value for name, value in os.environ.items() if name not in WITHHELD_FROM_WORKERS}
+        self.reactor.spawnProcess(worker, argv[0], argv, env=env,
+                                  childFDs={0: "w", 1: 1, 2: 2, WORKER_FD: fd, REQUESTS_FD: "r"})
         self.workers[number] = worker
-        log.info("Started worker {number} (pid {pid})", number=number, pid=worker.transport.pid)
+        worker.pid = worker.transport.pid
+        log.info("Started worker {number} (pid {pid})", number=number, pid=worker.pid)
+
+    def requested(self, worker: _Worker, line: bytes) -> None:
+        wanted = self.discovery_wanted.get(discovery_asked(line) or "")
+        if wanted is not None:
+            wanted(f"worker {worker.number} saw an unknown id")
 
     def ended(self, worker: _Worker, reason: Failure) -> None:
         self.workers.pop(worker.number, None)
+        if worker.pid is not None:
+            for told in self.on_ended:
+                told(worker.pid)
         if not self.running:
             return
         why = reason.getErrorMessage()
@@ -184,19 +218,27 @@ class WorkerPool(Service):
     def on_sighup(self, _why: str) -> None:
         self.signal_all(signal.SIGHUP)
 
-    def stopService(self) -> Deferred[Any] | None:
+    def stopService(self) -> None:
+        """Tell every worker to stop, at once, and kill any still running a moment after
+        --shutdown-timeout. Not waited for here: the first process drains its own requests
+        while the workers drain theirs (tap.py), and then waits for ``all_ended()``."""
         super().stopService()
-        if not self.workers:
-            return None
+        self.ending = [worker.ended for worker in self.workers.values()]
+        if not self.ending:
+            return
         self.signal_all(signal.SIGTERM)
         # A timer, not a timeout on the wait: cancelling a DeferredList cancels the
         # Deferreds in it, and it then fires as if everyone had ended.
         killer = self.reactor.callLater(self.stop_timeout, self.kill_stragglers)
 
-        def all_ended(_: object) -> None:
+        def ended(_: object) -> None:
             if killer.active():
                 killer.cancel()
-        return DeferredList([w.ended for w in self.workers.values()]).addCallback(all_ended)
+        self.all_ended().addCallback(ended)
+
+    def all_ended(self) -> Deferred[Any]:
+        """Fires once every worker running at the stop has ended."""
+        return DeferredList(self.ending)
 
     def kill_stragglers(self) -> None:
         log.warn("Workers still running after {timeout:g} s; killing them", timeout=self.stop_timeout)

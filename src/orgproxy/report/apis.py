@@ -19,7 +19,6 @@ class OpenAIReports:
 
     name = "openai"
     key_variable = "OPENAI_ADMIN_KEY"
-    default_by = {"costs": "api_key_name", "usage": "api_key_name"}
 
     def path(self, kind: str) -> str:
         return "/v1/organization/" + kind
@@ -57,8 +56,6 @@ class AnthropicReports:
 
     name = "anthropic"
     key_variable = "ANTHROPIC_ADMIN_KEY"
-    # The cost report has no api_key_id: its one id is the workspace's.
-    default_by = {"costs": "workspace_name", "usage": "api_key_name"}
     VERSION = "2023-06-01"
     INPUTS = ("uncached_input_tokens", "cache_read_input_tokens", "cache_creation.ephemeral_1h_input_tokens",
               "cache_creation.ephemeral_5m_input_tokens")

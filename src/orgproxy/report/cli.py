@@ -3,6 +3,8 @@
     orgproxy-report costs --since 2026-10-01 --until 2026-11-01 --by api_key_name
     orgproxy-report usage completions --since 30d --by api_key_name,model --format csv
     orgproxy-report --provider anthropic usage messages --since 30d --by api_key_name
+    orgproxy-report costs --since 2026-10-01 --until 2026-11-01 --format focus \
+        --billing-account-id org-... --billing-account-name "Example Corp" --output costs.csv
 
 It asks orgproxy to group by name (orgproxy merges the rows of keys that share a name),
 walks every page, splits a range longer than the API allows into several calls, and
@@ -16,7 +18,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from orgproxy.report.aggregate import Report
 from orgproxy.report.apis import REPORTS
@@ -25,64 +27,98 @@ from orgproxy.report.collect import collect
 from orgproxy.report.dates import parse_day
 from orgproxy.report.errors import ReportError
 from orgproxy.report.fetch import Fetcher
-from orgproxy.report.output import FORMATS
+from orgproxy.report.groups import USAGE_KINDS, checked_groups, describe
+from orgproxy.report.focus import BillingAccount
+from orgproxy.report.focus_export import FORMATS as FOCUS_FORMATS
+from orgproxy.report.focus_export import exact_json, export
+from orgproxy.report.output import FORMATS, write_text
 from orgproxy.report.progress import page_bar
+from orgproxy.version import version_line
 
 DEFAULT_PROXY = "http://127.0.0.1:18080"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="orgproxy-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=version_line("orgproxy-report"))
     parser.add_argument("--provider", choices=tuple(REPORTS), default="openai",
                         help="whose reports: OpenAI's (/v1/organization/) or Anthropic's (/v1/organizations/)"
                              " [default: openai]")
     commands = parser.add_subparsers(dest="command", required=True)
     costs = commands.add_parser("costs", help="costs per group")
-    usage = commands.add_parser("usage", help="usage per group")
-    usage.add_argument("kind", help="completions, embeddings, images, ... (the /usage/<kind> endpoint);"
-                                    " for Anthropic, messages")
-    for sub in (costs, usage):
+    usage = commands.add_parser(
+        "usage", help="usage per group", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="--by for each kind:\n" + "\n".join(
+            f"  {kind}: {describe('usage/' + kind)}" for kind in USAGE_KINDS)
+        + f"\nwith --provider anthropic:\n  messages: {describe('usage/messages', 'anthropic')}")
+    usage.add_argument("kind", help=f"the /usage/<kind> endpoint: {', '.join(USAGE_KINDS)}"
+                                    " (a newer one is asked for as it is); for Anthropic, messages")
+    for sub, by_help in ((costs, f"group_by fields, comma-separated: {describe('costs')};"
+                                 f" for Anthropic's, {describe('costs', 'anthropic')}"),
+                         (usage, "group_by fields, comma-separated: see below")):
         sub.add_argument("--since", required=True, help="first day: YYYY-MM-DD or 30d (days back)")
         sub.add_argument("--until", help="day after the last: YYYY-MM-DD or 0d [default: today]")
-        sub.add_argument("--by", help="group_by fields, comma-separated [default: api_key_name;"
-                                      " for Anthropic's costs, workspace_name]")
+        sub.add_argument("--by", help=by_help)
         sub.add_argument("--proxy", default=os.environ.get("ORGPROXY_URL", DEFAULT_PROXY),
                          help=f"the running orgproxy [default: {DEFAULT_PROXY}]")
         sub.add_argument("--admin-key-file", help="file with the admin key [default: $OPENAI_ADMIN_KEY,"
                                                   " or $ANTHROPIC_ADMIN_KEY with --provider anthropic]")
-        sub.add_argument("--format", choices=tuple(FORMATS), default="table")
+        sub.add_argument("--client-token-file", default=os.environ.get("ORGPROXY_CLIENT_TOKEN_FILE"),
+                         help="file with the token orgproxy requires as X-Orgproxy-Token"
+                              " [default: $ORGPROXY_CLIENT_TOKEN_FILE, else none]")
+        sub.add_argument("--format", choices=tuple(FORMATS) + (FOCUS_FORMATS if sub is costs else ()),
+                         default="table")
         sub.add_argument("--chart", help="write a stacked daily chart (.svg or .png)")
         sub.add_argument("--top", type=int, default=8, help="names in the chart before 'other'")
+        sub.add_argument("--output", help="write the output to this file, not to standard output")
+    costs.add_argument("--billing-account-id",
+                       help="FOCUS: the organization's id (org-...), which the costs API does not give")
+    costs.add_argument("--billing-account-name", help="FOCUS: the organization's name")
     return parser.parse_args(argv)
+
+
+def read_secret(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+    except OSError as e:
+        raise ReportError(f"{path}: {e.strerror}") from None
+    if not secret:
+        raise ReportError(f"{path}: no {what} in it")
+    return secret
 
 
 def admin_key(args: argparse.Namespace) -> str:
     if args.admin_key_file:
-        try:
-            with open(args.admin_key_file, encoding="utf-8") as f:
-                key = f.read().strip()
-        except OSError as e:
-            raise ReportError(f"{args.admin_key_file}: {e.strerror}") from None
-    else:
-        key = os.environ.get(REPORTS[args.provider].key_variable, "").strip()
+        return read_secret(args.admin_key_file, "admin key")
+    key = os.environ.get(REPORTS[args.provider].key_variable, "").strip()
     if not key:
         raise ReportError(f"no admin key: set {REPORTS[args.provider].key_variable} or pass --admin-key-file")
     return key
 
 
-def fetch_report(args: argparse.Namespace) -> Report:
+def client_token(args: argparse.Namespace) -> str | None:
+    return read_secret(args.client_token_file, "client token") if args.client_token_file else None
+
+
+def date_range(args: argparse.Namespace) -> tuple[date, date]:
     today = datetime.now(UTC).date()
     since = parse_day(args.since, today)
     until = parse_day(args.until, today) if args.until else today
     if until <= since:
         raise ReportError(f"--until ({until}) must be after --since ({since})")
+    return since, until
+
+
+def fetch_report(args: argparse.Namespace) -> Report:
     api = REPORTS[args.provider]
     if api.name == "anthropic" and args.command == "usage" and args.kind != "messages":
         raise ReportError(f"Anthropic's usage report by day is 'messages', not {args.kind!r}")
-    by_text = args.by if args.by is not None else api.default_by[args.command]
-    by = [f.strip() for f in by_text.split(",") if f.strip()]
+    since, until = date_range(args)
     kind = "costs" if args.command == "costs" else f"usage/{args.kind}"
-    fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr), api=api)
+    by = checked_groups(kind, args.by, api.name)
+    fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr), api=api,
+                      client_token=client_token(args))
     try:
         return collect(fetcher, kind, since, until, by, api)
     finally:
@@ -90,13 +126,40 @@ def fetch_report(args: argparse.Namespace) -> Report:
             fetcher.progress.close()
 
 
+def export_focus(args: argparse.Namespace) -> str:
+    """FOCUS 1.2 (one row per day, project, key and line item, so --by does not apply), of
+    OpenAI's costs only."""
+    if args.provider != "openai":
+        raise ReportError(f"--format {args.format} is for OpenAI's costs only, not --provider {args.provider}")
+    if not args.billing_account_id or not args.billing_account_name:
+        raise ReportError(f"--format {args.format} needs --billing-account-id and --billing-account-name"
+                          " (the organization's id, org-..., and name: the costs API gives neither)")
+    if args.chart:
+        raise ReportError(f"--chart does not go with --format {args.format}")
+    since, until = date_range(args)
+    fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr), decode=exact_json,
+                      client_token=client_token(args))
+    try:
+        return export(fetcher, since, until, BillingAccount(args.billing_account_id, args.billing_account_name),
+                      args.format, args.output)
+    finally:
+        if fetcher.progress is not None:
+            fetcher.progress.close()
+
+
 def run(argv: Sequence[str]) -> str:
-    """What to print; the chart, if asked for, written."""
+    """What to print; the chart and the --output file, if asked for, written."""
     args = parse_args(argv)
+    if args.format in FOCUS_FORMATS:
+        return export_focus(args)
     report = fetch_report(args)
     if args.chart:
         write_chart(report, args.chart, args.top)
-    return FORMATS[args.format](report)
+    output = FORMATS[args.format](report)
+    if args.output is None:
+        return output
+    write_text(args.output, output)
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

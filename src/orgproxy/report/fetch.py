@@ -7,7 +7,7 @@ import http.client
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -26,10 +26,15 @@ class Fetcher:
     pages: int = 0
     progress: Progress | None = None
     api: Reports = OPENAI_REPORTS  # whose headers carry the key: OpenAI's bearer, Anthropic's x-api-key
+    decode: Callable[[bytes], Any] = json.loads  # FOCUS reads amounts as Decimal
+    client_token: str | None = None  # sent as X-Orgproxy-Token, for a proxy that requires one
 
     def get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
         url = self.proxy.rstrip("/") + path + "?" + urlencode(query)
-        request = urllib.request.Request(url, headers=self.api.headers(self.admin_key))
+        headers = self.api.headers(self.admin_key)
+        if self.client_token is not None:
+            headers["X-Orgproxy-Token"] = self.client_token
+        request = urllib.request.Request(url, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 body = response.read()
@@ -46,7 +51,7 @@ class Fetcher:
         if self.progress is not None:
             self.progress.update(1)
         try:
-            page = json.loads(body)
+            page = self.decode(body)
         except ValueError:
             raise ReportError(f"{path}: the answer is not JSON") from None
         if not isinstance(page, dict) or not isinstance(page.get("data"), list):

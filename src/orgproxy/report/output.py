@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable, Iterable
 
 from orgproxy.report.aggregate import Group, Report
+from orgproxy.report.errors import ReportError
 
 
 def daily_rows(report: Report) -> Iterable[tuple[tuple[str, Group], dict[str, float]]]:
@@ -20,7 +21,7 @@ def as_json(report: Report) -> str:
     rows = [{"date": day, **dict(zip(report.by, group)), **values} for (day, group), values in daily_rows(report)]
     totals = [{**dict(zip(report.by, group)), **values} for group, values in report.totals()]
     return json.dumps({"kind": report.kind, "since": report.since.isoformat(), "until": report.until.isoformat(),
-                       "by": report.by, "rows": rows, "totals": totals}, ensure_ascii=False, indent=2)
+                       "by": report.by, "rows": rows, "totals": totals}, ensure_ascii=False, indent=2) + "\n"
 
 
 def as_csv(report: Report) -> str:
@@ -63,6 +64,15 @@ def as_table(report: Report) -> str:
     title = (f"{report.kind} from {report.since} to {report.until} (exclusive),"
              f" by {', '.join(report.by)}")
     return "\n".join([title, "", render(lines[0]), rule, *map(render, lines[1:-1]), rule, render(lines[-1])]) + "\n"
+
+
+def write_text(path: str, text: str) -> None:
+    """``text`` into the file ``path`` (--output), as UTF-8 with its own line ends."""
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    except OSError as e:
+        raise ReportError(f"{path}: {e.strerror}") from None
 
 
 FORMATS: dict[str, Callable[[Report], str]] = {"table": as_table, "csv": as_csv, "json": as_json}

@@ -18,7 +18,8 @@ from twisted.web.iweb import IAgent
 
 from orgproxy.errors import ProxyError
 from orgproxy.upstream.client import UpstreamResponse, read_response, was_cancelled, with_deadline
-from orgproxy.upstream.failures import describe_failure
+from orgproxy.upstream.failures import describe_failure, upstream_address
+from orgproxy.upstream.gunzip import GunzipAgent
 
 
 class AdminClient:
@@ -31,7 +32,9 @@ class AdminClient:
         self.reactor = reactor
         self.title = title  # what errors call the upstream
         self.base_url = base_url.rstrip("/")
-        self.http = HTTPClient(agent)
+        self.address = upstream_address(base_url)
+        # treq would undo gzip itself, unbounded; GunzipAgent does it first, within the cap.
+        self.http = HTTPClient(GunzipAgent(agent, max_response_bytes))
         self.headers = {name: [value] for name, value in credential}
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
@@ -52,4 +55,4 @@ class AdminClient:
             return Failure(CancelledError())
         if failure.check(ProxyError):
             return failure
-        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes, self.title))
+        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes, self.address, self.title))

@@ -7,6 +7,11 @@ call.  Only 200 answers are stored; everything else is passed on and forgotten.
 
 The key never holds the Authorization header, only its SHA-256: keys end up in memory
 dumps and may end up in logs.  The clock is injected, so tests drive time by hand.
+
+Memory is bounded by what an entry really holds, not by its body alone: the key, the
+headers and the Python objects around them are counted too (a flood of distinct queries
+with small answers is mostly keys and headers), the number of entries is bounded, and
+expired entries are swept on a timer (``ExpirySweep``) rather than left until looked up.
 """
 
 from __future__ import annotations
@@ -18,19 +23,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from orgproxy.upstream.client import UpstreamResponse
 
-__all__ = ["Outcome", "ResponseCache", "cache_key"]
+__all__ = ["ExpirySweep", "Outcome", "ResponseCache", "cache_key", "entry_size"]
 
 Outcome = Literal["hit", "miss", "coalesced"]
 
 # Stands in for the digest when there is no Authorization header at all, so that "no
 # header" and "an empty header" stay different keys (the upstream may treat them apart).
 _NO_CREDENTIAL = b"-"
+
+
+# What an entry costs beyond the bytes it holds: the entry, the response and the dictionary
+# slot (about 330 bytes as tracemalloc measures them on CPython 3.11), and for each header
+# its tuple, list and two bytes objects (about 190). Rounded up; test_cache.py checks that
+# the count covers what tracemalloc sees.
+ENTRY_OVERHEAD = 512
+HEADER_OVERHEAD = 256
+
+
+def entry_size(key: bytes, response: UpstreamResponse) -> int:
+    """The bytes an entry holds in memory, as the cache counts them against its bound."""
+    headers = sum(HEADER_OVERHEAD + len(name) + sum(len(value) for value in values)
+                  for name, values in response.headers)
+    return (ENTRY_OVERHEAD + len(key) + len(response.body) + len(response.phrase) + headers
+            + len(response.announced_length or b""))
 
 
 def cache_key(method: bytes, authorization: bytes | None, target: bytes) -> bytes | None:
@@ -47,10 +70,11 @@ def cache_key(method: bytes, authorization: bytes | None, target: bytes) -> byte
 
 @dataclass(slots=True)
 class _Entry:
-    """A stored 200 answer and when (clock seconds) it was stored."""
+    """A stored 200 answer, when (clock seconds) it was stored, and its counted size."""
 
     response: UpstreamResponse
     stored_at: float
+    size: int
 
 
 @dataclass(eq=False, slots=True)
@@ -63,17 +87,21 @@ class _Flight:
 
 
 class ResponseCache:
-    """Stored 200 answers by key, fresh for ``ttl`` seconds, at most ``max_bytes`` of body."""
+    """Stored 200 answers by key, fresh for ``ttl`` seconds: at most ``max_bytes`` of
+    memory (``entry_size``) in at most ``max_entries`` entries."""
 
-    def __init__(self, clock: IReactorTime, ttl: float, max_bytes: int) -> None:
+    def __init__(self, clock: IReactorTime, ttl: float, max_bytes: int, max_entries: int = 10_000) -> None:
         # "not >=" also refuses NaN, which would make every comparison false.
         if not ttl >= 0:
             raise ValueError(f"cache ttl must be 0 or more seconds, not {ttl!r}")
         if max_bytes < 0:
             raise ValueError(f"cache max_bytes must be 0 or more, not {max_bytes!r}")
+        if max_entries < 0:
+            raise ValueError(f"cache max_entries must be 0 or more, not {max_entries!r}")
         self.clock = clock
         self.ttl = ttl
         self.max_bytes = max_bytes
+        self.max_entries = max_entries
         # Oldest use first: a hit moves its entry to the end, eviction pops from the front.
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._flights: dict[bytes, _Flight] = {}
@@ -81,7 +109,7 @@ class ResponseCache:
 
     @property
     def stored_bytes(self) -> int:
-        """The sum of len(body) over the stored entries."""
+        """The memory the stored entries hold, as ``entry_size`` counts it."""
         return self._stored_bytes
 
     def __len__(self) -> int:
@@ -172,19 +200,47 @@ class ResponseCache:
         # Whatever was there is older than this answer: never keep both, nor the older one.
         if key in self._entries:
             self._drop(key)
-        size = len(response.body)
+        size = entry_size(key, response)
         # A TTL of 0 would store entries that are never fresh: memory for nothing.
-        if self.ttl <= 0 or size > self.max_bytes:
+        if self.ttl <= 0 or size > self.max_bytes or self.max_entries == 0:
             return
-        if self._stored_bytes + size > self.max_bytes:
-            for stale in [k for k, e in self._entries.items() if not self._fresh(e)]:
-                self._drop(stale)
-        while self._stored_bytes + size > self.max_bytes:
+        if not self._fits(size):
+            self.evict_expired()
+        while not self._fits(size):
             oldest = next(iter(self._entries))
             self._drop(oldest)
-        self._entries[key] = _Entry(response, self.clock.seconds())
+        self._entries[key] = _Entry(response, self.clock.seconds(), size)
         self._stored_bytes += size
+
+    def _fits(self, size: int) -> bool:
+        return self._stored_bytes + size <= self.max_bytes and len(self._entries) < self.max_entries
+
+    def evict_expired(self) -> int:
+        """Drop every entry no longer fresh; how many were dropped."""
+        stale = [key for key, entry in self._entries.items() if not self._fresh(entry)]
+        for key in stale:
+            self._drop(key)
+        return len(stale)
 
     def _drop(self, key: bytes) -> None:
         entry = self._entries.pop(key)
-        self._stored_bytes -= len(entry.response.body)
+        self._stored_bytes -= entry.size
+
+
+class ExpirySweep(Service):
+    """Sweeps the cache's expired entries every ``interval`` seconds while running: an
+    entry nobody asks for again would otherwise stay until the cache is full."""
+
+    def __init__(self, cache: ResponseCache, clock: IReactorTime, interval: float):
+        self.loop = LoopingCall(cache.evict_expired)
+        self.loop.clock = clock
+        self.interval = interval
+
+    def startService(self) -> None:
+        super().startService()
+        self.loop.start(self.interval, now=False)
+
+    def stopService(self) -> None:
+        if self.loop.running:
+            self.loop.stop()
+        super().stopService()

@@ -15,7 +15,7 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succe
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import ContentDecoderAgent, GzipDecoder, ResponseDone, ResponseNeverReceived
+from twisted.web.client import ResponseDone, ResponseNeverReceived
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.internet.interfaces import IConsumer
@@ -23,7 +23,8 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from orgproxy.errors import ProxyError
-from orgproxy.upstream.failures import ResponseTooLarge, describe_failure
+from orgproxy.upstream.failures import ResponseTooLarge, describe_failure, upstream_address
+from orgproxy.upstream.gunzip import GunzipAgent
 
 # Connection-level headers, never forwarded in either direction (RFC 9110, 7.6.1), with
 # those the proxy sets itself: Host is the upstream's, lengths are recomputed, and the
@@ -179,9 +180,11 @@ class Upstream:
         self.reactor = reactor
         self.title = title  # what errors call the upstream
         self.base_url = base_url.rstrip("/").encode("ascii")
+        self.address = upstream_address(base_url)  # host:port, for the errors that name it
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
-        self.agent = ContentDecoderAgent(agent, [(b"gzip", GzipDecoder)])
+        # gzip undone within the same cap: a small compressed body may hide a huge one.
+        self.agent = GunzipAgent(agent, max_response_bytes)
 
     def forward(self, method: bytes, path_and_query: bytes, headers: HeaderList,
                 body: bytes | None) -> Deferred[UpstreamResponse]:
@@ -205,7 +208,7 @@ class Upstream:
             return Failure(CancelledError())  # the client went away: nobody to answer
         if failure.check(ProxyError):
             return failure
-        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes, self.title))
+        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes, self.address, self.title))
 
 
 def was_cancelled(failure: Failure) -> bool:

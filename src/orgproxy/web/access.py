@@ -64,6 +64,12 @@ def token_matches(expected: bytes, given: bytes | None) -> bool:
     return given is not None and hmac.compare_digest(expected, given)
 
 
+def bearer_token(authorization: bytes | None) -> bytes | None:
+    """The credential of an ``Authorization: Bearer <credential>`` header, if that is one."""
+    scheme, _, credential = (authorization or b"").partition(b" ")
+    return credential.strip() or None if scheme.lower() == b"bearer" else None
+
+
 def read_token(path: str) -> bytes:
     """The client token in ``path`` (surrounding whitespace ignored); raises OSError/ValueError."""
     with open(path, "rb") as f:

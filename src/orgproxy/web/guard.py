@@ -11,12 +11,16 @@ from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
 from orgproxy.errors import ProxyError, bad_client_token, forbidden_source
-from orgproxy.web.access import TOKEN_HEADER, AllowList, token_matches
+from orgproxy.web.access import TOKEN_HEADER, AllowList, bearer_token, token_matches
 from orgproxy.web.resources import ErrorPage
 
 # /health answers without the token: liveness probes cannot send one, and it tells
 # nothing but counts.
 OPEN_WITHOUT_TOKEN = frozenset({b"health"})
+# /metrics is never forwarded, so its Authorization header is free to carry the client
+# token: Prometheus sends it so (a scrape config's ``authorization``) and cannot send
+# other headers before version 2.55.
+BEARER_TOKEN_ALLOWED = frozenset({b"metrics"})
 # How a refused request is counted in metrics, by the first segment it asked for.
 _ROUTE_OF_SEGMENT = {b"health": "health", b"metrics": "metrics", b"orgproxy": "unknown_report",
                      b"v1": "proxy"}
@@ -48,6 +52,8 @@ class AccessGuard(Resource):
                 return forbidden_source()
         if self.client_token is not None and first_segment not in OPEN_WITHOUT_TOKEN:
             given = request.requestHeaders.getRawHeaders(TOKEN_HEADER, [None])[-1]
+            if given is None and first_segment in BEARER_TOKEN_ALLOWED:
+                given = bearer_token(request.requestHeaders.getRawHeaders(b"authorization", [None])[-1])
             if not token_matches(self.client_token, given):
                 return bad_client_token()
         return None

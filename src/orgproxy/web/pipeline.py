@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from orgproxy.body.amend import Amended, amend_valid_json
 from orgproxy.body.grouping import regroup
-from orgproxy.body.validate import is_json
+from orgproxy.body.validate import Validity, validity
 from orgproxy.fields import OPENAI_FIELDS, FieldSet
 from orgproxy.names.snapshot import Names
 from orgproxy.upstream.client import UpstreamResponse
@@ -29,12 +29,13 @@ class Answer:
     body: bytes
     labelled_json: bool = False  # the upstream said JSON (and sent a body)
     valid_json: bool = False  # ... and it is
+    too_deep: bool = False  # ... or it is nested too deeply to tell, or to amend
     amended: Amended | None = None  # what amending found, when it ran
 
     @property
     def unparsable(self) -> bool:
         """Labelled JSON that does not parse: passed through untouched, and worth a warning."""
-        return self.labelled_json and not self.valid_json
+        return self.labelled_json and not self.valid_json and not self.too_deep
 
 
 def is_json_type(content_type: bytes | None) -> bool:
@@ -48,7 +49,8 @@ def is_json_type(content_type: bytes | None) -> bool:
 def validate(response: UpstreamResponse) -> Answer:
     """Whether the body is JSON that may be amended: labelled so, and valid."""
     labelled = bool(response.body) and is_json_type(response.header(b"content-type"))
-    return Answer(response, response.body, labelled, labelled and is_json(response.body))
+    found = validity(response.body) if labelled else Validity.INVALID
+    return Answer(response, response.body, labelled, found is Validity.VALID, found is Validity.TOO_DEEP)
 
 
 def amend_names(answer: Answer, names: Names, fields: FieldSet = OPENAI_FIELDS,

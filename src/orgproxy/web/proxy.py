@@ -1,6 +1,6 @@
-"""The proxy leaf: everything under a provider's prefix (``/v1/organization/`` for
-OpenAI, ``/v1/organizations/`` for Anthropic) goes to that provider's upstream and comes
-back with names.
+"""The proxy leaf: the Admin APIs' paths go to their provider's upstream and come back
+with names: everything under ``/v1/organization/`` (and OpenAI's project role paths
+under ``/v1/projects/``) to OpenAI, everything under ``/v1/organizations/`` to Anthropic.
 
 One class serves both: the ``Provider`` it is given says where its paths start, which id
 fields it names, what its errors look like and what a cache key must hold.
@@ -12,7 +12,7 @@ that is forwarded, byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -22,7 +22,14 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
 from orgproxy.body.amend import UNKNOWN, Amended
-from orgproxy.errors import ProxyError, not_found, request_too_large, too_many_requests, unknown_name
+from orgproxy.errors import (
+    ProxyError,
+    duplicate_authorization,
+    not_found,
+    request_too_large,
+    too_many_requests,
+    unknown_name,
+)
 from orgproxy.names.snapshot import CurrentNames, Names
 from orgproxy.ops import metrics
 from orgproxy.ops.logs import debug_enabled, log
@@ -39,10 +46,12 @@ from orgproxy.query import (
 from orgproxy.upstream.cache import ResponseCache, cache_key
 from orgproxy.upstream.client import NOT_FORWARDED_TO_UPSTREAM, HeaderList, UpstreamResponse, end_to_end
 from orgproxy.web.pipeline import Answer, amend_names, regroup_rows, validate
-from orgproxy.web.respond import method_of, printable, refuse, send_error
+from orgproxy.web.respond import method_of, printable, printable_text, refuse, send_error
 
 # How many distinct unknown ids one request's log line lists.
 UNKNOWN_IDS_LOGGED = 10
+# How errors name each credential header.
+CREDENTIAL_HEADER_TITLES = {b"authorization": "Authorization", b"x-api-key": "x-api-key"}
 # The status counted for a request whose client left before the answer (nginx's use).
 CLIENT_LEFT = 499
 
@@ -54,10 +63,11 @@ class InFlight:
     """Counts forwarded requests not yet answered: for the concurrency limit, and so
     that a stop can wait for them."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, on_change: Callable[[int], None] = lambda count: None):
         self.limit = limit
         self.count = 0
         self.waiting: list[Deferred[None]] = []
+        self.on_change = on_change  # told each new count (the in-flight gauge)
 
     @property
     def full(self) -> bool:
@@ -65,9 +75,11 @@ class InFlight:
 
     def enter(self) -> None:
         self.count += 1
+        self.on_change(self.count)
 
     def leave(self, _: object = None) -> None:
         self.count -= 1
+        self.on_change(self.count)
         if self.count == 0:
             waiting, self.waiting = self.waiting, []
             for idle in waiting:
@@ -101,17 +113,20 @@ class OrganizationProxy(Resource):
         self.replace_ids = replace_ids
         self.cache = cache
         self.provider = provider
-        self.upstream_seconds = metrics.upstream_seconds(provider.name)
 
     def render(self, request: server.Request) -> int:  # type: ignore[override]
         request.route = "proxy"  # type: ignore[attr-defined]
         provider = self.provider
         request.provider = provider.name  # type: ignore[attr-defined]
         path, query = split_uri(request.uri)
-        if not is_forwardable(path, provider.prefix):
+        if not is_forwardable(path, provider.prefix, provider.paths_outside_prefix):
             refuse(request, not_found(), provider)
         elif getattr(request, "body_too_large", False):
             refuse(request, request_too_large(request.max_body), provider)  # type: ignore[attr-defined]
+        elif (repeated := repeated_credential(request.requestHeaders, provider)) is not None:
+            # Which one would count? The upstream, a cache key and a log could each pick
+            # another: refused rather than guessed at.
+            refuse(request, duplicate_authorization(repeated), provider)
         elif self.in_flight.full:
             refuse(request, too_many_requests(self.in_flight.limit), provider)
         else:
@@ -147,7 +162,8 @@ class OrganizationProxy(Resource):
         finished = request.notifyFinish()
         self.in_flight.enter()
         forwarded = end_to_end(headers, NOT_FORWARDED_TO_UPSTREAM)
-        key = cache_key_for(request, target, provider) if self.cache is not None and body is None else None
+        key = (cache_key_for(request.method, forwarded, target, provider)
+               if self.cache is not None and body is None else None)
         if key is None:
             exchange = self.forward(request.method, target, forwarded, body)
         else:
@@ -167,23 +183,35 @@ class OrganizationProxy(Resource):
         exchange.addErrback(answering.bug)
 
 
-def cache_key_for(request: server.Request, target: bytes, provider: Provider = OPENAI) -> bytes | None:
+def repeated_credential(headers: Headers, provider: Provider) -> str | None:
+    """The name of a credential header the request sends more than once, if any."""
+    for name in provider.credential_headers:
+        if len(headers.getRawHeaders(name, ())) > 1:
+            return CREDENTIAL_HEADER_TITLES.get(name, name.decode("ascii"))
+    return None
+
+
+def cache_key_for(method: bytes, forwarded: HeaderList, target: bytes, provider: Provider = OPENAI) -> bytes | None:
     """Same credential, same scope headers (OpenAI's organization and project, Anthropic's
-    version and betas), same target."""
-    headers = request.requestHeaders
-    scope = b"\n".join(b",".join(headers.getRawHeaders(name, [])) for name in provider.scope_headers)
-    return cache_key(request.method, credential_of(headers, provider.credential_headers),
-                     target + b"\n" + scope)
+    version and betas), same target: as they are sent upstream. (A header the Connection
+    header names is not sent, so it is not in the key either: keyed by a header the
+    upstream never saw, an answer would be served to callers who send that header and
+    were never given it.)"""
+    sent = {name.lower(): b",".join(values) for name, values in forwarded}
+    # Each scope header present (with its value) or absent, never confused with empty.
+    scope = b"\n".join(name + b"=" + sent[name] if name in sent else name + b"!"
+                       for name in provider.scope_headers)
+    return cache_key(method, credential_of(sent, provider.credential_headers), target + b"\n" + scope)
 
 
-def credential_of(headers: Headers, names: tuple[bytes, ...]) -> bytes | None:
-    """What the cache key hashes of the caller's credential: the header's value (OpenAI:
-    Authorization), or each header's, told apart (Anthropic: Authorization and x-api-key,
-    so that two callers who share one and differ in the other never share an answer);
-    None when none is sent."""
+def credential_of(sent: Mapping[bytes, bytes], names: tuple[bytes, ...]) -> bytes | None:
+    """What the cache key hashes of the caller's credential, from the headers sent
+    upstream (lower-cased names): the header's value (OpenAI: Authorization), or each
+    header's, told apart (Anthropic: Authorization and x-api-key, so that two callers who
+    share one and differ in the other never share an answer); None when none is sent."""
     if len(names) == 1:
-        return headers.getRawHeaders(names[0], [None])[-1]
-    values = [headers.getRawHeaders(name, [None])[-1] for name in names]
+        return sent.get(names[0])
+    values = [sent.get(name) for name in names]
     if all(value is None for value in values):
         return None
     return b"\n".join(b"-" if value is None else b"+" + value for value in values)
@@ -208,7 +236,7 @@ class Exchange:
 
     def upstream_answered(self, response: UpstreamResponse) -> UpstreamResponse:
         self.upstream_done = self.proxy.clock.seconds()
-        self.proxy.upstream_seconds.observe(self.upstream_done - self.started)
+        metrics.observe_upstream(self.upstream_done - self.started, self.proxy.provider.name)
         return response
 
     def note_ids(self, answer: Answer) -> Answer:
@@ -216,7 +244,12 @@ class Exchange:
         amended = answer.amended
         if answer.unparsable:
             log.warn("{method} {path}: the upstream's body is labelled JSON but does not parse;"
-                     " passed through untouched", method=method_of(self.request), path=printable(self.path))
+                     " passed through untouched", method=method_of(self.request), path=printable(self.path),
+                     problem="does_not_parse")
+        elif answer.too_deep:
+            log.warn("{method} {path}: the upstream's JSON is nested too deeply to amend;"
+                     " passed through untouched", method=method_of(self.request), path=printable(self.path),
+                     problem="too_deep")
         if amended is None:
             return answer
         metrics.count_ids(amended.occurrences, amended.unknown_ids, self.proxy.provider.name)
@@ -250,7 +283,7 @@ class Exchange:
             return None
         failure.trap(ProxyError)  # anything else is a bug, for bug() below
         error: ProxyError = failure.value
-        self.proxy.upstream_seconds.observe(clock.seconds() - self.started)
+        metrics.observe_upstream(clock.seconds() - self.started, self.proxy.provider.name)
         send_error(self.request, error, self.proxy.provider)
         log.warn("{method} {path} -> {status} {code}: {message} (after {total_ms:.1f} ms)",
                  method=method_of(self.request), path=printable(self.path), status=error.status,
@@ -266,12 +299,12 @@ class Exchange:
             name = self.names.by_field.get(id_field, {}).get(id_value, UNKNOWN)
             log.debug("{method} {path}: {id_field} {id} named {name!r} in {times} objects",
                       method=method_of(self.request), path=printable(self.path), id_field=id_field,
-                      id=id_value, name=name, times=times)
+                      id=printable_text(id_value), name=printable_text(name), times=times)
 
     def log_line(self, status: int, amended: Amended | None) -> None:
         named, unknown = (amended.named, amended.unknown) if amended is not None else (0, 0)
         unknown_ids: Collection[str] = amended.unknown_ids if amended is not None else ()
-        listed = list(unknown_ids)[:UNKNOWN_IDS_LOGGED]
+        listed = [printable_text(i) for i in list(unknown_ids)[:UNKNOWN_IDS_LOGGED]]
         more = len(unknown_ids) - len(listed)
         method, path = method_of(self.request), printable(self.path)
         now = self.proxy.clock.seconds()

@@ -4,8 +4,9 @@ shape of the provider whose paths they are among), an error page, ``/health``,
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
@@ -20,6 +21,16 @@ from orgproxy.ops import metrics
 from orgproxy.paths import split_uri
 from orgproxy.times import iso
 from orgproxy.web.respond import refuse
+
+
+def json_body(value: Any) -> bytes:
+    """``value`` as JSON. An id seen in a body may hold a lone surrogate (valid JSON,
+    ``"key_\\ud800"``) that has no UTF-8 form: such text is written as its ``\\u``
+    escape, which reads back as the very same id."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
 class ErrorPage(Resource):
@@ -95,12 +106,12 @@ class Health(OwnPage):
         if current.source is not None:
             aliases = {
                 "path": current.source,
-                "names": names.count(),
+                "names": names.by_source.get("aliases", 0),  # the file's own, not discovery's or history's
                 "loaded_at": iso(current.loaded_at),
                 "checked_at": iso(current.checked_at, precise=True),
                 "error": current.error,  # the current file's problem; None when it loaded
             }
-        return orjson.dumps({
+        return json_body({
             "status": "ok",
             "pid": os.getpid(),
             "names_loaded": names.count(),
@@ -129,21 +140,27 @@ class MetricsPage(OwnPage):
 
 
 class UnknownReport(OwnPage):
-    """The ids seen that nobody could name: JSON, or ``?format=toml`` alias-file tables."""
+    """The ids seen that nobody could name: JSON, or ``?format=toml`` alias-file tables.
+
+    ``unknown()`` gives the ids to report: this process's, or with --workers every
+    process's, merged (``names/unknown_shared.py``)."""
 
     route = "unknown_report"
 
-    def __init__(self, unknown: UnknownIds, current: CurrentNames):
+    def __init__(self, unknown: Callable[[], UnknownIds], current: CurrentNames):
         super().__init__()
         self.unknown = unknown
         self.current = current
 
     def answer(self, request: server.Request) -> bytes:
         names = self.current.names
+        unknown = self.unknown()
         query = split_uri(request.uri)[1] or b""
         wanted = parse_qs(query.decode("latin-1")).get("format", ["json"])[-1]
         if wanted == "toml":
             request.setHeader(b"content-type", b"application/toml; charset=utf-8")
-            return self.unknown.toml_skeleton(names).encode("utf-8")
+            source = self.current.source
+            return unknown.toml_skeleton(names, source, source is not None and os.path.isdir(source)
+                                         ).encode("utf-8")
         request.setHeader(b"content-type", b"application/json")
-        return orjson.dumps(self.unknown.report(names))
+        return json_body(unknown.report(names))

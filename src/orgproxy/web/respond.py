@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from twisted.web import server
+from http import HTTPStatus
+
+from twisted.web import http, server
 
 from orgproxy.errors import ProxyError
 from orgproxy.ops.logs import log
@@ -10,11 +12,23 @@ from orgproxy.paths import split_uri
 from orgproxy.providers import Provider, provider_for_path
 
 
+def reason_phrase(status: int) -> bytes:
+    """The reason phrase for a status: Twisted's, or the standard library's where Twisted
+    has none (431 Request Header Fields Too Large)."""
+    known = http.RESPONSES.get(status)
+    if known is not None:
+        return known
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Error"
+
+
 def send_error(request: server.Request, error: ProxyError, provider: Provider | None = None) -> None:
     """Answer with one of the proxy's own errors, and finish: in the shape of ``provider``
     (by default, of the provider whose paths the request's is among)."""
     body = (provider or provider_for_path(split_uri(request.uri)[0])).error_body(error)
-    request.setResponseCode(error.status)
+    request.setResponseCode(error.status, reason_phrase(error.status))
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"content-length", b"%d" % len(body))
     if error.retry is not None:
@@ -35,6 +49,15 @@ def refuse(request: server.Request, error: ProxyError, provider: Provider | None
 def printable(path: bytes) -> str:
     """A raw path as a log line may show it: at most 200 bytes, ASCII."""
     return path[:200].decode("ascii", "replace")
+
+
+def printable_text(text: str) -> str:
+    """Text from a body (an id, a name) as a log line may carry it: a lone surrogate,
+    valid in JSON (``"key_\\ud800"``) but not in UTF-8, as its ``\\u`` escape, so that no
+    log observer fails on the line and drops it."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def path_of(request: server.Request) -> str:

@@ -1,0 +1,62 @@
+"""A memory reactor that records the processes it is asked to spawn (``--workers``' pool),
+and lets a test end them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.error import ProcessTerminated
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+
+LISTENING_FD = 7  # the listening socket's descriptor, as the memory ports say
+
+
+@dataclass
+class FakeProcess:
+    pid: int | None
+    signals: list[int] = field(default_factory=list)
+
+    def signalProcess(self, signum: int) -> None:
+        self.signals.append(signum)
+
+
+@dataclass
+class Spawned:
+    protocol: Any
+    args: list[str]
+    env: dict[str, str]
+    child_fds: dict[int, Any]
+    process: FakeProcess
+
+    def end(self, reason: Exception | None = None) -> None:
+        """The process ends (by default with status 1)."""
+        self.process.pid = None
+        self.protocol.processEnded(Failure(reason or ProcessTerminated(exitCode=1)))
+
+
+class SpawningReactor(MemoryReactorClock):
+    """A memory reactor that records the processes it is asked to spawn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list[Spawned] = []
+
+    def spawnProcess(self, processProtocol: Any, executable: str, args: list[str], env: dict[str, str],
+                     path: str | None = None, uid: int | None = None, gid: int | None = None,
+                     usePTY: bool = False, childFDs: dict[int, Any] | None = None) -> FakeProcess:
+        assert executable == args[0]
+        process = FakeProcess(pid=1000 + len(self.spawned))
+        processProtocol.makeConnection(process)
+        self.spawned.append(Spawned(processProtocol, args, env, dict(childFDs or {}), process))
+        return process
+
+    def alive(self) -> list[Spawned]:
+        return [s for s in self.spawned if s.process.pid is not None]
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+        # A port with a descriptor, for the pool to hand the workers.
+        listening = super().listenTCP(port, factory, backlog, interface)
+        listening.fileno = lambda: LISTENING_FD
+        return listening
