@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 # The package is installed into the venv non-editably, exactly as users get it; any change
 # to the sources or to pyproject.toml reinstalls it.
 SOURCES := pyproject.toml LICENSE $(shell find src twisted -name '*.py' 2>/dev/null)
+# Python writes and reuses its compiled modules (.pyc): a machine that says not to
+# (PYTHONDONTWRITEBYTECODE) makes every Python the tests start compile Twisted afresh.
+unexport PYTHONDONTWRITEBYTECODE
 # More options for the daemon: make run ARGS="--upstream https://gateway.internal --log-level debug"
 ARGS ?=
 

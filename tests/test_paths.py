@@ -6,11 +6,12 @@ import posixpath
 from urllib.parse import unquote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from orgproxy.paths import is_forwardable, split_uri
 from orgproxy.providers import ANTHROPIC, OPENAI, provider_for_path
+from tests.support.properties import property_settings as examples_of
 
 
 def anthropic_forwards(path: bytes) -> bool:
@@ -101,7 +102,7 @@ def test_anthropic_forwards_nothing_that_leaves_or_bends_its_prefix(path: bytes)
     assert not anthropic_forwards(path)
 
 
-@settings(database=None, deadline=None, max_examples=500)  # no deadline: timing never decides
+@examples_of(500)
 @given(st.sampled_from(["/v1/organization/", "/v1/projects/", "/v1/organizations/"]),
        st.lists(st.sampled_from(["costs", "usage", ".", "..", "%2e", "%2E%2e", "%2f", "%5C", "", "a%41",
                                  "%25", "x.y", "%", "~", "key_1", "roles", "users", ";", "..;", ".;x=1",

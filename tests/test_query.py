@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, quote, quote_plus
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from orgproxy.fields import ANTHROPIC_FIELDS
@@ -20,6 +20,7 @@ from orgproxy.query import (
     rewrite_group_by,
     rewrite_name_filters,
 )
+from tests.support.properties import property_settings as examples_of
 
 NAMES = list(GROUP_BY_NAME_TO_ID)
 IDS = list(GROUP_BY_NAME_TO_ID.values())
@@ -27,7 +28,7 @@ GROUP_BY_KEYS = {"group_by", "group_by[]"}
 
 # No example database: running the tests must not leave files in the working tree.
 # No deadline: timing never decides pass or fail (a loaded machine is slow, not wrong).
-property_settings = settings(database=None, deadline=None, max_examples=300)
+property_settings = examples_of(300)
 
 
 # Examples ---------------------------------------------------------------------------------
@@ -396,7 +397,7 @@ def test_a_query_with_arrays_in_brackets_already_is_the_same_object() -> None:
     assert bracket_arrays(b"group_by=a", frozenset()) == b"group_by=a"  # OpenAI: as sent
 
 
-@settings(database=None, max_examples=100, deadline=None)
+@examples_of(100)
 @given(st.lists(st.tuples(st.sampled_from(["group_by", "group_by[]", "models", "limit", "page", "x"]),
                           st.lists(st.text(alphabet="ab_-.:=+/%&é ", min_size=0, max_size=6), min_size=1,
                                    max_size=3)), max_size=6))

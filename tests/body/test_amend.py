@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from orgproxy.body.amend import (
@@ -33,6 +33,7 @@ from orgproxy.body.amend import (
 from orgproxy.fields import ALIAS_TABLE_FOR_ID, NAME_FIELD_FOR_ID
 from orgproxy.names.snapshot import NO_NAMES, Names
 from tests.support.tcp_upstream import EXAMPLES
+from tests.support.properties import property_settings as examples_of
 
 ID_FIELDS = tuple(NAME_FIELD_FOR_ID)
 NAME_FIELDS = tuple(NAME_FIELD_FOR_ID.values())
@@ -46,8 +47,8 @@ ALIASES = {
 NAMES = Names.from_aliases(ALIASES)
 
 # No example database: running the tests must not leave files in the working tree.
-property_settings = settings(database=None, max_examples=250, deadline=None)
-headline_settings = settings(database=None, max_examples=600, deadline=None)
+property_settings = examples_of(250)
+headline_settings = examples_of(600)
 
 
 # The oracle ---------------------------------------------------------------------------------
@@ -996,7 +997,7 @@ def test_names_are_encoded_as_json_utf8_strings() -> None:
     assert dict(names.members["user_id"]) == {}
 
 
-@settings(database=None, max_examples=100, deadline=None)
+@examples_of(100)
 @given(name=st.text(alphabet=ALPHABET, max_size=20))
 def test_any_name_round_trips_through_its_encoding(name: str) -> None:
     names = Names.from_aliases({"users": {"u": name}})

@@ -27,9 +27,10 @@ from orgproxy.fields import ANTHROPIC_FIELDS
 from orgproxy.names.history import Learned
 from orgproxy.names.snapshot import Names
 from orgproxy.query import UnknownName, names_grouped_by, rewrite_name_filters
+from tests.support.properties import property_settings as examples_of
 
 # No example database: running the tests must not leave files in the working tree.
-property_settings = settings(database=None, deadline=None, max_examples=80)
+property_settings = examples_of(80)
 
 # The contract, spelled out here rather than imported, so the tests check the module.
 ID_FIELDS = ("api_key_id", "project_id", "user_id")
@@ -443,7 +444,7 @@ def test_generated_pages_do_merge_rows() -> None:
     """The strategy makes merges happen (a guard on the properties above)."""
     total = 0
 
-    @settings(database=None, deadline=None, max_examples=60)
+    @examples_of(60)
     @given(pages())
     def count(case: tuple[dict[str, Any], set[str]]) -> None:
         nonlocal total

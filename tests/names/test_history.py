@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from orgproxy.names.history import FILENAME, SCHEMA_VERSION, History, Learned, Remembered
+from tests.support.properties import property_settings as examples_of
 
 # 2026-11-26T15:30:00Z, so the moved-aside name is known exactly.
 NOW = 1795707000.0
@@ -288,7 +289,7 @@ def model_remember(
     return new
 
 
-@settings(max_examples=150, deadline=None)
+@examples_of(150)
 @given(batches)
 def test_store_matches_a_dict_model(steps: list[tuple[list[Learned], float, bool]]) -> None:
     model: dict[tuple[str, str], Remembered] = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from twisted.logger import FileLogObserver, ILogObserver, LogLevel, formatEventAsClassicLogText
 from twisted.python.failure import Failure
@@ -21,6 +21,7 @@ from twisted.scripts.twistd import ServerOptions
 
 from orgproxy.ops import logs
 from orgproxy.ops.logs import ClassicText, logs_to_standard_output
+from tests.support.properties import property_settings as examples_of
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -34,7 +35,7 @@ def access_event(line: str, when: float | None, level: LogLevel = LogLevel.info,
     return event
 
 
-@settings(database=None, max_examples=300, deadline=None)
+@examples_of(300)
 @given(line=st.text(max_size=60), when=st.one_of(st.none(), st.floats(0, 4e9)),
        level=st.sampled_from(list(LogLevel.iterconstants())),
        namespace=st.sampled_from(["orgproxy", "orgproxy.worker1", "twisted.web"]))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from orgproxy.upstream.cache import ExpirySweep, Outcome, ResponseCache, cache_key, entry_size
 from orgproxy.upstream.client import UpstreamResponse
+from tests.support.properties import property_settings as examples_of
 
 TTL = 10.0
 TOKEN = b"sk-admin-CACHE-test-never-kept-8d41e7"
@@ -468,7 +469,7 @@ advance_op = st.tuples(st.just("advance"), st.sampled_from([0.0, 0.5, 1.0, 2.5, 
 cancel_op = st.tuples(st.just("cancel"), st.integers(0, 40))
 
 
-@settings(database=None, deadline=None, max_examples=300)
+@examples_of(300)
 @given(ttl=st.sampled_from([0.0, 1.0, 5.0, 10.0]), max_bytes=st.integers(0, 4 * entry_size(key(), response())),
        max_entries=st.integers(0, 4),
        ops=st.lists(st.one_of(fetch_op, fetch_op, land_op, advance_op, cancel_op), max_size=60))
