@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from treq.testing import RequestTraversalAgent
+
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Application
 from twisted.internet.error import CannotListenError, ProcessDone, ProcessTerminated
@@ -39,6 +39,7 @@ from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.workers import STOP_GRACE, SharedAccepts, WorkerPool
 from orgproxy.tap import DEFAULTS, Options, OrgproxyService, env_name, makeService
 from orgproxy.web.connections import ThrottledAcceptErrors
+from tests.support.upstreams import MemoryUpstreams
 from tests.conftest import ROOT
 from tests.support.answers import TOKEN
 from tests.support.fake_openai import FakeOpenAI, Received, reply
@@ -290,7 +291,7 @@ def build(tmp_path: Path) -> Iterator[Build]:
         if options is None:
             options = parse(["--state-dir", str(tmp_path / "state"), *argv], environ)
         clock = reactor or MemoryReactorClock()
-        built = Built(makeService(options, reactor=clock, agent=RequestTraversalAgent(FakeOpenAI())), clock)
+        built = Built(makeService(options, reactor=clock, endpoints=MemoryUpstreams({b"api.openai.com": FakeOpenAI()})), clock)
         made.append(built)
         return built
     yield make

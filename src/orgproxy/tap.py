@@ -16,8 +16,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, ReactorNotRunning
-from twisted.web.client import HTTPConnectionPool
-from twisted.web.iweb import IAgent
+from twisted.web.iweb import IAgent, IAgentEndpointFactory
 from twisted.logger import ILogObserver
 from twisted.python import usage
 from twisted.python.components import Componentized
@@ -46,7 +45,7 @@ from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service
 from orgproxy.plural import counted
 from orgproxy.providers import ANTHROPIC, OPENAI, Provider
 from orgproxy.upstream.admin import AdminClient
-from orgproxy.upstream.agent import pooled_agent
+from orgproxy.upstream.agent import pooled_agent, upstream_endpoints
 from orgproxy.upstream.cache import ExpirySweep, ResponseCache
 from orgproxy.upstream.client import Upstream
 from orgproxy.version import version_line
@@ -318,14 +317,14 @@ class OrgproxyService(MultiService):
     once) before the pool closes."""
 
     def __init__(self, options: Options, reactor: Any, current: CurrentNames, history: History | None,
-                 in_flight: InFlight, pool: HTTPConnectionPool | None):
+                 in_flight: InFlight, connections: Sequence[Callable[[], Deferred[Any]]] = ()):
         super().__init__()
         self.options = options
         self.reactor = reactor
         self.current = current
         self.history = history  # None in a worker: the first process keeps it
         self.in_flight = in_flight
-        self.pool = pool
+        self.connections = connections  # each closes a pool of kept-alive upstream connections
         self.notes: list[str] = []  # what start-up found worth a warning
         # twistd's own SIGTERM handler makes the process end by re-raising the signal,
         # which supervisors report as a crash; a requested stop ends with status 0.
@@ -431,8 +430,7 @@ class OrgproxyService(MultiService):
         await super().stopService()
         draining = Deferred.fromCoroutine(self.drain(self.options["shutdown-timeout"]))
         await DeferredList([draining, self.workers.all_ended() if self.workers is not None else succeed(None)])
-        if self.pool is not None:
-            await self.pool.closeCachedConnections()
+        await DeferredList([close() for close in self.connections])
         if self.history is not None:
             self.history.close()
 
@@ -574,10 +572,11 @@ def cost_series(options: Options, reactor: Any, admin: AdminClient | None,
     return CostRefresher(reactor, admin.get, store, options["cost-interval"], options["cost-series-max"])
 
 
-def makeService(options: Options, reactor: Any = None, agent: IAgent | None = None) -> OrgproxyService:
-    """The daemon's service tree. ``reactor`` and ``agent`` (every upstream call's HTTP
-    client) are for tests to give, in memory; by default the installed reactor and a
-    pooled, TLS-verified agent.
+def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpointFactory | None = None
+                ) -> OrgproxyService:
+    """The daemon's service tree. ``reactor`` and ``endpoints`` (how every upstream call
+    connects) are for tests to give, in memory; by default the installed reactor and
+    TCP or verified TLS.
 
     With --workers, the first process (the one twistd starts) also runs discovery (each
     provider's with an admin key), keeps the history and starts the workers; a worker
@@ -598,16 +597,16 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
     # Before any metric exists: with workers, every process writes its own to the run
     # directory, and a scrape reads them all.
     process_metrics = metrics.start(run.metrics if run is not None else None, first_process=not is_worker)
-    pool = None
-    if agent is None:
+    if endpoints is None:
         try:
-            agent, pool = pooled_agent(reactor, options["timeout"], options["upstream-ca"])
+            endpoints = upstream_endpoints(reactor, options["timeout"], options["upstream-ca"])
         except (OSError, ValueError) as e:
             raise SystemExit(f"orgproxy: --upstream-ca: {getattr(e, 'strerror', None) or e}"
                              + (f": {options['upstream-ca']}" if isinstance(e, OSError) else "")) from None
-    upstream = Upstream(reactor, options["upstream"], agent, options["timeout"], options["max-response-bytes"])
+    agent, discovery_pool = pooled_agent(reactor, endpoints)  # discovery's, through treq
+    upstream = Upstream(reactor, options["upstream"], endpoints, options["timeout"], options["max-response-bytes"])
     anthropic: Provider = replace(ANTHROPIC, upstream=options["anthropic-upstream"])
-    anthropic_upstream = Upstream(reactor, anthropic.upstream, agent, options["timeout"],
+    anthropic_upstream = Upstream(reactor, anthropic.upstream, endpoints, options["timeout"],
                                   options["max-response-bytes"], title=anthropic.title)
     client_token = None
     if options["client-token-file"]:
@@ -638,7 +637,8 @@ def makeService(options: Options, reactor: Any = None, agent: IAgent | None = No
         # Names following: by --watch's means, but never off (this is not the operator's file).
         follower = NamesFollower(reactor, run.names, names, "poll" if options["watch"] == "off" else options["watch"])
         follower.load()
-    service = OrgproxyService(options, reactor, names, history, in_flight, pool)
+    service = OrgproxyService(options, reactor, names, history, in_flight,
+                              [upstream.close, anthropic_upstream.close, discovery_pool.closeCachedConnections])
     if is_worker:
         first_process = FirstProcessLink(reactor, service.first_process_gone, options["discovery-cooldown"])
     proxy = OrganizationProxy(upstream.forward, names, reactor, in_flight,

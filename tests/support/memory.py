@@ -7,7 +7,7 @@ clock the test moves by hand.
     proxy.clock.advance(60)  # timeouts, cache expiry, discovery schedules
 
 No socket, no thread, no real reactor: every byte goes through the real site, channel,
-resources and upstream client, pumped by ``twisted.test.iosim``.
+resources and upstream client, and the fakes' own sites, pumped by ``twisted.test.iosim``.
 """
 
 from __future__ import annotations
@@ -16,39 +16,50 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from treq.testing import RequestTraversalAgent
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone
-from twisted.python.failure import Failure
-from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.internet.address import IPv4Address
 import treq
+from treq.testing import RequestTraversalAgent
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IConsumer
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IResponse
-from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request, Site
+from twisted.web.iweb import IBodyProducer, IResponse
+from twisted.web.resource import IResource
+from twisted.web.server import Site
+from zope.interface import implementer
 
 from orgproxy.tap import Options, OrgproxyService, makeService
-from orgproxy.upstream.client import BytesProducer
 from tests.support.answers import AUTH, Answer
+from tests.support.upstreams import MemoryUpstreams
 
 PROXY_URL = b"http://orgproxy.test"
 UPSTREAM_URL = "http://openai.test"
 ANTHROPIC_URL = "http://anthropic.test"
 
 
-class ByHost(Resource):
-    """The upstreams, one resource per host name: every upstream call of the daemon goes
-    through one in-memory agent, and the Host it asked for picks the fake that answers."""
+@implementer(IBodyProducer)
+class BytesProducer:
+    """A request body already in memory, written in one go (Twisted's FileBodyProducer
+    writes in slices from a cooperator on the global reactor)."""
 
-    isLeaf = True
+    def __init__(self, body: bytes):
+        self.body = body
+        self.length = len(body)
 
-    def __init__(self, by_host: Mapping[bytes, IResource]):
-        super().__init__()
-        self.by_host = by_host
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self.body)
+        return succeed(None)
 
-    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
-        return self.by_host[request.getRequestHostname()].render(request)
+    def stopProducing(self) -> None:
+        pass
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
 
 
 class SiteAgent(RequestTraversalAgent):
@@ -73,11 +84,11 @@ class InMemoryProxy:
         hosts = {b"openai.test": upstream}
         if anthropic is not None:
             hosts[b"anthropic.test"] = anthropic
-        self.upstream_agent = RequestTraversalAgent(ByHost(hosts))
+        self.upstreams = MemoryUpstreams(hosts)
         self.options = Options(environ={} if environ is None else environ)
         self.options.parseOptions(["--upstream", UPSTREAM_URL, "--anthropic-upstream", ANTHROPIC_URL,
                                    "--state-dir", str(state_dir), "--watch", "off", *args])
-        self.service: OrgproxyService = makeService(self.options, reactor=self.clock, agent=self.upstream_agent)
+        self.service: OrgproxyService = makeService(self.options, reactor=self.clock, endpoints=self.upstreams)
         self.client = SiteAgent(self.service.site)
         self.raw_connections: list[RawExchange] = []
 
@@ -87,7 +98,7 @@ class InMemoryProxy:
         """Move every byte both ways, and run what is due now, until all is quiet."""
         for _ in range(rounds):
             self.clock.advance(0)
-            self.upstream_agent.flush()
+            self.upstreams.flush()
             self.client.flush()
 
     def advance(self, seconds: float) -> None:

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseNeverReceived
 from twisted.web.http_headers import Headers
 
-from orgproxy.upstream.client import BytesProducer
+from tests.support.memory import BytesProducer
 from tests.support.answers import Answer
 from tests.support.fake_admin import (ADMIN_KEYS, DATA_PIPELINE, OLD_CHATBOT, PROJECTS, SANDBOX, USERS, WEB_SHOP,
                                       FakeAdmin, api_keys_path, sample_org, service_account_owner,

@@ -1,8 +1,9 @@
 """The upstream client (``orgproxy.upstream.client.Upstream``) in memory.
 
-An ``Upstream`` sends through treq's ``RequestTraversalAgent`` to a small scripted
-resource, on a ``MemoryReactorClock`` that only the test moves: the timeout fires when the
-test advances the clock, and every byte moves when the test flushes. The resource notes
+An ``Upstream`` sends through in-memory endpoints (``tests/support/upstreams.py``) to a
+real Site over a small scripted resource, on a ``MemoryReactorClock`` that only the test
+moves: the timeout fires when the test advances the clock, and every byte moves when the
+test flushes. The resource notes
 when the client drops a connection (its request's ``notifyFinish`` fails), which is how
 each test sees that an abandoned exchange really let go of the upstream.
 """
@@ -14,7 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
@@ -23,7 +23,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
 from orgproxy.errors import ProxyError
-from orgproxy.upstream.client import HOP_BY_HOP, BytesProducer, Upstream, UpstreamResponse, end_to_end
+from orgproxy.upstream.client import HOP_BY_HOP, Upstream, UpstreamResponse, end_to_end
+from tests.support.upstreams import MemoryUpstreams
 
 # A guard against a test that waits forever, never a way to wait.
 pytestmark = pytest.mark.timeout(10)
@@ -102,8 +103,8 @@ class Harness:
     def __init__(self, timeout: float = TIMEOUT, cap: int = CAP):
         self.clock = MemoryReactorClock()
         self.resource = ScriptedUpstream()
-        self.agent = RequestTraversalAgent(self.resource)
-        self.upstream = Upstream(self.clock, "http://openai.test/", self.agent, timeout, cap)
+        self.upstreams = MemoryUpstreams({b"openai.test": self.resource})
+        self.upstream = Upstream(self.clock, "http://openai.test/", self.upstreams, timeout, cap)
 
     def forward(self, method: bytes = b"GET", headers: list[tuple[bytes, list[bytes]]] | None = None,
                 body: bytes | None = None) -> Exchange:
@@ -112,7 +113,7 @@ class Harness:
         return exchange
 
     def flush(self) -> None:
-        self.agent.flush()
+        self.upstreams.flush()
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
@@ -224,6 +225,7 @@ def test_an_answer_in_time_leaves_no_timer_behind(harness: Harness) -> None:
     exchange = harness.forward()
     harness.advance(TIMEOUT - 0.01)
     harness.last().request.write(b"1, ")
+    harness.last().request.finish()
     harness.flush()
     assert exchange.answer().body == b"[1, "
     # The fixture checks that the deadline was cancelled with the exchange done.
@@ -279,7 +281,7 @@ def test_only_end_to_end_response_headers_come_back(harness: Harness) -> None:
     assert names.isdisjoint({b"keep-alive", b"proxy-authenticate", b"trailer", b"upgrade", b"connection",
                              b"transfer-encoding", b"content-length", b"content-encoding"}), names
     assert response.header(b"retry-after") == b"7"
-    assert dict(response.headers)[b"X-Kept"] == [b"a", b"b"]
+    assert dict(response.headers)[b"x-kept"] == [b"a", b"b"]
 
 
 def test_request_headers_are_sent_as_given(harness: Harness) -> None:
@@ -305,14 +307,3 @@ def test_a_body_is_sent_whole_with_its_length(harness: Harness) -> None:
     assert (seen.request.method, seen.body) == (b"POST", body)
     assert seen.request.requestHeaders.getRawHeaders(b"content-length") == [b"%d" % len(body)]
     assert not seen.request.requestHeaders.hasHeader(b"transfer-encoding")
-
-
-def test_a_bytes_producer_writes_its_body_at_once_and_says_its_length() -> None:
-    written: list[bytes] = []
-
-    class Consumer:
-        def write(self, data: bytes) -> None:
-            written.append(data)
-    producer = BytesProducer(b"abc")
-    done = producer.startProducing(Consumer())  # type: ignore[arg-type]
-    assert (producer.length, written, done.called) == (3, [b"abc"], True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.logger import LogLevel
 from twisted.web import server
@@ -162,8 +162,8 @@ def in_chunks(body: bytes, size: int) -> Callable[[server.Request, Received], in
 def test_an_unreachable_upstream_is_502_naming_host_port_and_reason_and_the_next_request_reaches_it(
         proxy: InMemoryProxy, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, logged: Events,
         error: Exception, reason: str) -> None:
-    # What the Agent does when nothing listens there (or the name does not resolve).
-    monkeypatch.setattr(proxy.upstream_agent, "request", lambda *args, **kwargs: fail(error))
+    # What connecting does when nothing listens there (or the name does not resolve).
+    monkeypatch.setattr(proxy.upstreams, "refusal", error)
     message = assert_proxy_error(proxy.get(COSTS + "?start_time=1"), 502, "upstream_unreachable")["message"]
     assert "openai.test:80" in message and reason in message  # the upstream is http://openai.test
     (warning,) = warnings_about(logged, COSTS)
@@ -267,13 +267,13 @@ def test_a_gzip_bomb_is_502_too_large_and_never_decompressed_past_the_cap(
         make_proxy: MakeProxy, fake: FakeOpenAI, aliases: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import orgproxy.upstream.gunzip as gunzip_module
     produced: list[int] = []
-    original = gunzip_module.BoundedGunzip.inflate
+    original = gunzip_module.Inflater.inflate
 
-    def counting(self: Any, data: bytes) -> None:
-        before = self.produced
-        original(self, data)
-        produced.append(self.produced - before)
-    monkeypatch.setattr(gunzip_module.BoundedGunzip, "inflate", counting)
+    def counting(self: Any, data: bytes) -> list[bytes]:
+        pieces = original(self, data)
+        produced.append(sum(map(len, pieces)))
+        return pieces
+    monkeypatch.setattr(gunzip_module.Inflater, "inflate", counting)
     cap = 2 * 1024 * 1024
     proxy = make_proxy("--aliases", str(aliases), "--max-response-bytes", str(cap))
     # 100 MiB in about 100 KB: a hundred gzip members of a MiB each (one stream, RFC 1952).

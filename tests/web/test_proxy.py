@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
 from twisted.logger import LogLevel
 from twisted.web.client import ResponseNeverReceived
@@ -292,8 +292,8 @@ def test_upstream_redirect_is_passed_back_not_followed(proxy: InMemoryProxy, fak
 
 def test_unreachable_upstream_is_a_502(proxy: InMemoryProxy, monkeypatch: pytest.MonkeyPatch,
                                        logged: Events) -> None:
-    # What the agent does when nothing listens at the upstream's address.
-    monkeypatch.setattr(proxy.upstream_agent, "request", lambda *args, **kwargs: fail(ConnectionRefusedError()))
+    # What connecting does when nothing listens at the upstream's address.
+    monkeypatch.setattr(proxy.upstreams, "refusal", ConnectionRefusedError())
     answer = proxy.get(COSTS + "?start_time=1")
     assert answer.status == 502
     assert answer.error()["code"] == "upstream_unreachable"

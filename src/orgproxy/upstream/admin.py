@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from treq.client import HTTPClient
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.iweb import IAgent
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
 
-from orgproxy.errors import ProxyError
-from orgproxy.upstream.client import UpstreamResponse, read_response, was_cancelled, with_deadline
-from orgproxy.upstream.failures import describe_failure, upstream_address
+from orgproxy.upstream.client import NOT_RETURNED_TO_CLIENT, UpstreamResponse, as_proxy_error, end_to_end, with_deadline
+from orgproxy.upstream.failures import ResponseTooLarge, upstream_address
 from orgproxy.upstream.gunzip import GunzipAgent
 
 
@@ -50,9 +52,73 @@ class AdminClient:
         return await read_response(response, self.max_response_bytes)
 
     def _as_proxy_error(self, failure: Failure) -> Failure:
-        if was_cancelled(failure):
-            # Discovery stopping: a cancellation, not an upstream failure to report and retry.
-            return Failure(CancelledError())
-        if failure.check(ProxyError):
-            return failure
-        return Failure(describe_failure(failure, self.timeout, self.max_response_bytes, self.address, self.title))
+        # Discovery stopping is a cancellation, not an upstream failure to report and retry.
+        return as_proxy_error(failure, self.timeout, self.max_response_bytes, self.address, self.title)
+
+
+class _CappedBody(Protocol):
+    """Collects a response body, giving up once it passes ``limit`` bytes."""
+
+    def __init__(self, finished: Deferred[bytes], limit: int, announced: int | None):
+        self.finished = finished
+        self.limit = limit
+        self.announced = announced
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def connectionMade(self) -> None:
+        if self.announced is not None and self.announced > self.limit:
+            self._give_up()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.finished.called:
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            self._give_up()
+            return
+        self.chunks.append(data)
+
+    def _give_up(self) -> None:
+        self.chunks.clear()
+        self.abort()
+        if not self.finished.called:
+            self.finished.errback(ResponseTooLarge())
+
+    def abort(self) -> None:
+        # Stopping the producer closes the connection: the rest is never read.
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        if self.finished.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.finished.callback(b"".join(self.chunks))
+        else:
+            self.finished.errback(reason)
+
+
+def read_capped(response: IResponse, limit: int) -> Deferred[bytes]:
+    """The whole body, or a ``ResponseTooLarge`` failure; cancelling drops the connection."""
+    announced = response.length if response.length is not UNKNOWN_LENGTH else None
+    collector: _CappedBody
+
+    def cancel(_: Deferred[bytes]) -> None:
+        collector.abort()
+
+    finished: Deferred[bytes] = Deferred(cancel)
+    collector = _CappedBody(finished, limit, announced)
+    response.deliverBody(collector)
+    return finished
+
+
+async def read_response(response: IResponse, limit: int) -> UpstreamResponse:
+    """The response with its whole body (at most ``limit`` bytes), and the headers that
+    go back to a client."""
+    content = await read_capped(response, limit)
+    announced = response.headers.getRawHeaders(b"content-length")
+    return UpstreamResponse(response.code, response.phrase,
+                            end_to_end(response.headers, NOT_RETURNED_TO_CLIENT), content,
+                            announced[-1] if announced else None)
+

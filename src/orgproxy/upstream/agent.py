@@ -1,6 +1,6 @@
-"""The one HTTP client agent every upstream call goes through: pooled, TLS-verified.
-
-Forwarding and discovery share it, so they share its pool of kept-alive connections.
+"""How the daemon reaches its upstreams: one endpoint per upstream host and port (TCP, or
+TLS verified against the system's CAs), shared by forwarding's own client and by the
+Agent discovery uses through treq.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from zope.interface import implementer
 from orgproxy._twisted_private import quiet_pool
 from orgproxy.upstream.tls import upstream_trust
 
-# Idle connections kept per upstream: enough for a dashboard's burst of parallel calls.
-KEPT_ALIVE_PER_HOST = 32
+# Idle connections discovery keeps per upstream: it makes one call at a time per provider.
+KEPT_ALIVE_PER_HOST = 2
 
 
 @implementer(IAgentEndpointFactory)
@@ -47,16 +47,20 @@ class _OneUpstreamEndpoints:
         return endpoint
 
 
-def pooled_agent(reactor: Any, connect_timeout: float, ca_file: str | None = None
-                 ) -> tuple[Agent, HTTPConnectionPool]:
-    """An Agent over a persistent pool, and the pool (to close at shutdown).
+def upstream_endpoints(reactor: Any, connect_timeout: float, ca_file: str | None = None) -> IAgentEndpointFactory:
+    """The endpoints to the upstreams.
 
     TLS is verified against the system's CAs (or ``ca_file``'s, for an internal gateway),
     host name included, by service-identity: a wrong certificate is an error, never a
     silent downgrade. Raises OSError or ValueError for a CA file that cannot be used.
     """
+    trust = upstream_trust(ca_file) if ca_file else None
+    return _OneUpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trust), connect_timeout)
+
+
+def pooled_agent(reactor: Any, endpoints: IAgentEndpointFactory) -> tuple[Agent, HTTPConnectionPool]:
+    """An Agent over ``endpoints`` with a persistent pool (discovery's), and the pool (to
+    close at shutdown)."""
     pool = quiet_pool(HTTPConnectionPool(reactor, persistent=True))
     pool.maxPersistentPerHost = KEPT_ALIVE_PER_HOST
-    trust = upstream_trust(ca_file) if ca_file else None
-    endpoints = _OneUpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trust), connect_timeout)
     return Agent.usingEndpointFactory(reactor, endpoints, pool=pool), pool

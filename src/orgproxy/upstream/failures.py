@@ -19,6 +19,10 @@ class ResponseTooLarge(Exception):
     """The upstream's body passed the size cap."""
 
 
+class MalformedResponse(Exception):
+    """The upstream's answer is not HTTP/1.1 the proxy can trust (the reason says where)."""
+
+
 def upstream_address(base_url: str) -> str:
     """``host:port`` of the upstream, for messages that must say which one failed."""
     parts = urlsplit(base_url)
@@ -43,6 +47,9 @@ def describe_failure(failure: Failure, timeout: float, max_response_bytes: int, 
         return ProxyError(502, "upstream_bad_encoding",
                           f"{upstream}'s compressed response ({where}) is corrupt or was cut short; "
                           "it was not passed on.")
+    if failure.check(MalformedResponse):
+        return ProxyError(502, "upstream_bad_response",
+                          f"{upstream}'s answer ({where}) is not valid HTTP: {failure.value}; it was not passed on.")
     if failure.check(DNSLookupError):
         return ProxyError(502, "upstream_unreachable",
                           f"{upstream}'s host name does not resolve ({where}): {_reason(failure)}")

@@ -75,17 +75,52 @@ class GunzippedResponse(proxyForInterface(IResponse)):  # type: ignore[misc]
         self.original.deliverBody(BoundedGunzip(protocol, self.limit))
 
 
-class BoundedGunzip(Protocol):
-    """Passes ``inner`` the decompressed body: at most ``limit`` + 1 bytes, enough for a
-    reader capped at ``limit`` to see it is over and give up."""
+class Inflater:
+    """gzip undone in pieces, pure: at most ``limit`` + 1 bytes come out in all, enough
+    for a reader capped at ``limit`` to see it is over and give up."""
 
-    def __init__(self, inner: IProtocol, limit: int):
-        self.inner = inner
+    def __init__(self, limit: int):
         self.limit = limit
         self.produced = 0
         self.received = False  # any compressed byte at all (a HEAD or 204 has none)
-        self.failed = False
         self.decompressor: Any = zlib.decompressobj(_GZIP)
+
+    def inflate(self, data: bytes) -> list[bytes]:
+        """What ``data`` decompresses to (within the limit); CorruptEncoding if it cannot."""
+        out: list[bytes] = []
+        if data:
+            self.received = True
+        try:
+            while data:
+                if self.decompressor.eof:
+                    # Another gzip member follows: RFC 1952 lets a stream hold several.
+                    self.decompressor = zlib.decompressobj(_GZIP)
+                room = self.limit + 1 - self.produced
+                if room <= 0:
+                    break  # past the limit: the reader gives up on seeing it
+                piece = self.decompressor.decompress(data, room)
+                self.produced += len(piece)
+                if piece:
+                    out.append(piece)
+                data = self.decompressor.unused_data if self.decompressor.eof else self.decompressor.unconsumed_tail
+        except zlib.error as e:
+            raise CorruptEncoding(f"the upstream's gzip body is corrupt ({e})") from None
+        return out
+
+    def check_complete(self) -> None:
+        """At the body's end: CorruptEncoding if the stream stopped before gzip's own end
+        (a body within the limit whose compressed bytes were cut short)."""
+        if self.received and not self.decompressor.eof and self.produced <= self.limit:
+            raise CorruptEncoding("the upstream's gzip body ends before its end")
+
+
+class BoundedGunzip(Protocol):
+    """Passes ``inner`` the decompressed body (see ``Inflater``)."""
+
+    def __init__(self, inner: IProtocol, limit: int):
+        self.inner = inner
+        self.inflater = Inflater(limit)
+        self.failed = False
 
     def makeConnection(self, transport: Any) -> None:
         super().makeConnection(transport)
@@ -94,37 +129,27 @@ class BoundedGunzip(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.failed or not data:
             return
-        self.received = True
         try:
-            self.inflate(data)
-        except zlib.error as e:
-            self.fail(f"the upstream's gzip body is corrupt ({e})")
+            pieces = self.inflater.inflate(data)
+        except CorruptEncoding as e:
+            self.fail(e)
+            return
+        for piece in pieces:
+            self.inner.dataReceived(piece)
 
-    def inflate(self, data: bytes) -> None:
-        while data and not self.failed:
-            if self.decompressor.eof:
-                # Another gzip member follows: RFC 1952 lets a stream hold several.
-                self.decompressor = zlib.decompressobj(_GZIP)
-            room = self.limit + 1 - self.produced
-            if room <= 0:
-                return  # past the limit: the reader has given up and closed the connection
-            out = self.decompressor.decompress(data, room)
-            self.produced += len(out)
-            if out:
-                self.inner.dataReceived(out)
-            data = self.decompressor.unused_data if self.decompressor.eof else self.decompressor.unconsumed_tail
-
-    def fail(self, why: str) -> None:
+    def fail(self, why: CorruptEncoding) -> None:
         self.failed = True
         if self.transport is not None:
             self.transport.stopProducing()  # the rest is not worth reading
-        self.inner.connectionLost(Failure(CorruptEncoding(why)))
+        self.inner.connectionLost(Failure(why))
 
     def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
         if self.failed:
             return
-        ended_cleanly = reason.check(ResponseDone, PotentialDataLoss)
-        if ended_cleanly and self.received and not self.decompressor.eof and self.produced <= self.limit:
-            self.fail("the upstream's gzip body ends before its end")
-            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            try:
+                self.inflater.check_complete()
+            except CorruptEncoding as e:
+                self.fail(e)
+                return
         self.inner.connectionLost(reason)
