@@ -33,6 +33,7 @@ from orgproxy.names.history import History, Learned
 from orgproxy.names.shared import NamesFollower
 from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import logs, metrics
+from orgproxy.ops.metrics import MetricsFlush
 from orgproxy.ops.costs import COLLECTOR, CostRefresher
 from orgproxy.ops.reload import ReloadService
 from orgproxy.ops.firstprocess import FirstProcessLink
@@ -302,7 +303,7 @@ def build(tmp_path: Path) -> Iterator[Build]:
 
 def test_without_an_alias_file_there_is_a_port_and_a_sighup_handler_only(build: Build) -> None:
     built = build([])
-    assert built.kinds() == [StreamServerEndpointService, ReloadService]
+    assert built.kinds() == [StreamServerEndpointService, ReloadService, MetricsFlush]
     # Its port says accept errors (EMFILE) once a minute, not once per connection.
     assert isinstance(built.one(StreamServerEndpointService).endpoint, ThrottledAcceptErrors)
     reload = built.one(ReloadService)
@@ -368,7 +369,7 @@ def test_an_unreadable_admin_key_file_ends_the_start_with_one_line(build: Build,
 
 def test_workers_add_a_pool_that_shares_the_listening_socket(build: Build) -> None:
     built = build(["--workers", "3"])
-    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService, SharedUnknownIds]
+    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService, MetricsFlush, SharedUnknownIds]
     pool = built.one(WorkerPool)
     listening = built.one(StreamServerEndpointService)
     assert isinstance(listening.endpoint, SharedAccepts) and pool.listening is listening.endpoint

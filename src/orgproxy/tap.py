@@ -430,6 +430,7 @@ class OrgproxyService(MultiService):
         await super().stopService()
         draining = Deferred.fromCoroutine(self.drain(self.options["shutdown-timeout"]))
         await DeferredList([draining, self.workers.all_ended() if self.workers is not None else succeed(None)])
+        metrics.flush()  # what the last requests counted (with workers, for the others' scrapes)
         await DeferredList([close() for close in self.connections])
         if self.history is not None:
             self.history.close()
@@ -628,7 +629,8 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
     cost_refresher = cost_series(options, reactor, admin, names)
     cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"], options["cache-max-entries"])
              if options["cache-ttl"] > 0 else None)
-    in_flight = InFlight(options["max-concurrency"], on_change=metrics.set_in_flight)
+    in_flight = InFlight(options["max-concurrency"])
+    process_metrics.follow_in_flight(lambda: in_flight.count)
     unknown = UnknownIds()
     shared_unknown = SharedUnknownIds(reactor, run.unknown, unknown) if run is not None else None
     follower = first_process = None
@@ -709,6 +711,7 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
         if options["workers"] > 1:
             pool_of_workers.setServiceParent(service)
     ReloadService(reactor, reloader, options["watch"], on_sighup).setServiceParent(service)
+    metrics.MetricsFlush(process_metrics, reactor).setServiceParent(service)
     if cache is not None:
         # Swept at least every second, at most every TTL: memory comes back within a TTL
         # of an entry's expiry, and a short TTL does not make the sweeps constant.

@@ -10,9 +10,17 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.task import Clock
 
 from orgproxy.names.snapshot import Names
-from orgproxy.ops.metrics import EACH_PROCESS_ALIKE, MULTIPROC_DIR_VARIABLE, ONE_PROCESS, Metrics
+from orgproxy.ops.metrics import (
+    EACH_PROCESS_ALIKE,
+    FLUSH_INTERVAL,
+    MULTIPROC_DIR_VARIABLE,
+    ONE_PROCESS,
+    Metrics,
+    MetricsFlush,
+)
 
 FIRST, WORKER = 101, 102
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -45,11 +53,13 @@ def test_counts_from_every_process_add_up_in_whichever_answers_the_scrape(tmp_pa
         first.count_request("proxy", b"GET", 200, "openai")
     first.observe_upstream(0.2, "openai")
     first.count_ids({("api_key_id", "key_a"): 4}, {})
+    first.flush()  # (as the first process does every second)
     worker = process(tmp_path, WORKER)
     for _ in range(2):
         worker.count_request("proxy", b"GET", 200, "openai")
     worker.observe_upstream(0.3, "openai")
     worker.count_ids({("api_key_id", "key_a"): 1, ("api_key_id", "key_b"): 2}, {"key_b": "api_key_id"})
+    worker.flush()
     for answering in (first, worker):
         samples = scrape(answering)
         assert proxied(samples) == 5
@@ -73,6 +83,7 @@ def test_a_dead_workers_counts_stay_and_its_requests_in_flight_go(tmp_path: Path
     worker = process(tmp_path, WORKER)
     worker.in_flight.set(3)
     worker.count_request("proxy", b"GET", 200, "openai")
+    worker.flush()
     assert in_flight(scrape(first)) == 5
     first.worker_ended(WORKER)
     samples = scrape(first)
@@ -128,3 +139,33 @@ def test_a_gauge_says_who_writes_it() -> None:
     with pytest.raises(ValueError, match="written_by must be one of livesum, livemostrecent, mostrecent"):
         metrics.gauge("orgproxy_something", "Something.", written_by="all")
     assert metrics.gauge("orgproxy_alike", "Alike.", written_by=EACH_PROCESS_ALIKE) is not None
+
+
+def test_counts_are_written_in_a_batch_every_second_and_before_every_scrape() -> None:
+    metrics = Metrics()
+    clock = Clock()
+    flushing = MetricsFlush(metrics, clock)
+    flushing.startService()
+    labels = {"route": "proxy", "method": "GET", "status": "200", "provider": "openai"}
+
+    def stored() -> float | None:  # what a scrape would read, without the scrape's own flush
+        return metrics.registry.get_sample_value("orgproxy_requests_total", labels)
+    metrics.count_request("proxy", b"GET", 200, "openai")
+    metrics.count_request("proxy", b"GET", 200, "openai")
+    assert stored() is None  # counted, not yet written
+    clock.advance(FLUSH_INTERVAL)
+    assert stored() == 2
+    metrics.count_request("proxy", b"GET", 200, "openai")
+    assert proxied(scrape(metrics)) == 3  # a scrape never shows stale counts
+    flushing.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def test_the_requests_in_flight_are_read_at_each_flush() -> None:
+    metrics = Metrics()
+    count = [0]
+    metrics.follow_in_flight(lambda: count[0])
+    count[0] = 4
+    assert in_flight(scrape(metrics)) == 4
+    count[0] = 0
+    assert in_flight(scrape(metrics)) == 0

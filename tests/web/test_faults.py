@@ -107,6 +107,7 @@ def warnings_about(logged: Events, path: str) -> list[dict[str, Any]]:
 
 def requests_counted(route: str, method: str, status: int, provider: str = "openai") -> float:
     """``orgproxy_requests_total`` for one series (the registry lives for the process)."""
+    metrics.flush()
     value = metrics.installed().registry.get_sample_value(
         "orgproxy_requests_total", {"route": route, "method": method, "status": str(status), "provider": provider})
     return value or 0.0

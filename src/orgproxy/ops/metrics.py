@@ -44,6 +44,14 @@ A gauge says who writes it, which decides how the processes' values combine:
   which like discovery runs in the first process only (``is_worker`` there is false; here
   ``Metrics.first_process`` says so); a scrape any worker answers shows it all the same.
 
+**Counted in a batch.** What every request records (its count, its ids, its upstream
+time, the requests in flight) is added up in plain dictionaries and written to
+prometheus_client by ``flush()``: before every scrape, at least once a second (the
+``MetricsFlush`` service; with workers, this is how fresh another process's scrape sees
+this one's counts) and when the daemon stops. A labelled increment takes a lock and,
+with workers, writes to a memory-mapped file: several per request were a measurable
+share of a small request's time.
+
 What multiprocess mode cannot do, so no metric may rely on it: ``set_function`` (a value
 computed at scrape time exists only in the process scraped; use ``on_scrape`` for
 ``EACH_PROCESS_ALIKE`` gauges, explicit ``set()`` otherwise), and ``remove()``/``clear()`` of
@@ -70,6 +78,9 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 
 from orgproxy.fields import FIELD_SETS, SOURCES
 from orgproxy.names.snapshot import Names
@@ -93,6 +104,11 @@ UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, fl
 CONNECTION_CLOSED_REASONS = ("header_timeout", "max_connections", "out_of_descriptors")
 # Cached labelled series at most (a bound, should a label ever take unexpected values).
 SERIES_CACHE_LIMIT = 10_000
+# Upstream times held for the next flush at most: past it they are written at once (only
+# reached where nothing flushes, e.g. a part of the daemon used on its own).
+PENDING_OBSERVATIONS_LIMIT = 10_000
+# Seconds between flushes of the batched counts (see the module's docstring).
+FLUSH_INTERVAL = 1.0
 
 
 def method_label(method: bytes) -> str:
@@ -130,6 +146,12 @@ class Metrics:
         self.scrape_hooks: list[Callable[[], None]] = []
         self._request_series: dict[tuple[str, bytes, int, str], Any] = {}
         self._id_series: dict[tuple[str, str, str], Any] = {}
+        # Counted since the last flush.
+        self._requests_pending: dict[tuple[str, bytes, int, str], int] = {}
+        self._ids_pending: dict[tuple[str, str, str], int] = {}
+        self._upstream_pending: list[tuple[str, float]] = []
+        self._in_flight_now: Callable[[], int] | None = None
+        self._in_flight_written = 0
 
         self.requests = self.counter("orgproxy_requests",
                                      "Requests answered, by route, method, status and provider.",
@@ -189,35 +211,55 @@ class Metrics:
     # --- what the daemon records ----------------------------------------------------------
 
     def count_request(self, route: str, method: bytes, status: int, provider: str = NO_PROVIDER) -> None:
-        # The labelled series looked up once per (route, method, status, provider):
-        # labels() builds and locks on every call, and this runs on every request.
         key = (route, method, status, provider)
-        series = self._request_series.get(key)
-        if series is None:
-            series = self.requests.labels(route, method_label(method), str(status), provider)
-            if len(self._request_series) < SERIES_CACHE_LIMIT:
-                self._request_series[key] = series
-        series.inc()
+        pending = self._requests_pending
+        pending[key] = pending.get(key, 0) + 1
 
     def count_ids(self, occurrences: dict[tuple[str, str], int], unknown_ids: dict[str, str],
                   provider: str = "openai") -> None:
-        # Summed here first: a page has hundreds of distinct ids, and each labelled
-        # increment takes a lock (and, with workers, writes to a file).
-        totals: dict[tuple[str, str, str], int] = {}
+        pending = self._ids_pending
         for (id_field, id_value), times in occurrences.items():
             key = (provider, id_field, "unknown" if unknown_ids.get(id_value) == id_field else "named")
-            totals[key] = totals.get(key, 0) + times
-        for key, times in totals.items():
+            pending[key] = pending.get(key, 0) + times
+
+    def observe_upstream(self, seconds: float, provider: str = "openai") -> None:
+        self._upstream_pending.append((provider, seconds))
+        if len(self._upstream_pending) > PENDING_OBSERVATIONS_LIMIT:
+            self.flush()
+
+    def follow_in_flight(self, count: Callable[[], int]) -> None:
+        """Report ``count()`` as the requests in flight, at each flush."""
+        self._in_flight_now = count
+
+    def flush(self) -> None:
+        """Write what was counted since the last flush to prometheus_client's storage."""
+        requests, self._requests_pending = self._requests_pending, {}
+        for key, times in requests.items():
+            series = self._request_series.get(key)
+            if series is None:
+                # The labelled series looked up once per (route, method, status, provider).
+                route, method, status, provider = key
+                series = self.requests.labels(route, method_label(method), str(status), provider)
+                if len(self._request_series) < SERIES_CACHE_LIMIT:
+                    self._request_series[key] = series
+            series.inc(times)
+        ids, self._ids_pending = self._ids_pending, {}
+        for key, times in ids.items():
             series = self._id_series.get(key)
             if series is None:  # two providers, a few id fields, named/unknown: bounded
                 series = self._id_series[key] = self.ids.labels(*key)
             series.inc(times)
-
-    def observe_upstream(self, seconds: float, provider: str = "openai") -> None:
-        series = self._upstream_series.get(provider)
-        if series is None:  # the providers are known at start: this is never reached
-            series = self.upstream_seconds.labels(provider)
-        series.observe(seconds)
+        observed, self._upstream_pending = self._upstream_pending, []
+        for provider, seconds in observed:
+            series = self._upstream_series.get(provider)
+            if series is None:  # the providers are known at start: this is never reached
+                series = self.upstream_seconds.labels(provider)
+            series.observe(seconds)
+        if self._in_flight_now is not None:
+            now = self._in_flight_now()
+            if now != self._in_flight_written:  # (with workers, each write is a file write)
+                self._in_flight_written = now
+                self.in_flight.set(now)
 
     def count_alias_reload(self, result: str) -> None:
         if self.first_process:
@@ -243,9 +285,27 @@ class Metrics:
 
     def render(self) -> tuple[bytes, bytes]:
         """(content type, body) of a scrape."""
+        self.flush()
         for hook in self.scrape_hooks:
             hook()
         return CONTENT_TYPE_LATEST.encode(), generate_latest(self.registry)
+
+
+class MetricsFlush(Service):
+    """Flushes the counts of ``metrics`` every FLUSH_INTERVAL seconds while it runs."""
+
+    def __init__(self, metrics: Metrics, clock: IReactorTime):
+        self.flushing = LoopingCall(metrics.flush)
+        self.flushing.clock = clock
+
+    def startService(self) -> None:
+        super().startService()
+        self.flushing.start(FLUSH_INTERVAL, now=False)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self.flushing.running:
+            self.flushing.stop()
 
 
 _installed: Metrics | None = None
@@ -280,8 +340,12 @@ def observe_upstream(seconds: float, provider: str = "openai") -> None:
     installed().observe_upstream(seconds, provider)
 
 
-def set_in_flight(count: int) -> None:
-    installed().in_flight.set(count)
+def follow_in_flight(count: Callable[[], int]) -> None:
+    installed().follow_in_flight(count)
+
+
+def flush() -> None:
+    installed().flush()
 
 
 def count_alias_reload(result: str) -> None:
