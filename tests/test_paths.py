@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orgproxy.paths import is_forwardable, split_uri
+from orgproxy.paths import _PLAIN_PATH, _is_plain, is_forwardable, split_uri
 from orgproxy.providers import ANTHROPIC, OPENAI, provider_for_path
 from tests.support.properties import property_settings as examples_of
 
@@ -124,3 +124,10 @@ def test_split_uri_keeps_the_raw_query_and_tells_an_empty_one_from_none() -> Non
     assert split_uri(b"/v1/organization/costs?a=1&b=%3D?x") == (b"/v1/organization/costs", b"a=1&b=%3D?x")
     assert split_uri(b"/v1/organization/costs?") == (b"/v1/organization/costs", b"")
     assert split_uri(b"/v1/organization/costs") == (b"/v1/organization/costs", None)
+
+
+@examples_of(300)
+@given(st.from_regex(_PLAIN_PATH, fullmatch=True))
+def test_a_path_the_shortcut_takes_has_only_plain_segments(path: bytes) -> None:
+    # What lets is_forwardable skip its segment-by-segment check for such a path.
+    assert path.startswith(b"/") and all(_is_plain(segment) for segment in path[1:].split(b"/"))

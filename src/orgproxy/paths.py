@@ -37,6 +37,10 @@ _SEGMENT = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})+")
 # Percent escapes that would change the path's shape once an upstream decodes them:
 # '/', '\', '%' (double encoding) and NUL.
 _SHAPE_CHANGING_ESCAPE = re.compile(rb"%(?:2[Ff]|5[Cc]|25|00)")
+# A path of segments of letters, digits, '-' and '_' alone: every segment plain (no dot,
+# no escape, no parameter, none empty), as nearly every real request's is. Checked with
+# one match, it skips the segment-by-segment check below, which it cannot disagree with.
+_PLAIN_PATH = re.compile(rb"(?:/[A-Za-z0-9_\-]+)+")
 
 
 def split_uri(uri: bytes) -> tuple[bytes, bytes | None]:
@@ -55,13 +59,12 @@ def is_forwardable(path: bytes, prefix: bytes = PREFIX,
     ``/``), ``.`` and ``..`` segments in any spelling (``%2e%2e``, ``..;x=1``, ``..%3b``),
     encoded slashes and backslashes, double encoding, and characters a path may not hold.
     """
-    if not path.startswith(b"/"):
-        return False
-    segments = path[1:].split(b"/")
-    if not all(_is_plain(segment) for segment in segments):
-        return False
+    if _PLAIN_PATH.fullmatch(path) is None:
+        if not path.startswith(b"/") or not all(_is_plain(segment) for segment in path[1:].split(b"/")):
+            return False
     if path.startswith(prefix):
         return True
+    segments = path[1:].split(b"/")
     return any(_matches(template, segments) for template in outside)
 
 

@@ -47,7 +47,8 @@ RETRIED_WHEN_STALE = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: ([^\r\n]*))?\r?")
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n\x00]*?)[ \t]*\r?\n")
+_HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*\r?\n)*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
 
 _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)
@@ -79,28 +80,26 @@ class Head:
 
 def parse_head(block: bytes) -> Head:
     """The status line and headers of ``block`` (up to, not including, the blank line)."""
-    lines = block.split(b"\n")
-    status_line = _STATUS_LINE.fullmatch(lines[0])
+    status_end = block.find(b"\n")
+    status_line = _STATUS_LINE.fullmatch(block if status_end < 0 else block[:status_end])
     if status_line is None:
         raise MalformedResponse("its status line is not HTTP/1.x")
     headers: HeaderList = []
-    by_name: dict[bytes, list[bytes]] = {}
-    for line in lines[1:]:
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        name, colon, value = line.partition(b":")
-        # No obsolete line folding, no space before the colon (RFC 9112, 5.1 and 5.2).
-        if not colon or _TOKEN.fullmatch(name) is None:
+    if status_end >= 0:
+        fields = block[status_end + 1:] + b"\n"
+        # Every line a header, checked at once: a token, a colon, a value without CR
+        # (but at its end), LF or NUL; no obsolete line folding, no space before the
+        # colon (RFC 9112, 5.1 and 5.2).
+        if _HEADER_LINES.fullmatch(fields) is None:
             raise MalformedResponse("a header line is malformed")
-        name = name.lower()
-        value = value.strip(b" \t")
-        if b"\r" in value or b"\x00" in value:
-            raise MalformedResponse("a header value holds a control character")
-        known = by_name.get(name)
-        if known is None:
-            by_name[name] = known = []
-            headers.append((name, known))
-        known.append(value)
+        by_name: dict[bytes, list[bytes]] = {}
+        for name, value in _HEADER_LINE.findall(fields):
+            name = name.lower()
+            known = by_name.get(name)
+            if known is None:
+                by_name[name] = known = []
+                headers.append((name, known))
+            known.append(value)
     return Head(int(status_line.group(2)), status_line.group(3) or b"", status_line.group(1) == b"1", headers)
 
 

@@ -123,6 +123,15 @@ class OrgproxyChannel(BadRequestHook):
             self.transport.SEND_LIMIT = self.SEND_LIMIT
         self.start_deadline()  # a connection that never sends a request is closed too
 
+    _host: IAddress | None = None
+
+    def getHost(self) -> IAddress:
+        # Asked once per request (by twisted.web's Request): a connection's own address
+        # never changes, and asking the socket is a system call.
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
     def dataReceived(self, data: bytes) -> None:
         if self.awaiting_request and data:
             self.request_begun = True
