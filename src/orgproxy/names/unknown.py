@@ -37,8 +37,11 @@ class UnknownIds:
                now: float, provider: str = "openai") -> None:
         """Note the unknown ones among a response's ids (``occurrences`` counts every id;
         ``provider`` is whose answer it was)."""
-        for (id_field, id_value), times in occurrences.items():
-            if unknown_ids.get(id_value) != id_field:
+        # The unknown ids are few (usually none): looked up in the occurrences of every id,
+        # rather than every id checked against them.
+        for id_value, id_field in unknown_ids.items():
+            times = occurrences.get((id_field, id_value), 0)
+            if not times:
                 continue
             sighting = self.seen.get((id_field, id_value))
             if sighting is not None:
