@@ -58,24 +58,24 @@ class Head:
     """A response's status line and headers: names in lower case, each name's values in
     the order received, names in the order first seen."""
 
-    __slots__ = ("status", "phrase", "http11", "headers")
+    __slots__ = ("status", "phrase", "http11", "headers", "by_name")
 
     def __init__(self, status: int, phrase: bytes, http11: bool, headers: HeaderList):
         self.status = status
         self.phrase = phrase
         self.http11 = http11
         self.headers = headers
+        self.by_name = dict(headers)
 
     def values(self, name: bytes) -> list[bytes]:
-        for key, values in self.headers:
-            if key == name:
-                return values
-        return []
+        return self.by_name.get(name, [])
 
     def tokens(self, name: bytes) -> list[bytes]:
         """A comma-separated header's tokens, lower-cased (Connection, Transfer-Encoding)."""
-        return [token.strip().lower() for value in self.values(name) for token in value.split(b",")
-                if token.strip()]
+        values = self.by_name.get(name)
+        if values is None:
+            return []
+        return [token.strip().lower() for value in values for token in value.split(b",") if token.strip()]
 
 
 def parse_head(block: bytes) -> Head:
