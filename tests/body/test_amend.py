@@ -962,6 +962,9 @@ def test_counts_for_a_page_with_repeated_ids() -> None:
     assert result.unknown_ids == {"proj_zzz": "project_id", "key_zzz": "api_key_id",
                                   "proj_new": "project_id"}
     assert list(result.unknown_ids) == ["proj_zzz", "key_zzz", "proj_new"]
+    assert result.by_field == {("api_key_id", "named"): 2, ("api_key_id", "unknown"): 2,
+                               ("project_id", "named"): 1, ("project_id", "unknown"): 3,
+                               ("user_id", "named"): 1, ("user_id", "unknown"): 1}
 
 
 def test_counts_on_the_exact_path() -> None:

@@ -45,6 +45,7 @@ def same_result(a: Amended, b: Amended) -> None:
     assert (a.named, a.unknown) == (b.named, b.unknown)
     assert a.unknown_ids == b.unknown_ids
     assert a.occurrences == b.occurrences
+    assert a.by_field == b.by_field
 
 
 @headline_settings
@@ -64,6 +65,7 @@ def test_the_array_route_gives_what_the_exact_walk_gives_or_declines(
         assert (routed.named, routed.unknown) == (exact.named, exact.unknown)
         assert routed.unknown_ids == exact.unknown_ids
         assert routed.occurrences == exact.occurrences
+        assert routed.by_field == exact.by_field
 
 
 def usage_page(rows: int, seed: int = 7, **dumps: Any) -> bytes:

@@ -52,13 +52,13 @@ def test_counts_from_every_process_add_up_in_whichever_answers_the_scrape(tmp_pa
     for _ in range(3):
         first.count_request("proxy", b"GET", 200, "openai")
     first.observe_upstream(0.2, "openai")
-    first.count_ids({("api_key_id", "key_a"): 4}, {})
+    first.count_ids({("api_key_id", "named"): 4})
     first.flush()  # (as the first process does every second)
     worker = process(tmp_path, WORKER)
     for _ in range(2):
         worker.count_request("proxy", b"GET", 200, "openai")
     worker.observe_upstream(0.3, "openai")
-    worker.count_ids({("api_key_id", "key_a"): 1, ("api_key_id", "key_b"): 2}, {"key_b": "api_key_id"})
+    worker.count_ids({("api_key_id", "named"): 1, ("api_key_id", "unknown"): 2})
     worker.flush()
     for answering in (first, worker):
         samples = scrape(answering)

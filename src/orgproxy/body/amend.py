@@ -113,6 +113,8 @@ class Amended:
     # (id field, id) -> how often it occurs, for string ids: the per-object detail a debug
     # log shows, gathered per distinct id rather than per object.
     occurrences: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (id field, "named" or "unknown") -> how many string ids: what the metrics count.
+    by_field: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class _NeedsExactPath(Exception):
@@ -195,15 +197,37 @@ def _members_for(id_field: str, id_value: str | None, known: Mapping[str, Mappin
 
 def _tally(result: Amended, id_field: str, id_value: str | None,
            known: Mapping[str, Mapping[str, Members]], times: int = 1) -> None:
-    if id_value is None:
-        return  # an ungrouped dimension: nothing to name, nothing to report
-    key = (id_field, id_value)
-    result.occurrences[key] = result.occurrences.get(key, 0) + times
-    if id_value in known.get(id_field, {}):
-        result.named += times
+    if id_value is not None:  # (a null id is an ungrouped dimension: nothing to report)
+        _tally_all(result, {(id_field, id_value): times}, known)
+
+
+_NOTHING_KNOWN: Mapping[str, Members] = {}
+
+
+def _tally_all(result: Amended, counts: Mapping[tuple[str, str], int],
+               known: Mapping[str, Mapping[str, Members]]) -> None:
+    """Add ``counts`` ((id field, string id) -> times) to what ``result`` found: one loop
+    over the distinct ids of a page, its body written out here rather than a call per id
+    (a medium page has a few hundred)."""
+    if result.occurrences:
+        occurrences = result.occurrences
+        for key, times in counts.items():
+            occurrences[key] = occurrences.get(key, 0) + times
     else:
-        result.unknown += times
-        result.unknown_ids.setdefault(id_value, id_field)
+        result.occurrences = dict(counts)
+    by_field, unknown_ids = result.by_field, result.unknown_ids
+    named = unknown = 0
+    for (id_field, id_value), times in counts.items():
+        if id_value in known.get(id_field, _NOTHING_KNOWN):
+            named += times
+            tally = (id_field, "named")
+        else:
+            unknown += times
+            unknown_ids.setdefault(id_value, id_field)
+            tally = (id_field, "unknown")
+        by_field[tally] = by_field.get(tally, 0) + times
+    result.named += named
+    result.unknown += unknown
 
 
 # Distinct id members remembered per snapshot: pages repeat a few hundred, and a flood
@@ -269,9 +293,14 @@ def _amend_fast(body: bytes, known: Mapping[str, Mapping[str, Members]],
 
     amended = spelling.id_member.sub(insert, body)
     result = Amended(amended if seen else body)
-    for text, times in Counter(seen).items():
-        _, id_field, id_value = table[text]
-        _tally(result, id_field, id_value, known, times)
+    if seen:
+        counts: dict[tuple[str, str], int] = {}
+        for text, times in Counter(seen).items():
+            _, id_field, id_value = table[text]
+            if id_value is not None:
+                key = (id_field, id_value)
+                counts[key] = counts.get(key, 0) + times
+        _tally_all(result, counts, known)
     return result
 
 
@@ -298,9 +327,7 @@ def _amend_runs(body: bytes, names: Names, spelling: Spelling = OPENAI) -> Amend
                 occurrences[id_member] += times
     pieces[1::2] = map(_AMENDED, map(table.__getitem__, runs))
     result = Amended(b"".join(pieces))
-    known = spelling.members_of(names)
-    for (id_field, id_value), times in occurrences.items():
-        _tally(result, id_field, id_value, known, times)
+    _tally_all(result, occurrences, spelling.members_of(names))
     return result
 
 

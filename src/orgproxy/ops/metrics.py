@@ -215,11 +215,11 @@ class Metrics:
         pending = self._requests_pending
         pending[key] = pending.get(key, 0) + 1
 
-    def count_ids(self, occurrences: dict[tuple[str, str], int], unknown_ids: dict[str, str],
-                  provider: str = "openai") -> None:
+    def count_ids(self, by_field: dict[tuple[str, str], int], provider: str = "openai") -> None:
+        """Count a response's ids: ``by_field`` is (id field, "named" or "unknown") -> how many."""
         pending = self._ids_pending
-        for (id_field, id_value), times in occurrences.items():
-            key = (provider, id_field, "unknown" if unknown_ids.get(id_value) == id_field else "named")
+        for (id_field, result), times in by_field.items():
+            key = (provider, id_field, result)
             pending[key] = pending.get(key, 0) + times
 
     def observe_upstream(self, seconds: float, provider: str = "openai") -> None:
@@ -332,8 +332,8 @@ def count_request(route: str, method: bytes, status: int, provider: str = NO_PRO
     installed().count_request(route, method, status, provider)
 
 
-def count_ids(occurrences: dict[tuple[str, str], int], unknown_ids: dict[str, str], provider: str = "openai") -> None:
-    installed().count_ids(occurrences, unknown_ids, provider)
+def count_ids(by_field: dict[tuple[str, str], int], provider: str = "openai") -> None:
+    installed().count_ids(by_field, provider)
 
 
 def observe_upstream(seconds: float, provider: str = "openai") -> None:

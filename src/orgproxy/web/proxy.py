@@ -252,7 +252,7 @@ class Exchange:
                      problem="too_deep")
         if amended is None:
             return answer
-        metrics.count_ids(amended.occurrences, amended.unknown_ids, self.proxy.provider.name)
+        metrics.count_ids(amended.by_field, self.proxy.provider.name)
         if amended.unknown_ids:
             self.proxy.on_unknown(amended)
         if debug_enabled():
