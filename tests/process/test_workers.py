@@ -215,9 +215,11 @@ def test_two_processes_count_walk_name_and_report_as_one_daemon(upstream: FakeUp
         eventually(lambda: name_via_the_worker() == "Production server")
         assert name_via_the_first() == "Production server"
 
-        # Requests spread over both; every scrape, whichever process answers it, counts them all.
+        # Requests spread over both; every scrape, whichever process answers it, counts them
+        # all, once each process has written its batch of counts (within a second).
         for _ in range(3):
             name_via_the_worker(), name_via_the_first()
+        eventually(lambda: proxied_counted(daemon) == sent["worker"] + sent["first"])
         for pid in (first, worker, first, worker):
             with paused(pid):
                 assert proxied_counted(daemon) == sent["worker"] + sent["first"]
