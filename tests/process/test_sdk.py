@@ -5,15 +5,18 @@ module; each test tells the fake OpenAI what to answer."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import openai
 import pytest
-from openai import OpenAI
 
 from tests.conftest import ROOT, assert_clean_output
 from tests.support.answers import TOKEN
 from tests.support.daemon import Daemon
-from tests.support.tcp_upstream import EXAMPLES, FakeUpstream, reply
+from tests.support.fake_openai import EXAMPLES
+from tests.support.tcp_upstream import FakeUpstream, reply
+
+if TYPE_CHECKING:  # imported where used: the SDK takes a second to import
+    from openai import OpenAI
 
 COMPLETIONS = "/v1/organization/usage/completions"
 COSTS = "/v1/organization/costs"
@@ -48,6 +51,8 @@ def daemon(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def client(daemon: Daemon) -> OpenAI:
     # No retries: each test sees exactly one upstream call.
+    from openai import OpenAI
+
     return OpenAI(admin_api_key=TOKEN, api_key="sk-unused", base_url=daemon.url + "/v1", max_retries=0)
 
 
@@ -80,6 +85,8 @@ def test_costs_grouped_by_api_key_name_and_project_id_carry_both_names(client: O
 
 def test_upstream_401_raises_authentication_error_with_openai_message(client: OpenAI,
                                                                       upstream: FakeUpstream) -> None:
+    import openai
+
     message = "Incorrect API key provided: sk-admin-****. You can find your API key at https://platform.openai.com."
     upstream.on(COMPLETIONS, reply(401, {"error": {"message": message, "type": "invalid_request_error",
                                                    "param": None, "code": "invalid_api_key"}}))
@@ -91,6 +98,9 @@ def test_upstream_401_raises_authentication_error_with_openai_message(client: Op
 
 
 def test_the_proxy_s_own_error_raises_the_sdk_exception_for_its_status(daemon: Daemon) -> None:
+    import openai
+    from openai import OpenAI
+
     unrouted = OpenAI(admin_api_key=TOKEN, api_key="sk-unused", base_url=daemon.url + "/v2", max_retries=0)
     with pytest.raises(openai.NotFoundError) as raised:
         unrouted.admin.organization.usage.completions(start_time=1730419200)
@@ -137,6 +147,9 @@ def test_the_admin_namespace_s_project_role_calls_outside_the_organization_api_a
 
 
 def test_the_rest_of_the_api_outside_the_organization_stays_refused(daemon: Daemon, upstream: FakeUpstream) -> None:
+    import openai
+    from openai import OpenAI
+
     client = OpenAI(api_key=TOKEN, base_url=daemon.url + "/v1", max_retries=0)
     before = len(upstream.received)
     with pytest.raises(openai.NotFoundError) as raised:

@@ -15,28 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from tests.support.fake_admin import PROJECTS, AdminApi, Org
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "openai-admin-api"
-
-
-# The spec's name for the id that follows a collection in a path.
-PATH_PARAMETERS = {"projects": "project_id", "api_keys": "api_key_id", "users": "user_id",
-                   "service_accounts": "service_account_id", "admin_api_keys": "key_id",
-                   "groups": "group_id", "roles": "role_id"}
-
-
-def example_path(method: str, path: str) -> Path:
-    """The spec's example body for a request: GET /v1/organization/usage/completions ->
-    get_organization_usage_completions.response.json, DELETE .../projects/proj_1/api_keys/key_2
-    -> delete_organization_projects_project_id_api_keys_api_key_id.response.json."""
-    segments = path.split("?", 1)[0].removeprefix("/v1/").strip("/").split("/")
-    route = [segments[0]] + [PATH_PARAMETERS.get(before, segment) if before in PATH_PARAMETERS else segment
-                             for before, segment in zip(segments, segments[1:])]
-    return EXAMPLES / f"{method.lower()}_{'_'.join(route)}.response.json"
-
+from tests.support.fake_openai import example_path
 
 @dataclass
 class Received:

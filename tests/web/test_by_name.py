@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-import openai
 import pytest
-from openai import OpenAI
 
 from tests.support.answers import TOKEN
 from tests.support.fake_openai import FakeOpenAI, reply
 from tests.support.memory import InMemoryProxy
 from tests.support.sdk_transport import through
+
+if TYPE_CHECKING:  # imported where used: the SDK takes a second to import
+    from openai import OpenAI
 
 COSTS = "/v1/organization/costs"
 COMPLETIONS = "/v1/organization/usage/completions"
@@ -196,6 +197,8 @@ def test_without_replace_ids_the_ids_stay(proxy: InMemoryProxy, fake: FakeOpenAI
 @pytest.fixture
 def client(proxy: InMemoryProxy) -> OpenAI:
     # No retries: each test sees exactly one upstream call.
+    from openai import OpenAI
+
     return OpenAI(admin_api_key=TOKEN, api_key="sk-unused", base_url="http://orgproxy.test/v1", max_retries=0,
                   http_client=httpx2.Client(transport=through(proxy)))
 
@@ -222,6 +225,8 @@ def test_sdk_completions_filtered_by_api_key_names(client: OpenAI, fake: FakeOpe
 
 
 def test_sdk_unknown_name_raises_bad_request(client: OpenAI, fake: FakeOpenAI) -> None:
+    import openai
+
     with pytest.raises(openai.BadRequestError) as raised:
         client.admin.organization.usage.completions(start_time=1730419200,
                                                     extra_query={"api_key_names": ["nobody"]})
