@@ -187,6 +187,25 @@ def test_is_json_can_be_asked_again_and_again(items: list[int]) -> None:
     assert is_json(body) and is_json(body + b" ") and not is_json(body + b"]")
 
 
+def test_a_large_body_is_validated_by_a_parser_of_its_own_which_keeps_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from orgproxy.body import validate
+
+    class Reused:
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def parse(self, body: bytes) -> None:
+            self.sizes.append(len(body))
+
+    reused = Reused()
+    monkeypatch.setattr(validate, "_VALIDATOR", reused)
+    monkeypatch.setattr(validate, "OWN_PARSER_BYTES", 1000)
+    small, large = b'{"a": [1, 2]}', b'{"a": [%s]}' % b",".join([b"1"] * 1000)
+    assert is_json(small) and is_json(large) and not is_json(large[:-1])
+    assert reused.sizes == [len(small)]  # the large one (valid or not) never went through it
+
+
 def test_the_allocator_keeps_large_buffers_on_glibc() -> None:
     assert keep_large_buffers() is True
 
