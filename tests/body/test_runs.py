@@ -99,6 +99,26 @@ def test_a_usage_page_takes_the_array_route_with_one_run_per_row(dumps: dict[str
                                if r["api_key_id"] in ALIASES["api_keys"]) + body.count(b'"proj_abc"')
 
 
+@pytest.mark.parametrize("block", [1, 7, 4096])
+def test_a_page_searched_in_blocks_gives_what_one_search_gives(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from orgproxy.body import runs
+
+    body = usage_page(300)
+    data = np.frombuffer(body, np.uint8)
+    whole = np.flatnonzero(data == ord('"'))
+    assert len(body) > block and runs.quote_positions(data).tolist() == whole.tolist()
+    expected = id_member_runs(body)
+    monkeypatch.setattr(runs, "QUOTE_BLOCK", block)
+    found = runs.quote_positions(data)
+    assert found.dtype == np.int32 and found.tolist() == whole.tolist()
+    assert expected is not None and np.array_equal(id_member_runs(body), expected)
+    routed = _amend_runs(body, NAMES)
+    assert routed is not None
+    same_result(routed, _amend_exact(body, NAMES.members))
+
+
 def test_a_page_of_distinct_rows_counts_each_id_once_per_object() -> None:
     # Every run distinct: counted by the other of the route's two ways.
     rows = [{"project_id": f"proj_{i}", "api_key_id": "key_abc", "n": i} for i in range(2000)]
