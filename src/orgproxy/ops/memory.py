@@ -20,6 +20,7 @@ about its size before the burst.
 from __future__ import annotations
 
 import ctypes
+import gc
 import time
 from collections.abc import Callable
 
@@ -59,14 +60,22 @@ def _no_trim() -> int:
 
 def heap_trimmer() -> Callable[[], int]:
     """glibc's ``malloc_trim(0)``: every arena's free pages handed back to the system
-    (not only the top of the heap, which the trim threshold governs). Where the C library
-    is not glibc, a function that does nothing."""
+    (not only the top of the heap, which the trim threshold governs), after a collection
+    of Python's reference cycles. Where the C library is not glibc, a function that does
+    nothing."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return _no_trim
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: int(trim(0))
+
+    def collect_and_trim() -> int:
+        # A request's garbage in reference cycles (a cancelled exchange's Deferreds and
+        # failures, with the buffers they reach) waits for the cyclic collector, which
+        # runs on allocations: an idle daemon makes none, so it would wait all day.
+        gc.collect()
+        return int(trim(0))
+    return collect_and_trim
 
 
 class IdleTrim(Service):
