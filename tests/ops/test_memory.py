@@ -184,3 +184,20 @@ def test_the_default_delay_and_0_for_off(tmp_path: Path) -> None:
     off = InMemoryProxy(FakeOpenAI(), tmp_path, ["--idle-trim", "0"])
     assert off.service.idle_trim is None
     off.close()
+
+
+def test_the_benchmark_waits_for_the_daemons_own_default_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("orgproxy_bench", ROOT / "bench" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look their module up
+    monkeypatch.setattr(sys, "path", list(sys.path))  # it puts bench/ first, for its own modules
+    spec.loader.exec_module(bench)
+    assert bench.IDLE_TRIM_DEFAULT == IDLE_TRIM_DELAY
+    assert bench.idle_trim_delay(["--workers", "2"]) == IDLE_TRIM_DELAY
+    assert bench.idle_trim_delay(["--idle-trim", "2", "--idle-trim=0.5"]) == 0.5
