@@ -26,7 +26,11 @@ What it does, all on 127.0.0.1 and all cleaned up afterwards:
    byte sent to last byte received, under that many concurrent connections), the
    errors, the CPU used by the daemon / the fake upstream / the load generator (% of one
    core), and the daemon's peak RSS so far (VmHWM) and current RSS (VmRSS) from
-   /proc/<pid>/status; then stops the daemon with SIGTERM and checks it exited 0.
+   /proc/<pid>/status;
+6. waits until the daemon has been idle past its --idle-trim delay (the default, or the one
+   given in --orgproxy-args), then prints its RSS then ("RSS after the burst, idle") beside
+   its RSS before any request and after the sanity check's page (warm); then stops the
+   daemon with SIGTERM and checks it exited 0.
 
 To measure an orgproxy you started yourself (your own options, build or host), point it
 at a fake upstream and give its URL:
@@ -38,7 +42,8 @@ at a fake upstream and give its URL:
         --upstream-url http://127.0.0.1:18999
 
 With --proxy nothing is started; direct numbers need --upstream-url, and CPU/RSS figures
-need --pid. Exit status: 0 when every check passed and no request failed, 1 otherwise.
+need --pid (the idle RSS assumes that daemon's --idle-trim is the default; --idle-wait
+says otherwise). Exit status: 0 when every check passed and no request failed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -75,6 +80,9 @@ PATH = "/v1/organization/usage/completions"
 DEFAULT_QUERY = "start_time=1730419200&group_by=api_key_id"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 OWN_OPTIONS = {"--port", "-p", "--upstream", "-u", "--aliases", "-a"}
+# The daemon's --idle-trim default (orgproxy.ops.memory.IDLE_TRIM_DELAY), written here
+# too: the benchmark imports nothing of the daemon's, so that it measures any orgproxy.
+IDLE_TRIM_DEFAULT = 5.0
 
 
 class BenchError(Exception):
@@ -314,6 +322,28 @@ def settle(proxy: str, timeout: float = 60.0) -> None:
     raise BenchError(f"{proxy} still had requests in flight {timeout:g} s after a run")
 
 
+def idle_trim_delay(extra: list[str]) -> float:
+    """The --idle-trim the daemon runs with: the last one in its options, else the default."""
+    delay = IDLE_TRIM_DEFAULT
+    for i, arg in enumerate(extra):
+        if arg == "--idle-trim" and i + 1 < len(extra):
+            delay = float(extra[i + 1])
+        elif arg.startswith("--idle-trim="):
+            delay = float(arg.split("=", 1)[1])
+    return delay
+
+
+def idle_rss_kib(proxy: str, pid: int, wait: float, timeout: float = 60.0) -> int | None:
+    """The daemon's RSS (KiB) once it has had no request in flight for ``wait`` seconds:
+    its idle trim has run by then (a second more than its delay, for the timer's slack)."""
+    settle(proxy, timeout)
+    time.sleep(wait + 1.0)
+    if in_flight(proxy) not in (0, None):
+        raise BenchError(f"{proxy} had requests in flight while it should have been idle")
+    memory = memory_kib(pid)
+    return memory[1] if memory else None
+
+
 # ---------------------------------------------------------------------------------------
 # Load: bench/loadgen.py (asyncio) or wrk
 
@@ -535,6 +565,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--query", default=DEFAULT_QUERY,
                         help=f"query string of the timed requests, before &size= (default: {DEFAULT_QUERY})")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed for one answer (default 60)")
+    parser.add_argument("--idle-wait", type=float, metavar="SECONDS",
+                        help="seconds idle after the runs before the idle RSS is read (default: the daemon's"
+                             f" --idle-trim, {IDLE_TRIM_DEFAULT:g} unless --orgproxy-args gives one); 0: not read")
     # "--orgproxy-args --workers 2" would read as two options: glue the value on.
     argv = list(sys.argv[1:] if argv is None else argv)
     for i, arg in enumerate(argv[:-1]):
@@ -559,6 +592,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--orgproxy-args applies to the daemon the benchmark starts, not to --proxy")
     if args.pid is not None and not args.proxy:
         parser.error("--pid goes with --proxy")
+    if args.idle_wait is None:
+        try:
+            args.idle_wait = idle_trim_delay(args.extra)
+        except ValueError:
+            parser.error("--orgproxy-args: --idle-trim takes seconds")
+    if args.idle_wait < 0:
+        parser.error("--idle-wait must not be negative")
     for name in ("proxy", "upstream_url"):
         value = getattr(args, name)
         if value:
@@ -622,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         if start_memory:
             print(f"          RSS before any request: {start_memory[1] / 1024:.1f} MiB")
         print(f"sanity:   {sanity_check(proxy, strict=args.proxy is None)}", flush=True)
+        warm_memory = memory_kib(bench.daemon_pid)
 
         for size in args.size_list:
             if upstream:
@@ -639,6 +680,12 @@ def main(argv: list[str] | None = None) -> int:
                 d, o = by_via["direct"], by_via["orgproxy"]
                 print(f"{size}: through orgproxy {100 * o['rps'] / d['rps']:.1f}% of direct req/s;"
                       f" p50 {fmt_ms(o['p50_ms'])} ms vs {fmt_ms(d['p50_ms'])} ms direct")
+        if bench.daemon_pid is not None and args.idle_wait > 0 and start_memory and warm_memory:
+            idle = idle_rss_kib(proxy, bench.daemon_pid, args.idle_wait)
+            if idle is not None:
+                print(f"RSS after the burst, idle: {idle / 1024:.1f} MiB, {args.idle_wait + 1:g} s after the last"
+                      f" request; warm idle RSS: {start_memory[1] / 1024:.1f} MiB before any request,"
+                      f" {warm_memory[1] / 1024:.1f} MiB after the first page")
         print(f"Latency is per request under {args.connections} concurrent connections (a closed loop:"
               f" p50 is about {args.connections} / req/s). CPU% is of one core, summed over the"
               " daemon's processes; each orgproxy process serves on one thread, so one near 100% is"

@@ -35,6 +35,7 @@ from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import logs, metrics
 from orgproxy.ops.metrics import MetricsFlush
 from orgproxy.ops.costs import COLLECTOR, CostRefresher
+from orgproxy.ops.memory import IdleTrim
 from orgproxy.ops.reload import ReloadService
 from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.workers import STOP_GRACE, SharedAccepts, WorkerPool
@@ -74,6 +75,7 @@ def test_defaults() -> None:
     assert (options["workers"], options["worker-fd"], options["worker-number"]) == (1, None, 0)
     assert (options["cache-ttl"], options["max-concurrency"]) == (0.0, 256)
     assert (options["cost-interval"], options["cost-series-max"]) == (3600.0, 2000)
+    assert options["idle-trim"] == 5.0
 
 
 # option -> (environment value, parsed), (flag value, parsed); relative paths are parsed
@@ -107,6 +109,7 @@ SAMPLES = {
     "cache-max-entries": (("500", 500), ("7", 7)),
     "max-connections": (("2000", 2000), ("64", 64)),
     "header-timeout": (("2.5", 2.5), ("30", 30.0)),
+    "idle-trim": (("1.5", 1.5), ("0", 0.0)),
     "worker-fd": (("3", "3"), ("4", "4")),
     "worker-number": (("1", 1), ("2", 2)),
 }
@@ -172,6 +175,8 @@ def test_the_workers_are_given_the_options_as_resolved() -> None:
     (["--max-concurrency", "0"], "--max-concurrency must be a positive int"),
     (["--cache-ttl", "-1"], "--cache-ttl must be 0 \\(off\\) or more seconds"),
     (["--cache-ttl", "soon"], "--cache-ttl must be 0 \\(off\\) or more seconds"),
+    (["--idle-trim", "-1"], "--idle-trim must be 0 \\(off\\) or more seconds"),
+    (["--idle-trim", "later"], "--idle-trim must be 0 \\(off\\) or more seconds"),
     (["--watch", "fanotify"], "--watch must be one of auto, inotify, poll, off"),
     (["--shutdown-timeout", "0"], "--shutdown-timeout must be a positive float"),
     (["--workers", "0"], "--workers must be a positive int"),
@@ -303,7 +308,7 @@ def build(tmp_path: Path) -> Iterator[Build]:
 
 def test_without_an_alias_file_there_is_a_port_and_a_sighup_handler_only(build: Build) -> None:
     built = build([])
-    assert built.kinds() == [StreamServerEndpointService, ReloadService, MetricsFlush]
+    assert built.kinds() == [StreamServerEndpointService, ReloadService, MetricsFlush, IdleTrim]
     # Its port says accept errors (EMFILE) once a minute, not once per connection.
     assert isinstance(built.one(StreamServerEndpointService).endpoint, ThrottledAcceptErrors)
     reload = built.one(ReloadService)
@@ -369,7 +374,8 @@ def test_an_unreadable_admin_key_file_ends_the_start_with_one_line(build: Build,
 
 def test_workers_add_a_pool_that_shares_the_listening_socket(build: Build) -> None:
     built = build(["--workers", "3"])
-    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService, MetricsFlush, SharedUnknownIds]
+    assert built.kinds() == [StreamServerEndpointService, WorkerPool, ReloadService, MetricsFlush, SharedUnknownIds,
+                             IdleTrim]
     pool = built.one(WorkerPool)
     listening = built.one(StreamServerEndpointService)
     assert isinstance(listening.endpoint, SharedAccepts) and pool.listening is listening.endpoint

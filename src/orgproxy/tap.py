@@ -36,7 +36,7 @@ from orgproxy.ops import metrics
 from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
 from orgproxy.ops.costs import COLLECTOR, CostRefresher, CostStore, store_path
-from orgproxy.ops.memory import keep_large_buffers
+from orgproxy.ops.memory import IDLE_TRIM_DELAY, IdleTrim, heap_trimmer, keep_large_buffers
 from orgproxy.ops.reload import AliasReloader, ReloadService, off_reactor_thread
 from orgproxy.ops.rundir import RunDirectory
 from orgproxy.ops.signals import SignalHandler
@@ -85,6 +85,7 @@ DEFAULTS: Mapping[str, str] = {
     "cost-series-max": "2000",
     "cache-max-entries": "10000",
     "header-timeout": "10",
+    "idle-trim": f"{IDLE_TRIM_DELAY:g}",
 }
 
 
@@ -186,6 +187,9 @@ class Options(usage.Options):
         ["cost-series-max", None, None,
          "Most (key, project) series of cost on /metrics; beyond, the smallest are added up"
          f" as api_key_name=\"other\". [default: {DEFAULTS['cost-series-max']}]"],
+        ["idle-trim", None, None,
+         "Seconds without a request in flight after which the memory freed since is handed back to"
+         f" the system (glibc); 0 is off. [default: {DEFAULTS['idle-trim']}]"],
         ["worker-fd", None, None, "Internal: the listening socket a worker adopts."],
         ["worker-number", None, None, "Internal: which worker this process is."],
     ]
@@ -256,19 +260,8 @@ class Options(usage.Options):
         self["cache-max-bytes"] = _positive(self, "cache-max-bytes", int)
         self["cache-max-entries"] = _positive(self, "cache-max-entries", int)
         self["cost-series-max"] = _positive(self, "cost-series-max", int)
-        try:
-            self["cost-interval"] = float(self["cost-interval"])
-        except ValueError:
-            self["cost-interval"] = -1.0
-        if not self["cost-interval"] >= 0:
-            raise usage.UsageError("--cost-interval must be 0 (off) or more seconds,"
-                                   f" not {self.given['cost-interval']!r}")
-        try:
-            self["cache-ttl"] = float(self["cache-ttl"])
-        except ValueError:
-            self["cache-ttl"] = -1.0
-        if not self["cache-ttl"] >= 0:
-            raise usage.UsageError(f"--cache-ttl must be 0 (off) or more seconds, not {self.given['cache-ttl']!r}")
+        for option in ("cost-interval", "idle-trim", "cache-ttl"):
+            self[option] = _seconds_or_off(self, option)
         self["worker-number"] = int(self["worker-number"] or 0)
         if self["workers"] > 1 and self["port"].split(":", 1)[0] not in ("tcp", "unix"):
             raise usage.UsageError("--workers needs a tcp: or unix: --port (the socket is shared)")
@@ -292,6 +285,16 @@ def _positive(options: Options, option: str, kind: type[int] | type[float]) -> A
         value = 0
     if value <= 0:
         raise usage.UsageError(f"--{option} must be a positive {kind.__name__}, not {options[option]!r}")
+    return value
+
+
+def _seconds_or_off(options: Options, option: str) -> float:
+    try:
+        value = float(options[option])
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # NaN too
+        raise usage.UsageError(f"--{option} must be 0 (off) or more seconds, not {options.given[option]!r}")
     return value
 
 
@@ -338,6 +341,7 @@ class OrgproxyService(MultiService):
     unknown: UnknownIds
     workers: WorkerPool | None = None  # the first process's, with --workers
     cache: ResponseCache | None
+    idle_trim: IdleTrim | None = None  # None with --idle-trim 0
     # The log observer to offer twistd (see logs.text_lines), or None for twistd's own.
     log_observer: ILogObserver | None = None
 
@@ -629,7 +633,9 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
     cost_refresher = cost_series(options, reactor, admin, names)
     cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"], options["cache-max-entries"])
              if options["cache-ttl"] > 0 else None)
-    in_flight = InFlight(options["max-concurrency"])
+    idle_trim = IdleTrim(reactor, options["idle-trim"], heap_trimmer()) if options["idle-trim"] > 0 else None
+    in_flight = (InFlight(options["max-concurrency"], on_change=idle_trim.in_flight_changed) if idle_trim is not None
+                 else InFlight(options["max-concurrency"]))
     process_metrics.follow_in_flight(lambda: in_flight.count)
     unknown = UnknownIds()
     shared_unknown = SharedUnknownIds(reactor, run.unknown, unknown) if run is not None else None
@@ -723,6 +729,9 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
             shares.setServiceParent(service)
     if cost_refresher is not None:
         cost_refresher.setServiceParent(service)
+    if idle_trim is not None:
+        idle_trim.setServiceParent(service)
+    service.idle_trim = idle_trim
     return service
 
 

@@ -101,6 +101,26 @@ def test_a_usage_page_takes_the_array_route_with_one_run_per_row(dumps: dict[str
                                if r["api_key_id"] in ALIASES["api_keys"]) + body.count(b'"proj_abc"')
 
 
+@pytest.mark.parametrize("block", [1, 7, 4096])
+def test_a_page_searched_in_blocks_gives_what_one_search_gives(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from orgproxy.body import runs
+
+    body = usage_page(300)
+    data = np.frombuffer(body, np.uint8)
+    whole = np.flatnonzero(data == ord('"'))
+    assert len(body) > block and runs.quote_positions(data).tolist() == whole.tolist()
+    expected = id_member_runs(body)
+    monkeypatch.setattr(runs, "QUOTE_BLOCK", block)
+    found = runs.quote_positions(data)
+    assert found.dtype == np.int32 and found.tolist() == whole.tolist()
+    assert expected is not None and np.array_equal(id_member_runs(body), expected)
+    routed = _amend_runs(body, NAMES)
+    assert routed is not None
+    same_result(routed, _amend_exact(body, NAMES.members))
+
+
 def test_a_page_of_distinct_rows_counts_each_id_once_per_object() -> None:
     # Every run distinct: counted by the other of the route's two ways.
     rows = [{"project_id": f"proj_{i}", "api_key_id": "key_abc", "n": i} for i in range(2000)]
@@ -187,6 +207,25 @@ def test_is_json_can_be_asked_again_and_again(items: list[int]) -> None:
     # The validating parser is reused: a document it returned must never keep it busy.
     body = json.dumps(items).encode()
     assert is_json(body) and is_json(body + b" ") and not is_json(body + b"]")
+
+
+def test_a_large_body_is_validated_by_a_parser_of_its_own_which_keeps_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from orgproxy.body import validate
+
+    class Reused:
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def parse(self, body: bytes) -> None:
+            self.sizes.append(len(body))
+
+    reused = Reused()
+    monkeypatch.setattr(validate, "_VALIDATOR", reused)
+    monkeypatch.setattr(validate, "OWN_PARSER_BYTES", 1000)
+    small, large = b'{"a": [1, 2]}', b'{"a": [%s]}' % b",".join([b"1"] * 1000)
+    assert is_json(small) and is_json(large) and not is_json(large[:-1])
+    assert reused.sizes == [len(small)]  # the large one (valid or not) never went through it
 
 
 def test_the_allocator_keeps_large_buffers_on_glibc() -> None:

@@ -119,6 +119,23 @@ def test_amend_names_splices_names_into_the_bytes_and_counts_ids() -> None:
     assert amended.occurrences == {("api_key_id", "key_web"): 1, ("api_key_id", "key_zzz"): 1}
 
 
+def test_amend_names_lets_a_large_upstream_body_go_once_amended() -> None:
+    import sys
+
+    from orgproxy.web.pipeline import LET_GO_BYTES
+
+    rows = [cost_row("key_web", 1.5)] * (LET_GO_BYTES // 150)
+    body = costs_page(*rows)
+    assert len(body) >= LET_GO_BYTES
+    held_here = sys.getrefcount(body)
+    answer = validate(upstream(body))
+    assert sys.getrefcount(body) > held_here  # the response and the answer hold it
+    answer = amend_names(answer, NAMES)
+    assert sys.getrefcount(body) == held_here, "the upstream's body is still held beside the amended one"
+    assert answer.response.status == 200 and answer.response.header(b"x-request-id") == b"req_1"
+    assert answer.body.count(b'"api_key_name": "web"') == len(rows)
+
+
 def test_amend_names_leaves_labelled_json_that_does_not_parse_untouched() -> None:
     answer = amend_names(validate(upstream(TRUNCATED)), NAMES)
     assert answer.body is TRUNCATED

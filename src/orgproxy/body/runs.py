@@ -84,6 +84,24 @@ class FieldTable:
 OPENAI_TABLE = FieldTable(NAME_FIELD_FOR_ID, ADDED_FIELDS)
 
 Ints = npt.NDArray[np.int64]
+# Byte positions: 32-bit where the body allows it (every body --max-response-bytes lets
+# through, unless raised past 2 GiB), which halves the largest arrays here.
+Positions = npt.NDArray[np.int32] | npt.NDArray[np.int64]
+
+# Bytes of the body compared with a quote at once: the comparison's array of booleans is
+# as large as what it compares, so a large page is searched in blocks of this size rather
+# than with one array of its own size.
+QUOTE_BLOCK = 1 << 20
+
+
+def quote_positions(data: npt.NDArray[np.uint8]) -> Positions:
+    """Where the quotes are in ``data``, ascending."""
+    kind = np.int32 if data.size <= np.iinfo(np.int32).max else np.int64
+    if data.size <= QUOTE_BLOCK:
+        return np.flatnonzero(data == _QUOTE).astype(kind)
+    blocks = [np.flatnonzero(data[start:start + QUOTE_BLOCK] == _QUOTE).astype(kind) + kind(start)
+              for start in range(0, data.size, QUOTE_BLOCK)]
+    return np.concatenate(blocks)
 
 
 def id_member_runs(body: bytes, table: FieldTable = OPENAI_TABLE) -> Ints | None:
@@ -96,7 +114,7 @@ def id_member_runs(body: bytes, table: FieldTable = OPENAI_TABLE) -> Ints | None
     if len(body) < 16:
         return None  # too short to be worth it (and for the 8-byte words below)
     data = np.frombuffer(body, np.uint8)
-    quotes = np.flatnonzero(data == _QUOTE)
+    quotes = quote_positions(data)
     if quotes.size % 2:
         return None  # not the body this scan assumes; the regex pass will see
     opens, closes = quotes[0::2], quotes[1::2]
@@ -125,8 +143,8 @@ def id_member_runs(body: bytes, table: FieldTable = OPENAI_TABLE) -> Ints | None
     if keys[-1] + 2 >= opens.size:
         # An id member among the last strings: sentinels, so that the string after
         # the last one can be named.
-        end = len(body)
-        opens, closes = np.append(opens, (end, end)), np.append(closes, (end, end))
+        end = np.array((len(body), len(body)), opens.dtype)
+        opens, closes = np.append(opens, end), np.append(closes, end)
     value_string = keys + 1
     if not (opens[value_string] == value_at)[is_string].all():
         return None
@@ -170,7 +188,7 @@ def cut(body: bytes, bounds: Ints) -> list[bytes]:
     return list(struct.Struct(spelled.tobytes()).unpack(body))
 
 
-def _id_keys(body: bytes, opens: Ints, closes: Ints, table: FieldTable) -> Ints | None:
+def _id_keys(body: bytes, opens: Positions, closes: Positions, table: FieldTable) -> Ints | None:
     """The indexes (among all strings) of the strings spelled like an id field, or None
     if one that may be a field the proxy adds is there too."""
     lengths = closes - opens - 1

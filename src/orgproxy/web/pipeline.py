@@ -11,7 +11,7 @@ own. Pure: no I/O; the steps that write to the client or to logs belong to the p
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orgproxy.body.amend import Amended, amend_valid_json
 from orgproxy.body.grouping import regroup
@@ -60,8 +60,17 @@ def amend_names(answer: Answer, names: Names, fields: FieldSet = OPENAI_FIELDS,
     by it) gets the provider's name for what that null stands for."""
     if answer.valid_json:
         answer.amended = amend_valid_json(answer.body, names, fields, named_nulls)
+        if len(answer.body) >= LET_GO_BYTES and answer.amended.body is not answer.body:
+            # The upstream's body is not sent: let it go now rather than hold it (10 MB
+            # for a large page) beside the amended one while that is written out.
+            answer.response = replace(answer.response, body=b"")
         answer.body = answer.amended.body
     return answer
+
+
+# Below this size, holding the upstream's body a little longer costs less than the copy
+# of the response that lets it go.
+LET_GO_BYTES = 64 * 1024
 
 
 def regroup_rows(answer: Answer, grouped: Collection[str], names: Names, replace_ids: bool,

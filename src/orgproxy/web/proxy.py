@@ -67,7 +67,7 @@ class InFlight:
         self.limit = limit
         self.count = 0
         self.waiting: list[Deferred[None]] = []
-        self.on_change = on_change  # told each new count
+        self.on_change = on_change  # told each new count (the idle trim)
 
     @property
     def full(self) -> bool:
