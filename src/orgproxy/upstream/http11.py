@@ -294,7 +294,9 @@ class ResponseReader:
         self.complete = True
 
     def body(self) -> bytes:
-        chunks = self.chunks
+        """The whole body, once: the reader lets go of its pieces, so that a large body is
+        held once, not twice, while it is amended and written."""
+        chunks, self.chunks = self.chunks, []
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
