@@ -341,14 +341,19 @@ def test_concurrent_requests_each_get_a_connection_and_all_are_kept(upstream: Up
     assert len(upstream.pool.idle) == 2
 
 
+def assert_the_next_request_opens_a_new_connection(upstream: Upstream, wires: HandDriven) -> None:
+    before = len(wires.connections)
+    waiting = get(upstream)
+    assert len(wires.connections) == before + 1
+    wires.answer(SMALL)
+    assert waiting.answer().body == b"{}"
+
+
 def test_a_connection_the_answer_closes_is_not_reused(upstream: Upstream, wires: HandDriven) -> None:
     get(upstream)
     wires.answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
     assert wires.connections[0][1].disconnecting
-    waiting = get(upstream)
-    assert len(wires.connections) == 2
-    wires.answer(SMALL)
-    assert waiting.answer().body == b"{}"
+    assert_the_next_request_opens_a_new_connection(upstream, wires)
 
 
 def test_an_idle_connection_the_upstream_closed_is_forgotten(upstream: Upstream, wires: HandDriven) -> None:
@@ -356,10 +361,7 @@ def test_an_idle_connection_the_upstream_closed_is_forgotten(upstream: Upstream,
     wires.answer(SMALL)
     wires.close()  # the upstream's keep-alive timeout
     assert upstream.pool.idle == []
-    waiting = get(upstream)
-    assert len(wires.connections) == 2
-    wires.answer(SMALL)
-    assert waiting.answer().body == b"{}"
+    assert_the_next_request_opens_a_new_connection(upstream, wires)
 
 
 def test_bytes_on_an_idle_connection_drop_it(upstream: Upstream, wires: HandDriven) -> None:
