@@ -25,6 +25,7 @@ from orgproxy.errors import ProxyError
 from orgproxy.upstream.client import Upstream, UpstreamResponse
 from orgproxy.upstream.failures import MalformedResponse, ResponseTooLarge
 from orgproxy.upstream.gunzip import CorruptEncoding
+import orgproxy.upstream.http11 as http11
 from orgproxy.upstream.http11 import (
     KEPT_ALIVE,
     MAX_HEAD_BYTES,
@@ -456,3 +457,49 @@ def test_a_pool_with_nothing_idle_closes_at_once() -> None:
     closed: list[None] = []
     ConnectionPool(HandDriven()).close().addCallback(closed.append)
     assert closed == [None]
+
+
+# --- hostile upstreams: bounded, whatever they send -------------------------------------------
+
+def test_a_head_sent_a_byte_at_a_time_is_read_in_linear_time() -> None:
+    reader = ResponseReader(b"GET", LIMIT)
+    searched: list[int] = []
+
+    class Counting:
+        def search(self, buffer: bytes, start: int = 0) -> object:
+            searched.append(len(buffer) - start)
+            return real.search(buffer, start)
+    real = http11._END_OF_HEAD
+    http11._END_OF_HEAD = Counting()  # type: ignore[assignment]
+    try:
+        wire = OK_HEAD + b"X-Pad: " + b"p" * 2000 + b"\r\nContent-Length: 0\r\n\r\n"
+        for byte in range(len(wire)):
+            reader.feed(wire[byte:byte + 1])
+    finally:
+        http11._END_OF_HEAD = real
+    assert reader.complete
+    assert sum(searched) < 5 * len(wire)  # each byte looked at a few times, not once per byte after it
+
+
+def test_endless_informational_answers_are_refused() -> None:
+    reader = ResponseReader(b"GET", LIMIT)
+    with pytest.raises(MalformedResponse):
+        reader.feed(b"HTTP/1.1 100 Continue\r\n\r\n" * 20)
+
+
+def test_endless_trailers_are_refused() -> None:
+    reader = ResponseReader(b"GET", LIMIT)
+    reader.feed(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\n")
+    line = b"X-Trailer: " + b"t" * 88 + b"\r\n"
+    with pytest.raises(MalformedResponse):
+        for _ in range(MAX_HEAD_BYTES // len(line) + 2):
+            reader.feed(line)
+
+
+def test_a_gzip_stream_that_inflates_to_nothing_is_capped_on_its_compressed_bytes() -> None:
+    empty_member = gzip.compress(b"")
+    reader = ResponseReader(b"GET", LIMIT)
+    reader.feed(OK_HEAD + b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n")
+    with pytest.raises(ResponseTooLarge):
+        for _ in range(LIMIT // len(empty_member) + 2):
+            reader.feed(b"%x\r\n%s\r\n" % (len(empty_member), empty_member))

@@ -38,6 +38,8 @@ HeaderList = list[tuple[bytes, list[bytes]]]
 MAX_HEAD_BYTES = 64 * 1024
 # A chunk-size line (with extensions), or one trailer line, at most.
 MAX_CHUNK_LINE = 4096
+# Informational answers (100 Continue, 103 Early Hints) before the final one, at most.
+MAX_INFORMATIONAL = 8
 # Idle connections kept per upstream: enough for a dashboard's burst of parallel calls.
 KEPT_ALIVE = 32
 # Methods sent again, once, on a fresh connection when a kept-alive one turns out to have
@@ -140,6 +142,9 @@ class ResponseReader:
         self.framing = _NO_BODY
         self.remaining = 0  # of the body (Content-Length) or of the current chunk
         self.in_trailers = False
+        self.trailer_bytes = 0
+        self.informational = 0
+        self.encoded_size = 0  # body bytes as they came, before gzip is undone
         self.after_chunk = False  # a chunk's data is read, its CRLF is not yet
         self.chunks: list[bytes] = []
         self.size = 0
@@ -188,8 +193,11 @@ class ResponseReader:
 
     def _read_head(self, data: bytes) -> bytes:
         while True:
+            # Searched from where the last search stopped (less the blank line's first
+            # bytes): a head sent a byte at a time is not searched afresh each time.
+            start = max(len(self.buffer) - 3, 0)
             buffer = self.buffer + data if self.buffer else data
-            end = _END_OF_HEAD.search(buffer)
+            end = _END_OF_HEAD.search(buffer, start)
             if end is None:
                 if len(buffer) > MAX_HEAD_BYTES:
                     raise MalformedResponse(f"its headers pass {MAX_HEAD_BYTES} bytes")
@@ -202,6 +210,9 @@ class ResponseReader:
             if head.status < 200:
                 if head.status == 101:
                     raise MalformedResponse("it switched protocols, which was never asked")
+                self.informational += 1
+                if self.informational > MAX_INFORMATIONAL:
+                    raise MalformedResponse(f"it sent more than {MAX_INFORMATIONAL} informational answers")
                 continue  # 100 Continue, 103 Early Hints: the answer is still to come
             self.head = head
             self.framing, self.remaining = framing(self.method, head)
@@ -241,6 +252,9 @@ class ResponseReader:
             elif self.in_trailers:
                 if not line[0]:
                     return self._done(data)  # the trailers (dropped) are over
+                self.trailer_bytes += len(line[0]) + 2  # with its line end
+                if self.trailer_bytes > MAX_HEAD_BYTES:
+                    raise MalformedResponse(f"its trailers pass {MAX_HEAD_BYTES} bytes")
             else:
                 size = _CHUNK_SIZE.fullmatch(line[0])
                 if size is None:
@@ -271,6 +285,12 @@ class ResponseReader:
         if not data:
             return
         if self.inflater is not None:
+            # The cap holds for the compressed bytes too: a stream that inflates to little
+            # or nothing is not read for ever.
+            self.encoded_size += len(data)
+            if self.encoded_size > self.limit:
+                self.chunks.clear()
+                raise ResponseTooLarge()
             for piece in self.inflater.inflate(data):
                 self._keep(piece)
         else:
