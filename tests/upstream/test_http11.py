@@ -27,6 +27,7 @@ from orgproxy.upstream.failures import MalformedResponse, ResponseTooLarge
 from orgproxy.upstream.gunzip import CorruptEncoding
 import orgproxy.upstream.http11 as http11
 from orgproxy.upstream.http11 import (
+    IDLE_LIFETIME,
     KEPT_ALIVE,
     MAX_HEAD_BYTES,
     ConnectionPool,
@@ -307,8 +308,12 @@ def wires() -> HandDriven:
 
 
 @pytest.fixture
-def upstream(wires: HandDriven) -> Iterator[Upstream]:
-    clock = MemoryReactorClock()
+def clock() -> MemoryReactorClock:
+    return MemoryReactorClock()
+
+
+@pytest.fixture
+def upstream(wires: HandDriven, clock: MemoryReactorClock) -> Iterator[Upstream]:
     yield Upstream(clock, "http://openai.test:8080/gateway/", wires, 30.0, LIMIT)
     assert clock.getDelayedCalls() == []
 
@@ -363,6 +368,23 @@ def test_an_idle_connection_the_upstream_closed_is_forgotten(upstream: Upstream,
     wires.close()  # the upstream's keep-alive timeout
     assert upstream.pool.idle == []
     assert_the_next_request_opens_a_new_connection(upstream, wires)
+
+
+def test_connections_idle_too_long_are_closed_not_trusted(upstream: Upstream, wires: HandDriven,
+                                                          clock: MemoryReactorClock) -> None:
+    first, second = get(upstream), get(upstream)
+    wires.answer(SMALL, 0)
+    clock.advance(IDLE_LIFETIME / 2)
+    wires.answer(SMALL, 1)
+    assert first.answer() and second.answer()
+    clock.advance(IDLE_LIFETIME / 2 + 1)  # the first past its lifetime, the second not
+    waiting = get(upstream)
+    assert len(wires.connections) == 2 and wires.sent(1).startswith(b"GET ")  # the younger one
+    wires.answer(SMALL, 1)
+    assert waiting.answer().body == b"{}"
+    clock.advance(IDLE_LIFETIME + 1)
+    assert_the_next_request_opens_a_new_connection(upstream, wires)
+    assert all(transport.disconnecting for _, transport in wires.connections[:2])
 
 
 def test_bytes_on_an_idle_connection_drop_it(upstream: Upstream, wires: HandDriven) -> None:
@@ -455,7 +477,7 @@ def test_closing_the_pool_closes_its_idle_connections_and_waits_for_them(upstrea
 
 def test_a_pool_with_nothing_idle_closes_at_once() -> None:
     closed: list[None] = []
-    ConnectionPool(HandDriven()).close().addCallback(closed.append)
+    ConnectionPool(HandDriven(), MemoryReactorClock()).close().addCallback(closed.append)
     assert closed == [None]
 
 

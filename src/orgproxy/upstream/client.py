@@ -117,7 +117,7 @@ class Upstream:
         self.address = upstream_address(base_url)  # host:port, for the errors that name it
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
-        self.pool = ConnectionPool(endpoints.endpointForURI(uri))
+        self.pool = ConnectionPool(endpoints.endpointForURI(uri), reactor)
 
     def forward(self, method: bytes, path_and_query: bytes, headers: HeaderList,
                 body: bytes | None) -> Deferred[UpstreamResponse]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
@@ -42,6 +42,11 @@ MAX_CHUNK_LINE = 4096
 MAX_INFORMATIONAL = 8
 # Idle connections kept per upstream: enough for a dashboard's burst of parallel calls.
 KEPT_ALIVE = 32
+# Seconds a connection may sit idle and still be used: one idle longer is closed rather
+# than trusted (a middlebox may have forgotten it without a word, and a request on it
+# would wait for the timeout). Twisted's own pool keeps them 240 s; upstreams and load
+# balancers often close theirs after 60.
+IDLE_LIFETIME = 50.0
 # Methods sent again, once, on a fresh connection when a kept-alive one turns out to have
 # been closed by the upstream before it answered a byte (RFC 9110, 9.2.2: idempotent, and
 # the proxy sends no body with them).
@@ -423,6 +428,7 @@ class UpstreamConnection(Protocol):
         self.pool = pool
         self.exchange: Exchange | None = None
         self.reused = False  # the exchange it carries went out on a kept-alive connection
+        self.idle_since = 0.0
         self.closed = False
         self.on_close: list[Callable[[], None]] = []
 
@@ -449,10 +455,13 @@ class ConnectionPool:
     """Connections to one upstream endpoint, kept alive between requests: the last one
     idle is the first one used (the warmest, and the least likely to have timed out)."""
 
-    def __init__(self, endpoint: IStreamClientEndpoint, kept_alive: int = KEPT_ALIVE):
+    def __init__(self, endpoint: IStreamClientEndpoint, clock: IReactorTime, kept_alive: int = KEPT_ALIVE,
+                 idle_lifetime: float = IDLE_LIFETIME):
         self.endpoint = endpoint
+        self.clock = clock
         self.kept_alive = kept_alive
-        self.idle: list[UpstreamConnection] = []
+        self.idle_lifetime = idle_lifetime
+        self.idle: list[UpstreamConnection] = []  # the longest idle first
         self.factory = Factory.forProtocol(lambda: UpstreamConnection(self))
         self.factory.noisy = False  # no "Starting factory" line per connection
 
@@ -463,8 +472,15 @@ class ConnectionPool:
         idle = self.idle
         while idle:
             connection = idle.pop()
-            if not connection.closed:
-                return connection
+            if connection.closed:
+                continue
+            if self.clock.seconds() - connection.idle_since > self.idle_lifetime:
+                # This one idled too long, and every one left idled longer: all closed.
+                for stale in (connection, *idle):
+                    stale.transport.loseConnection()
+                idle.clear()
+                return None
+            return connection
         return None
 
     def put_idle(self, connection: UpstreamConnection) -> None:
@@ -473,6 +489,7 @@ class ConnectionPool:
         if len(self.idle) >= self.kept_alive:
             connection.transport.loseConnection()
         else:
+            connection.idle_since = self.clock.seconds()
             self.idle.append(connection)
 
     def forget(self, connection: UpstreamConnection) -> None:
