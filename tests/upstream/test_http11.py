@@ -29,6 +29,7 @@ import orgproxy.upstream.http11 as http11
 from orgproxy.upstream.http11 import (
     IDLE_LIFETIME,
     KEPT_ALIVE,
+    ONE_BUFFER_BYTES,
     MAX_HEAD_BYTES,
     ConnectionPool,
     ResponseReader,
@@ -525,3 +526,20 @@ def test_a_gzip_stream_that_inflates_to_nothing_is_capped_on_its_compressed_byte
     with pytest.raises(ResponseTooLarge):
         for _ in range(LIMIT // len(empty_member) + 2):
             reader.feed(b"%x\r\n%s\r\n" % (len(empty_member), empty_member))
+
+
+def test_a_large_announced_body_read_into_one_buffer_comes_out_whole() -> None:
+    body = bytes(range(256)) * (ONE_BUFFER_BYTES // 256 + 1000)
+    reader = ResponseReader(b"GET", 4 * ONE_BUFFER_BYTES)
+    wire = OK_HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    complete = False
+    for start in range(0, len(wire), 65536):
+        complete = reader.feed(wire[start:start + 65536])
+    assert complete and reader.keep_alive
+    assert reader.body() == body
+
+
+def test_a_large_announced_body_cut_short_is_not_complete() -> None:
+    reader = ResponseReader(b"GET", 4 * ONE_BUFFER_BYTES)
+    assert not reader.feed(OK_HEAD + b"Content-Length: %d\r\n\r\n" % (2 * ONE_BUFFER_BYTES) + b"x" * ONE_BUFFER_BYTES)
+    assert not reader.connection_closed()

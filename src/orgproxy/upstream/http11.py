@@ -40,6 +40,11 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_CHUNK_LINE = 4096
 # Informational answers (100 Continue, 103 Early Hints) before the final one, at most.
 MAX_INFORMATIONAL = 8
+# A body whose length is announced and at least this large is copied, as it arrives, into
+# one buffer of that length (and a little more: see ResponseReader.body) rather than kept
+# in the pieces it came in.
+ONE_BUFFER_BYTES = 1 << 20
+SPARE_BYTES = 64 * 1024
 # Idle connections kept per upstream: enough for a dashboard's burst of parallel calls.
 KEPT_ALIVE = 32
 # Seconds a connection may sit idle and still be used: one idle longer is closed rather
@@ -152,6 +157,7 @@ class ResponseReader:
         self.encoded_size = 0  # body bytes as they came, before gzip is undone
         self.after_chunk = False  # a chunk's data is read, its CRLF is not yet
         self.chunks: list[bytes] = []
+        self.whole: memoryview | None = None  # the one buffer, for a large announced body
         self.size = 0
         self.inflater: Inflater | None = None
         self.received_any = False
@@ -225,6 +231,8 @@ class ResponseReader:
                 raise ResponseTooLarge()
             if self.framing != _NO_BODY and head.tokens(b"content-encoding") == [b"gzip"]:
                 self.inflater = Inflater(self.limit)
+            elif self.framing == _LENGTH and self.remaining >= ONE_BUFFER_BYTES:
+                self.whole = memoryview(bytearray(self.remaining + SPARE_BYTES))
             return data
 
     def _read_length(self, data: bytes) -> bool:
@@ -302,11 +310,16 @@ class ResponseReader:
             self._keep(data)
 
     def _keep(self, data: bytes) -> None:
+        start = self.size
         self.size += len(data)
         if self.size > self.limit:
             self.chunks.clear()
+            self.whole = None
             raise ResponseTooLarge()
-        self.chunks.append(data)
+        if self.whole is not None:
+            self.whole[start:self.size] = data
+        else:
+            self.chunks.append(data)
 
     def _done(self, rest: bytes) -> bool:
         self.leftover = bool(rest)
@@ -321,6 +334,15 @@ class ResponseReader:
     def body(self) -> bytes:
         """The whole body, once: the reader lets go of its pieces, so that a large body is
         held once, not twice, while it is amended and written."""
+        whole, self.whole = self.whole, None
+        if whole is not None:
+            # Copied out of the buffer, which then goes: a free block a little larger than
+            # the body, where the JSON parser's own copy of it (the body and 64 bytes)
+            # fits next, rather than on top of the heap. Pieces joined would leave
+            # scattered gaps instead, and the heap would grow by a body's size.
+            body = bytes(whole[:self.size])
+            whole.release()
+            return body
         chunks, self.chunks = self.chunks, []
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
