@@ -19,7 +19,7 @@ from tests.support.daemon import Daemon
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.memory import InMemoryProxy
-from tests.support.tcp_upstream import FakeUpstream
+from tests.support.tcp_upstream import FakeUpstream, upstream_fixture
 from tests.support.tools import promtool, python312
 
 __all__ = ["AUTH", "ROOT", "TOKEN", "assert_clean_output"]
@@ -124,12 +124,8 @@ def proxy(make_proxy: Callable[..., InMemoryProxy], aliases: Path) -> InMemoryPr
 
 # --- real processes, where a process is the point ------------------------------------------
 
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    """A fake OpenAI on a real socket (in a thread), for tests that run the daemon."""
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
+# A fake OpenAI on a real socket (in a thread), for tests that run the daemon.
+upstream = upstream_fixture()
 
 
 def assert_clean_output(daemon: Daemon) -> None:

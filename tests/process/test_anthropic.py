@@ -19,17 +19,13 @@ from tests.conftest import assert_clean_output
 from tests.support.daemon import Daemon, daemon_env
 from tests.support.anthropic_socket import AnthropicOnASocket
 from tests.support.fake_anthropic import ADMIN_KEY, MESSAGES, WORKSPACES
-from tests.support.tcp_upstream import FakeUpstream
+from tests.support.tcp_upstream import FakeUpstream, upstream_fixture
 
 REPORT = str(Path(sys.executable).with_name("orgproxy-report"))
 CALLER_KEY = "sk-ant-admin01-process-caller-5e1a"
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
+upstream = upstream_fixture("module")  # one fake for the module's daemon
 
 
 @pytest.fixture(scope="module")

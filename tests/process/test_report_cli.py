@@ -30,7 +30,7 @@ from tests.support.fake_usage import (
     FakeUsage,
 )
 from tests.support.focus_rules import assert_focus_rules
-from tests.support.tcp_upstream import FakeUpstream
+from tests.support.tcp_upstream import FakeUpstream, upstream_fixture
 from tests.support.usage_expected import (
     MONTH,
     assert_costs_table,
@@ -44,11 +44,7 @@ REPORT = str(Path(sys.executable).with_name("orgproxy-report"))
 CLIENT_TOKEN = "team-secret-the-report-sends"
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
+upstream = upstream_fixture("module")  # one fake for the module's daemon
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from tests.conftest import ROOT, assert_clean_output
 from tests.support.answers import TOKEN
 from tests.support.daemon import Daemon
 from tests.support.fake_openai import EXAMPLES
-from tests.support.tcp_upstream import FakeUpstream, reply
+from tests.support.tcp_upstream import FakeUpstream, reply, upstream_fixture
 
 if TYPE_CHECKING:  # imported where used: the SDK takes a second to import
     from openai import OpenAI
@@ -30,11 +30,7 @@ def grouped(example: str, **ids: str) -> str:
     return text
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
+upstream = upstream_fixture("module")  # one fake for the module's daemon
 
 
 @pytest.fixture(scope="module")

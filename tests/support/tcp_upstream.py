@@ -12,9 +12,12 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
 
 from tests.support.fake_admin import PROJECTS, AdminApi, Org
 from tests.support.fake_openai import example_path
@@ -217,3 +220,15 @@ class TcpAdmin(AdminApi):
         """Every walk of the Admin API begun: the first page of the projects' list."""
         return [r for r in self.upstream.received_so_far()
                 if r.target.split(b"?", 1)[0] == PROJECTS.encode() and b"after=" not in r.target]
+
+
+def upstream_fixture(scope: str = "function") -> Any:
+    """A pytest fixture named ``upstream``: a FakeUpstream on a real socket (in a thread),
+    for tests that run the daemon, started and stopped once per ``scope``. A module sets
+    ``upstream = upstream_fixture("module")`` to share one among its tests."""
+    @pytest.fixture(scope=scope, name="upstream")
+    def serving() -> Iterator[FakeUpstream]:
+        server = FakeUpstream().start()
+        yield server
+        server.stop()
+    return serving
