@@ -32,7 +32,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from orgproxy._twisted_private import accept_one_per_wakeup
+from orgproxy._twisted_private import accept_one_per_wakeup, leave_shared_socket_open
 from orgproxy.ops.firstprocess import REQUESTS_FD, RequestLines, discovery_asked
 from orgproxy.ops.logs import log
 
@@ -116,6 +116,7 @@ class SharedAccepts:
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         accept_one_per_wakeup(port)
+        leave_shared_socket_open(port)
         self.port = port
         return port
 
