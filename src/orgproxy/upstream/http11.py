@@ -59,8 +59,9 @@ RETRIED_WHEN_STALE = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: ([^\r\n]*))?\r?")
-_HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n\x00]*?)[ \t]*\r?\n")
-_HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\x00]*\r?\n)*")
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # a header name (RFC 9110, 5.6.2)
+_HEADER_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\r\n\x00]*?)[ \t]*\r?\n")
+_HEADER_LINES = re.compile(rb"(?:" + _TOKEN + rb":[^\r\n\x00]*\r?\n)*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
 
 _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)
@@ -72,12 +73,13 @@ class Head:
 
     __slots__ = ("status", "phrase", "http11", "headers", "by_name")
 
-    def __init__(self, status: int, phrase: bytes, http11: bool, headers: HeaderList):
+    def __init__(self, status: int, phrase: bytes, http11: bool, headers: HeaderList,
+                 by_name: dict[bytes, list[bytes]]):
         self.status = status
         self.phrase = phrase
         self.http11 = http11
         self.headers = headers
-        self.by_name = dict(headers)
+        self.by_name = by_name  # the same lists as ``headers``, by name
 
     def values(self, name: bytes) -> list[bytes]:
         return self.by_name.get(name, [])
@@ -97,6 +99,7 @@ def parse_head(block: bytes) -> Head:
     if status_line is None:
         raise MalformedResponse("its status line is not HTTP/1.x")
     headers: HeaderList = []
+    by_name: dict[bytes, list[bytes]] = {}
     if status_end >= 0:
         fields = block[status_end + 1:] + b"\n"
         # Every line a header, checked at once: a token, a colon, a value without CR
@@ -104,7 +107,6 @@ def parse_head(block: bytes) -> Head:
         # colon (RFC 9112, 5.1 and 5.2).
         if _HEADER_LINES.fullmatch(fields) is None:
             raise MalformedResponse("a header line is malformed")
-        by_name: dict[bytes, list[bytes]] = {}
         for name, value in _HEADER_LINE.findall(fields):
             name = name.lower()
             known = by_name.get(name)
@@ -112,7 +114,8 @@ def parse_head(block: bytes) -> Head:
                 by_name[name] = known = []
                 headers.append((name, known))
             known.append(value)
-    return Head(int(status_line.group(2)), status_line.group(3) or b"", status_line.group(1) == b"1", headers)
+    return Head(int(status_line.group(2)), status_line.group(3) or b"", status_line.group(1) == b"1", headers,
+                by_name)
 
 
 def framing(method: bytes, head: Head) -> tuple[int, int]:
