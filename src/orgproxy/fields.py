@@ -39,9 +39,10 @@ class FieldSet:
     # An id field whose null, in an answer grouped by that field, stands for something
     # with a name of its own (Anthropic's Default Workspace, its Console): that name.
     null_names: Mapping[str, str] = field(default_factory=dict)
-    # Fields of a result row that hold an amount as a decimal string (Anthropic's cost
-    # ``amount``, in cents): summed exactly when rows are merged by name.
-    decimal_measures: frozenset[str] = frozenset()
+    # Where a row holds an amount of money, as a path of members from the row (OpenAI's
+    # ``amount.value``, Anthropic's ``amount`` and ``cost.amount``): a decimal string or a
+    # number, summed exactly when rows are merged by name, a string into a string.
+    decimal_measures: frozenset[tuple[str, ...]] = frozenset()
     # Unknown ids of these fields make discovery look again (an unknown user alone is
     # common: ungrouped usage, deleted accounts).
     triggering_fields: frozenset[str] = frozenset()
@@ -83,6 +84,8 @@ OPENAI_FIELDS = FieldSet(
     # whole discovery has run. Anthropic's keys are never deleted (only archived, and
     # its discovery lists every status), so only OpenAI's get the flag.
     flag_fields=_frozen({"api_key_id": ("api_key_deleted",)}),
+    # A number as OpenAI sends it; a string where users have seen one.
+    decimal_measures=frozenset({("amount", "value")}),
     triggering_fields=frozenset({"api_key_id", "project_id"}),
     foreign_id_prefixes=_frozen({"api_key_id": ("apikey_",)}),
 )
@@ -106,7 +109,9 @@ ANTHROPIC_FIELDS = FieldSet(
     # workspace endpoint calls "Default"), and one grouped by api_key_id says null for
     # usage in the Console (its playground and Workbench), which no key made.
     null_names=_frozen({"workspace_id": "Default", "api_key_id": "Console"}),
-    decimal_measures=frozenset({"amount"}),
+    # Cents as decimal strings: the legacy cost report's ``amount``, the analytics cost
+    # row's ``cost.amount`` and ``cost.list_amount``.
+    decimal_measures=frozenset({("amount",), ("cost", "amount"), ("cost", "list_amount")}),
     triggering_fields=frozenset({"api_key_id", "workspace_id"}),
     foreign_id_prefixes=_frozen({"api_key_id": ("key_",), "account_id": ("user-",)}),
 )
