@@ -177,6 +177,15 @@ def test_a_null_is_console_or_default_only_where_the_answer_is_grouped_by_it() -
     assert all(row["group"]["api_key_name"] is not None for row in rows)
 
 
+def test_every_actor_is_named_by_its_own_id() -> None:
+    rows = named(example("08-cost-by-actor-month.json"))["data"]
+    actors = [row["group"]["actor"] for row in rows]
+    assert actors[0]["user_id"] == "user_01WfPq3RbX7kN2mZ8cT5vYhJ" and actors[0]["user_name"] == "Dana Iverson"
+    assert (actors[1]["api_key_id"], actors[1]["api_key_name"]) == (KEY_2, "batch")
+    assert actors[2]["service_account_name"] == "unknown"
+    assert set(actors[3]) == {"type", "provider", "subject"}  # a federated actor has no id to name
+
+
 def test_rows_of_one_bucket_merge_by_key_name_with_exact_cents() -> None:
     page = {"data": example("01-cost-by-api-key-daily-page1.json")["data"]
             + example("02-cost-by-api-key-daily-page2.json")["data"], "has_more": False, "next_page": None}
