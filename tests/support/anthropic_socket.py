@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from tests.support.fake_analytics import COST as ANALYTICS_COST
+from tests.support.fake_analytics import USAGE as ANALYTICS_USAGE
 from tests.support.fake_anthropic import (
     API_KEYS,
     COSTS,
@@ -34,7 +36,16 @@ class AnthropicOnASocket:
                   USERS: self.fake.list_users, MESSAGES: self.fake.messages_report, COSTS: self.fake.cost_report}
         for path, route in routes.items():
             upstream.on(path, self.answering(route))
+        for path in (ANALYTICS_COST, ANALYTICS_USAGE):
+            upstream.on(path, self.analytics)
         return self
+
+    def analytics(self, handler: Handler, received: Received) -> None:
+        """The Usage and Cost Analytics API, over the organization's analytics ledgers."""
+        path, _, query = received.target.decode("latin-1").partition("?")
+        headers = {name.lower(): value for name, value in received.headers}
+        status, body = self.fake.org.analytics.answer(path, parse_qsl(query, keep_blank_values=True), headers)
+        handler.send_reply(Reply(status, body=json.dumps(body, indent=2).encode()))
 
     @staticmethod
     def answering(route: Callable[[list[tuple[str, str]]], Any]) -> Callable[[Handler, Received], None]:
