@@ -168,6 +168,25 @@ def test_unknown_report_as_alias_file_tables(proxy: InMemoryProxy, fake: FakeOpe
     assert "[users]" not in lines
 
 
+def test_an_id_seen_once_is_seen_1_time(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    fake.on(COSTS, reply(body={"data": [{"api_key_id": "key_once"}]}))
+    proxy.advance(1_764_000_000)
+    assert proxy.get(COSTS + "?start_time=1").status == 200
+    lines = proxy.get("/orgproxy/unknown?format=toml").body.decode().splitlines()
+    assert lines[lines.index("[api_keys]") + 1].endswith(
+        "# seen 1 time, 2025-11-24T16:00:00+00:00 to 2025-11-24T16:00:00+00:00")
+
+
+@pytest.mark.parametrize("wanted", ["yaml", "TOML", "json,toml", "%1b%5b31m"])
+def test_unknown_report_in_an_unknown_format_is_a_400_in_the_providers_shape(proxy: InMemoryProxy,
+                                                                           wanted: str) -> None:
+    answer = proxy.get(f"/orgproxy/unknown?format={wanted}")
+    assert (answer.status, answer.header("Content-Type")) == (400, "application/json")
+    error = answer.error()
+    assert (error["code"], error["param"], error["type"]) == ("unknown_format", "format", "invalid_request_error")
+    assert "\x1b" not in error["message"], "text from the request is escaped"
+
+
 @pytest.mark.parametrize("page", ["/health", "/metrics", "/orgproxy/unknown"])
 def test_own_pages_answer_other_methods_with_405_and_allow(proxy: InMemoryProxy, page: str) -> None:
     for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
