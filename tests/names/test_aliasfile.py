@@ -28,6 +28,7 @@ proj_abc = "checkout"
 """
 
 TABLES = ("api_keys", "projects", "users", "workspaces", "service_accounts")
+EXPECTED = "(expected api_keys, projects, users, workspaces or service_accounts)"
 
 
 def tables(**given: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -340,28 +341,28 @@ def test_toml_duplicate_table_is_an_error_at_the_second() -> None:
 def test_toml_unknown_table_api_key_typo() -> None:
     err = parse_error(b'[projects]\np = "P"\n\n[api_key]\nkey_a = "A"\n')
     assert_key_error(
-        err, "aliases.toml", 4, 'unknown table "api_key" (expected api_keys, projects, users, workspaces or service_accounts)'
+        err, "aliases.toml", 4, f'unknown table "api_key" {EXPECTED}'
     )
 
 
 def test_toml_unknown_table_project_typo() -> None:
     err = parse_error(b'# aliases\n[project]\nproj_a = "A"\n')
     assert_key_error(
-        err, "aliases.toml", 2, 'unknown table "project" (expected api_keys, projects, users, workspaces or service_accounts)'
+        err, "aliases.toml", 2, f'unknown table "project" {EXPECTED}'
     )
 
 
 def test_toml_unknown_top_level_key() -> None:
     err = parse_error(b'# aliases\n\nname = "x"\n[users]\n')
     assert_key_error(
-        err, "aliases.toml", 3, 'unknown table "name" (expected api_keys, projects, users, workspaces or service_accounts)'
+        err, "aliases.toml", 3, f'unknown table "name" {EXPECTED}'
     )
 
 
 def test_toml_unknown_table_from_a_dotted_header() -> None:
     err = parse_error(b'[users]\nu = "U"\n[user.extra]\n')
     assert_key_error(
-        err, "aliases.toml", 3, 'unknown table "user" (expected api_keys, projects, users, workspaces or service_accounts)'
+        err, "aliases.toml", 3, f'unknown table "user" {EXPECTED}'
     )
 
 
@@ -501,7 +502,7 @@ def test_json_unknown_table() -> None:
     text = b'{\n  "users": {},\n  "project": {"p": "P"}\n}'
     err = parse_error(text, "a.json")
     assert_key_error(
-        err, "a.json", 3, 'unknown table "project" (expected api_keys, projects, users, workspaces or service_accounts)', 3
+        err, "a.json", 3, f'unknown table "project" {EXPECTED}', 3
     )
 
 
@@ -624,7 +625,7 @@ svac_01Hk3R9TWxq7CfQak00OiVw4 = "ci-deploy-bot"
     assert parse_aliases(as_json, "aliases.json") == tables(workspaces={"wrkspc_a": "Billing"},
                                                             service_accounts={"svac_a": "bot"})
     assert_key_error(
-        parse_error(b'[workspace]\nw = "W"\n'), "aliases.toml", 1, 'unknown table "workspace" (expected api_keys, projects, users, workspaces or service_accounts)'
+        parse_error(b'[workspace]\nw = "W"\n'), "aliases.toml", 1, f'unknown table "workspace" {EXPECTED}'
     )
 
 
@@ -674,10 +675,10 @@ def test_ids_without_a_known_prefix_go_in_any_table() -> None:
 ])
 def test_a_name_with_a_control_character_is_refused_where_it_is_written(escape: str, code: str, kind: str) -> None:
     text = f'[api_keys]\nkey_a = "fine"\nkey_b = "bad{escape}name"\n'.encode()
-    assert_key_error(parse_error(text), "aliases.toml", 3, f"api_keys.key_b: name holds {kind} (U+{code}) at character 4")
+    reason = f"api_keys.key_b: name holds {kind} (U+{code}) at character 4"
+    assert_key_error(parse_error(text), "aliases.toml", 3, reason)
     as_json = f'{{"api_keys": {{"key_a": "fine",\n "key_b": "bad{escape}name"}}}}'.encode()
-    assert_key_error(parse_error(as_json, "a.json"), "a.json", 2,
-                     f"api_keys.key_b: name holds {kind} (U+{code}) at character 4", 2)
+    assert_key_error(parse_error(as_json, "a.json"), "a.json", 2, reason, 2)
 
 
 def test_a_name_with_a_lone_surrogate_is_refused_where_it_is_written() -> None:
