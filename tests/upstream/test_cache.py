@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
-import re
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
