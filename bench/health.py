@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench import free_port, start_daemon, stop_process  # noqa: E402
+from processes import free_port, start_daemon, stop_process  # noqa: E402
 
 
 def write_aliases(path: Path, names: int) -> None:
