@@ -176,7 +176,10 @@ def entry_error(text: bytes, path: str, table: str, ident: str, reason: str) -> 
 
 def _located(source: str, is_json: bool, path: str, reason: str, at: tuple[str, ...],
              occurrence: int) -> AliasFileError:
-    position = locate(source, is_json, at, occurrence)
+    try:
+        position = locate(source, is_json, at, occurrence)
+    except ValueError:  # (tomllib's and json's errors are ValueErrors) never hide the reason
+        position = None
     line, column = position if position is not None else (None, None)
     return AliasFileError(path, line, reason, column)
 
