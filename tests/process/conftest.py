@@ -1,15 +1,15 @@
 """Fixtures for the real daemon's cost series, shared by the modules that look at them from
 outside: a month of OpenAI costs up to today on the socket fake, the daemon refreshing its cost
 series from it, and a real Prometheus scraping the daemon with the shipped rules. Each module
-that uses them gets its own (module scope); a module adds daemon options by defining its own
-``costs_daemon_args`` fixture."""
+that uses them gets its own (module scope). A module changes the daemon by defining its own
+``costs_daemon_args`` (more options), ``costs_aliases`` (the alias file's text) or
+``costs_client_token`` (a client token the daemon requires, and Prometheus sends)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -52,22 +52,41 @@ def costs_daemon_args() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def costs_daemon(costs_daemon_args: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[CostsDaemon]:
-    """orgproxy over ``month_around_today()``'s costs, named by FakeUsage's alias file, with
-    the admin key (so the cost series are on), once the series hold the first refresh."""
+def costs_aliases() -> str:
+    """The alias file ``costs_daemon`` names keys with (a module overrides it for other names)."""
+    return ALIASES_TOML
+
+
+@pytest.fixture(scope="module")
+def costs_client_token() -> str | None:
+    """The client token ``costs_daemon`` requires (--client-token-file); None: none."""
+    return None
+
+
+@pytest.fixture(scope="module")
+def costs_daemon(costs_daemon_args: list[str], costs_aliases: str, costs_client_token: str | None,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[CostsDaemon]:
+    """orgproxy over ``month_around_today()``'s costs, named by ``costs_aliases``, with the
+    admin key (so the cost series are on), once the series hold the first refresh."""
     directory = tmp_path_factory.mktemp("costs-daemon")
     aliases = directory / "aliases.toml"
-    aliases.write_text(ALIASES_TOML, encoding="utf-8")
+    aliases.write_text(costs_aliases, encoding="utf-8")
+    args = ["--aliases", str(aliases), "--timeout", "5", "--state-dir", str(directory / "state")]
+    if costs_client_token is not None:
+        token_file = directory / "client-token"
+        token_file.write_text(costs_client_token + "\n", encoding="utf-8")
+        args += ["--client-token-file", str(token_file)]
     upstream = FakeUpstream().start()
     usage = month_around_today().install(upstream)
-    running = Daemon(["--upstream", upstream.url, "--aliases", str(aliases), "--timeout", "5",
-                      "--state-dir", str(directory / "state"), *costs_daemon_args],
-                     cwd=directory, env={"OPENAI_ADMIN_KEY": TOKEN}).wait_ready()
     try:
-        running.wait_for("Cost series (start)")  # the first refresh, done (a failure says "refresh")
-        yield CostsDaemon(running, upstream, usage)
+        running = Daemon(["--upstream", upstream.url, *args, *costs_daemon_args], cwd=directory,
+                         env={"OPENAI_ADMIN_KEY": TOKEN})
+        try:
+            running.wait_ready().wait_for("Cost series (start)")  # the first refresh (a failure says "refresh")
+            yield CostsDaemon(running, upstream, usage, costs_client_token)
+        finally:
+            code = running.stop()
     finally:
-        code = running.stop()
         upstream.stop()
     assert_clean_output(running)
     assert code == 0, running.output

@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's) scraping the real daemon's cost series over a month of costs
-up to today, with the shipped rules: what the recording rule says per key name equals the
-sums of the fake's own rows."""
+up to today, with the shipped rules and the daemon's client token: what the recording rule
+says per key name equals the sums of the fake's own rows."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ import pytest
 from tests.process.conftest import CostsDaemon, month_of
 from tests.support.fake_usage import name_of
 from tests.support.prometheus_server import JOB, PrometheusServer
+from tests.support.raw_http import call
 
 RECORDED = "api_key_name:orgproxy_cost_month_to_date_usd:sum"
+CLIENT_TOKEN = "prometheus-scrapes-with-this-4f1c"
+
+
+@pytest.fixture(scope="module")
+def costs_client_token() -> str:
+    return CLIENT_TOKEN
 
 
 def test_the_recording_rule_sums_this_month_s_cost_per_key_name(prometheus: PrometheusServer,
@@ -32,8 +39,11 @@ def test_the_recording_rule_sums_this_month_s_cost_per_key_name(prometheus: Prom
         assert got[name] == pytest.approx(value, rel=1e-9), name
 
 
-def test_prometheus_scrapes_the_daemon_as_its_one_target(prometheus: PrometheusServer,
-                                                         costs_daemon: CostsDaemon) -> None:
+def test_prometheus_scrapes_the_daemon_with_its_client_token(prometheus: PrometheusServer,
+                                                             costs_daemon: CostsDaemon) -> None:
     (target,) = prometheus.targets()
     assert target["health"] == "up" and target["scrapeUrl"] == costs_daemon.url + "/metrics"
     assert prometheus.instant(f'up{{job="{JOB}"}}')[0][1] == 1.0
+    # The token is what let it in.
+    assert call(costs_daemon.url, "/metrics", headers={}).status == 401
+    assert call(costs_daemon.url, "/metrics", headers={"Authorization": f"Bearer {CLIENT_TOKEN}"}).status == 200
