@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from orgproxy.costs.figures import Series, bounded
+from orgproxy.costs.collector import cost_families
+from orgproxy.costs.figures import CostFigures, ProviderCosts, Series, bounded
 from orgproxy.costs.openai_costs import query
 from orgproxy.costs.store import FILENAME
 from orgproxy.costs.window import Window
+from orgproxy.names.snapshot import Names
 from orgproxy.ops.reload import ReloadService
 from tests.costs.series import Labels, scrape
 from tests.support.answers import TOKEN
@@ -326,3 +330,41 @@ def test_the_figures_file_holds_ids_and_dollars_only(start: Start, usage: FakeUs
     assert set(document) == {"version", "providers"} and set(document["providers"]) == {"openai"}
     assert "checkout" not in json.dumps(document), "names are drawn at each scrape, not stored"
 
+
+class Families:
+    """A collector of fixed families, for a registry of the test's own."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
+
+
+def test_the_series_are_written_whatever_the_ids_and_names_hold() -> None:
+    """An id is the upstream's to choose, and a name may reach the snapshot by any way: a
+    lone surrogate or a control character never fails the scrape."""
+    names = Names.from_aliases({"api_keys": {"key_a": "bad\ud800name", "key_b": "line\nbreak\x1b[2J"},
+                                "projects": {"proj_\ud800": "p"}})
+    openai = (Series("openai", "key_a", "proj_\ud800", Decimal("1.5"), Decimal("0.5")),
+              Series("openai", "key_b", None, Decimal(2), Decimal(1)),
+              Series("openai", "key_\ud801\r", None, Decimal(3), Decimal(0)))
+    anthropic = (Series("anthropic", "apikey_\x00", "wrkspc_\udfff", Decimal(4), Decimal(0)),)
+    figures = CostFigures().with_provider("openai", ProviderCosts(openai), 10)
+    figures = figures.with_provider("anthropic", ProviderCosts(anthropic), 10)
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(Families(list(cost_families(figures, names))))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode("utf-8")
+    samples = {tuple(sorted(sample.labels.items())): sample.value
+               for family in text_string_to_metric_families(text) if family.name == "orgproxy_cost_month_to_date_usd"
+               for sample in family.samples}
+    assert samples == {
+        (("api_key_id", "key_a"), ("api_key_name", "bad\ufffdname"), ("project_id", "proj_\ufffd"),
+         ("project_name", "p"), ("provider", "openai")): 1.5,
+        (("api_key_id", "key_b"), ("api_key_name", "line\ufffdbreak\ufffd[2J"), ("project_id", ""),
+         ("project_name", ""), ("provider", "openai")): 2.0,
+        (("api_key_id", "key_\ufffd\ufffd"), ("api_key_name", "unknown"), ("project_id", ""),
+         ("project_name", ""), ("provider", "openai")): 3.0,
+        (("api_key_id", "apikey_\ufffd"), ("api_key_name", "unknown"), ("provider", "anthropic"),
+         ("workspace_id", "wrkspc_\ufffd"), ("workspace_name", "unknown")): 4.0,
+    }

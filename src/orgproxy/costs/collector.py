@@ -24,6 +24,7 @@ from orgproxy.costs.figures import CostFigures, Series
 from orgproxy.costs.store import CostStore
 from orgproxy.fields import FIELD_SET_OF
 from orgproxy.names.snapshot import Names
+from orgproxy.text import valid_text
 
 OTHER = "other"
 # Each provider's second id field, beside the key: what its costs are grouped by.
@@ -39,7 +40,9 @@ def cost_families(figures: CostFigures, names: Names) -> Iterator[Metric]:
     last_day = Metric(LAST_DAY, "Billed cost on the last complete UTC day, in USD, by provider, key and project"
                       " (OpenAI) or workspace (Anthropic).", "gauge")
     for series in (s for costs in figures.providers.values() for s in costs.series):
-        labels = _labels(series, names)
+        # Names are made text as they enter, but an id is the upstream's to choose: a lone
+        # surrogate would fail the whole scrape (the text format is UTF-8).
+        labels = {label: valid_text(value) for label, value in _labels(series, names).items()}
         # Dollars are exact decimals until here, where Prometheus takes a double.
         month.add_sample(MONTH_TO_DATE, labels, float(series.month_to_date))
         last_day.add_sample(LAST_DAY, labels, float(series.last_day))
