@@ -186,7 +186,8 @@ def test_the_oldest_waiting_makes_room_first_and_one_closed_once_counts_no_more(
     assert closed_for_room == ["b"] and len(table) == 3
     table.closed(b)  # the closed connection's own connectionLost, later: counted once only
     table.waiting_for_request(b)
-    assert len(table) == 3 and table.count_from == {"10.0.0.1": 2, "10.0.0.2": 1}
+    assert len(table) == 3
+    assert {address: source.open for address, source in table.sources.items()} == {"10.0.0.1": 2, "10.0.0.2": 1}
     table.waiting_for_request(a)  # a answered: it waits again, behind c and d
     e, f = Connection("e", closed_for_room), Connection("f", closed_for_room)
     for connection in (e, f):
@@ -195,7 +196,7 @@ def test_the_oldest_waiting_makes_room_first_and_one_closed_once_counts_no_more(
     assert closed_for_room == ["b", "c", "d"]
     for connection in (a, e, f):
         table.closed(connection)
-    assert (len(table), table.count_from, table.waiting_from, len(table.waiting)) == (0, {}, {}, 0)
+    assert (len(table), table.sources, len(table.waiting)) == (0, {}, 0)
 
 
 # --- request bodies: none read before the guard says yes ---------------------------------------------

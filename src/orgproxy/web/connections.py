@@ -71,7 +71,18 @@ class Waiting(Protocol):
         """Close, for a newer connection."""
 
 
-_UNCOUNTED: Any = object()  # a connection's source, when it is not (or no longer) counted
+_UNCOUNTED: Any = object()  # what a connection no longer (or never) counted is found as
+
+
+class Source:
+    """One source address's connections: how many are open, and which wait for a request."""
+
+    __slots__ = ("address", "open", "waiting")
+
+    def __init__(self, address: str):
+        self.address = address
+        self.open = 0
+        self.waiting: OrderedDict[Waiting, None] = OrderedDict()
 
 
 class ClientConnections:
@@ -86,34 +97,37 @@ class ClientConnections:
     def __init__(self, limit: int | None = None, per_source: int | None = None):
         self.limit = limit
         self.per_source = per_source
-        self.source_of: dict[Waiting, str | None] = {}  # every connection counted, by its source
-        self.count_from: dict[str, int] = {}
-        self.waiting: OrderedDict[Waiting, None] = OrderedDict()
-        self.waiting_from: dict[str, OrderedDict[Waiting, None]] = {}
+        # Every connection counted, with its source (None: a UNIX socket's peer, counted
+        # under the whole cap only); the waiting ones, oldest first, with theirs too.
+        self.source_of: dict[Waiting, Source | None] = {}
+        self.waiting: OrderedDict[Waiting, Source | None] = OrderedDict()
+        self.sources: dict[str, Source] = {}
 
     def __len__(self) -> int:
         return len(self.source_of)
 
-    def room_for(self, source: str | None) -> str | None:
-        """Make room for a new connection from ``source`` (None: a UNIX socket's peer,
-        under the whole cap only), closing the longest-waiting connection at a cap; the
-        reason it cannot have one, if every connection at that cap is busy."""
-        if (source is not None and self.per_source is not None
-                and self.count_from.get(source, 0) >= self.per_source
-                and not self._close_longest_waiting(self.waiting_from.get(source))):
+    def room_for(self, address: str | None) -> str | None:
+        """Make room for a new connection from ``address``, closing the longest-waiting
+        connection at a cap; the reason it cannot have one, if every connection at that
+        cap holds a request."""
+        source = self.sources.get(address) if address is not None else None
+        if (source is not None and self.per_source is not None and source.open >= self.per_source
+                and not self._close_longest_waiting(source.waiting)):
             return "max_connections_per_source"
         if self.limit is not None and len(self.source_of) >= self.limit \
                 and not self._close_longest_waiting(self.waiting):
             return "max_connections"
         return None
 
-    def opened(self, connection: Waiting, source: str | None) -> None:
+    def opened(self, connection: Waiting, address: str | None) -> None:
         """Count a new connection, waiting for its first request."""
+        source = None
+        if address is not None:
+            source = self.sources.get(address)
+            if source is None:
+                source = self.sources[address] = Source(address)
+            source.open += 1
         self.source_of[connection] = source
-        if source is not None:
-            self.count_from[source] = self.count_from.get(source, 0) + 1
-            if source not in self.waiting_from:
-                self.waiting_from[source] = OrderedDict()
         self.waiting_for_request(connection)
 
     def waiting_for_request(self, connection: Waiting) -> None:
@@ -122,16 +136,15 @@ class ClientConnections:
         source = self.source_of.get(connection, _UNCOUNTED)
         if source is _UNCOUNTED:
             return  # closed already to make room
-        self.waiting[connection] = None
+        self.waiting[connection] = source
         if source is not None:
-            self.waiting_from[source][connection] = None
+            source.waiting[connection] = None
 
     def holding_request(self, connection: Waiting) -> None:
         """The connection holds a whole request: it is never closed to make room."""
-        if self.waiting.pop(connection, _UNCOUNTED) is not _UNCOUNTED:
-            source = self.source_of[connection]
-            if source is not None:
-                del self.waiting_from[source][connection]
+        source = self.waiting.pop(connection, None)
+        if source is not None:
+            del source.waiting[connection]
 
     def closed(self, connection: Waiting) -> None:
         """The connection is gone (or about to go): it counts no more."""
@@ -140,14 +153,12 @@ class ClientConnections:
             return
         self.waiting.pop(connection, None)
         if source is not None:
-            left = self.count_from[source] - 1
-            if left:
-                self.count_from[source] = left
-                self.waiting_from[source].pop(connection, None)
-            else:
-                del self.count_from[source], self.waiting_from[source]
+            source.waiting.pop(connection, None)
+            source.open -= 1
+            if not source.open:
+                del self.sources[source.address]
 
-    def _close_longest_waiting(self, waiting: OrderedDict[Waiting, None] | None) -> bool:
+    def _close_longest_waiting(self, waiting: OrderedDict[Waiting, Any] | None) -> bool:
         if not waiting:
             return False
         connection = next(iter(waiting))
