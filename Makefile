@@ -1,4 +1,4 @@
-# Two commands for a newcomer: `make run` and `make test`. Both build .venv from nothing.
+# Three commands for a newcomer: `make run`, `make test` and `make demo`. Each builds .venv from nothing.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +18,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.1
 	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
 FOCUS_VALIDATOR := .venv-focus-validator
 
-.PHONY: run test clean bench
+.PHONY: run test demo clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ $(VENV)/.installed: $(VENV)/.package $(VENV)/.deps
 
 run: $(VENV)/.package
 	$(BIN)/twistd --nodaemon --pidfile= orgproxy --aliases etc/aliases.toml $(ARGS)
+
+# The daemon in front of a local fake OpenAI and Anthropic organization with a month of costs
+# (demo/): no admin key needed. Ctrl-C stops both. make demo DEMO_PORT=18081 ARGS="--log-level debug"
+DEMO_PORT ?= 18080
+demo: $(VENV)/.package
+	$(BIN)/python -m demo --port $(DEMO_PORT) $(ARGS)
 
 $(FOCUS_VALIDATOR)/.installed:
 	$(PYTHON312) -m venv $(FOCUS_VALIDATOR)

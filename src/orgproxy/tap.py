@@ -28,6 +28,7 @@ from orgproxy.names import anthropic_admin
 from orgproxy.names.aliasfile import AliasFileError
 from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
 from orgproxy.names.history import History, Remembered
+from orgproxy.names.textcheck import as_text
 from orgproxy.names.shared import NamesFollower, NamesPublisher
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
@@ -156,8 +157,8 @@ class Options(usage.Options):
          "Least seconds between discoveries set off by unknown ids."
          f" [default: {DEFAULTS['discovery-cooldown']}]"],
         ["allow-from", None, None,
-         "Addresses (CIDR, comma-separated) that may call; connections from others are closed as they are accepted."
-         " [default: loopback and the private ranges]"],
+         "Addresses (CIDR, comma-separated) that may call; connections from others are closed as"
+         " they are accepted. [default: loopback and the private ranges]"],
         ["client-token-file", None, None,
          "File holding a token callers must send as X-Orgproxy-Token (never forwarded)."
          " [default: the credential client-token in $CREDENTIALS_DIRECTORY (systemd), else none]"],
@@ -167,13 +168,14 @@ class Options(usage.Options):
         ["max-concurrency", None, None,
          f"Upstream requests at once; beyond, 503. [default: {DEFAULTS['max-concurrency']}]"],
         ["max-connections", None, None,
-         "Client connections open at once; beyond, a new one is closed at once."
+         "Client connections open at once; at it, the one that has waited longest without a whole"
+         " request is closed for a new one."
          " [default: what the open-files limit leaves after --max-concurrency upstream connections"
          f" and {RESERVED_DESCRIPTORS} more]"],
         ["max-connections-per-source", None, None,
-         "Client connections open at once from one address. At either cap, the connection that has"
-         " waited longest without a whole request is closed for the new one. [default: a quarter of"
-         " --max-connections]"],
+         "Client connections open at once from one address; at it, the one of that address's that"
+         " has waited longest without a whole request is closed for a new one. [default: a quarter"
+         " of --max-connections]"],
         ["max-buffered-request-bytes", None, None,
          "Bytes of request bodies held in memory across all connections; beyond, 503."
          f" [default: {DEFAULTS['max-buffered-request-bytes']}]"],
@@ -493,7 +495,8 @@ def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[H
         except OSError as e:
             history.close()
             history, remembered, problem = unkept_history(directory, e)
-    current.history = {(r.learned.provider, r.learned.id_field, r.learned.id): r.learned for r in remembered}
+    learned = as_text((r.learned for r in remembered), "the history")
+    current.history = {(r.provider, r.id_field, r.id): r for r in learned}
     current.rebuild()
     return history, problem
 

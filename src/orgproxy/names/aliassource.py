@@ -21,6 +21,7 @@ from orgproxy.names.aliasfile import (
     MAX_BYTES,
     AliasFileError,
     Aliases,
+    entry_error,
     key_path,
     load_alias_file,
     parse_alias_file,
@@ -84,8 +85,8 @@ def read_source(path: str) -> AliasSource:
             for ident, alias in entries.items():
                 earlier = named_in.setdefault((table, ident), file)
                 if earlier != file:
-                    raise AliasFileError(file, None, f"{key_path(table, ident)} is named in {earlier} too;"
-                                         " name each id in one file only")
+                    raise entry_error(text, file, table, ident, f"{key_path(table, ident)} is named in {earlier}"
+                                      " too; name each id in one file only")
                 merged[table][ident] = alias
         names_by_file[file] = _count(aliases)
         if blank:
