@@ -44,6 +44,9 @@ from orgproxy.web.resources import Directory, Health, MetricsPage, UnknownReport
 from orgproxy.web.respond import method_of, path_of, reason_phrase, send_error
 
 MAX_REQUEST_BODY = 1024 * 1024
+# What every answer says in its Server header: no version to look vulnerabilities up by
+# (Twisted's own would be TwistedWeb/26.10.0).
+SERVER = b"orgproxy"
 
 
 class CappedRequest(server.Request):
@@ -76,6 +79,14 @@ class CappedRequest(server.Request):
             self.content = BytesIO()
             return
         self.content.write(data)
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            # Set as the head goes out (finish() without a body writes too), so every
+            # answer says it, a proxied one included: the upstream's Server describes a
+            # server the client is not talking to, as nginx's proxy_hide_header holds.
+            self.responseHeaders.setRawHeaders(b"server", [SERVER])
+        super().write(data)
 
     def process(self) -> None:
         # Twisted answers the asterisk form (OPTIONS *, GET *) itself, before any resource
@@ -193,7 +204,7 @@ class OrgproxyChannel(BadRequestHook):
 
     def answer_and_close(self, error: ProxyError) -> None:
         body = provider_for_path(split_uri(self.request_target or b"")[0]).error_body(error)
-        head = [b"HTTP/1.1 %d %s" % (error.status, reason_phrase(error.status)),
+        head = [b"HTTP/1.1 %d %s" % (error.status, reason_phrase(error.status)), b"Server: " + SERVER,
                 b"Content-Type: application/json", b"Content-Length: %d" % len(body), b"Connection: close"]
         if error.retry is not None:
             head.append(b"x-should-retry: " + (b"true" if error.retry else b"false"))
