@@ -110,6 +110,7 @@ SAMPLES = {
     "max-connections": (("2000", 2000), ("64", 64)),
     "header-timeout": (("2.5", 2.5), ("30", 30.0)),
     "idle-trim": (("1.5", 1.5), ("0", 0.0)),
+    "log-format": (("json", "json"), ("text", "text")),
     "worker-fd": (("3", "3"), ("4", "4")),
     "worker-number": (("1", 1), ("2", 2)),
 }

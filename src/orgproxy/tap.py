@@ -493,6 +493,8 @@ def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[H
             history.close()
             history, remembered, problem = unkept_history(directory, e)
     current.history = {(r.learned.provider, r.learned.id_field, r.learned.id): r.learned for r in remembered}
+    current.learned_at.update({(r.learned.provider, r.learned.id_field, r.learned.id): r.last_seen
+                               for r in remembered})
     current.rebuild()
     return history, problem
 

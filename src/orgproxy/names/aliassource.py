@@ -16,13 +16,13 @@ import stat
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
+from orgproxy.names.aliaslines import Lines, alias_lines
 from orgproxy.names.aliasfile import (
     FIELDS,
     MAX_BYTES,
     AliasFileError,
     Aliases,
     key_path,
-    load_alias_file,
     parse_alias_file,
     read_alias_bytes,
 )
@@ -39,9 +39,21 @@ class AliasSource:
     aliases: Aliases
     names_by_file: Mapping[str, int] = field(default_factory=dict)  # every file read, and its names
     blank_files: frozenset[str] = frozenset()  # files with nothing in them (see parse_alias_file)
+    lines_by_file: Mapping[str, Lines] = field(default_factory=dict, repr=False)  # where each entry is
 
     def count(self) -> int:
         return sum(len(table) for table in self.aliases.values())
+
+    def origin(self, table: str, ident: str) -> tuple[str, int | None] | None:
+        """The file that names ``ident`` in ``table``, and the line (None where its entry
+        is in no shape aliaslines knows); None if no file names it."""
+        if ident not in self.aliases.get(table, {}):
+            return None
+        for file, lines in self.lines_by_file.items():
+            line = lines.get((table, ident))
+            if line is not None:
+                return file, line
+        return (next(iter(self.lines_by_file)) if len(self.lines_by_file) == 1 else "", None)
 
 
 def alias_file_names(directory: str) -> list[str]:
@@ -61,8 +73,10 @@ def read_source(path: str) -> AliasSource:
     except OSError as e:
         raise AliasFileError(path, None, f"cannot read: {e.strerror or e}") from e
     if not is_directory:
-        aliases, blank = load_alias_file(path)
-        return AliasSource(aliases, {path: _count(aliases)}, frozenset({path} if blank else ()))
+        text = read_alias_bytes(path)
+        aliases, blank = parse_alias_file(text, path)
+        return AliasSource(aliases, {path: _count(aliases)}, frozenset({path} if blank else ()),
+                           {path: alias_lines(text, path)})
     try:
         names = alias_file_names(path)
     except OSError as e:
@@ -71,6 +85,7 @@ def read_source(path: str) -> AliasSource:
     named_in: dict[tuple[str, str], str] = {}
     names_by_file: dict[str, int] = {}
     blank_files: set[str] = set()
+    lines_by_file: dict[str, Lines] = {}
     total = 0
     for name in names:
         file = os.path.join(path, name)
@@ -88,9 +103,10 @@ def read_source(path: str) -> AliasSource:
                                          " name each id in one file only")
                 merged[table][ident] = alias
         names_by_file[file] = _count(aliases)
+        lines_by_file[file] = alias_lines(text, file)
         if blank:
             blank_files.add(file)
-    return AliasSource(merged, names_by_file, frozenset(blank_files))
+    return AliasSource(merged, names_by_file, frozenset(blank_files), lines_by_file)
 
 
 def _count(aliases: Aliases) -> int:

@@ -40,6 +40,7 @@ from orgproxy.providers import provider_for_path
 from orgproxy.web.access import AllowList
 from orgproxy.web.connections import Throttled, said_over_capacity
 from orgproxy.web.guard import AccessGuard
+from orgproxy.web.names import NamesListing
 from orgproxy.web.resources import Directory, Health, MetricsPage, UnknownReport
 from orgproxy.web.respond import method_of, path_of, reason_phrase, send_error
 
@@ -253,7 +254,7 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
               max_connections: int | None = None) -> OrgproxySite:
     """The whole tree, behind the access guard:
 
-    ``/health``, ``/metrics``, ``/orgproxy/unknown``, ``/v1/organization/...`` and
+    ``/health``, ``/metrics``, ``/orgproxy/unknown``, ``/orgproxy/names``, ``/v1/organization/...`` and
     ``/v1/projects/...`` (the proxy to OpenAI, which forwards only the Admin API's paths)
     and ``/v1/organizations/...`` (the proxy to Anthropic, another leaf of the same
     class); every other path a 404 (Anthropic-shaped under ``/v1/organizations``,
@@ -264,6 +265,7 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
     root.putChild(b"metrics", MetricsPage())
     own = Directory()
     own.putChild(b"unknown", unknown_report)
+    own.putChild(b"names", NamesListing(health.current))
     root.putChild(b"orgproxy", own)
     v1 = Directory()
     v1.putChild(b"organization", proxy)
