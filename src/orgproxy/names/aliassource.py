@@ -45,15 +45,16 @@ class AliasSource:
         return sum(len(table) for table in self.aliases.values())
 
     def origin(self, table: str, ident: str) -> tuple[str, int | None] | None:
-        """The file that names ``ident`` in ``table``, and the line (None where its entry
-        is in no shape aliaslines knows); None if no file names it."""
+        """The file that names ``ident`` in ``table`` and the line, or None if no file
+        names it. (An entry in no shape aliaslines knows has no line: its file is said
+        where there is one file only.)"""
         if ident not in self.aliases.get(table, {}):
             return None
         for file, lines in self.lines_by_file.items():
             line = lines.get((table, ident))
             if line is not None:
                 return file, line
-        return (next(iter(self.lines_by_file)) if len(self.lines_by_file) == 1 else "", None)
+        return (next(iter(self.lines_by_file)), None) if len(self.lines_by_file) == 1 else None
 
 
 def alias_file_names(directory: str) -> list[str]:
