@@ -1,6 +1,6 @@
 """What ships: the licence pyproject.toml declares, the changelog, ``make install``'s steps,
-and the sdist and wheel ``python -m build`` makes (twine's checks, the project's metadata,
-and the wheel running from a fresh venv)."""
+and the sdist and wheel ``python -m build`` makes (twine's checks, the project's metadata).
+The wheel installed into a fresh venv and run: tests/process/test_install.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from importlib.metadata import distribution
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.support.install import PLUGIN_CACHE, Built, built, fresh_venv, planned_install, system_python
+from tests.support.install import PLUGIN_CACHE, Built, built, planned_install, system_python
 
 __all__ = ["built"]  # the session's build, a fixture
 
@@ -90,15 +90,3 @@ def test_the_sdist_and_the_wheel_pass_twine_check_with_the_projects_metadata(bui
             "etc/supervisor/orgproxy.conf", "etc/prometheus/prometheus.yml", "tests/conftest.py"} <= names
     assert not [name for name in names if "orgproxy-client-token" in name or "__pycache__" in name]
 
-
-def test_the_wheel_installs_and_runs_in_a_fresh_venv(built: Built, tmp_path: Path) -> None:
-    bin_ = fresh_venv(built.wheel, tmp_path / "venv")
-    for command in ([str(bin_ / "twistd"), "orgproxy", "--version"], [str(bin_ / "orgproxy-report"), "--version"]):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
-                              env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert re.fullmatch(r"orgproxy(-report)? 0\.1\.0 \((Twisted [\d.]+, )?Python 3\.\d+\.\d+\)\n", done.stdout)
-    # It is the fresh venv's own orgproxy that ran, on the system's Python.
-    where = subprocess.run([str(bin_ / "python"), "-c", "import orgproxy, sys; print(orgproxy.__file__, sys.base_prefix)"],
-                           capture_output=True, text=True, timeout=60, check=True).stdout.split()
-    assert Path(where[0]).is_relative_to(tmp_path / "venv") and where[1] == str(Path(system_python()).parents[1])

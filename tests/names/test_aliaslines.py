@@ -121,7 +121,7 @@ def parsed_entries(text: bytes, path: str) -> set[tuple[str, str]]:
     return {(table, ident) for table, entries in aliases.items() for ident in entries}
 
 
-@examples_of(400)
+@examples_of(200)
 @given(toml_alias_files())
 def test_every_toml_entry_is_found_on_the_line_it_was_written(written: tuple[bytes, dict[tuple[str, str], int]]
                                                               ) -> None:
@@ -175,7 +175,7 @@ def json_alias_files(draw: st.DrawFn) -> tuple[bytes, dict[tuple[str, str], int]
     return "".join(out).encode(), expected
 
 
-@examples_of(300)
+@examples_of(150)
 @given(json_alias_files())
 def test_every_json_entry_is_found_on_the_line_it_was_written(written: tuple[bytes, dict[tuple[str, str], int]]
                                                               ) -> None:

@@ -1,13 +1,14 @@
-"""An install started by a service user: ``make install``'s steps (a venv of the system's
-Python, the wheel, Twisted's plugin cache built by the installer), the install made
-read-only, and ``twistd -n orgproxy`` started from it by another user (``nobody`` when the
-tests run as root, whom read-only directories do not stop). Without the cache step every
+"""The wheel installed as ``make install`` installs it (a fresh venv of the system's Python),
+made read-only, and run from there by another user (``nobody`` when the tests run as root,
+whom read-only directories do not stop): its commands, and ``twistd -n orgproxy`` serving.
+Without ``make install``'s last step, Twisted's plugin cache built by the installer, every
 start logs that Twisted could not write its plugin cache; with it, none does."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.support.install import (
     fresh_venv,
     planned_install,
     readable_directory,
+    system_python,
 )
 from tests.support.raw_http import call
 
@@ -63,7 +65,8 @@ def started_by_the_service_user(prefix: Path, home: Path) -> Daemon:
     return daemon
 
 
-def test_a_read_only_install_started_by_a_service_user_logs_no_plugin_cache_error(installed: Path) -> None:
+def test_the_wheel_runs_from_a_read_only_install_and_a_service_user_starts_it_without_a_plugin_cache_error(
+        installed: Path) -> None:
     home = installed / "home"  # the service user's working directory, which it may write
     home.mkdir()
     if os.geteuid() == 0:
@@ -71,12 +74,20 @@ def test_a_read_only_install_started_by_a_service_user_logs_no_plugin_cache_erro
     cache = planned_install(f"PREFIX={installed}")[-1]  # make install's last step
     read_only(installed / ".venv")
 
+    bin_ = installed / ".venv" / "bin"
+    for command in ([bin_ / "twistd", "orgproxy", "--version"], [bin_ / "orgproxy-report", "--version"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, cwd=home,
+                              env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, preexec_fn=as_service_user())
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert re.fullmatch(r"orgproxy(-report)? 0\.1\.0 \((Twisted [\d.]+, )?Python 3\.\d+\.\d+\)\n", done.stdout)
+
     # Before the installer builds the cache, the service user's start tries, and says it could not.
     before = started_by_the_service_user(installed, home)
     (error,) = {(r["path"], r["errno"]) for r in plugin_cache_errors(before)}
     assert error[0].startswith(str(installed / ".venv")) and error[1] == 13  # EACCES
-    # It was the install's twistd that ran.
+    # It was the install's twistd that ran, on the system's Python.
     assert any(str(r.get("exe", "")).startswith(str(installed / ".venv")) for r in map(json.loads, before.lines))
+    assert f"home = {Path(system_python()).parent}\n" in (installed / ".venv" / "pyvenv.cfg").read_text()
 
     # make install's last step, run by the installer (who may write there), as make runs it.
     plugins = next((installed / ".venv").glob("lib/python3.*/site-packages/twisted/plugins"))
