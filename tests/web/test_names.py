@@ -199,9 +199,26 @@ def test_it_answers_as_metrics_does_and_is_counted(make_proxy: MakeProxy, aliase
                        client="10.1.2.3").written.startswith(b"HTTP/1.1 200 ")
 
 
-def test_the_route_is_counted_as_names(proxy: InMemoryProxy) -> None:
-    before = requests_counted(proxy)
-    assert proxy.get(NAMES).status == 200
-    assert proxy.get(NAMES + "?format=yaml").status == 400
-    assert counted_since(before, requests_counted(proxy)) == {
-        ("names", "GET", "200"): 1, ("names", "GET", "400"): 1, ("metrics", "GET", "200"): 1}  # and the scrape
+class Scraping:
+    """A proxy whose /metrics is read with the client token (for ``requests_counted``)."""
+
+    def __init__(self, proxy: InMemoryProxy, token: str):
+        self.proxy, self.token = proxy, token
+
+    def get(self, target: str) -> Any:
+        return self.proxy.get(target, headers={"X-Orgproxy-Token": self.token})
+
+
+def test_the_route_is_counted_as_names_refused_or_answered(make_proxy: MakeProxy, aliases: Path,
+                                                          tmp_path: Path) -> None:
+    token = tmp_path / "client-token"
+    token.write_text("team-secret-4f9a\n")
+    proxy = make_proxy("--aliases", str(aliases), "--client-token-file", str(token))
+    scraping = Scraping(proxy, "team-secret-4f9a")
+    before = requests_counted(scraping)  # type: ignore[arg-type]
+    assert scraping.get(NAMES).status == 200
+    assert scraping.get(NAMES + "?format=yaml").status == 400
+    assert proxy.get(NAMES, headers={}).status == 401
+    assert counted_since(before, requests_counted(scraping)) == {  # type: ignore[arg-type]
+        ("names", "GET", "200"): 1, ("names", "GET", "400"): 1, ("names", "GET", "401"): 1,
+        ("metrics", "GET", "200"): 1}  # and the scrape before

@@ -24,6 +24,7 @@ BEARER_TOKEN_ALLOWED = frozenset({b"metrics"})
 # How a refused request is counted in metrics, by the first segment it asked for.
 _ROUTE_OF_SEGMENT = {b"health": "health", b"metrics": "metrics", b"orgproxy": "unknown_report",
                      b"v1": "proxy"}
+_ROUTE_UNDER_ORGPROXY = {b"names": "names"}
 
 
 class AccessGuard(Resource):
@@ -36,7 +37,8 @@ class AccessGuard(Resource):
     def getChildWithDefault(self, path: bytes, request: server.Request) -> IResource:
         error = self.refusal(request, path)
         if error is not None:
-            return ErrorPage(error, _ROUTE_OF_SEGMENT.get(path, "other"))
+            under = request.postpath[0] if path == b"orgproxy" and request.postpath else None
+            return ErrorPage(error, _ROUTE_UNDER_ORGPROXY.get(under, _ROUTE_OF_SEGMENT.get(path, "other")))
         return self.root.getChildWithDefault(path, request)
 
     def render(self, request: server.Request) -> bytes | int:  # type: ignore[override]
