@@ -1,4 +1,4 @@
-# Two commands for a newcomer: `make run` and `make test`. Both build .venv from nothing.
+# Three commands for a newcomer: `make run`, `make test` and `make demo`. Each builds .venv from nothing.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -29,7 +29,7 @@ INSTALL_PYTHON ?= $(shell for p in /usr/bin/python3.11 /usr/bin/python3 /usr/loc
 # service user cannot write it, and Twisted would try at every start and log that it could not.
 PLUGIN_CACHE := -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
 
-.PHONY: run test clean bench install
+.PHONY: run test demo clean bench install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ $(VENV)/.installed: $(VENV)/.package $(VENV)/.deps
 
 run: $(VENV)/.package
 	$(BIN)/twistd --nodaemon --pidfile= orgproxy --aliases etc/aliases.toml $(ARGS)
+
+# The daemon in front of a local fake OpenAI and Anthropic organization with a month of costs
+# (demo/): no admin key needed. Ctrl-C stops both. make demo DEMO_PORT=18081 ARGS="--log-level debug"
+DEMO_PORT ?= 18080
+demo: $(VENV)/.package
+	$(BIN)/python -m demo --port $(DEMO_PORT) $(ARGS)
 
 $(FOCUS_VALIDATOR)/.installed:
 	$(PYTHON312) -m venv $(FOCUS_VALIDATOR)

@@ -138,3 +138,8 @@ def method_not_allowed(allowed: tuple[bytes, ...]) -> ProxyError:
     return ProxyError(405, "method_not_allowed",
                       f"This path answers only {', '.join(m.decode() for m in allowed)}.",
                       type="invalid_request_error", retry=False)
+
+
+def unknown_format(wanted: str, known: tuple[str, ...]) -> ProxyError:
+    return ProxyError(400, "unknown_format", f"There is no format {wanted!r}; ask for {' or '.join(known)}.",
+                      type="invalid_request_error", param="format", retry=False)

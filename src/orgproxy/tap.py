@@ -28,6 +28,7 @@ from orgproxy.names import anthropic_admin
 from orgproxy.names.aliasfile import AliasFileError
 from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
 from orgproxy.names.history import History, Remembered
+from orgproxy.names.textcheck import as_text
 from orgproxy.names.shared import NamesFollower, NamesPublisher
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
@@ -492,7 +493,8 @@ def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[H
         except OSError as e:
             history.close()
             history, remembered, problem = unkept_history(directory, e)
-    current.history = {(r.learned.provider, r.learned.id_field, r.learned.id): r.learned for r in remembered}
+    learned = as_text((r.learned for r in remembered), "the history")
+    current.history = {(r.provider, r.id_field, r.id): r for r in learned}
     current.learned_at.update({(r.learned.provider, r.learned.id_field, r.learned.id): r.last_seen
                                for r in remembered})
     current.rebuild()

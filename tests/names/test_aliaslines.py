@@ -1,207 +1,88 @@
-"""orgproxy.names.aliaslines: the line of every entry of an alias file, checked against the
-maintained parsers (tomllib and json, through aliasfile): for alias files written in every
-shape TOML and JSON allow, it finds exactly the entries they parse, each on the line it was
-written on."""
+"""Where an alias file's entry is written (names/aliaslines.py), checked on files built
+entry by entry, so that the line of each is known: whatever the keys' spelling, strings
+holding what looks like keys, comments and blank lines, the faulty entry is found at its
+own line (and, in JSON, column)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orgproxy.fields import ALIAS_TABLES
-from orgproxy.names.aliasfile import parse_alias_file
-from orgproxy.names.aliaslines import alias_lines
+from orgproxy.names.aliasfile import AliasFileError, parse_aliases
 from tests.support.properties import property_settings as examples_of
 
-# Text with what TOML must escape (quotes, backslashes, control characters), what it need
-# not (non-ASCII, spaces, dots, #, =, braces), and no lone surrogate (TOML has no spelling
-# for one).
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12).filter(lambda t: t.strip())
-# What the string scanning is about: runs of quotes, backslashes, newlines.
-QUOTY = st.text(st.sampled_from(['"', "'", "\\", "\n", " ", "x", "#", "=", "}"]), min_size=1,
-                max_size=12).filter(lambda t: t.strip())
-IDS = st.one_of(st.from_regex(r"[A-Za-z0-9_-]{1,10}", fullmatch=True), TEXT, QUOTY)
-TABLE = st.dictionaries(IDS, st.one_of(TEXT, QUOTY), min_size=1, max_size=4)
+IDS = st.text(alphabet=st.sampled_from("abcxyz019_-. =#[]\"'\\é"), min_size=1, max_size=8).filter(str.strip)
+NAMES = st.text(alphabet=st.sampled_from("ab =#[]{}\"',.\\é"), min_size=1, max_size=8).filter(str.strip)
 
 
-def basic(text: str, multi_line: bool = False) -> str:
-    """``text`` as a TOML basic string. Multi-line: newlines kept as they are, and a quote
-    escaped only where it would make a third in a row (TOML's closing delimiter)."""
-    out: list[str] = []
-    raw_quotes = 0  # the quotes just written unescaped
-    for c in text:
-        if c == '"' and multi_line and raw_quotes < 2:
-            out.append(c)
-            raw_quotes += 1
-            continue
-        raw_quotes = 0
-        out.append("\\" + c if c in '"\\' else c if (c.isprintable() or (multi_line and c == "\n"))
-                   else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
-    escaped = "".join(out)
-    # A newline right after the opening delimiter is trimmed by TOML: start with one of our own.
-    return f'"""\n{escaped}"""' if multi_line else f'"{escaped}"'
+def toml_key(ident: str, style: int) -> str:
+    """``ident`` as a TOML key: bare where it can be, else basic or literal quoted."""
+    if style == 0 and ident.replace("_", "").replace("-", "").isalnum() and ident.isascii():
+        return ident
+    if style == 1 and "'" not in ident:
+        return f"'{ident}'"
+    return json.dumps(ident)
 
 
-def literal_allowed(text: str, multi_line: bool = False) -> bool:
-    allowed_controls = "\t\n" if multi_line else "\t"
-    return ("'''" not in text and not text.endswith("'") and not text.startswith("\n") if multi_line
-            else "'" not in text) and all(c.isprintable() or c in allowed_controls for c in text)
+def toml_value(name: str, style: int) -> str:
+    """``name`` as a TOML string: basic, literal, or multi-line with a line continuation
+    (spanning lines without holding a newline)."""
+    if style == 1 and "'" not in name:
+        return f"'{name}'"
+    if style == 2:
+        return '"""\\\n' + json.dumps(name)[1:-1] + '"""'
+    return json.dumps(name)
 
 
-@dataclass
-class Written:
-    """A TOML text as it is written, and the line each entry went on."""
-
-    lines: list[str] = field(default_factory=list)
-    expected: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    @property
-    def line(self) -> int:
-        return len(self.lines) + 1
-
-    def add(self, text: str) -> None:
-        self.lines.extend(text.split("\n"))
+entries = st.lists(st.tuples(IDS, NAMES, st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
+                   min_size=1, max_size=8, unique_by=lambda entry: entry[0])
 
 
-@st.composite
-def toml_alias_files(draw: st.DrawFn) -> tuple[bytes, dict[tuple[str, str], int]]:
-    tables = draw(st.dictionaries(st.sampled_from(ALIAS_TABLES), TABLE, min_size=1, max_size=4))
-    styles = {table: draw(st.sampled_from(["header", "dotted", "inline"])) for table in tables}
-    written = Written()
-
-    def key(text: str) -> str:
-        if all(c.isascii() and (c.isalnum() or c in "_-") for c in text) and draw(st.booleans()):
-            return text
-        if literal_allowed(text) and draw(st.booleans()):
-            return f"'{text}'"
-        return basic(text)
-
-    def value(text: str) -> str:
-        spellings = [basic(text), basic(text, multi_line=True)]
-        spellings += [f"'{text}'"] if literal_allowed(text) else []
-        spellings += [f"'''{text}'''"] if literal_allowed(text, multi_line=True) else []
-        return draw(st.sampled_from(spellings))
-
-    def filler() -> None:
-        for _ in range(draw(st.integers(0, 2))):
-            written.add(draw(st.sampled_from(["", "# a comment", "   ", "# [api_keys] = 'not a table'"])))
-
-    # What is at the top (dotted keys, inline tables) comes before every [table].
-    for table, entries in tables.items():
-        if styles[table] == "dotted":
-            for ident, name in entries.items():
-                filler()
-                written.expected[(table, ident)] = written.line
-                written.add(f"{key(table)} . {key(ident)} = {value(name)}")
-        elif styles[table] == "inline":
-            filler()
-            start = written.line
-            parts = []
-            for ident, name in entries.items():
-                written.expected[(table, ident)] = start + sum(p.count("\n") for p in parts)
-                parts.append(f"{key(ident)} = {value(name)}")
-            written.add(f"{key(table)} = {{ " + ", ".join(parts) + " }")
-    for table, entries in tables.items():
-        if styles[table] == "header":
-            filler()
-            written.add(f"[ {key(table)} ]  # the table" if draw(st.booleans()) else f"[{key(table)}]")
-            for ident, name in entries.items():
-                filler()
-                written.expected[(table, ident)] = written.line
-                written.add(f"{key(ident)} = {value(name)}" + draw(st.sampled_from(["", "  # the name"])))
-    newline = draw(st.sampled_from(["\n", "\r\n"]))
-    return newline.join(written.lines).encode(), written.expected
-
-
-def parsed_entries(text: bytes, path: str) -> set[tuple[str, str]]:
-    aliases, _ = parse_alias_file(text, path)
-    return {(table, ident) for table, entries in aliases.items() for ident in entries}
-
-
-@examples_of(200)
-@given(toml_alias_files())
-def test_every_toml_entry_is_found_on_the_line_it_was_written(written: tuple[bytes, dict[tuple[str, str], int]]
-                                                              ) -> None:
-    text, expected = written
-    assert parsed_entries(text, "aliases.toml") == set(expected)  # the generator writes valid alias files
-    assert alias_lines(text, "aliases.toml") == expected
-
-
-@st.composite
-def json_alias_files(draw: st.DrawFn) -> tuple[bytes, dict[tuple[str, str], int]]:
-    flat = draw(st.booleans())
-    tables = {"api_keys": draw(TABLE)} if flat else draw(
-        st.dictionaries(st.sampled_from(ALIAS_TABLES), TABLE, min_size=1, max_size=4))
-    ascii_only = draw(st.booleans())
-    out: list[str] = []
-    expected: dict[tuple[str, str], int] = {}
-
-    def blank() -> None:
-        out.append(draw(st.sampled_from(["", " ", "\n", "\n  ", "\r\n\t"])))
-
-    def string(text: str) -> str:
-        return json.dumps(text, ensure_ascii=ascii_only)
-
-    def pairs(entries: dict[str, str], table: str) -> None:
-        out.append("{")
-        for n, (ident, name) in enumerate(entries.items()):
-            blank()
-            expected[(table, ident)] = "".join(out).count("\n") + 1
-            out.append(string(ident))
-            blank()
-            out.append(":")
-            blank()
-            out.append(string(name))
-            blank()
-            out.append("," if n < len(entries) - 1 else "")
-        out.append("}")
-
-    blank()
-    if flat:
-        pairs(tables["api_keys"], "api_keys")
+@examples_of(300)
+@given(entries=entries, bad=st.integers(0, 7), dotted=st.booleans())
+def test_a_wrong_toml_entry_is_found_at_its_own_line(entries: list[tuple[str, str, int, int, int]], bad: int,
+                                                    dotted: bool) -> None:
+    bad %= len(entries)
+    lines = [] if dotted else ["[users]"]
+    wanted = 0
+    for i, (ident, name, key_style, value_style, extra) in enumerate(entries):
+        if extra == 1:
+            lines.append("# users.x = 1  [api_keys]")
+        elif extra == 2:
+            lines.append("")
+        key = ("users . " if dotted else "") + toml_key(ident, key_style)
+        if i == bad:
+            wanted = len(lines) + 1
+            lines.append(f"{key} = 5  # not a string")
+        else:
+            lines.extend(f"{key} = {toml_value(name, value_style)}".split("\n"))
+    try:
+        parse_aliases("\n".join(lines).encode(), "aliases.toml")
+    except AliasFileError as e:
+        assert (e.line, e.column) == (wanted, None), e
+        assert e.reason.endswith("name must be a string, not integer")
     else:
-        out.append("{")
-        for n, (table, entries) in enumerate(tables.items()):
-            blank()
-            out.append(string(table) + ":")
-            blank()
-            pairs(entries, table)
-            out.append("," if n < len(tables) - 1 else "")
-        out.append("}")
-    blank()
-    return "".join(out).encode(), expected
+        raise AssertionError("the integer name was accepted")
 
 
-@examples_of(150)
-@given(json_alias_files())
-def test_every_json_entry_is_found_on_the_line_it_was_written(written: tuple[bytes, dict[tuple[str, str], int]]
-                                                              ) -> None:
-    text, expected = written
-    assert parsed_entries(text, "aliases.json") == set(expected)
-    assert alias_lines(text, "aliases.json") == expected
-
-
-def test_an_entry_named_twice_in_json_keeps_its_first_line() -> None:
-    assert alias_lines(b'{"key_a": "A",\n"key_a": "A"}', "aliases.json") == {("api_keys", "key_a"): 1}
-
-
-def test_the_example_alias_file_has_a_line_for_every_entry() -> None:
-    from tests.conftest import ROOT
-
-    text = (ROOT / "etc" / "aliases.toml").read_bytes()
-    lines = alias_lines(text, "aliases.toml")
-    assert set(lines) == parsed_entries(text, "aliases.toml")
-    for (table, ident), number in lines.items():
-        assert text.decode().splitlines()[number - 1].startswith((ident, f'"{ident}"')), (table, ident)
-
-
-def test_lines_inside_a_multi_line_name_are_not_entries() -> None:
-    # An escaped quote before two more does not close the name (\"""), nor does a line
-    # inside it that looks like an entry or a table make one.
-    text = b'[api_keys]\nkey_a = """a\\"""\nkey_fake = "inside the name"\n[projects]\n"""\nkey_b = \'\'\'\n[x]\'\'\'\nkey_c = "C"\n'
-    assert parsed_entries(text, "aliases.toml") == {("api_keys", "key_a"), ("api_keys", "key_b"), ("api_keys", "key_c")}
-    assert alias_lines(text, "aliases.toml") == {("api_keys", "key_a"): 2, ("api_keys", "key_b"): 6,
-                                                 ("api_keys", "key_c"): 8}
+@examples_of(300)
+@given(entries=entries, bad=st.integers(0, 7), indent=st.sampled_from([None, 0, 2]))
+def test_a_wrong_json_entry_is_found_at_its_line_and_column(entries: list[tuple[str, str, int, int, int]], bad: int,
+                                                           indent: int | None) -> None:
+    bad %= len(entries)
+    table = {ident: (5 if i == bad else name) for i, (ident, name, *_) in enumerate(entries)}
+    text = json.dumps({"projects": {"p": "P"}, "users": table}, indent=indent, ensure_ascii=False)
+    key = json.dumps(entries[bad][0], ensure_ascii=False) + ":"
+    at = text.index(key, text.index('"users"') + 1)
+    while text[at - 1] not in "{ \n,":  # a match inside another key's text
+        at = text.index(key, at + 1)
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    try:
+        parse_aliases(text.encode(), "aliases.json")
+    except AliasFileError as e:
+        assert (e.line, e.column) == (line, column), e
+    else:
+        raise AssertionError("the number name was accepted")

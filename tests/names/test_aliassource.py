@@ -63,23 +63,25 @@ def test_files_are_read_in_name_order(conf_d: Path) -> None:
 
 
 def test_an_id_named_in_two_files_is_an_error_naming_both(conf_d: Path) -> None:
-    later = write(conf_d / "40-again.toml", '[api_keys]\nkey_a = "checkout"\n')  # even with the same name
+    later = write(conf_d / "40-again.toml", '# again\n[api_keys]\nkey_a = "checkout"\n')  # even with the same name
     with pytest.raises(AliasFileError) as info:
         read_source(str(conf_d))
-    assert info.value.path == str(later)
+    assert (info.value.path, info.value.line) == (str(later), 3)
     assert str(conf_d / "10-keys.toml") in info.value.reason and "api_keys.key_a" in info.value.reason
 
 
 def test_the_same_id_in_two_tables_is_no_conflict(conf_d: Path) -> None:
-    write(conf_d / "40-users.toml", '[users]\nkey_a = "someone"\n')
-    assert read_source(str(conf_d)).aliases["users"] == {"key_a": "someone"}
+    write(conf_d / "40-users.toml", '[users]\nsame-id = "someone"\n')
+    write(conf_d / "41-projects.toml", '[projects]\nsame-id = "a project"\n')
+    aliases = read_source(str(conf_d)).aliases
+    assert (aliases["users"]["same-id"], aliases["projects"]["same-id"]) == ("someone", "a project")
 
 
 def test_a_broken_file_in_the_directory_is_reported_by_its_own_name(conf_d: Path) -> None:
     broken = write(conf_d / "25-broken.toml", '[api_keys]\nkey_c = 5\n')
     with pytest.raises(AliasFileError) as info:
         read_source(str(conf_d))
-    assert str(info.value) == f"{broken}: api_keys.key_c: name must be a string, not integer"
+    assert str(info.value) == f"{broken}:2: api_keys.key_c: name must be a string, not integer"
 
 
 def test_a_fifo_in_the_directory_is_refused_not_waited_on(conf_d: Path) -> None:

@@ -4,13 +4,16 @@ that matches exactly once, in order; a page never looks at more ids than its bud
 
 from __future__ import annotations
 
+import tomllib
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from orgproxy.fields import ALIAS_TABLES, ALL_ID_FIELDS, ID_FIELDS_FOR_TABLE
 from orgproxy.names.history import Learned
-from orgproxy.names.listing import Entry, page
+from orgproxy.names.listing import Entry, as_alias_file, page
 from orgproxy.names.snapshot import CurrentNames
+from orgproxy.names.tomltext import comment_text, toml_key, toml_string
 from tests.support.properties import property_settings as examples_of
 
 IDS = st.text(st.sampled_from("abcXY_-1é"), min_size=1, max_size=5)
@@ -68,3 +71,26 @@ def test_an_id_named_by_discovery_for_one_provider_only_has_that_field() -> None
     (entry,) = page(current_names({}, [account])).entries
     assert (entry.table, entry.fields, entry.source, entry.provider) == ("users", ("account_id",), "discovery",
                                                                          "anthropic")
+
+
+def test_the_alias_file_escapes_what_toml_must_and_comments_what_it_cannot_spell() -> None:
+    entries = [Entry("api_keys", "key_a", 'a "quoted"\\ name\x07\n', ("api_keys",), "history", "openai",
+                     at=1_780_000_000.0),
+               Entry("api_keys", "key_\ud800", "x", ("api_keys",), "alias", file="/etc/o\nx.toml", line=3),
+               Entry("projects", "proj b", "P", ("project_id",), "alias", file="/etc/orgproxy/a.toml", line=None)]
+    text = as_alias_file(entries, "/orgproxy/names?cursor=abc")
+    text.encode("utf-8")  # every line is UTF-8 text, a lone surrogate included (as its escape)
+    assert tomllib.loads(text) == {"api_keys": {"key_a": 'a "quoted"\\ name\x07\n'}, "projects": {"proj b": "P"}}
+    lines = text.splitlines()
+    assert '# "key_\\ud800" cannot be written in TOML (its id or name holds a lone surrogate): name it in a .json' \
+           ' alias file instead; alias, /etc/o\\u000ax.toml:3' in lines
+    assert 'key_a = "a \\"quoted\\"\\\\ name\\u0007\\u000a"  # history (openai), last seen 2026-05-28T20:26:40+00:00' \
+           in lines
+    assert "#   /orgproxy/names?cursor=abc" in lines
+
+
+@examples_of(300)
+@given(key=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1),
+       value=st.text(st.characters(blacklist_categories=("Cs",))))
+def test_any_key_and_name_read_back_from_the_toml_written_for_them(key: str, value: str) -> None:
+    assert tomllib.loads(f"{toml_key(key)} = {toml_string(value)}  # {comment_text(key + value)}\n") == {key: value}

@@ -3,6 +3,7 @@ other path gets, the access guard in front of it all, and the limits on a reques
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -53,13 +54,37 @@ def test_health_counts_names_and_never_lists_them(proxy: InMemoryProxy, aliases:
     body = answer.json()
     assert body["status"] == "ok"
     assert body["names_loaded"] == 5
-    # [users] names OpenAI's user_id and Anthropic's account_id alike; the user counts once.
+    # [users] names OpenAI's user_id and Anthropic's account_id alike; the user counts once,
+    # under its table's first field, so the fields' counts add up to names_loaded.
     assert body["names_by_field"] == {"api_key_id": 3, "project_id": 1, "user_id": 1, "workspace_id": 0,
-                                      "account_id": 1, "service_account_id": 0}
+                                      "account_id": 0, "service_account_id": 0}
     assert body["names_by_source"]["aliases"] == 5
     assert (body["aliases"]["path"], body["aliases"]["names"], body["aliases"]["error"]) == (str(aliases), 5, None)
     assert body["discovery"] == {"enabled": False}
     assert b"checkout" not in answer.body and b"key_1234567890abcdef" not in answer.body
+
+
+class RefusesPerNameWork(dict[str, dict[str, str]]):
+    """An id field's names that fail any look at them: a call that touches them is
+    doing work per name."""
+
+    def _refuse(self, *args: object) -> None:
+        raise AssertionError("/health looked at every name")
+
+    __iter__ = __len__ = __getitem__ = get = items = keys = values = __contains__ = _refuse  # type: ignore[assignment]
+
+
+def test_health_takes_every_count_from_the_snapshot_and_looks_at_no_name(proxy: InMemoryProxy) -> None:
+    """What it shows was counted when the snapshot was built: a call costs the same with
+    200,000 names as with five."""
+    current = proxy.service.current
+    expected = proxy.get("/health").json()
+    current.names = dataclasses.replace(current.names, by_field=RefusesPerNameWork(),
+                                        records=RefusesPerNameWork(), ids_by_name=RefusesPerNameWork())
+    body = proxy.get("/health").json()
+    assert {key: body[key] for key in ("names_loaded", "names_by_field", "names_by_source")} == {
+        key: expected[key] for key in ("names_loaded", "names_by_field", "names_by_source")}
+    assert sum(body["names_by_field"].values()) == body["names_loaded"] == 5
 
 
 def test_head_on_health_has_no_body(proxy: InMemoryProxy) -> None:
@@ -141,6 +166,25 @@ def test_unknown_report_as_alias_file_tables(proxy: InMemoryProxy, fake: FakeOpe
     assert lines[lines.index("[projects]") + 1] == (
         '# proj_zzz = ""  # seen 2 times, 2025-11-24T16:00:00+00:00 to 2025-11-24T16:01:00+00:00')
     assert "[users]" not in lines
+
+
+def test_an_id_seen_once_is_seen_1_time(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    fake.on(COSTS, reply(body={"data": [{"api_key_id": "key_once"}]}))
+    proxy.advance(1_764_000_000)
+    assert proxy.get(COSTS + "?start_time=1").status == 200
+    lines = proxy.get("/orgproxy/unknown?format=toml").body.decode().splitlines()
+    assert lines[lines.index("[api_keys]") + 1].endswith(
+        "# seen 1 time, 2025-11-24T16:00:00+00:00 to 2025-11-24T16:00:00+00:00")
+
+
+@pytest.mark.parametrize("wanted", ["yaml", "TOML", "json,toml", "%1b%5b31m"])
+def test_unknown_report_in_an_unknown_format_is_a_400_in_the_providers_shape(proxy: InMemoryProxy,
+                                                                           wanted: str) -> None:
+    answer = proxy.get(f"/orgproxy/unknown?format={wanted}")
+    assert (answer.status, answer.header("Content-Type")) == (400, "application/json")
+    error = answer.error()
+    assert (error["code"], error["param"], error["type"]) == ("unknown_format", "format", "invalid_request_error")
+    assert "\x1b" not in error["message"], "text from the request is escaped"
 
 
 @pytest.mark.parametrize("page", ["/health", "/metrics", "/orgproxy/unknown"])

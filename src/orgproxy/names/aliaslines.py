@@ -1,228 +1,206 @@
-"""Where each entry of an alias file is written: the line of its id.
+"""Where an entry of an alias file is written: its line (and, in JSON, its column), for
+the messages about it.
 
-``/orgproxy/names`` says which file and line gave an id its name, and neither ``tomllib``
-nor ``json`` tells where a value was. The text read here has already been parsed by
-``aliasfile`` (the maintained parsers decide what the file means; this only finds where),
-so it is valid, and valid alias files hold few shapes: entries under a ``[table]`` header,
-dotted keys at the top (``api_keys.key_abc = "..."``), inline tables at the top
-(``api_keys = {key_abc = "..."}``), and names that are strings, which may span lines.
-JSON is walked with the ``json`` module's own scanner. An entry found in no known shape
-simply has no line: the file is still named.
+``tomllib`` and ``json`` say where a syntax error is, but nothing about where a value they
+parsed came from, so a wrong entry (a name that is an integer, an id under the wrong
+table) would be reported by its key path alone. The scanners here walk text that has
+already parsed, statement by statement (TOML) or token by token (JSON), and tell each key
+path's position; a key inside a string, a comment or a multi-line array is never taken
+for one. Pure: standard library only.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+import tomllib
+from collections.abc import Iterator, Mapping
 
-from orgproxy.names.aliasfile import _is_json
+__all__ = ["Lines", "Position", "entry_lines", "json_keys", "locate", "toml_keys"]
 
-__all__ = ["alias_lines"]
+Path = tuple[str, ...]
+Position = tuple[int, int | None]  # line, column (both from 1; no column for TOML)
+Lines = dict[tuple[str, str], int]  # (table, id) -> line
 
-Lines = dict[tuple[str, str], int]
-
-_BARE = r"[A-Za-z0-9_-]+"
-_BASIC = r'"(?:[^"\\\n]|\\.)*"'
-_LITERAL = r"'[^'\n]*'"
-_KEY = f"(?:{_BARE}|{_BASIC}|{_LITERAL})"
-_DOTTED = rf"{_KEY}(?:[ \t]*\.[ \t]*{_KEY})*"
-_KEY_PART = re.compile(_KEY)
-_HEADER = re.compile(rf"[ \t]*\[[ \t]*({_DOTTED})[ \t]*\]")
-_KEY_VALUE = re.compile(rf"[ \t]*({_DOTTED})[ \t]*=[ \t]*")
-_ONE_LINE_STRING = re.compile(f"{_BASIC}|{_LITERAL}")
-_SIMPLE_ENTRY = re.compile(rf"[ \t]*({_BARE})[ \t]*=[ \t]*{_BASIC}[ \t]*(?:#.*)?\r?")
-_BLANK = re.compile(r"[ \t]*")
-_ESCAPE = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|x([0-9A-Fa-f]{2})|(.))")
-_SIMPLE_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\", "e": "\x1b"}
-
-
-def alias_lines(text: bytes, path: str) -> Lines:
-    """(table, id) -> the 1-based line of its entry, for an alias file ``aliasfile``
-    parsed (``path`` picks the format, as it does there)."""
-    source = text.decode("utf-8").removeprefix("\ufeff")
-    if not source.strip():
-        return {}
-    return _json_lines(source) if _is_json(path, source) else _toml_lines(source)
+_TOML_TOKEN = re.compile(r'''
+    (?P<string>"""(?:[^"\\]|\\.|"(?!""))*"{3,5}     # multi-line basic: up to two quotes end its text
+      |'\'\'(?:[^']|'(?!''))*'{3,5}                   # multi-line literal
+      |"(?:[^"\\\n]|\\.)*"                            # basic
+      |'[^'\n]*')                                     # literal
+    |(?P<comment>\#[^\n]*)
+    |(?P<newline>\n)
+    |(?P<open>[\[{])
+    |(?P<close>[\]}])
+    |(?P<equals>=)
+    |(?P<blank>[ \t\r]+)
+    |(?P<other>[^\s\[\]{}=\#"']+)                    # bare keys, dots, commas, numbers, dates
+''', re.VERBOSE | re.DOTALL)
+_SIMPLE_STATEMENT = re.compile(r'([A-Za-z0-9_-]+)[ \t]*=[ \t]*"(?:[^"\\\n]|\\.)*"[ \t]*(?:\#[^\n]*)?(?:\r?\n|\Z)')
+_BARE_PATH = re.compile(r"[A-Za-z0-9_-]+(?:[ \t]*\.[ \t]*[A-Za-z0-9_-]+)*")
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]', re.DOTALL)
 
 
-# --- TOML ---------------------------------------------------------------------------
+def locate(source: str, is_json: bool, path: Path, occurrence: int = 0) -> Position | None:
+    """Where the entry at ``path`` is written (the ``occurrence``-th time, from 0, for a
+    key given more than once): the statement or key that sets it, else the first one
+    below it (a dotted key ``u.first`` is where ``u`` is), else the statement that holds
+    it (an inline table); the empty path is the text's first key; None if nowhere."""
+    keys = json_keys(source) if is_json else toml_keys(source)
+    below: Position | None = None
+    holder: Position | None = None
+    seen = 0
+    for key, position in keys:
+        if key == path:
+            if seen == occurrence:
+                return position
+            seen += 1
+        elif key[:len(path)] == path:
+            below = below or position
+        elif holder is None and path[:len(key)] == key:
+            holder = position
+    return below or holder
 
 
-def _toml_lines(source: str) -> Lines:
+def entry_lines(source: str, is_json: bool, aliases: Mapping[str, Mapping[str, str]]) -> Lines:
+    """The line of each entry of ``aliases``, what ``source`` parsed to (one scan, for
+    /orgproxy/names): an entry of an inline table at its table's statement, the flat JSON
+    form's under ``api_keys``."""
+    lines: dict[Path, int] = {}
+    for key, (line, _) in (json_keys(source) if is_json else toml_keys(source)):
+        lines.setdefault(key, line)
+    flat = is_json and not any(len(key) == 2 for key in lines)
     found: Lines = {}
-    table: str | None = None  # the [table] the lines are in; None at the top or in a table of no entries
-    at_top = True
-    open_string: str | None = None  # the delimiter of a multi-line string the last line left open
-    open_inline: str | None = None  # the table of the inline table that string is in, if it is in one
-    for number, line in enumerate(source.split("\n"), 1):
-        if table is not None and open_string is None:
-            simple = _SIMPLE_ENTRY.fullmatch(line)  # most lines: a bare id, a one-line name
-            if simple is not None:
-                found.setdefault((table, simple.group(1)), number)
-                continue
-        line = line.removesuffix("\r")
-        if open_string is not None:
-            end = _string_end(line, 0, open_string)
-            if end is None:
-                continue
-            open_string = None
-            if open_inline is not None:  # the inline table goes on after the string
-                open_string = _inline_table(line, end, open_inline, number, found, after_value=True)
-                open_inline = open_inline if open_string is not None else None
-            continue
-        stripped = line.lstrip(" \t")
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.startswith("["):
-            header = _HEADER.match(line)
-            parts = _key_parts(header.group(1)) if header is not None and not stripped.startswith("[[") else []
-            table, at_top = (parts[0] if len(parts) == 1 else None), False
-            continue
-        pair = _KEY_VALUE.match(line)
-        if pair is None:
-            continue
-        parts = _key_parts(pair.group(1))
-        if not at_top:
-            if table is not None and len(parts) == 1:
-                found.setdefault((table, parts[0]), number)
-            open_string = _skip_string(line, pair.end())[1]
-        elif len(parts) == 2:
-            found.setdefault((parts[0], parts[1]), number)
-            open_string = _skip_string(line, pair.end())[1]
-        elif len(parts) == 1 and line.startswith("{", pair.end()):
-            open_string = _inline_table(line, pair.end() + 1, parts[0], number, found)
-            open_inline = parts[0] if open_string is not None else None
+    for table, entries in aliases.items():
+        for ident in entries:
+            line = lines.get((ident,)) if flat else (lines.get((table, ident)) or lines.get((table,)))
+            if line is not None:
+                found[(table, ident)] = line
     return found
 
 
-def _inline_table(line: str, pos: int, table: str, number: int, found: Lines, after_value: bool = False
-                  ) -> str | None:
-    """Record the keys of ``table``'s inline table from ``pos`` on line ``number`` (just after
-    one of its values, if ``after_value``); the delimiter of a multi-line string it leaves
-    open at the line's end, if any."""
-    while True:
-        if after_value:
-            pos = _BLANK.match(line, pos).end()  # type: ignore[union-attr]
-            if not line.startswith(",", pos):  # "}": the table ends
-                return None
-            pos += 1
-        pair = _KEY_VALUE.match(line, pos)
-        if pair is None:
-            return None
-        parts = _key_parts(pair.group(1))
-        if len(parts) == 1:
-            found.setdefault((table, parts[0]), number)
-        pos, open_string = _skip_string(line, pair.end())
-        if open_string is not None:
-            return open_string
-        after_value = True
-
-
-def _skip_string(line: str, pos: int) -> tuple[int, str | None]:
-    """Where the string value at ``pos`` ends, and the delimiter of a multi-line one that
-    does not end on this line (then the position is the line's end)."""
-    for delimiter in ('"""', "'''"):
-        if line.startswith(delimiter, pos):
-            end = _string_end(line, pos + 3, delimiter)
-            return (len(line), delimiter) if end is None else (end, None)
-    one_line = _ONE_LINE_STRING.match(line, pos)
-    return (one_line.end() if one_line is not None else len(line)), None
-
-
-def _string_end(line: str, pos: int, delimiter: str) -> int | None:
-    """Where a multi-line string closed by ``delimiter`` ends on this line (after its run of
-    up to five quotes: one or two may be the string's own), or None if it goes on."""
-    while True:
-        at = line.find(delimiter, pos)
-        if at < 0:
-            return None
-        if delimiter == '"""' and _escaped(line, at):
-            pos = at + 1
+def toml_keys(source: str) -> Iterator[tuple[Path, Position]]:
+    """Every table header's path and every key/value statement's whole path (the table's
+    and its own dotted key), with its line, in the order written."""
+    table: Path = ()
+    line = 1
+    tokens = _TOML_TOKEN.finditer(source)
+    while (token := next(tokens, None)) is not None:
+        kind = token.lastgroup
+        if kind == "newline":
+            line += 1
             continue
-        end = at + 3
-        while end < len(line) and line[end] == delimiter[0] and end - at < 5:
-            end += 1
-        return end
+        if kind in ("blank", "comment"):
+            continue
+        start = line
+        # Most statements, a bare id and a one-line name, read at once rather than by token:
+        # every load of a file of a million entries scans it (for /orgproxy/names).
+        simple = _SIMPLE_STATEMENT.match(source, token.start()) if kind == "other" else None
+        if simple is not None:
+            yield table + (simple.group(1),), (start, None)
+            line += simple.group().endswith("\n")
+            tokens = _TOML_TOKEN.finditer(source, simple.end())
+            continue
+        if kind == "open":  # a header: [table] or [[array]]
+            key_text, line = _until(tokens, "close", line, skip_open=True)
+            table = _key_path(key_text)
+            yield table, (start, None)
+            line = _rest_of_line(tokens, line)
+        else:  # key = value
+            key_text, line = _until(tokens, "equals", line, first=token.group())
+            yield table + _key_path(key_text), (start, None)
+            line = _value(tokens, line)
 
 
-def _escaped(line: str, at: int) -> bool:
-    backslashes = 0
-    while at - backslashes > 0 and line[at - backslashes - 1] == "\\":
-        backslashes += 1
-    return backslashes % 2 == 1
+def _until(tokens: Iterator[re.Match[str]], end: str, line: int, first: str = "",
+           skip_open: bool = False) -> tuple[str, int]:
+    """The text of the tokens before the next ``end`` token (a key), and the line after."""
+    text = [first]
+    for token in tokens:
+        kind = token.lastgroup
+        if kind == end:
+            break
+        if kind == "open" and skip_open:
+            continue  # the second bracket of [[array]]
+        if kind == "newline":
+            line += 1
+        text.append(token.group())
+    return "".join(text), line
 
 
-def _key_parts(dotted: str) -> list[str]:
-    return [_key_text(m.group(0)) for m in _KEY_PART.finditer(dotted)]
+def _rest_of_line(tokens: Iterator[re.Match[str]], line: int) -> int:
+    for token in tokens:
+        if token.lastgroup == "newline":
+            return line + 1
+    return line
 
 
-def _key_text(key: str) -> str:
-    if key.startswith("'"):
-        return key[1:-1]
-    if key.startswith('"'):
-        return _ESCAPE.sub(_unescaped, key[1:-1])
-    return key
+def _value(tokens: Iterator[re.Match[str]], line: int) -> int:
+    """Skip a value (arrays may span lines; strings may hold anything), to the line after."""
+    depth = 0
+    for token in tokens:
+        kind = token.lastgroup
+        if kind == "string":
+            line += token.group().count("\n")
+        elif kind == "open":
+            depth += 1
+        elif kind == "close":
+            depth -= 1
+        elif kind == "newline":
+            line += 1
+            if depth <= 0:
+                return line
+    return line
 
 
-def _unescaped(match: re.Match[str]) -> str:
-    code = match.group(1) or match.group(2) or match.group(3)
-    return chr(int(code, 16)) if code else _SIMPLE_ESCAPES.get(match.group(4), match.group(0))
+def _key_path(text: str) -> Path:
+    """A TOML key (``a.b``, ``"a b".'c'``) as its path of names."""
+    text = text.strip()
+    if _BARE_PATH.fullmatch(text):
+        return tuple(part.strip() for part in text.split("."))
+    path: list[str] = []
+    node = tomllib.loads(text + " = 0")
+    while isinstance(node, dict) and len(node) == 1:
+        name, node = next(iter(node.items()))
+        path.append(name)
+    return tuple(path)
 
 
-# --- JSON ---------------------------------------------------------------------------
+def json_keys(source: str) -> Iterator[tuple[Path, Position]]:
+    """Every object key's path with its line and column, in the order written; the empty
+    path first, at the document's first token."""
+    stack: list[tuple[str, Path]] = []  # each open container: its kind and its path
+    expecting_key = False
+    last_key: Path = ()
+    line, line_start, counted_to = 1, 0, 0
+    first = re.search(r"\S", source)
+    if first is not None:
+        line, line_start = _line_of(source, first.start(), line, line_start, counted_to)
+        counted_to = first.start()
+        yield (), (line, first.start() - line_start + 1)
+    for token in _JSON_TOKEN.finditer(source):
+        text, at = token.group(), token.start()
+        if text == "{" or text == "[":
+            stack.append((text, last_key if stack and stack[-1][0] == "{" else (stack[-1][1] if stack else ())))
+            expecting_key = text == "{"
+        elif text == "}" or text == "]":
+            stack.pop()
+            expecting_key = False
+        elif text == ",":
+            expecting_key = bool(stack) and stack[-1][0] == "{"
+        elif text == ":":
+            expecting_key = False
+        elif expecting_key:  # a string where a key goes
+            line, line_start = _line_of(source, at, line, line_start, counted_to)
+            counted_to = at
+            last_key = stack[-1][1] + (json.loads(text),)
+            yield last_key, (line, at - line_start + 1)
+            expecting_key = False
 
 
-class _JsonWalk:
-    """The keys of an alias file's JSON and where they are, by the json module's scanner."""
-
-    def __init__(self, source: str):
-        self.source = source
-        self.decoder = json.JSONDecoder()
-        self.found: Lines = {}
-        self.counted_to = 0  # the position lines are counted to
-        self.line = 1
-
-    def line_at(self, pos: int) -> int:
-        self.line += self.source.count("\n", self.counted_to, pos)
-        self.counted_to = pos
-        return self.line
-
-    def blank(self, pos: int) -> int:
-        while pos < len(self.source) and self.source[pos] in " \t\n\r":
-            pos += 1
-        return pos
-
-    def walk_object(self, pos: int, on_member: Callable[[str, int, int], int]) -> int:
-        """The members of the object at ``pos``: ``on_member(key, where, value_at)`` returns
-        where the value ends. Returns where the object ends."""
-        pos = self.blank(pos + 1)
-        if self.source.startswith("}", pos):
-            return pos + 1
-        while True:
-            key, after = json.decoder.scanstring(self.source, pos + 1)  # type: ignore[attr-defined]
-            value_at = self.blank(self.blank(after) + 1)  # past the colon
-            pos = self.blank(on_member(key, pos, value_at))
-            if not self.source.startswith(",", pos):
-                return pos + 1
-            pos = self.blank(pos + 1)
-
-    def skip_value(self, pos: int) -> int:
-        return int(self.decoder.raw_decode(self.source, pos)[1])
-
-    def top_member(self, key: str, where: int, value_at: int) -> int:
-        if self.source.startswith("{", value_at):  # a table: {"api_keys": {"key_abc": "name"}}
-            def entry(ident: str, at: int, name_at: int) -> int:
-                self.found.setdefault((key, ident), self.line_at(at))
-                return self.skip_value(name_at)
-            return self.walk_object(value_at, entry)
-        self.found.setdefault(("api_keys", key), self.line_at(where))  # the flat form: API keys
-        return self.skip_value(value_at)
-
-
-def _json_lines(source: str) -> Lines:
-    walk = _JsonWalk(source)
-    start = walk.blank(0)
-    if source.startswith("{", start):
-        walk.walk_object(start, walk.top_member)
-    return walk.found
+def _line_of(source: str, at: int, line: int, line_start: int, counted_to: int) -> tuple[int, int]:
+    """The line of ``at`` and where it starts, counting on from a known line."""
+    newlines = source.count("\n", counted_to, at)
+    if newlines:
+        line += newlines
+        line_start = source.rfind("\n", counted_to, at) + 1
+    return line, line_start

@@ -16,16 +16,18 @@ import stat
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
-from orgproxy.names.aliaslines import Lines, alias_lines
 from orgproxy.names.aliasfile import (
     FIELDS,
     MAX_BYTES,
     AliasFileError,
     Aliases,
+    alias_entry_lines,
+    entry_error,
     key_path,
     parse_alias_file,
     read_alias_bytes,
 )
+from orgproxy.names.aliaslines import Lines
 
 __all__ = ["AliasSource", "alias_file_names", "read_source", "stamp"]
 
@@ -77,7 +79,7 @@ def read_source(path: str) -> AliasSource:
         text = read_alias_bytes(path)
         aliases, blank = parse_alias_file(text, path)
         return AliasSource(aliases, {path: _count(aliases)}, frozenset({path} if blank else ()),
-                           {path: alias_lines(text, path)})
+                           {path: alias_entry_lines(text, path, aliases)})
     try:
         names = alias_file_names(path)
     except OSError as e:
@@ -100,11 +102,11 @@ def read_source(path: str) -> AliasSource:
             for ident, alias in entries.items():
                 earlier = named_in.setdefault((table, ident), file)
                 if earlier != file:
-                    raise AliasFileError(file, None, f"{key_path(table, ident)} is named in {earlier} too;"
-                                         " name each id in one file only")
+                    raise entry_error(text, file, table, ident, f"{key_path(table, ident)} is named in {earlier}"
+                                      " too; name each id in one file only")
                 merged[table][ident] = alias
         names_by_file[file] = _count(aliases)
-        lines_by_file[file] = alias_lines(text, file)
+        lines_by_file[file] = alias_entry_lines(text, file, aliases)
         if blank:
             blank_files.add(file)
     return AliasSource(merged, names_by_file, frozenset(blank_files), lines_by_file)

@@ -14,9 +14,10 @@ def has_surrogate(text: str) -> bool:
 
 
 def _escaped(text: str) -> str:
-    # Quotes, backslashes and whatever is not printable (control characters, which TOML
-    # forbids in strings, and the like) as escapes; everything else as it is.
+    # Quotes and backslashes by their short escapes, whatever is not printable (control
+    # characters, which TOML forbids in strings, and the like) by its code; the rest as it is.
     return "".join(c if c.isprintable() and c not in '"\\'
+                   else "\\" + c if c in '"\\'
                    else f"\\U{ord(c):08x}" if ord(c) > 0xFFFF else f"\\u{ord(c):04x}" for c in text)
 
 

@@ -13,6 +13,7 @@ from orgproxy.times import iso
 from orgproxy.fields import ALIAS_TABLES, ID_FIELDS_FOR_TABLE
 from orgproxy.names.snapshot import Names
 from orgproxy.names.tomltext import has_surrogate, toml_key
+from orgproxy.plural import counted
 
 # Ids kept at most: a flood of distinct ids must not grow memory without bound.
 LIMIT = 10_000
@@ -93,7 +94,7 @@ class UnknownIds:
                 continue
             lines += ["", f"[{table}]"]
             for id_value, s in entries:
-                seen = f"seen {s.count} times, {iso(s.first_seen)} to {iso(s.last_seen)}"
+                seen = f"seen {counted(s.count, 'time')}, {iso(s.first_seen)} to {iso(s.last_seen)}"
                 if has_surrogate(id_value):
                     # TOML has no spelling for a lone surrogate; JSON has.
                     lines.append(f"# {json.dumps(id_value)} cannot be written in TOML (it holds a lone"

@@ -27,6 +27,7 @@ from twisted.logger import (
 from twisted.python.logfile import LogFile
 from zope.interface import provider
 
+from orgproxy.text import without_surrogates
 from orgproxy.times import iso
 
 LEVELS: Mapping[str, LogLevel] = {
@@ -144,7 +145,11 @@ def json_lines(out: IO[str] | None = None) -> ILogObserver:
         failure = event.get("log_failure")
         if failure is not None:
             record["traceback"] = failure.getTraceback()
-        out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        line = json.dumps(record, ensure_ascii=False, default=str)
+        if not line.isascii() and without_surrogates(line) != line:
+            # A lone surrogate has no UTF-8 form: as its \u escape, still the same JSON.
+            line = json.dumps(record, default=str)
+        out.write(line + "\n")
         out.flush()
 
     return observe

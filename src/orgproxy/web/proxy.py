@@ -12,7 +12,7 @@ that is forwarded, byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -162,7 +162,7 @@ class OrganizationProxy(Resource):
         finished = request.notifyFinish()
         self.in_flight.enter()
         forwarded = end_to_end(headers, NOT_FORWARDED_TO_UPSTREAM)
-        key = (cache_key_for(request.method, forwarded, target, provider)
+        key = (cache_key(request.method, target, forwarded, provider.credential_headers)
                if self.cache is not None and body is None else None)
         if key is None:
             exchange = self.forward(request.method, target, forwarded, body)
@@ -189,32 +189,6 @@ def repeated_credential(headers: Headers, provider: Provider) -> str | None:
         if len(headers.getRawHeaders(name, ())) > 1:
             return CREDENTIAL_HEADER_TITLES.get(name, name.decode("ascii"))
     return None
-
-
-def cache_key_for(method: bytes, forwarded: HeaderList, target: bytes, provider: Provider = OPENAI) -> bytes | None:
-    """Same credential, same scope headers (OpenAI's organization and project, Anthropic's
-    version and betas), same target: as they are sent upstream. (A header the Connection
-    header names is not sent, so it is not in the key either: keyed by a header the
-    upstream never saw, an answer would be served to callers who send that header and
-    were never given it.)"""
-    sent = {name.lower(): b",".join(values) for name, values in forwarded}
-    # Each scope header present (with its value) or absent, never confused with empty.
-    scope = b"\n".join(name + b"=" + sent[name] if name in sent else name + b"!"
-                       for name in provider.scope_headers)
-    return cache_key(method, credential_of(sent, provider.credential_headers), target + b"\n" + scope)
-
-
-def credential_of(sent: Mapping[bytes, bytes], names: tuple[bytes, ...]) -> bytes | None:
-    """What the cache key hashes of the caller's credential, from the headers sent
-    upstream (lower-cased names): the header's value (OpenAI: Authorization), or each
-    header's, told apart (Anthropic: Authorization and x-api-key, so that two callers who
-    share one and differ in the other never share an answer); None when none is sent."""
-    if len(names) == 1:
-        return sent.get(names[0])
-    values = [sent.get(name) for name in names]
-    if all(value is None for value in values):
-        return None
-    return b"\n".join(b"-" if value is None else b"+" + value for value in values)
 
 
 class Exchange:

@@ -14,11 +14,12 @@ import orjson
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
-from orgproxy.errors import ProxyError, method_not_allowed, not_found
+from orgproxy.errors import ProxyError, method_not_allowed, not_found, unknown_format
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
 from orgproxy.ops import metrics
 from orgproxy.paths import split_uri
+from orgproxy.text import escaped
 from orgproxy.times import iso
 from orgproxy.web.respond import refuse
 
@@ -77,7 +78,8 @@ class OwnPage(Resource):
             return server.NOT_DONE_YET
         return self.answer(request)
 
-    def answer(self, request: server.Request) -> bytes:
+    def answer(self, request: server.Request) -> bytes | int:
+        """The body, or NOT_DONE_YET when the request was answered otherwise (refused)."""
         raise NotImplementedError
 
 
@@ -139,6 +141,10 @@ class MetricsPage(OwnPage):
         return body
 
 
+# What /orgproxy/unknown answers in (?format=).
+REPORT_FORMATS = ("json", "toml")
+
+
 class UnknownReport(OwnPage):
     """The ids seen that nobody could name: JSON, or ``?format=toml`` alias-file tables.
 
@@ -152,11 +158,14 @@ class UnknownReport(OwnPage):
         self.unknown = unknown
         self.current = current
 
-    def answer(self, request: server.Request) -> bytes:
-        names = self.current.names
-        unknown = self.unknown()
+    def answer(self, request: server.Request) -> bytes | int:
         query = split_uri(request.uri)[1] or b""
         wanted = parse_qs(query.decode("latin-1")).get("format", ["json"])[-1]
+        if wanted not in REPORT_FORMATS:
+            refuse(request, unknown_format(escaped(wanted[:100]), REPORT_FORMATS))
+            return server.NOT_DONE_YET
+        names = self.current.names
+        unknown = self.unknown()
         if wanted == "toml":
             request.setHeader(b"content-type", b"application/toml; charset=utf-8")
             source = self.current.source

@@ -10,6 +10,7 @@ from orgproxy.errors import ProxyError
 from orgproxy.ops.logs import log
 from orgproxy.paths import split_uri
 from orgproxy.providers import Provider, provider_for_path
+from orgproxy.text import escaped
 
 
 def reason_phrase(status: int) -> bytes:
@@ -47,17 +48,17 @@ def refuse(request: server.Request, error: ProxyError, provider: Provider | None
 
 
 def printable(path: bytes) -> str:
-    """A raw path as a log line may show it: at most 200 bytes, ASCII."""
-    return path[:200].decode("ascii", "replace")
+    """A raw path as a log line may show it: at most 200 bytes, printable ASCII (any
+    other byte as its ``\\xNN`` escape)."""
+    return escaped(path[:200].decode("ascii", "backslashreplace"))
 
 
 def printable_text(text: str) -> str:
-    """Text from a body (an id, a name) as a log line may carry it: a lone surrogate,
-    valid in JSON (``"key_\\ud800"``) but not in UTF-8, as its ``\\u`` escape, so that no
-    log observer fails on the line and drops it."""
-    if text.isascii():
-        return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """Text from a body (an id, a name) as a log line may carry it: every character that
+    is not printable as its escape (``orgproxy.text.escaped``): an ESC, CR or NUL from an
+    upstream never reaches a terminal or splits a line, and a lone surrogate, valid in
+    JSON (``"key_\\ud800"``) but not in UTF-8, fails no log observer."""
+    return escaped(text)
 
 
 def path_of(request: server.Request) -> str:
@@ -65,4 +66,4 @@ def path_of(request: server.Request) -> str:
 
 
 def method_of(request: server.Request) -> str:
-    return request.method.decode("ascii", "replace")
+    return printable(request.method)
