@@ -23,6 +23,7 @@ from orgproxy.tap import DEFAULTS
 from tests.conftest import ROOT, TOKEN, assert_clean_output
 from tests.support.daemon import TWISTD, Daemon, daemon_env, free_port
 from tests.support.fake_admin import sample_org
+from tests.support.readme_setup import made_by, setup_lines
 from tests.support.fake_usage import FakeUsage
 from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply, TcpAdmin, hold
 from tests.support.raw_http import Answer, call
@@ -245,3 +246,19 @@ def test_the_shipped_stop_timeout_exceeds_the_drain_with_margin() -> None:
     program = configparser.ConfigParser(interpolation=None)
     program.read_string(SHIPPED.read_text())
     assert int(program["program:orgproxy"]["stopwaitsecs"]) >= float(DEFAULTS["shutdown-timeout"]) + 10
+
+
+def test_the_readmes_supervisor_block_makes_everything_the_program_section_names() -> None:
+    lines = setup_lines(supervisor_section_of_the_readme())
+    program = configparser.ConfigParser(interpolation=None)
+    program.read_string(SHIPPED.read_text())
+    section = program["program:orgproxy"]
+    argv = section["command"].split()
+    assert f"make install PREFIX={argv[0].removesuffix('/.venv/bin/twistd')}" in lines
+    assert made_by(lines, argv[argv.index("--aliases") + 1])
+    assert made_by(lines, section["environment"].split("=", 1)[1].strip('"'))  # the admin key file
+    assert f"useradd --system --home-dir {section['directory']} --shell /usr/sbin/nologin {section['user']}" in lines
+    for directory in (argv[argv.index("--state-dir") + 1], section["directory"],
+                      str(Path(section["stdout_logfile"]).parent)):
+        assert any(line.startswith("install -d ") and line.endswith(" " + directory) for line in lines), directory
+    assert made_by(lines, "/etc/supervisor/conf.d/orgproxy.conf")  # where Debian's supervisor reads it
