@@ -57,12 +57,13 @@ from orgproxy.web.connections import (
     ThrottledAcceptErrors,
     accept_errors_observer,
     default_max_connections,
+    default_max_connections_per_source,
     open_files_limit,
     said_out_of_descriptors,
 )
 from orgproxy.web.proxy import InFlight, OrganizationProxy
 from orgproxy.web.resources import Health, UnknownReport
-from orgproxy.web.site import OrgproxySite, make_site
+from orgproxy.web.site import MAX_BUFFERED_REQUEST_BYTES, OrgproxySite, make_site
 
 ENV_PREFIX = "ORGPROXY_"
 DEFAULTS: Mapping[str, str] = {
@@ -87,6 +88,7 @@ DEFAULTS: Mapping[str, str] = {
     "cost-series-max": "2000",
     "cache-max-entries": "10000",
     "header-timeout": "10",
+    "max-buffered-request-bytes": str(MAX_BUFFERED_REQUEST_BYTES),
     "idle-trim": f"{IDLE_TRIM_DELAY:g}",
 }
 
@@ -159,8 +161,8 @@ class Options(usage.Options):
          "Least seconds between discoveries set off by unknown ids."
          f" [default: {DEFAULTS['discovery-cooldown']}]"],
         ["allow-from", None, None,
-         "Addresses (CIDR, comma-separated) that may call; others get 403."
-         " [default: loopback and the private ranges]"],
+         "Addresses (CIDR, comma-separated) that may call; connections from others are closed as"
+         " they are accepted. [default: loopback and the private ranges]"],
         ["client-token-file", None, None,
          "File holding a token callers must send as X-Orgproxy-Token (never forwarded)."
          " [default: the credential client-token in $CREDENTIALS_DIRECTORY (systemd), else none]"],
@@ -170,9 +172,17 @@ class Options(usage.Options):
         ["max-concurrency", None, None,
          f"Upstream requests at once; beyond, 503. [default: {DEFAULTS['max-concurrency']}]"],
         ["max-connections", None, None,
-         "Client connections open at once; beyond, a new one is closed at once."
+         "Client connections open at once; at it, the one that has waited longest without a whole"
+         " request is closed for a new one."
          " [default: what the open-files limit leaves after --max-concurrency upstream connections"
          f" and {RESERVED_DESCRIPTORS} more]"],
+        ["max-connections-per-source", None, None,
+         "Client connections open at once from one address; at it, the one of that address's that"
+         " has waited longest without a whole request is closed for a new one. [default: a quarter"
+         " of --max-connections]"],
+        ["max-buffered-request-bytes", None, None,
+         "Bytes of request bodies held in memory across all connections; beyond, 503."
+         f" [default: {DEFAULTS['max-buffered-request-bytes']}]"],
         ["header-timeout", None, None,
          "Seconds a request's line, headers and body may take to arrive, however slowly they"
          f" trickle; then the connection is closed. [default: {DEFAULTS['header-timeout']}]"],
@@ -258,8 +268,10 @@ class Options(usage.Options):
         self["discovery-interval"] = _positive(self, "discovery-interval", float)
         self["discovery-cooldown"] = _positive(self, "discovery-cooldown", float)
         self["max-concurrency"] = _positive(self, "max-concurrency", int)
-        if self["max-connections"] is not None:
-            self["max-connections"] = _positive(self, "max-connections", int)
+        for option in ("max-connections", "max-connections-per-source"):
+            if self[option] is not None:
+                self[option] = _positive(self, option, int)
+        self["max-buffered-request-bytes"] = _positive(self, "max-buffered-request-bytes", int)
         self["header-timeout"] = _positive(self, "header-timeout", float)
         self["workers"] = _positive(self, "workers", int)
         self["cache-max-bytes"] = _positive(self, "cache-max-bytes", int)
@@ -682,7 +694,10 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
                      unknown_report=UnknownReport(shared_unknown.merged if shared_unknown is not None
                                                   else (lambda: unknown), names),
                      allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor,
-                     header_timeout=options["header-timeout"], max_connections=max_connections)
+                     header_timeout=options["header-timeout"], max_connections=max_connections,
+                     max_connections_per_source=(options["max-connections-per-source"]
+                                                 or default_max_connections_per_source(max_connections)),
+                     max_buffered_request_bytes=options["max-buffered-request-bytes"])
     process_metrics.follow_names(lambda: names.names)
     service.site, service.discovery, service.unknown, service.cache = site, discovery, unknown, cache
     service.anthropic_discovery = discovery_of_anthropic

@@ -151,14 +151,18 @@ class InMemoryProxy:
         return self.call("GET", target, headers)
 
     def raw(self, data: bytes, client: str = "127.0.0.1") -> RawExchange:
-        """Feed bytes to a new connection of the site as a client would, exactly as given."""
+        """Feed bytes to a new connection of the site as a client would, exactly as given
+        (none, if the site closes the connection as it is accepted: ``refused_at_accept``)."""
         address = IPv4Address("TCP", client, 40000)
         channel = self.service.site.buildProtocol(address)
         transport = StringTransport(peerAddress=address)
+        exchange = RawExchange(channel, transport)
+        if channel is None:  # what a listening port does: close the socket, read nothing
+            transport.loseConnection()
+            return exchange
         channel.makeConnection(transport)
         channel.dataReceived(data)
         self.flush()
-        exchange = RawExchange(channel, transport)
         self.raw_connections.append(exchange)
         return exchange
 
@@ -198,10 +202,14 @@ class RawExchange:
     def closed_by_proxy(self) -> bool:
         return bool(self.transport.disconnecting)
 
+    @property
+    def refused_at_accept(self) -> bool:
+        return self.channel is None
+
     def send(self, data: bytes) -> None:
         self.channel.dataReceived(data)
 
     def close(self) -> None:
-        if not self.transport.disconnected:
+        if self.channel is not None and not self.transport.disconnected:
             self.transport.loseConnection()
             self.channel.connectionLost(Failure(ConnectionDone()))

@@ -191,9 +191,9 @@ def test_it_answers_as_metrics_does_and_is_counted(make_proxy: MakeProxy, aliase
     assert guarded.get(NAMES, headers={}).status == 401
     assert guarded.get(NAMES, headers={"X-Orgproxy-Token": "team-secret-4f9a"}).status == 200
     outside = make_proxy("--aliases", str(aliases), "--allow-from", "10.0.0.0/8")
-    assert outside.get(NAMES).status == 403
-    assert outside.raw(b"GET /orgproxy/names HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                       client="10.1.2.3").written.startswith(b"HTTP/1.1 200 ")
+    request = b"GET /orgproxy/names HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert outside.raw(request, client="11.1.2.3").refused_at_accept
+    assert outside.raw(request, client="10.1.2.3").written.startswith(b"HTTP/1.1 200 ")
 
 
 class Scraping:

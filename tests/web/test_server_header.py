@@ -4,6 +4,7 @@ said), the proxy's own pages, its errors, and what the channel answers by itself
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.support.answers import AUTH
 from tests.support.fake_openai import FakeOpenAI, reply
@@ -52,3 +53,13 @@ def test_a_twisted_site_would_say_its_version_where_orgproxy_does_not(proxy: InM
     assert answer.written.startswith(b"HTTP/1.1 200 ")
     assert server_of(answer.written) == [b"orgproxy"]
     assert server.version not in answer.written
+
+
+def test_a_request_the_channel_refuses_before_its_body_says_orgproxy(make_proxy: Callable[..., InMemoryProxy],
+                                                                      tmp_path: Path) -> None:
+    token = tmp_path / "client-token"
+    token.write_text("team-secret-4f9a\n")
+    proxy = make_proxy("--client-token-file", str(token))
+    refused = proxy.raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")  # no token: refused once the head is in
+    assert refused.written.startswith(b"HTTP/1.1 401 ")
+    assert server_of(refused.written) == [b"orgproxy"]

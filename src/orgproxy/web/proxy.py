@@ -46,7 +46,7 @@ from orgproxy.query import (
 from orgproxy.upstream.cache import ResponseCache, cache_key
 from orgproxy.upstream.client import NOT_FORWARDED_TO_UPSTREAM, HeaderList, UpstreamResponse, end_to_end
 from orgproxy.web.pipeline import Answer, amend_names, regroup_rows, validate
-from orgproxy.web.respond import method_of, printable, printable_text, refuse, send_error
+from orgproxy.web.respond import method_of, printable, printable_text, refuse, refuse_method, send_error
 
 # How many distinct unknown ids one request's log line lists.
 UNKNOWN_IDS_LOGGED = 10
@@ -54,6 +54,10 @@ UNKNOWN_IDS_LOGGED = 10
 CREDENTIAL_HEADER_TITLES = {b"authorization": "Authorization", b"x-api-key": "x-api-key"}
 # The status counted for a request whose client left before the answer (nginx's use).
 CLIENT_LEFT = 499
+# What the Admin APIs use (GET, POST, DELETE), and HEAD and OPTIONS; any other method
+# (TRACE, CONNECT, PUT, PATCH, a lowercase get) is a 405 and never forwarded.
+FORWARDED_METHODS = (b"GET", b"POST", b"DELETE", b"HEAD", b"OPTIONS")
+FORWARDED = frozenset(FORWARDED_METHODS)
 
 # Sends (method, path and query, headers, body) upstream.
 Forward = Callable[[bytes, bytes, HeaderList, "bytes | None"], "Deferred[UpstreamResponse]"]
@@ -121,6 +125,8 @@ class OrganizationProxy(Resource):
         path, query = split_uri(request.uri)
         if not is_forwardable(path, provider.prefix, provider.paths_outside_prefix):
             refuse(request, not_found(), provider)
+        elif request.method not in FORWARDED:
+            refuse_method(request, FORWARDED_METHODS, provider)
         elif getattr(request, "body_too_large", False):
             refuse(request, request_too_large(request.max_body), provider)  # type: ignore[attr-defined]
         elif (repeated := repeated_credential(request.requestHeaders, provider)) is not None:

@@ -14,14 +14,14 @@ import orjson
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
-from orgproxy.errors import ProxyError, method_not_allowed, not_found, unknown_format
+from orgproxy.errors import ProxyError, not_found, unknown_format
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
 from orgproxy.ops import metrics
 from orgproxy.paths import split_uri
 from orgproxy.text import escaped
 from orgproxy.times import iso
-from orgproxy.web.respond import refuse
+from orgproxy.web.respond import refuse, refuse_method
 
 
 def json_body(value: Any) -> bytes:
@@ -73,8 +73,7 @@ class OwnPage(Resource):
     def render(self, request: server.Request) -> bytes | int:  # type: ignore[override]
         request.route = self.route  # type: ignore[attr-defined]
         if request.method not in self.allowedMethods:
-            request.setHeader(b"allow", b", ".join(self.allowedMethods))
-            refuse(request, method_not_allowed(self.allowedMethods))
+            refuse_method(request, self.allowedMethods)
             return server.NOT_DONE_YET
         return self.answer(request)
 

@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 from twisted.web import http, server
 
-from orgproxy.errors import ProxyError
+from orgproxy.errors import ProxyError, method_not_allowed
 from orgproxy.ops.logs import log
 from orgproxy.paths import split_uri
 from orgproxy.providers import Provider, provider_for_path
@@ -43,8 +43,19 @@ def send_error(request: server.Request, error: ProxyError, provider: Provider | 
 def refuse(request: server.Request, error: ProxyError, provider: Provider | None = None) -> None:
     """Answer with ``error`` and log one line for it (never the query, never headers)."""
     send_error(request, error, provider)
-    log.info("{method} {path} -> {status} {code}", method=method_of(request),
-             path=path_of(request), status=error.status, code=error.code)
+    log_refused(request.method, request.uri, error)
+
+
+def refuse_method(request: server.Request, allowed: tuple[bytes, ...], provider: Provider | None = None) -> None:
+    """Answer a method the resource does not serve: 405, with the ones it does in ``Allow``."""
+    request.setHeader(b"allow", b", ".join(allowed))
+    refuse(request, method_not_allowed(allowed), provider)
+
+
+def log_refused(method: bytes, target: bytes, error: ProxyError) -> None:
+    """The one line for a request the proxy refused (its path, never its query or headers)."""
+    log.info("{method} {path} -> {status} {code}", method=printable(method),
+             path=printable(split_uri(target)[0]), status=error.status, code=error.code)
 
 
 def printable(path: bytes) -> str:
