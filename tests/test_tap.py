@@ -113,6 +113,7 @@ SAMPLES = {
     "max-buffered-request-bytes": (("1000000", 1000000), ("65536", 65536)),
     "header-timeout": (("2.5", 2.5), ("30", 30.0)),
     "idle-trim": (("1.5", 1.5), ("0", 0.0)),
+    "log-format": (("json", "json"), ("text", "text")),
     "worker-fd": (("3", "3"), ("4", "4")),
     "worker-number": (("1", 1), ("2", 2)),
 }

@@ -40,7 +40,7 @@ from orgproxy.names.unknown import UnknownIds
 from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import metrics
 from orgproxy.ops.firstprocess import FirstProcessLink
-from orgproxy.ops.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
+from orgproxy.ops.logs import FORMATS, LEVELS, log, observer_for, set_level
 from orgproxy.ops.memory import IDLE_TRIM_DELAY, IdleTrim, heap_trimmer, keep_large_buffers
 from orgproxy.ops.reload import AliasReloader, ReloadService, off_reactor_thread
 from orgproxy.ops.rundir import RunDirectory
@@ -77,6 +77,7 @@ DEFAULTS: Mapping[str, str] = {
     "timeout": "60",
     "max-response-bytes": str(64 * 1024 * 1024),
     "log-level": "info",
+    "log-format": "text",
     "watch": "auto",
     "shutdown-timeout": "10",
     "state-dir": "var",
@@ -138,6 +139,9 @@ class Options(usage.Options):
         ["log-level", None, None,
          f"Least level of orgproxy's log events: {', '.join(LEVELS)}; debug adds a line per id."
          f" [default: {DEFAULTS['log-level']}]"],
+        ["log-format", None, None,
+         "How log lines are written: text (twistd's lines) or json (one object per line, for log"
+         f" shippers), to standard output or twistd's --logfile. [default: {DEFAULTS['log-format']}]"],
         ["watch", None, None,
          "How to notice alias file changes: inotify, poll or off."
          " [default: auto, inotify where the platform has it, else poll]"],
@@ -290,6 +294,12 @@ class Options(usage.Options):
             raise usage.UsageError(f"--watch must be one of {', '.join(MODES)}, not {self['watch']!r}")
         if self["log-level"] not in LEVELS:
             raise usage.UsageError(f"--log-level must be one of {', '.join(LEVELS)}, not {self['log-level']!r}")
+        if self["log-format"] not in FORMATS:
+            raise usage.UsageError(f"--log-format must be one of {', '.join(FORMATS)}, not {self['log-format']!r}")
+        twistd_options = getattr(self, "parent", None) or {}
+        if self["log-format"] == "json" and (twistd_options.get("syslog") or twistd_options.get("logger")):
+            raise usage.UsageError("--log-format json writes to standard output or twistd's --logfile:"
+                                   " leave out --syslog and --logger")
         _check_upstream(self["upstream"])
         _check_upstream(self["anthropic-upstream"], "--anthropic-upstream")
         _check_endpoint(self["port"])
@@ -501,6 +511,8 @@ def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[H
             history, remembered, problem = unkept_history(directory, e)
     learned = as_text((r.learned for r in remembered), "the history")
     current.history = {(r.provider, r.id_field, r.id): r for r in learned}
+    current.learned_at.update({(r.learned.provider, r.learned.id_field, r.learned.id): r.last_seen
+                               for r in remembered})
     current.rebuild()
     return history, problem
 
@@ -708,8 +720,8 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
     service.site, service.discovery, service.unknown, service.cache = site, discovery, unknown, cache
     service.anthropic_discovery = discovery_of_anthropic
     twistd_options = getattr(options, "parent", None)  # twistd's own, when twistd runs it
-    if twistd_options is not None and logs_to_standard_output(twistd_options):
-        service.log_observer = text_lines()
+    if twistd_options is not None:
+        service.log_observer = observer_for(options["log-format"], twistd_options)
     if history_problem is not None:
         service.notes.append(history_problem)
     if not is_loopback_only(options["port"]) and client_token is None and not options.allow_from_chosen:

@@ -111,7 +111,8 @@ def test_an_empty_directory_has_no_names_and_blank_files_are_told(conf_d: Path, 
 def test_a_single_file_is_a_source_of_one_file(tmp_path: Path) -> None:
     path = write(tmp_path / "aliases.toml", '[api_keys]\nkey_a = "checkout"\n')
     assert read_source(str(path)) == AliasSource({**{table: {} for table in FIELDS}, "api_keys": {"key_a": "checkout"}},
-                                                 {str(path): 1}, frozenset())
+                                                 {str(path): 1}, frozenset(), {str(path): {("api_keys", "key_a"): 2}})
+    assert read_source(str(path)).origin("api_keys", "key_a") == (str(path), 2)
     with pytest.raises(AliasFileError) as info:
         read_source(str(tmp_path / "missing"))
     assert info.value.reason.startswith("cannot read: ")
@@ -135,3 +136,13 @@ def test_a_directory_s_stamp_changes_with_any_file_in_it_and_only_then(conf_d: P
         assert now != before
         before = now
     assert stamp(str(conf_d / "missing")) is None
+
+
+def test_each_entry_of_a_directory_has_its_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path / "a.toml", '# team a\n[api_keys]\nkey_a = "A"\n')
+    write(tmp_path / "b.json", '{"users": {"user-b": "B"},\n "projects": {"proj_b": "P"}}')
+    source = read_source(str(tmp_path))
+    assert source.origin("api_keys", "key_a") == (str(tmp_path / "a.toml"), 3)
+    assert source.origin("users", "user-b") == (str(tmp_path / "b.json"), 1)
+    assert source.origin("projects", "proj_b") == (str(tmp_path / "b.json"), 2)
+    assert source.origin("api_keys", "key_nobody_named") is None

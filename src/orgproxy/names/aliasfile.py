@@ -35,10 +35,10 @@ import tomllib
 from typing import Any, TypeAlias
 
 from orgproxy.fields import ALIAS_TABLE_FOR_ID_PREFIX, ALIAS_TABLES
-from orgproxy.names.aliaslines import locate
+from orgproxy.names.aliaslines import Lines, entry_lines, locate
 from orgproxy.text import escaped, not_text_because
 
-__all__ = ["FIELDS", "MAX_BYTES", "AliasFileError", "Aliases", "entry_error", "key_path", "load_alias_file",
+__all__ = ["FIELDS", "MAX_BYTES", "AliasFileError", "Aliases", "alias_entry_lines", "entry_error", "key_path", "load_alias_file",
            "load_aliases", "parse_alias_file", "parse_aliases", "read_alias_bytes"]
 
 FIELDS = ALIAS_TABLES
@@ -172,6 +172,12 @@ def entry_error(text: bytes, path: str, table: str, ident: str, reason: str) -> 
     parsed), at the line (and column) where it is written: ``reason`` names it."""
     source = _decode(text, path)
     return _located(source, _is_json(path, source), path, reason, (table, ident), 0)
+
+
+def alias_entry_lines(text: bytes, path: str, aliases: Aliases) -> Lines:
+    """The line of each entry of ``aliases``, what the file ``path``'s ``text`` parsed to."""
+    source = _decode(text, path)
+    return entry_lines(source, _is_json(path, source), aliases) if source.strip() else {}
 
 
 def _located(source: str, is_json: bool, path: str, reason: str, at: tuple[str, ...],

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
-__all__ = ["Position", "json_keys", "locate", "toml_keys"]
+__all__ = ["Lines", "Position", "entry_lines", "json_keys", "locate", "toml_keys"]
 
 Path = tuple[str, ...]
 Position = tuple[int, int | None]  # line, column (both from 1; no column for TOML)
+Lines = dict[tuple[str, str], int]  # (table, id) -> line
 
 _TOML_TOKEN = re.compile(r'''
     (?P<string>"""(?:[^"\\]|\\.|"(?!""))*"{3,5}     # multi-line basic: up to two quotes end its text
@@ -34,6 +35,7 @@ _TOML_TOKEN = re.compile(r'''
     |(?P<blank>[ \t\r]+)
     |(?P<other>[^\s\[\]{}=\#"']+)                    # bare keys, dots, commas, numbers, dates
 ''', re.VERBOSE | re.DOTALL)
+_SIMPLE_STATEMENT = re.compile(r'([A-Za-z0-9_-]+)[ \t]*=[ \t]*"(?:[^"\\\n]|\\.)*"[ \t]*(?:\#[^\n]*)?(?:\r?\n|\Z)')
 _BARE_PATH = re.compile(r"[A-Za-z0-9_-]+(?:[ \t]*\.[ \t]*[A-Za-z0-9_-]+)*")
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]', re.DOTALL)
 
@@ -59,13 +61,30 @@ def locate(source: str, is_json: bool, path: Path, occurrence: int = 0) -> Posit
     return below or holder
 
 
+def entry_lines(source: str, is_json: bool, aliases: Mapping[str, Mapping[str, str]]) -> Lines:
+    """The line of each entry of ``aliases``, what ``source`` parsed to (one scan, for
+    /orgproxy/names): an entry of an inline table at its table's statement, the flat JSON
+    form's under ``api_keys``."""
+    lines: dict[Path, int] = {}
+    for key, (line, _) in (json_keys(source) if is_json else toml_keys(source)):
+        lines.setdefault(key, line)
+    flat = is_json and not any(len(key) == 2 for key in lines)
+    found: Lines = {}
+    for table, entries in aliases.items():
+        for ident in entries:
+            line = lines.get((ident,)) if flat else (lines.get((table, ident)) or lines.get((table,)))
+            if line is not None:
+                found[(table, ident)] = line
+    return found
+
+
 def toml_keys(source: str) -> Iterator[tuple[Path, Position]]:
     """Every table header's path and every key/value statement's whole path (the table's
     and its own dotted key), with its line, in the order written."""
     table: Path = ()
     line = 1
     tokens = _TOML_TOKEN.finditer(source)
-    for token in tokens:
+    while (token := next(tokens, None)) is not None:
         kind = token.lastgroup
         if kind == "newline":
             line += 1
@@ -73,6 +92,14 @@ def toml_keys(source: str) -> Iterator[tuple[Path, Position]]:
         if kind in ("blank", "comment"):
             continue
         start = line
+        # Most statements, a bare id and a one-line name, read at once rather than by token:
+        # every load of a file of a million entries scans it (for /orgproxy/names).
+        simple = _SIMPLE_STATEMENT.match(source, token.start()) if kind == "other" else None
+        if simple is not None:
+            yield table + (simple.group(1),), (start, None)
+            line += simple.group().endswith("\n")
+            tokens = _TOML_TOKEN.finditer(source, simple.end())
+            continue
         if kind == "open":  # a header: [table] or [[array]]
             key_text, line = _until(tokens, "close", line, skip_open=True)
             table = _key_path(key_text)

@@ -175,14 +175,17 @@ class DiscoveryService(Periodic):
     def learn(self, learned: list[Learned]) -> int:
         """Put learned names in force and remember them; how many ids were new to history."""
         learned = as_text(learned, f"{self.title} discovery", self.told)
+        now = self.reactor.seconds()
         for record in learned:
-            self.current.discovered[(record.provider, record.id_field, record.id)] = record
+            key = (record.provider, record.id_field, record.id)
+            self.current.discovered[key] = record
+            self.current.learned_at[key] = now
         self.current.rebuild()
         self.state["learned"] = sum(1 for provider, _, _ in self.current.discovered if provider == self.provider)
         if self.history is None:
             return 0
         try:
-            return self.history.remember(learned, self.reactor.seconds())
+            return self.history.remember(learned, now)
         except (sqlite3.Error, OSError) as e:  # a full disk must not stop naming
             log.error("Could not remember learned names in {path}: {error}", path=self.history.path,
                       error=str(e))

@@ -12,7 +12,7 @@ failed rebuild simply never swaps.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -236,6 +236,10 @@ class CurrentNames:
         self.error: str | None = None  # why the alias file as it is now could not be loaded
         self.checked_at: float | None = None  # when the alias file was last looked at
         self.version = 0  # bumped whenever a source changes and the snapshot is rebuilt
+        # Where the alias file names an id: (table, id) -> (file, line), for /orgproxy/names.
+        self.alias_origin: Callable[[str, str], tuple[str, int | None] | None] = lambda table, ident: None
+        # (provider, id field, id) -> when a discovery last learned it (this run's, or the history's).
+        self.learned_at: dict[tuple[str, str, str], float] = {}
 
     def rebuild(self) -> Names:
         """Build a new snapshot from the sources and put it in force."""

@@ -32,6 +32,7 @@ BEARER_TOKEN_ALLOWED = frozenset({b"metrics"})
 # How a refused request is counted in metrics, by the first segment it asked for.
 _ROUTE_OF_SEGMENT = {b"health": "health", b"metrics": "metrics", b"orgproxy": "unknown_report",
                      b"v1": "proxy"}
+_ROUTE_UNDER_ORGPROXY = {b"names": "names"}
 
 
 def first_segment(target: bytes) -> bytes:
@@ -40,9 +41,18 @@ def first_segment(target: bytes) -> bytes:
     return unquote_to_bytes(split_uri(target)[0][1:].split(b"/", 1)[0])
 
 
-def route_of(segment: bytes) -> str:
-    """The route a request for this first segment is counted under."""
+def route_of(segment: bytes, then: bytes | None = None) -> str:
+    """The route a request is counted under, by its first segment (and, under
+    ``/orgproxy/``, the one after it)."""
+    if segment == b"orgproxy" and then in _ROUTE_UNDER_ORGPROXY:
+        return _ROUTE_UNDER_ORGPROXY[then]
     return _ROUTE_OF_SEGMENT.get(segment, "other")
+
+
+def route_of_target(target: bytes) -> str:
+    """The route a request for ``target`` is counted under (see route_of)."""
+    segments = split_uri(target)[0][1:].split(b"/", 2)
+    return route_of(unquote_to_bytes(segments[0]), unquote_to_bytes(segments[1]) if len(segments) > 1 else None)
 
 
 class AccessGuard(Resource):
@@ -54,7 +64,7 @@ class AccessGuard(Resource):
     def getChildWithDefault(self, path: bytes, request: server.Request) -> IResource:
         error = self.refusal(request.requestHeaders, path)
         if error is not None:
-            return ErrorPage(error, route_of(path))
+            return ErrorPage(error, route_of(path, request.postpath[0] if request.postpath else None))
         return self.root.getChildWithDefault(path, request)
 
     def render(self, request: server.Request) -> bytes | int:  # type: ignore[override]

@@ -46,12 +46,16 @@ from orgproxy.web.connections import (
     said_outside_allow_from,
     said_over_capacity,
 )
-from orgproxy.web.guard import AccessGuard, first_segment, route_of
+from orgproxy.web.guard import AccessGuard, first_segment, route_of_target
+from orgproxy.web.names import NamesListing
 from orgproxy.web.resources import Directory, Health, MetricsPage, UnknownReport
 from orgproxy.web.respond import log_refused, method_of, path_of, reason_phrase, send_error
 
 MAX_REQUEST_BODY = 1024 * 1024
 MAX_BUFFERED_REQUEST_BYTES = 64 * 1024 * 1024
+# What every answer says in its Server header: no version to look vulnerabilities up by
+# (Twisted's own would be TwistedWeb/26.10.0).
+SERVER = b"orgproxy"
 
 
 class BufferedBytes:
@@ -130,6 +134,14 @@ class CappedRequest(server.Request):
     def connectionLost(self, reason: Failure) -> None:
         self.give_back_body()
         super().connectionLost(reason)
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            # Set as the head goes out (finish() without a body writes too), so every
+            # answer says it, a proxied one included: the upstream's Server describes a
+            # server the client is not talking to, as nginx's proxy_hide_header holds.
+            self.responseHeaders.setRawHeaders(b"server", [SERVER])
+        super().write(data)
 
     def process(self) -> None:
         # Twisted answers the asterisk form (OPTIONS *, GET *) itself, before any resource
@@ -291,13 +303,13 @@ class OrgproxyChannel(BadRequestHook):
         """Answer the request arriving with ``error`` before its body is read, count it
         and log it as any refused request, and close."""
         target = self.request_target or b""
-        metrics.count_request(route_of(first_segment(target)), self.request_method, error.status)
+        metrics.count_request(route_of_target(target), self.request_method, error.status)
         log_refused(self.request_method, target, error)
         self.answer_and_close(error)
 
     def answer_and_close(self, error: ProxyError) -> None:
         body = provider_for_path(split_uri(self.request_target or b"")[0]).error_body(error)
-        head = [b"HTTP/1.1 %d %s" % (error.status, reason_phrase(error.status)),
+        head = [b"HTTP/1.1 %d %s" % (error.status, reason_phrase(error.status)), b"Server: " + SERVER,
                 b"Content-Type: application/json", b"Content-Length: %d" % len(body), b"Connection: close"]
         if error.retry is not None:
             head.append(b"x-should-retry: " + (b"true" if error.retry else b"false"))
@@ -373,7 +385,7 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
     """The whole tree, behind the site's admission (``allow``, the connection caps) and
     the access guard (``client_token``):
 
-    ``/health``, ``/metrics``, ``/orgproxy/unknown``, ``/v1/organization/...`` and
+    ``/health``, ``/metrics``, ``/orgproxy/unknown``, ``/orgproxy/names``, ``/v1/organization/...`` and
     ``/v1/projects/...`` (the proxy to OpenAI, which forwards only the Admin API's paths)
     and ``/v1/organizations/...`` (the proxy to Anthropic, another leaf of the same
     class); every other path a 404 (Anthropic-shaped under ``/v1/organizations``,
@@ -384,6 +396,7 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
     root.putChild(b"metrics", MetricsPage())
     own = Directory()
     own.putChild(b"unknown", unknown_report)
+    own.putChild(b"names", NamesListing(health.current))
     root.putChild(b"orgproxy", own)
     v1 = Directory()
     v1.putChild(b"organization", proxy)
