@@ -37,6 +37,8 @@ from tests.support.upstreams import MemoryUpstreams
 PROXY_URL = b"http://orgproxy.test"
 UPSTREAM_URL = "http://openai.test"
 ANTHROPIC_URL = "http://anthropic.test"
+# A request's headers: a mapping, or (name, value) pairs where a header is sent more than once.
+SentHeaders = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 @implementer(IBodyProducer)
@@ -120,12 +122,14 @@ class InMemoryProxy:
 
     # --- requests -----------------------------------------------------------------------
 
-    def start(self, method: str, target: str | bytes, headers: Mapping[str, str] | None = None,
+    def start(self, method: str, target: str | bytes, headers: SentHeaders | None = None,
               body: bytes | None = None) -> Deferred[IResponse]:
-        """Send a request and return at once: the response Deferred (cancel it to leave)."""
+        """Send a request and return at once: the response Deferred (cancel it to leave).
+        ``headers``: a mapping, or (name, value) pairs where a header is sent more than once."""
         raw = target if isinstance(target, bytes) else target.encode("latin-1")
         sent = Headers()
-        for name, value in (AUTH if headers is None else headers).items():
+        given = AUTH if headers is None else headers
+        for name, value in (given.items() if isinstance(given, Mapping) else given):
             sent.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
         producer = BytesProducer(body) if body is not None else None
         return self.client.request(method.encode("ascii"), PROXY_URL + raw, sent, producer)
@@ -140,22 +144,26 @@ class InMemoryProxy:
                    for k, vs in got.headers.getAllRawHeaders() for v in vs]
         return Answer(got.code, headers, body)
 
-    def call(self, method: str, target: str | bytes, headers: Mapping[str, str] | None = None,
+    def call(self, method: str, target: str | bytes, headers: SentHeaders | None = None,
              body: bytes | None = None) -> Answer:
         return self.answer(self.start(method, target, headers, body))
 
-    def get(self, target: str | bytes, headers: Mapping[str, str] | None = None) -> Answer:
+    def get(self, target: str | bytes, headers: SentHeaders | None = None) -> Answer:
         return self.call("GET", target, headers)
 
     def raw(self, data: bytes, client: str = "127.0.0.1") -> RawExchange:
-        """Feed bytes to a new connection of the site as a client would, exactly as given."""
+        """Feed bytes to a new connection of the site as a client would, exactly as given
+        (none, if the site closes the connection as it is accepted: ``refused_at_accept``)."""
         address = IPv4Address("TCP", client, 40000)
         channel = self.service.site.buildProtocol(address)
         transport = StringTransport(peerAddress=address)
+        exchange = RawExchange(channel, transport)
+        if channel is None:  # what a listening port does: close the socket, read nothing
+            transport.loseConnection()
+            return exchange
         channel.makeConnection(transport)
         channel.dataReceived(data)
         self.flush()
-        exchange = RawExchange(channel, transport)
         self.raw_connections.append(exchange)
         return exchange
 
@@ -195,10 +203,14 @@ class RawExchange:
     def closed_by_proxy(self) -> bool:
         return bool(self.transport.disconnecting)
 
+    @property
+    def refused_at_accept(self) -> bool:
+        return self.channel is None
+
     def send(self, data: bytes) -> None:
         self.channel.dataReceived(data)
 
     def close(self) -> None:
-        if not self.transport.disconnected:
+        if self.channel is not None and not self.transport.disconnected:
             self.transport.loseConnection()
             self.channel.connectionLost(Failure(ConnectionDone()))

@@ -31,8 +31,9 @@ from orgproxy.report.groups import USAGE_KINDS, checked_groups, describe
 from orgproxy.report.focus import BillingAccount
 from orgproxy.report.focus_export import FORMATS as FOCUS_FORMATS
 from orgproxy.report.focus_export import exact_json, export
-from orgproxy.report.output import FORMATS, write_text
+from orgproxy.report.output import FORMATS, as_csv, write_text
 from orgproxy.report.progress import page_bar
+from orgproxy.text import without_surrogates
 from orgproxy.version import version_line
 
 DEFAULT_PROXY = "http://127.0.0.1:18080"
@@ -71,6 +72,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         sub.add_argument("--chart", help="write a stacked daily chart (.svg or .png)")
         sub.add_argument("--top", type=int, default=8, help="names in the chart before 'other'")
         sub.add_argument("--output", help="write the output to this file, not to standard output")
+        sub.add_argument("--csv-raw", action="store_true",
+                         help="CSV: write cells as they are, without the quote put before one a spreadsheet"
+                              " would run as a formula (=, +, -, @, TAB, CR)")
     costs.add_argument("--billing-account-id",
                        help="FOCUS: the organization's id (org-...), which the costs API does not give")
     costs.add_argument("--billing-account-name", help="FOCUS: the organization's name")
@@ -155,7 +159,7 @@ def run(argv: Sequence[str]) -> str:
     report = fetch_report(args)
     if args.chart:
         write_chart(report, args.chart, args.top)
-    output = FORMATS[args.format](report)
+    output = as_csv(report, raw=True) if args.format == "csv" and args.csv_raw else FORMATS[args.format](report)
     if args.output is None:
         return output
     write_text(args.output, output)
@@ -170,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    sys.stdout.write(output)
+    sys.stdout.write(without_surrogates(output))
     return 0
 
 

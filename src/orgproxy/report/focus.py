@@ -16,8 +16,6 @@ and never in exponent form; times are ``YYYY-MM-DDTHH:mm:ssZ``. Pure: no I/O.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import uuid
@@ -27,7 +25,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from orgproxy.report.csvtext import csv_text
 from orgproxy.report.errors import ReportError
+from orgproxy.text import without_surrogates
 
 FOCUS_VERSION = "1.2"
 COSTS_PATH = "/v1/organization/costs"
@@ -213,7 +213,8 @@ def time_text(value: datetime) -> str:
 
 
 def cell(value: Any) -> str | None:
-    """A value as FOCUS writes it in text; None for null."""
+    """A value as FOCUS writes it in text; None for null. Text is kept exactly, but for a
+    lone surrogate (JSON can carry one in a name, UTF-8 cannot): U+FFFD."""
     if value is None:
         return None
     if isinstance(value, Decimal):
@@ -221,19 +222,15 @@ def cell(value: Any) -> str | None:
     if isinstance(value, datetime):
         return time_text(value)
     if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
+        return without_surrogates(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    return without_surrogates(str(value))
 
 
 def as_csv(rows: Iterable[Row]) -> str:
     """A header of column ids, then every row; null is an empty unquoted field (RFC 4180
-    quoting otherwise: line items hold commas)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMN_NAMES)
-    for row in rows:
-        writer.writerow(["" if (text := cell(row[name])) is None else text for name in COLUMN_NAMES])
-    return out.getvalue()
+    quoting otherwise: line items hold commas, names may hold a CR). Every value exactly
+    as it is: machines read it."""
+    return csv_text([COLUMN_NAMES, *([cell(row[name]) for name in COLUMN_NAMES] for row in rows)])
 
 
 # --- metadata -----------------------------------------------------------------------------------

@@ -3,13 +3,13 @@ spreadsheets, JSON (rows and totals) for programs."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable, Iterable
 
 from orgproxy.report.aggregate import Group, Report
+from orgproxy.report.csvtext import csv_text
 from orgproxy.report.errors import ReportError
+from orgproxy.text import escaped, without_surrogates
 
 
 def daily_rows(report: Report) -> Iterable[tuple[tuple[str, Group], dict[str, float]]]:
@@ -24,15 +24,15 @@ def as_json(report: Report) -> str:
                        "by": report.by, "rows": rows, "totals": totals}, ensure_ascii=False, indent=2) + "\n"
 
 
-def as_csv(report: Report) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+def as_csv(report: Report, raw: bool = False) -> str:
+    """One row per day and group; a cell a spreadsheet would run as a formula is
+    neutralised (see csvtext), unless ``raw`` (``--csv-raw``)."""
     measures = report.measures
-    writer.writerow(["date", *report.by, *measures])
+    rows = [["date", *report.by, *measures]]
     for (day, group), values in daily_rows(report):
-        writer.writerow([day, *("" if v is None else v for v in group),
-                         *(values.get(m, 0) for m in measures)])  # a float as its repr(): every digit
-    return out.getvalue()
+        rows.append([day, *("" if v is None else v for v in group),
+                     *(values.get(m, 0) for m in measures)])  # a float as its repr(): every digit
+    return csv_text(rows, formulas_neutralised=not raw)
 
 
 def _money(value: float) -> str:
@@ -49,7 +49,8 @@ def as_table(report: Report) -> str:
     lines = [[*report.by, *measures]]
     grand: dict[str, float] = {}
     for group, values in report.totals():
-        lines.append([("(none)" if v is None else str(v)) for v in group] + [show(values.get(m, 0)) for m in measures])
+        lines.append([("(none)" if v is None else escaped(str(v))) for v in group]
+                     + [show(values.get(m, 0)) for m in measures])
         for m in measures:
             grand[m] = grand.get(m, 0) + values.get(m, 0)
     lines.append(["TOTAL", *[""] * (len(report.by) - 1), *[show(grand.get(m, 0)) for m in measures]])
@@ -67,10 +68,11 @@ def as_table(report: Report) -> str:
 
 
 def write_text(path: str, text: str) -> None:
-    """``text`` into the file ``path`` (--output), as UTF-8 with its own line ends."""
+    """``text`` into the file ``path`` (--output), as UTF-8 with its own line ends (a lone
+    surrogate, which JSON can carry in a name and UTF-8 cannot, as U+FFFD)."""
     try:
         with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+            f.write(without_surrogates(text))
     except OSError as e:
         raise ReportError(f"{path}: {e.strerror}") from None
 
