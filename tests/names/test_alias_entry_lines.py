@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orgproxy.fields import ALIAS_TABLES
+from orgproxy.fields import ALIAS_TABLE_FOR_ID_PREFIX, ALIAS_TABLES
 from orgproxy.names.aliasfile import Aliases, alias_entry_lines, parse_alias_file
 from tests.support.properties import property_settings as examples_of
 
@@ -24,7 +24,10 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.just("\t"),
 # What the string scanning is about: runs of quotes, backslashes, what looks like keys.
 QUOTY = st.text(st.sampled_from(['"', "'", "\\", " ", "x", "#", "=", "}", "[", "]"]), min_size=1,
                 max_size=12).filter(lambda t: t.strip())
-IDS = st.one_of(st.from_regex(r"[A-Za-z0-9_-]{1,10}", fullmatch=True), TEXT, QUOTY)
+# Ids without a provider's prefix, which any table may hold (an id with the prefix of another
+# table is refused: tests/names/test_aliasfile.py).
+IDS = st.one_of(st.from_regex(r"[A-Za-z0-9_-]{1,10}", fullmatch=True), TEXT, QUOTY).filter(
+    lambda i: not i.startswith(tuple(ALIAS_TABLE_FOR_ID_PREFIX)))
 TABLE = st.dictionaries(IDS, st.one_of(TEXT, QUOTY), min_size=1, max_size=4)
 
 

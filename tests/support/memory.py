@@ -21,7 +21,7 @@ from treq.testing import RequestTraversalAgent
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, IProtocolFactory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -77,13 +77,14 @@ class SiteAgent(RequestTraversalAgent):
 
 
 class InMemoryProxy:
-    """makeService's tree, in memory, in front of ``upstream`` (a fake as a resource)."""
+    """makeService's tree, in memory, in front of ``upstream`` (a fake as a resource, or
+    an upstream that writes its own bytes as a protocol factory: raw_upstream.py)."""
 
-    def __init__(self, upstream: IResource, state_dir: Path, args: Sequence[str] = (),
+    def __init__(self, upstream: IResource | IProtocolFactory, state_dir: Path, args: Sequence[str] = (),
                  environ: Mapping[str, str] | None = None, reactor: MemoryReactorClock | None = None,
                  anthropic: IResource | None = None):
         self.clock = MemoryReactorClock() if reactor is None else reactor
-        hosts = {b"openai.test": upstream}
+        hosts: dict[bytes, IResource | IProtocolFactory] = {b"openai.test": upstream}
         if anthropic is not None:
             hosts[b"anthropic.test"] = anthropic
         self.upstreams = MemoryUpstreams(hosts)

@@ -35,7 +35,7 @@ from orgproxy.ops import metrics
 from orgproxy.ops.logs import log
 
 # File descriptors kept for all but client connections, beyond one per upstream request
-# in flight: idle upstream connections kept alive (upstream/http11.py keeps up to 32 per
+# in flight: idle upstream connections kept alive (upstream/pool.py keeps up to 32 per
 # upstream, discovery's agent 2), the state
 # store and its journal, log files, inotify, the reactor's own pipes, the workers' pipes,
 # alias files being read, standard streams, and slack.
