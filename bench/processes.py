@@ -24,7 +24,7 @@ from probes import BenchError, get, in_flight, settle
 HERE = Path(__file__).resolve().parent
 READY = "orgproxy serving on"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# The daemon's --idle-trim default (orgproxy.ops.memory.IDLE_TRIM_DELAY), written here
+# The daemon's --idle-trim default (orgproxy.infra.memory.IDLE_TRIM_DELAY), written here
 # too: the benchmark imports nothing of the daemon's, so that it measures any orgproxy.
 IDLE_TRIM_DEFAULT = 5.0
 

@@ -12,7 +12,7 @@ from prometheus_client import values
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
 
-from orgproxy.ops import metrics
+from orgproxy.infra import metrics
 
 from tests.support.answers import AUTH, TOKEN
 from tests.support.browser import Browser

@@ -29,14 +29,15 @@ from twisted.web import server
 from twisted.web.client import ResponseNeverReceived
 
 from orgproxy.names.discovery import DiscoveryService
-from orgproxy.names.history import History, Learned
+from orgproxy.names.history import History
+from orgproxy.snapshot import Learned
 from orgproxy.names.shared import NamesFollower
 from orgproxy.names.unknown_shared import SharedUnknownIds
-from orgproxy.ops import logs, metrics
-from orgproxy.ops.metrics import MetricsFlush
+from orgproxy.infra import logs, metrics
+from orgproxy.infra.metrics import MetricsFlush
 from orgproxy.costs.collector import COLLECTOR
 from orgproxy.costs.refresher import CostRefresher
-from orgproxy.ops.memory import IdleTrim
+from orgproxy.infra.memory import IdleTrim
 from orgproxy.ops.reload import ReloadService
 from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.workers import STOP_GRACE, SharedAccepts, WorkerPool

@@ -35,17 +35,17 @@ from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_
 from orgproxy.names.history import History, Remembered
 from orgproxy.names.textcheck import as_text
 from orgproxy.names.shared import NamesFollower, NamesPublisher
-from orgproxy.names.snapshot import CurrentNames
+from orgproxy.names.current import CurrentNames
 from orgproxy.names.unknown import UnknownIds
 from orgproxy.names.unknown_shared import SharedUnknownIds
-from orgproxy.ops import metrics
+from orgproxy.infra import metrics
 from orgproxy.ops.firstprocess import FirstProcessLink
-from orgproxy.ops.logs import FORMATS, LEVELS, log, observer_for, set_level
-from orgproxy.ops.memory import IDLE_TRIM_DELAY, IdleTrim, heap_trimmer, keep_large_buffers
+from orgproxy.infra.logs import FORMATS, LEVELS, log, observer_for, set_level
+from orgproxy.infra.memory import IDLE_TRIM_DELAY, IdleTrim, heap_trimmer, keep_large_buffers
 from orgproxy.ops.reload import AliasReloader, ReloadService, off_reactor_thread
-from orgproxy.ops.rundir import RunDirectory
-from orgproxy.ops.signals import SignalHandler
-from orgproxy.ops.watch import MODES
+from orgproxy.infra.rundir import RunDirectory
+from orgproxy.infra.signals import SignalHandler
+from orgproxy.infra.watch import MODES
 from orgproxy.ops.workers import SharedAccepts, WorkerPool, adopted_port_service, twistd_arguments, worker_argv
 from orgproxy.plural import counted
 from orgproxy.providers import ANTHROPIC, OPENAI, Provider
@@ -716,7 +716,7 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
                      max_connections_per_source=(options["max-connections-per-source"]
                                                  or default_max_connections_per_source(max_connections)),
                      max_buffered_request_bytes=options["max-buffered-request-bytes"])
-    process_metrics.follow_names(lambda: names.names)
+    process_metrics.follow_names(lambda: names.names.by_source)
     service.site, service.discovery, service.unknown, service.cache = site, discovery, unknown, cache
     service.anthropic_discovery = discovery_of_anthropic
     twistd_options = getattr(options, "parent", None)  # twistd's own, when twistd runs it

@@ -31,7 +31,7 @@ from orgproxy.body.amend import (
     is_json,
 )
 from orgproxy.fields import ALIAS_TABLE_FOR_ID, NAME_FIELD_FOR_ID
-from orgproxy.names.snapshot import NO_NAMES, Names
+from orgproxy.snapshot import NO_NAMES, Names
 from tests.support.fake_openai import EXAMPLES
 from tests.support.properties import property_settings as examples_of
 

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from orgproxy.body.amend import amend_json
 from orgproxy.body.grouping import merge_by_name, merge_rows, regroup, replace_ids
 from orgproxy.fields import ANTHROPIC_FIELDS
-from orgproxy.names.history import Learned
-from orgproxy.names.snapshot import Names
+from orgproxy.snapshot import Learned
+from orgproxy.snapshot import Names
 from orgproxy.query import UnknownName, names_grouped_by, rewrite_name_filters
 from tests.support.properties import property_settings as examples_of
 

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from orgproxy.body.amend import amend_json
 from orgproxy.body.grouping import merge_by_name, regroup
 from orgproxy.fields import ANTHROPIC_FIELDS
-from orgproxy.names.history import Learned
-from orgproxy.names.snapshot import Names
+from orgproxy.snapshot import Learned
+from orgproxy.snapshot import Names
 from tests.support.properties import property_settings
 
 EXACT = decimal.Context(prec=1000, traps=[decimal.Inexact])

@@ -25,8 +25,8 @@ from orgproxy.body.amend import (
     spelling_for,
 )
 from orgproxy.fields import ANTHROPIC_FIELDS
-from orgproxy.ops.memory import keep_large_buffers
-from orgproxy.names.snapshot import Names
+from orgproxy.infra.memory import keep_large_buffers
+from orgproxy.snapshot import Names
 from orgproxy.body.runs import id_member_runs
 from tests.body.test_amend import (
     ALIASES,

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from orgproxy.costs.collector import COLLECTOR
-from orgproxy.ops.logs import log
+from orgproxy.infra.logs import log
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from orgproxy.costs.figures import CostFigures, ProviderCosts, Series, bounded
 from orgproxy.costs.openai_costs import query
 from orgproxy.costs.store import FILENAME
 from orgproxy.costs.window import Window
-from orgproxy.names.snapshot import Names
+from orgproxy.snapshot import Names
 from orgproxy.ops.reload import ReloadService
 from tests.costs.series import Labels, scrape
 from tests.support.answers import TOKEN

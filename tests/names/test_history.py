@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orgproxy.names.history import FILENAME, SCHEMA_VERSION, History, Learned, Remembered
+from orgproxy.names.history import FILENAME, SCHEMA_VERSION, History, Remembered
+from orgproxy.snapshot import Learned
 from tests.support.properties import property_settings as examples_of
 
 # 2026-11-26T15:30:00Z, so the moved-aside name is known exactly.

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orgproxy.fields import ALIAS_TABLES, ALL_ID_FIELDS, ID_FIELDS_FOR_TABLE
-from orgproxy.names.history import Learned
+from orgproxy.snapshot import Learned
 from orgproxy.names.listing import Entry, as_alias_file, page
-from orgproxy.names.snapshot import CurrentNames
+from orgproxy.names.current import CurrentNames
 from orgproxy.names.tomltext import comment_text, toml_key, toml_string
 from tests.support.properties import property_settings as examples_of
 

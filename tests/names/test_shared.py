@@ -10,10 +10,10 @@ from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
 
-from orgproxy.names.history import Learned
+from orgproxy.snapshot import Learned
 from orgproxy.names.shared import FILENAME, NamesFollower, NamesPublisher
-from orgproxy.names.snapshot import CurrentNames
-from orgproxy.ops.watch import POLL_INTERVAL
+from orgproxy.names.current import CurrentNames
+from orgproxy.infra.watch import POLL_INTERVAL
 
 KEY = Learned("api_key_id", "key_Ws1kProdSrvA9", "Production server", redacted_value="sk-proj-Ab...x1Yz",
               project_id="proj_Wb7sHq2LxK9mTz", owner_type="user", owner_id="user-Ada", owner_name="Ada")

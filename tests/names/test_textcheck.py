@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orgproxy.names.history import History, Learned
+from orgproxy.names.history import History
+from orgproxy.snapshot import Learned
 from orgproxy.names.textcheck import Told, as_text
 from tests.support.fake_openai import FakeOpenAI, reply
 from tests.support.memory import InMemoryProxy

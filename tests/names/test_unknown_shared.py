@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
 
-from orgproxy.names.snapshot import NO_NAMES, Names
+from orgproxy.snapshot import NO_NAMES, Names
 from orgproxy.names.unknown import UnknownIds
 from orgproxy.names.unknown_shared import WRITE_INTERVAL, SharedUnknownIds
 

@@ -18,12 +18,12 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.web import server
 
 from orgproxy.names.aliasfile import AliasFileError, load_aliases
-from orgproxy.names.snapshot import CurrentNames
-from orgproxy.names.history import Learned
+from orgproxy.names.current import CurrentNames
+from orgproxy.snapshot import Learned
 from orgproxy.ops.reload import AliasReloader, ReloadService, off_reactor_thread
-from orgproxy.ops.watch import POLL_INTERVAL
+from orgproxy.infra.watch import POLL_INTERVAL
 from orgproxy.times import iso
-from tests.ops.edits import BROKEN, EDITED, not_reloaded, reloaded, repoint, write_atomically, write_in_place
+from tests.support.edits import BROKEN, EDITED, not_reloaded, reloaded, repoint, write_atomically, write_in_place
 from tests.support.fake_openai import FakeOpenAI, Received, reply
 from tests.support.memory import InMemoryProxy
 

@@ -89,8 +89,8 @@ def test_a_daemon_without_a_log_file_has_its_workers_log_to_its_twistd_log(
     (["-n", "orgproxy"], {"logfile": None, "logger": None, "syslog": False}),
     (["-n", "--logfile", "-", "orgproxy"], {"logfile": "-", "logger": None, "syslog": False}),
     (["--syslog", "--prefix", "op", "orgproxy"], {"logfile": None, "logger": None, "syslog": True, "prefix": "op"}),
-    (["-n", "--logger", "orgproxy.ops.logs.json_lines", "orgproxy"],
-     {"logfile": None, "logger": "orgproxy.ops.logs.json_lines", "syslog": False}),
+    (["-n", "--logger", "orgproxy.infra.logs.json_lines", "orgproxy"],
+     {"logfile": None, "logger": "orgproxy.infra.logs.json_lines", "syslog": False}),
 ], ids=["foreground", "stdout", "syslog", "logger"])
 def test_workers_log_where_the_first_process_logs(argv: list[str], logging: dict[str, Any]) -> None:
     worker = as_twistd_parses_it(command_line(twistd(*argv, "--workers", "2")))

@@ -1,7 +1,7 @@
 """The daemon's log as an operator meets it: plain ``twistd orgproxy``, which daemonizes and
 writes ``twistd.pid`` and ``twistd.log`` in the directory it is started in, with
 ``ORGPROXY_LOG_FORMAT=json``: one JSON object a line. (Which observer goes where, for every
-twistd logging option: tests/ops/test_logs.py.)"""
+twistd logging option: tests/infra/test_logs.py.)"""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ one socket, are signalled together, and a worker that dies is started again; the
 one daemon (one count in /metrics, one walk of the Admin API per interval, names and
 unknown ids shared); they stop together within --shutdown-timeout, and a worker does not
 outlive its first process. (The command line, the pool, the metrics, the sharing, in
-memory: tests/ops/test_workers.py, tests/ops/test_metrics.py, tests/names/test_shared.py,
+memory: tests/ops/test_workers.py, tests/infra/test_metrics.py, tests/names/test_shared.py,
 tests/names/test_unknown_shared.py, tests/ops/test_firstprocess.py.)
 
 Few daemons, each for a whole story: each process start is a second of the suite's time."""

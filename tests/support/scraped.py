@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from orgproxy.ops import metrics
+from orgproxy.infra import metrics
 
 
 def scraped(name: str, labels: dict[str, str]) -> float:

@@ -26,8 +26,8 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.logger import LogLevel
 from twisted.web import server
 
-from orgproxy.ops import metrics
-from orgproxy.ops.logs import set_level
+from orgproxy.infra import metrics
+from orgproxy.infra.logs import set_level
 from tests.support.answers import AUTH, TOKEN, Answer
 from tests.support.fake_openai import (
     FakeOpenAI,

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel
 
-from orgproxy.ops.logs import json_lines
+from orgproxy.infra.logs import json_lines
 from orgproxy.ops.reload import ReloadService
 from orgproxy.web.access import AllowList, parse_networks
 from orgproxy.web.site import OrgproxyChannel

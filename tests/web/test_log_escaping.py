@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from orgproxy.ops import logs
-from orgproxy.ops.logs import ClassicText
+from orgproxy.infra import logs
+from orgproxy.infra.logs import ClassicText
 from tests.support.fake_openai import FakeOpenAI, reply
 from tests.support.memory import InMemoryProxy
 

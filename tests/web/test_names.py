@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from orgproxy.names.aliasfile import parse_alias_file
-from orgproxy.names.history import History, Learned
+from orgproxy.names.history import History
+from orgproxy.snapshot import Learned
 from orgproxy.ops.reload import ReloadService
 from orgproxy.times import iso
 from tests.support.answers import TOKEN

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from orgproxy.names.snapshot import Names
+from orgproxy.snapshot import Names
 from orgproxy.upstream.client import UpstreamResponse
 from orgproxy.web.pipeline import Answer, amend_names, is_json_type, regroup_rows, validate
 

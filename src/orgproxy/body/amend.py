@@ -41,7 +41,7 @@ from json.decoder import scanstring
 from typing import TypeVar, cast
 
 from orgproxy.fields import OPENAI_FIELDS, FieldSet
-from orgproxy.names.snapshot import Members, Names, encode_json_string
+from orgproxy.snapshot import Members, Names, encode_json_string
 from orgproxy.body.runs import FieldTable, cut, id_member_runs
 from orgproxy.body.validate import STRICT_DECODER, is_json
 

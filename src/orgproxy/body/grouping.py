@@ -34,10 +34,10 @@ from typing import Any
 
 import orjson
 
-from orgproxy.body.jsonvalues import refuse_constant
+from orgproxy.jsonvalues import refuse_constant
 from orgproxy.fields import ALL_ID_FIELDS, OPENAI_FIELDS, FieldSet
 from orgproxy.money import NotExact, add, decimal_text, exact, plain
-from orgproxy.names.snapshot import Names
+from orgproxy.snapshot import Names
 
 # The list of merged ids each grouped id field gets: api_key_id -> api_key_ids.
 IDS_FIELD = {id_field: id_field + "s" for id_field in ALL_ID_FIELDS}

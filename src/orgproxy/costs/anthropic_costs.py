@@ -10,7 +10,7 @@ from orgproxy.costs.figures import Figures, Totals
 from orgproxy.costs.pages import walk_pages
 from orgproxy.costs.window import Window, posix, rfc3339
 from orgproxy.money import cents_to_dollars, decimal_text
-from orgproxy.names.admin_walk import DiscoveryFailed, Fetch, Page, text
+from orgproxy.upstream.admin_pages import AdminApiFailed, Fetch, Page, text
 
 PROVIDER = "anthropic"
 PATH = "/v1/organizations/analytics/cost"
@@ -27,15 +27,15 @@ def query(window: Window) -> list[tuple[str, str]]:
 
 def add_page(totals: Totals, page: Page, window: Window) -> None:
     """Every USD amount of an analytics cost page added into ``totals`` (in dollars);
-    DiscoveryFailed for a row whose shape is not the API's."""
+    AdminApiFailed for a row whose shape is not the API's."""
     for row in page["data"]:
         start = posix(row.get("starting_at")) if isinstance(row, dict) else None
         group, cost = (row.get("group"), row.get("cost")) if isinstance(row, dict) else (None, None)
         if start is None or not isinstance(group, dict) or not isinstance(cost, dict):
-            raise DiscoveryFailed(f"{PATH}: a row without starting_at, group or cost")
+            raise AdminApiFailed(f"{PATH}: a row without starting_at, group or cost")
         cents = decimal_text(cost.get("amount"))
         if cents is None:
-            raise DiscoveryFailed(f"{PATH}: a row without cost.amount")
+            raise AdminApiFailed(f"{PATH}: a row without cost.amount")
         if str(cost.get("currency", "USD")).upper() != "USD":
             continue  # the series are in dollars; Anthropic bills in dollars
         pair = (text(group.get("api_key_id")), text(group.get("workspace_id")))

@@ -23,7 +23,7 @@ from orgproxy.body.amend import UNKNOWN
 from orgproxy.costs.figures import CostFigures, Series
 from orgproxy.costs.store import CostStore
 from orgproxy.fields import FIELD_SET_OF
-from orgproxy.names.snapshot import Names
+from orgproxy.snapshot import Names
 from orgproxy.text import valid_text
 
 OTHER = "other"

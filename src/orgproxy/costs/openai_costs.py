@@ -7,12 +7,12 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from orgproxy.body.jsonvalues import refuse_constant
+from orgproxy.jsonvalues import refuse_constant
 from orgproxy.costs.figures import Figures, Totals
 from orgproxy.costs.pages import walk_pages
 from orgproxy.costs.window import Window
 from orgproxy.money import decimal_text, exact
-from orgproxy.names.admin_walk import DiscoveryFailed, Fetch, Page, text
+from orgproxy.upstream.admin_pages import AdminApiFailed, Fetch, Page, text
 
 PROVIDER = "openai"
 PATH = "/v1/organization/costs"
@@ -25,18 +25,18 @@ def query(window: Window) -> list[tuple[str, str]]:
 
 
 def add_page(totals: Totals, page: Page, window: Window) -> None:
-    """Every USD amount of a costs page added into ``totals``; DiscoveryFailed for a page
+    """Every USD amount of a costs page added into ``totals``; AdminApiFailed for a page
     whose shape is not OpenAI's."""
     for bucket in page["data"]:
         if not isinstance(bucket, dict) or not isinstance(bucket.get("start_time"), int) \
                 or not isinstance(bucket.get("results"), list):
-            raise DiscoveryFailed(f"{PATH}: a bucket without start_time or results")
+            raise AdminApiFailed(f"{PATH}: a bucket without start_time or results")
         start = bucket["start_time"]
         for row in bucket["results"]:
             amount = row.get("amount") if isinstance(row, dict) else None
             dollars = _dollars(amount.get("value")) if isinstance(amount, dict) else None
             if dollars is None:
-                raise DiscoveryFailed(f"{PATH}: a result without amount.value")
+                raise AdminApiFailed(f"{PATH}: a result without amount.value")
             if str(amount.get("currency", "usd")).lower() != "usd":  # type: ignore[union-attr]
                 continue  # the series are in dollars; OpenAI bills in dollars
             pair = (text(row.get("api_key_id")), text(row.get("project_id")))

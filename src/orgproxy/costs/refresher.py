@@ -12,9 +12,9 @@ from twisted.internet.defer import CancelledError
 from orgproxy.costs.figures import ProviderCosts, Totals, series_of
 from orgproxy.costs.store import CostStore
 from orgproxy.costs.window import Window
-from orgproxy.names.admin_walk import DiscoveryFailed
-from orgproxy.ops.logs import log
-from orgproxy.ops.periodic import Periodic
+from orgproxy.upstream.admin_pages import AdminApiFailed
+from orgproxy.infra.logs import log
+from orgproxy.infra.periodic import Periodic
 
 # The window's costs per (key, project or workspace), from one provider's API.
 FetchCosts = Callable[[Window], Awaitable[Totals]]
@@ -39,7 +39,7 @@ class CostRefresher(Periodic):
         started = self.reactor.seconds()
         try:
             totals = await self.fetch_costs(Window.at(started))
-        except DiscoveryFailed as e:
+        except AdminApiFailed as e:
             self.failed(why, e.reason, e.retry_after)
         except CancelledError:
             raise

@@ -14,7 +14,7 @@ from decimal import InvalidOperation
 from types import MappingProxyType
 
 from orgproxy.costs.figures import CostFigures, ProviderCosts
-from orgproxy.ops.logs import log
+from orgproxy.infra.logs import log
 
 FILENAME = "costs.json"
 

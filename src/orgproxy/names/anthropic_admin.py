@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from orgproxy.names.admin_walk import Fetch, Page, last_id, text, walk
-from orgproxy.names.history import Learned
+from orgproxy.names.admin_walk import last_id, walk
+from orgproxy.upstream.admin_pages import Fetch, Page, text
+from orgproxy.snapshot import Learned
 
 PROVIDER = "anthropic"
 WORKSPACES = "/v1/organizations/workspaces"
@@ -54,7 +55,7 @@ def after_id_or_page(path: str, page: Page) -> tuple[str, str] | None:
 
 
 async def discover(fetch: Fetch, learned: list[Learned]) -> None:
-    """Walk every list that names ids, appending to ``learned``; raises DiscoveryFailed."""
+    """Walk every list that names ids, appending to ``learned``; raises AdminApiFailed."""
     for workspace in await walk(fetch, WORKSPACES, [("include_archived", "true")], after_id_or_page):
         learned.append(Learned("workspace_id", workspace["id"], workspace["name"], provider=PROVIDER))
     seen: set[str] = set()

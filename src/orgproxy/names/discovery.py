@@ -23,14 +23,15 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IReactorTime
 
 from orgproxy.fields import OPENAI_FIELDS
-from orgproxy.ops import metrics
-from orgproxy.ops.periodic import Periodic
+from orgproxy.infra import metrics
+from orgproxy.infra.periodic import Periodic
 from orgproxy.names import openai_admin
-from orgproxy.names.admin_walk import DiscoveryFailed, Fetch
-from orgproxy.names.history import History, Learned
+from orgproxy.upstream.admin_pages import AdminApiFailed, Fetch
+from orgproxy.names.history import History
+from orgproxy.snapshot import Learned
 from orgproxy.times import iso
-from orgproxy.ops.logs import log
-from orgproxy.names.snapshot import CurrentNames
+from orgproxy.infra.logs import log
+from orgproxy.names.current import CurrentNames
 from orgproxy.names.textcheck import Told, as_text
 from orgproxy.plural import counted
 
@@ -139,7 +140,7 @@ class DiscoveryService(Periodic):
         learned: list[Learned] = []
         try:
             await self.discover(self.fetch, learned)
-        except DiscoveryFailed as e:
+        except AdminApiFailed as e:
             self.failed(why, e, learned)
         except CancelledError:
             raise
@@ -147,7 +148,7 @@ class DiscoveryService(Periodic):
             # A fault of ours (a page shape nobody foresaw): logged for the operator,
             # retried like any failure; the daemon goes on serving.
             log.failure("{provider} discovery ({why}) failed unexpectedly", provider=self.title, why=why)
-            self.failed(why, DiscoveryFailed("an internal error (see the log above)"), learned)
+            self.failed(why, AdminApiFailed("an internal error (see the log above)"), learned)
         else:
             metrics.count_discovery("ok", self.provider)
             self.state["last_success"] = self.reactor.seconds()
@@ -161,7 +162,7 @@ class DiscoveryService(Periodic):
                      new=new, seconds=self.reactor.seconds() - started)
             self.succeeded("every --discovery-interval")
 
-    def failed(self, why: str, error: DiscoveryFailed, learned: list[Learned]) -> None:
+    def failed(self, why: str, error: AdminApiFailed, learned: list[Learned]) -> None:
         metrics.count_discovery("failed", self.provider)
         self.state["last_failure"] = self.reactor.seconds()
         self.state["last_error"] = error.reason

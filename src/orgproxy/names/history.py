@@ -17,7 +17,9 @@ import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["FILENAME", "SCHEMA_VERSION", "History", "Learned", "Remembered"]
+from orgproxy.snapshot import Learned
+
+__all__ = ["FILENAME", "SCHEMA_VERSION", "History", "Remembered"]
 
 FILENAME = "history.sqlite3"
 SCHEMA_VERSION = 2
@@ -56,22 +58,6 @@ _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 # Errors that mean the caller misused the store (closed it, passed a None name): these
 # are bugs and propagate as they are; every other sqlite3 error becomes an OSError.
 _MISUSE = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
-
-
-@dataclass(frozen=True, slots=True)
-class Learned:
-    """What was learned about one id, from a provider's Admin API."""
-
-    id_field: str  # "api_key_id", "project_id", "user_id", "workspace_id", "account_id", ...
-    id: str
-    name: str
-    redacted_value: str | None = None  # API keys: e.g. "sk-proj-...abcd" (Anthropic's partial key hint)
-    email: str | None = None  # users
-    project_id: str | None = None  # API keys: the project (Anthropic: workspace) the key belongs to
-    owner_type: str | None = None  # API keys: "user" or "service_account"
-    owner_id: str | None = None
-    owner_name: str | None = None
-    provider: str = "openai"  # whose Admin API it was learned from: "openai" or "anthropic"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from orgproxy.fields import ALIAS_TABLES, ID_FIELDS_FOR_TABLE
-from orgproxy.names.snapshot import CurrentNames, Names
+from orgproxy.names.current import CurrentNames
+from orgproxy.snapshot import Names
 from orgproxy.names.tomltext import comment_text, has_surrogate, toml_key, toml_string
 from orgproxy.times import iso
 

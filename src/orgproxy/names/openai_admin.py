@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from orgproxy.names.admin_walk import DiscoveryFailed, Fetch, Page, last_id, text, walk
-from orgproxy.names.history import Learned
+from orgproxy.names.admin_walk import last_id, walk
+from orgproxy.upstream.admin_pages import AdminApiFailed, Fetch, Page, text
+from orgproxy.snapshot import Learned
 
-__all__ = ["DiscoveryFailed", "Fetch", "discover"]
+__all__ = ["AdminApiFailed", "Fetch", "discover"]
 
 
 def after(path: str, page: Page) -> tuple[str, str] | None:
@@ -23,7 +24,7 @@ def after(path: str, page: Page) -> tuple[str, str] | None:
 
 
 async def discover(fetch: Fetch, learned: list[Learned]) -> None:
-    """Walk every list that names ids, appending to ``learned``; raises DiscoveryFailed."""
+    """Walk every list that names ids, appending to ``learned``; raises AdminApiFailed."""
     projects = await walk(fetch, "/v1/organization/projects", [("include_archived", "true")], after)
     for project in projects:
         learned.append(Learned("project_id", project["id"], project["name"]))

@@ -28,12 +28,12 @@ from typing import Any
 
 from twisted.application.service import Service
 
-from orgproxy.names.history import Learned
-from orgproxy.names.snapshot import CurrentNames
-from orgproxy.ops.logs import log
+from orgproxy.snapshot import Learned
+from orgproxy.names.current import CurrentNames
+from orgproxy.infra.logs import log
 from orgproxy.names.aliassource import stamp
-from orgproxy.ops.rundir import read_whole, write_whole
-from orgproxy.ops.watch import FileWatcher
+from orgproxy.infra.rundir import read_whole, write_whole
+from orgproxy.infra.watch import FileWatcher
 
 FILENAME = "names.json"
 FORMAT = 2  # 2: records carry their provider; listed keys and discovery status per provider

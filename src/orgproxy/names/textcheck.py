@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from orgproxy.names.history import Learned
-from orgproxy.ops.logs import log
+from orgproxy.snapshot import Learned
+from orgproxy.infra.logs import log
 from orgproxy.text import escaped, not_text_because, valid_text, without_surrogates
 
 __all__ = ["TEXT_ATTRIBUTES", "as_text"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from orgproxy.times import iso
 from orgproxy.fields import ALIAS_TABLES, ID_FIELDS_FOR_TABLE
-from orgproxy.names.snapshot import Names
+from orgproxy.snapshot import Names
 from orgproxy.names.tomltext import has_surrogate, toml_key
 from orgproxy.plural import counted
 

@@ -22,8 +22,8 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
 from orgproxy.names.unknown import Sighting, UnknownIds
-from orgproxy.ops.logs import log
-from orgproxy.ops.rundir import read_whole, write_whole
+from orgproxy.infra.logs import log
+from orgproxy.infra.rundir import read_whole, write_whole
 
 FORMAT = 2  # 2: each id says whose answer carried it (the provider)
 WRITE_INTERVAL = 1.0  # seconds: a change is shared within this

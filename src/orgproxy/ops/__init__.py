@@ -1,2 +1,2 @@
-"""Running the daemon: reloads, file watching, signals, workers, logs, metrics and the
-allocator's settings."""
+"""Running the daemon as a whole: reloading names (SIGHUP, the file changed), the workers
+that share one listening socket, and a worker's ties to its first process."""

@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from orgproxy.names.discovery import TRIGGERING_FIELDS, Cooldown, sets_off_discovery
-from orgproxy.ops.logs import log
+from orgproxy.infra.logs import log
 
 REQUESTS_FD = 4  # where a worker writes its requests to the first process
 DISCOVER = b"discover"

@@ -26,12 +26,13 @@ from twisted.python.failure import Failure
 
 from orgproxy.names.aliasfile import AliasFileError, Aliases
 from orgproxy.names.aliassource import AliasSource, read_source, stamp
-from orgproxy.names.history import Learned
-from orgproxy.names.snapshot import CurrentNames, Names, diff
-from orgproxy.ops import metrics
-from orgproxy.ops.logs import log
-from orgproxy.ops.signals import SignalHandler
-from orgproxy.ops.watch import FileWatcher
+from orgproxy.snapshot import Learned
+from orgproxy.names.current import CurrentNames, diff
+from orgproxy.snapshot import Names
+from orgproxy.infra import metrics
+from orgproxy.infra.logs import log
+from orgproxy.infra.signals import SignalHandler
+from orgproxy.infra.watch import FileWatcher
 from orgproxy.plural import counted
 
 # Runs a function somewhere other than the reactor thread: its result as a Deferred.

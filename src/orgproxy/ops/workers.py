@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from orgproxy._twisted_private import accept_one_per_wakeup, leave_shared_socket_open
 from orgproxy.ops.firstprocess import REQUESTS_FD, RequestLines, discovery_asked
-from orgproxy.ops.logs import log
+from orgproxy.infra.logs import log
 
 WORKER_FD = 3  # where a worker finds the listening socket
 RESTART_DELAY = 1.0

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from orgproxy.body.jsonvalues import is_number
+from orgproxy.jsonvalues import is_number
 from orgproxy.report.dates import midnight
 
 

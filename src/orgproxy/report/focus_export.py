@@ -13,7 +13,7 @@ from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from orgproxy.body.jsonvalues import refuse_constant
+from orgproxy.jsonvalues import refuse_constant
 from orgproxy.report.apis import OPENAI_REPORTS
 from orgproxy.report.dates import windows
 from orgproxy.report.errors import ReportError

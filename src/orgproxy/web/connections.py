@@ -31,8 +31,8 @@ from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from zope.interface import implementer, provider
 
 from orgproxy._twisted_private import ACCEPT_ERROR_FORMATS, ACCEPT_REFUSED_FORMATS, log_accept_errors_to
-from orgproxy.ops import metrics
-from orgproxy.ops.logs import log
+from orgproxy.infra import metrics
+from orgproxy.infra.logs import log
 
 # File descriptors kept for all but client connections, beyond one per upstream request
 # in flight: idle upstream connections kept alive (upstream/pool.py keeps up to 32 per

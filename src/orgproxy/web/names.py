@@ -21,7 +21,7 @@ from twisted.web import server
 from orgproxy.errors import ProxyError
 from orgproxy.fields import ALIAS_TABLES, ALL_ID_FIELDS
 from orgproxy.names.listing import MAX_LIMIT, as_alias_file, page
-from orgproxy.names.snapshot import CurrentNames
+from orgproxy.names.current import CurrentNames
 from orgproxy.paths import split_uri
 from orgproxy.web.resources import OwnPage, json_body
 from orgproxy.web.respond import refuse

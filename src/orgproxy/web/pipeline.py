@@ -17,7 +17,7 @@ from orgproxy.body.amend import Amended, amend_valid_json
 from orgproxy.body.grouping import regroup
 from orgproxy.body.validate import Validity, validity
 from orgproxy.fields import OPENAI_FIELDS, FieldSet
-from orgproxy.names.snapshot import Names
+from orgproxy.snapshot import Names
 from orgproxy.upstream.client import UpstreamResponse
 
 

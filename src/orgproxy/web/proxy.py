@@ -30,9 +30,10 @@ from orgproxy.errors import (
     too_many_requests,
     unknown_name,
 )
-from orgproxy.names.snapshot import CurrentNames, Names
-from orgproxy.ops import metrics
-from orgproxy.ops.logs import debug_enabled, log
+from orgproxy.names.current import CurrentNames
+from orgproxy.snapshot import Names
+from orgproxy.infra import metrics
+from orgproxy.infra.logs import debug_enabled, log
 from orgproxy.paths import is_forwardable, split_uri
 from orgproxy.providers import OPENAI, Provider
 from orgproxy.query import (

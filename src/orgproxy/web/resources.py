@@ -15,9 +15,9 @@ from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
 from orgproxy.errors import ProxyError, not_found, unknown_format
-from orgproxy.names.snapshot import CurrentNames
+from orgproxy.names.current import CurrentNames
 from orgproxy.names.unknown import UnknownIds
-from orgproxy.ops import metrics
+from orgproxy.infra import metrics
 from orgproxy.paths import split_uri
 from orgproxy.text import escaped
 from orgproxy.times import iso

@@ -7,7 +7,7 @@ from http import HTTPStatus
 from twisted.web import http, server
 
 from orgproxy.errors import ProxyError, method_not_allowed
-from orgproxy.ops.logs import log
+from orgproxy.infra.logs import log
 from orgproxy.paths import split_uri
 from orgproxy.providers import Provider, provider_for_path
 from orgproxy.text import escaped

@@ -34,8 +34,8 @@ from orgproxy.errors import (
     too_many_headers,
     uri_too_long,
 )
-from orgproxy.ops import metrics
-from orgproxy.ops.logs import log
+from orgproxy.infra import metrics
+from orgproxy.infra.logs import log
 from orgproxy.paths import split_uri
 from orgproxy.providers import provider_for_path
 from orgproxy.web.access import AllowList

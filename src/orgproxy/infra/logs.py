@@ -98,7 +98,7 @@ class ClassicText:
 def text_lines() -> ILogObserver:
     """twistd's own text lines on standard output (see ClassicText), the observer
     orgproxy gives twistd where it would log to standard output:
-    ``twistd --logger orgproxy.ops.logs.text_lines orgproxy ...`` says so explicitly."""
+    ``twistd --logger orgproxy.infra.logs.text_lines orgproxy ...`` says so explicitly."""
     return FileLogObserver(sys.stdout, ClassicText())
 
 
@@ -119,7 +119,7 @@ _TWISTED_KEYS = ("log_", "format", "message", "isError", "system", "time", "why"
 def json_lines(out: IO[str] | None = None) -> ILogObserver:
     """A log observer writing one JSON object per line to ``out`` (standard output by
     default), for log shippers: ``--log-format json``, or
-    ``twistd --logger orgproxy.ops.logs.json_lines orgproxy ...``.
+    ``twistd --logger orgproxy.infra.logs.json_lines orgproxy ...``.
 
     Each line has ``time``, ``level``, ``namespace`` and ``message`` (the formatted
     text), the event's own fields (method, path, status, ...), and ``traceback`` for

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.python.filepath import FilePath
 
-from orgproxy.ops.logs import log
+from orgproxy.infra.logs import log
 
 MODES = ("auto", "inotify", "poll", "off")
 POLL_INTERVAL = 0.5  # seconds; changes are noticed within a second

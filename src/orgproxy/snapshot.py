@@ -1,4 +1,8 @@
-"""The names the proxy puts beside ids: one immutable snapshot, swapped whole.
+"""The names the proxy puts beside ids: one immutable snapshot, and the records it is built from.
+
+Pure data, read by every layer: the core amends and regroups answers with it, the metrics
+count it, the cost series label with it, the pages show it; ``names/`` builds it from its
+sources (``names/current.py`` holds the one in force).
 
 Names come from three sources, in order of precedence: the operator's alias file, what
 discovery learned from the Admin APIs this run, and the history of everything ever
@@ -12,13 +16,12 @@ failed rebuild simply never swaps.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from orgproxy.fields import (
-    ALIAS_TABLES,
     ALL_ID_FIELDS,
     FIELD_SET_OF,
     FIELD_SETS,
@@ -26,7 +29,23 @@ from orgproxy.fields import (
     SOURCES,
     FieldSet,
 )
-from orgproxy.names.history import Learned
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """What was learned about one id, from a provider's Admin API."""
+
+    id_field: str  # "api_key_id", "project_id", "user_id", "workspace_id", "account_id", ...
+    id: str
+    name: str
+    redacted_value: str | None = None  # API keys: e.g. "sk-proj-...abcd" (Anthropic's partial key hint)
+    email: str | None = None  # users
+    project_id: str | None = None  # API keys: the project (Anthropic: workspace) the key belongs to
+    owner_type: str | None = None  # API keys: "user" or "service_account"
+    owner_id: str | None = None
+    owner_name: str | None = None
+    provider: str = "openai"  # whose Admin API it was learned from: "openai" or "anthropic"
+
 
 # The members inserted beside one id: (field name, its value as JSON), in order.
 Members = tuple[tuple[bytes, bytes], ...]
@@ -212,60 +231,3 @@ def _members(fields: FieldSet, id_field: str, name: str, record: Learned | None,
 
 
 NO_NAMES = Names.build()
-
-
-class CurrentNames:
-    """The sources of names, the snapshot built from them, and the alias file's state.
-
-    ``names`` is replaced by one assignment whenever a source changes; a request reads it
-    once and keeps it.
-    """
-
-    def __init__(self, source: str | None = None):
-        self.aliases: Mapping[str, Mapping[str, str]] = {}
-        # (provider, id field, id) -> what was learned: both providers' discoveries, and
-        # the history, kept apart by provider.
-        self.discovered: dict[tuple[str, str, str], Learned] = {}
-        self.history: dict[tuple[str, str, str], Learned] = {}
-        # provider -> the API key ids its last whole discovery listed; a provider is absent
-        # until one has run.
-        self.listed_keys: dict[str, frozenset[str]] = {}
-        self.names: Names = NO_NAMES
-        self.source = source  # the alias file, or None when there is none
-        self.loaded_at: float | None = None  # when the alias file was loaded (POSIX time)
-        self.error: str | None = None  # why the alias file as it is now could not be loaded
-        self.checked_at: float | None = None  # when the alias file was last looked at
-        self.version = 0  # bumped whenever a source changes and the snapshot is rebuilt
-        # Where the alias file names an id: (table, id) -> (file, line), for /orgproxy/names.
-        self.alias_origin: Callable[[str, str], tuple[str, int | None] | None] = lambda table, ident: None
-        # (provider, id field, id) -> when a discovery last learned it (this run's, or the history's).
-        self.learned_at: dict[tuple[str, str, str], float] = {}
-
-    def rebuild(self) -> Names:
-        """Build a new snapshot from the sources and put it in force."""
-        self.names = Names.build(self.aliases, self.discovered.values(), self.history.values(),
-                                 self.listed_keys)
-        self.version += 1
-        return self.names
-
-    def put_aliases(self, aliases: Mapping[str, Mapping[str, str]], built: Names, built_at_version: int) -> None:
-        """Put new alias names in force with ``built``, a snapshot made elsewhere (off the
-        reactor thread) from them and the other sources as they were at
-        ``built_at_version``; rebuilt here if another source has changed since."""
-        self.aliases = aliases
-        if self.version == built_at_version:
-            self.names = built
-            self.version += 1
-        else:
-            self.rebuild()
-
-
-def diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]]) -> tuple[int, int, int]:
-    """How many ids were added, removed and renamed between two alias maps."""
-    added = removed = changed = 0
-    for table in ALIAS_TABLES:
-        before, after = old.get(table, {}), new.get(table, {})
-        added += sum(1 for i in after if i not in before)
-        removed += sum(1 for i in before if i not in after)
-        changed += sum(1 for i, name in after.items() if i in before and before[i] != name)
-    return added, removed, changed

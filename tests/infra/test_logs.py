@@ -1,4 +1,4 @@
-"""orgproxy.ops.logs: the level filter, the observers it offers twistd, and when.
+"""orgproxy.infra.logs: the level filter, the observers it offers twistd, and when.
 
 The text observer orgproxy gives twistd must write every line exactly as Twisted's own
 would. (That makeService offers it to twistd's application: tests/test_tap.py.)
@@ -22,8 +22,8 @@ from twisted.logger import FileLogObserver, ILogObserver, LogLevel, formatEventA
 from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
 
-from orgproxy.ops import logs
-from orgproxy.ops.logs import ClassicText, logs_to_standard_output
+from orgproxy.infra import logs
+from orgproxy.infra.logs import ClassicText, logs_to_standard_output
 from tests.support.properties import property_settings as examples_of
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -85,7 +85,7 @@ def test_the_timestamp_follows_the_clock_across_seconds() -> None:
     (["-n", "--logfile", "/tmp/x.log", "orgproxy"], False),
     (["orgproxy"], False),  # a daemon: twistd.log
     (["-n", "--syslog", "orgproxy"], False),
-    (["-n", "--logger", "orgproxy.ops.logs.json_lines", "orgproxy"], False),
+    (["-n", "--logger", "orgproxy.infra.logs.json_lines", "orgproxy"], False),
 ])
 def test_standard_output_is_told_from_twistds_own_options(argv: list[str], expected: bool) -> None:
     options = ServerOptions()
@@ -139,7 +139,7 @@ def test_text_on_standard_output_is_orgproxys_lines_and_elsewhere_twistds(tmp_pa
     assert isinstance(observed(["-n", "orgproxy"]), FileLogObserver)
     assert observed(["-n", "orgproxy", "--log-format", "text"]) is not None
     for argv in (["-n", "--logfile", str(tmp_path / "x.log"), "orgproxy"], ["orgproxy"],
-                 ["-n", "--syslog", "orgproxy"], ["-n", "--logger", "orgproxy.ops.logs.json_lines", "orgproxy"]):
+                 ["-n", "--syslog", "orgproxy"], ["-n", "--logger", "orgproxy.infra.logs.json_lines", "orgproxy"]):
         assert observed(argv) is None, argv
 
 
@@ -186,7 +186,7 @@ def test_the_format_comes_from_the_environment_and_the_flag_wins(monkeypatch: py
 @pytest.mark.parametrize("argv", [
     ["-n", "orgproxy", "--log-format", "yaml"],
     ["-n", "--syslog", "orgproxy", "--log-format", "json"],
-    ["-n", "--logger", "orgproxy.ops.logs.text_lines", "orgproxy", "--log-format", "json"],
+    ["-n", "--logger", "orgproxy.infra.logs.text_lines", "orgproxy", "--log-format", "json"],
 ])
 def test_a_format_it_cannot_write_there_is_refused_with_one_line(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as refused:

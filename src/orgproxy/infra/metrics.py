@@ -14,7 +14,7 @@ pre-fork servers: ``PROMETHEUS_MULTIPROC_DIR`` and ``MultiProcessCollector``). C
 and histograms are summed over every process the daemon ever ran, so a worker that dies
 and is started again takes no count away; gauges are combined as their
 ``multiprocess_mode`` says (see below). The first process empties the directory at start
-(``ops/rundir.py``) and, when a worker ends, drops its live gauges (``mark_process_dead``).
+(``infra/rundir.py``) and, when a worker ends, drops its live gauges (``mark_process_dead``).
 
 The mode is a property of the process, decided once, by ``start()`` in ``makeService``,
 before any metric object exists: prometheus_client gives a metric (and each labelled
@@ -64,7 +64,7 @@ series that no longer applies to 0 rather than removing it). ``EACH_PROCESS_ALIK
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -83,7 +83,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
 from orgproxy.fields import FIELD_SETS, SOURCES
-from orgproxy.names.snapshot import Names
 
 # The *_created series double every counter for little use here.
 disable_created_metrics()
@@ -268,10 +267,11 @@ class Metrics:
         if self.first_process:
             self.alias_reloads.labels(result).inc()
 
-    def follow_names(self, current: Callable[[], Names]) -> None:
-        """Report the names in force, as ``current()`` has them at each scrape."""
+    def follow_names(self, by_source_now: Callable[[], Mapping[str, int]]) -> None:
+        """Report the names in force, counted by source as ``by_source_now()`` has them at
+        each scrape."""
         def report() -> None:
-            by_source = current().by_source
+            by_source = by_source_now()
             for source in SOURCES:
                 self.names_loaded.labels(source).set(by_source.get(source, 0))
         self.on_scrape(report)

@@ -1,4 +1,4 @@
-"""The allocator's tuning and the idle trim (``ops/memory.py``): when the trim runs, on a
+"""The allocator's tuning and the idle trim (``infra/memory.py``): when the trim runs, on a
 clock the test moves, with a trim function that only counts; glibc's own functions
 called for real; and the trim wired to the in-flight count in the daemon, in memory."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from twisted.internet.task import Clock
 
-from orgproxy.ops import memory
-from orgproxy.ops.memory import IDLE_TRIM_DELAY, IdleTrim, heap_trimmer, keep_large_buffers
+from orgproxy.infra import memory
+from orgproxy.infra.memory import IDLE_TRIM_DELAY, IdleTrim, heap_trimmer, keep_large_buffers
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.memory import InMemoryProxy
 

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 
-from orgproxy.names.snapshot import Names
-from orgproxy.ops.metrics import (
+from orgproxy.snapshot import Names
+from orgproxy.infra.metrics import (
     EACH_PROCESS_ALIKE,
     FLUSH_INTERVAL,
     MULTIPROC_DIR_VARIABLE,
@@ -95,9 +95,9 @@ def test_the_names_in_force_are_the_scraping_processs_own(tmp_path: Path) -> Non
     five = Names.from_aliases({"api_keys": {f"key_{n}": f"name {n}" for n in range(5)}})
     six = Names.from_aliases({"api_keys": {f"key_{n}": f"name {n}" for n in range(6)}})
     first = process(tmp_path, FIRST)
-    first.follow_names(lambda: five)
+    first.follow_names(lambda: five.by_source)
     worker = process(tmp_path, WORKER)
-    worker.follow_names(lambda: six)
+    worker.follow_names(lambda: six.by_source)
     aliases = ("orgproxy_names_loaded", (("source", "aliases"),))
     assert scrape(first)[aliases] == 5
     assert scrape(worker)[aliases] == 6  # every process should agree; the one asked answers

@@ -17,11 +17,11 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 
-from orgproxy.names.snapshot import CurrentNames
-from orgproxy.ops import watch
+from orgproxy.names.current import CurrentNames
+from orgproxy.infra import watch
 from orgproxy.ops.reload import AliasReloader, off_reactor_thread
-from orgproxy.ops.watch import POLL_INTERVAL, SETTLE, FileWatcher, inotify_available
-from tests.ops.edits import BROKEN, EDITED, not_reloaded, reloaded, repoint, write_atomically, write_in_place
+from orgproxy.infra.watch import POLL_INTERVAL, SETTLE, FileWatcher, inotify_available
+from tests.support.edits import BROKEN, EDITED, not_reloaded, reloaded, repoint, write_atomically, write_in_place
 
 WAIT = 5.0  # seconds a test waits for the watcher before failing
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from twisted.application.service import Service
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from orgproxy.ops.logs import log
+from orgproxy.infra.logs import log
 
 # From glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1

@@ -1,9 +1,10 @@
-"""The names snapshot (names/snapshot.py): how the three sources merge, and what it counts."""
+"""The names snapshot (snapshot.py), and the names in force that hold it (names/current.py): how the three sources merge, and what it counts."""
 
 from __future__ import annotations
 
-from orgproxy.names.history import Learned
-from orgproxy.names.snapshot import CurrentNames, Names, diff
+from orgproxy.snapshot import Learned
+from orgproxy.names.current import CurrentNames, diff
+from orgproxy.snapshot import Names
 
 ALIASES = {"api_keys": {"key_a": "from the alias file"}, "projects": {"proj_p": "Aliased project"}}
 DISCOVERED = [
