@@ -17,8 +17,8 @@ The order, from the bottom up (written here once; DESIGN.md's table is the pictu
    pages as discovery does, from ``upstream/`` (not from ``names/``), and label with the
    snapshot (not with ``names/``).
 4. ``web/`` (HTTP in) and ``ops/`` (reload, workers, the first process), side by side.
-5. ``daemon/`` (the options, the service, one builder per concern) and ``tap.py``, the
-   twistd face that composes them.
+5. ``daemon/``: the options, the service, one builder per concern.
+6. ``tap.py``: the twistd face, composing the daemon's parts.
 
 Packages of one layer never import each other, so that a feature can change without
 the other. ``report/`` stands apart: the ``orgproxy-report`` client, it may import the pure
@@ -43,7 +43,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("upstream", "body"),
     ("names", "costs"),
     ("web", "ops"),
-    ("daemon", "tap"),
+    ("daemon",),
+    ("tap",),
 )
 APART = {"report": {PURE_HELPERS}}
 LAYER_OF = {group: number for number, groups in enumerate(LAYERS) for group in groups}

@@ -15,7 +15,8 @@ import shutil
 import subprocess
 
 from orgproxy.credentials import CREDENTIAL_FOR_OPTION
-from orgproxy.tap import DEFAULTS, Options
+from orgproxy.daemon.options import DEFAULTS
+from orgproxy.tap import Options
 from tests.conftest import ROOT
 from tests.support.readme_setup import made_by, setup_lines
 

@@ -22,7 +22,6 @@ from orgproxy._twisted_private import (
     ACCEPT_REFUSED_FORMATS,
     BadRequestHook,
     accept_one_per_wakeup,
-    leave_shared_socket_open,
     log_accept_errors_to,
     quiet_pool,
     send_in_pieces_of,
@@ -228,31 +227,3 @@ def test_a_port_says_what_it_closed_for_want_of_descriptors_through_its_logger()
     formats = [event["log_format"] for event in said]
     assert set(formats) <= ACCEPT_ERROR_FORMATS
     assert [f for f in formats if f in ACCEPT_REFUSED_FORMATS] == ["EMFILE recovery: Closed socket from {address}"] * 4
-
-
-# --- _shouldShutdown: closing a port shared with other processes leaves theirs working ----
-
-@pytest.mark.parametrize("shared", [True, False], ids=["left open", "Twisted's own close"])
-def test_a_shared_socket_closed_here_still_accepts_in_the_other_processes(shared: bool) -> None:
-    port = tcp.Port(0, Counting(), interface="127.0.0.1", reactor=_QuietReactor())
-    port.startListening()
-    # What another process holds: the same socket under a descriptor of its own.
-    other = socket.socket(fileno=os.dup(port.fileno()))
-    other.settimeout(5)
-    address = port.getHost()
-    if shared:
-        leave_shared_socket_open(port)
-    port.connectionLost(None)  # this process stops listening
-    client = socket.create_connection((address.host, address.port), timeout=5) if shared else None
-    try:
-        if shared:
-            accepted, _ = other.accept()
-            accepted.close()
-        else:
-            # Twisted's shutdown() reached the other process's descriptor too.
-            with pytest.raises(OSError):
-                other.accept()
-    finally:
-        if client is not None:
-            client.close()
-        other.close()

@@ -90,16 +90,3 @@ def accept_one_per_wakeup(port: Any) -> None:
         return accept()
 
     port.doRead = accept_one
-
-
-def leave_shared_socket_open(port: Any) -> None:
-    """Make a listening TCP port close its socket without ``shutdown()`` (``_shouldShutdown``).
-
-    Twisted shuts a port's socket down before closing it. With workers the listening socket
-    is one socket in several processes, and a shutdown in one of them reaches them all:
-    a worker still serving its last wake-up then fails its accept() with EINVAL, a traceback
-    in the log. A closed descriptor reaches only its own process. (Twisted already skips
-    the shutdown for an adopted socket: the workers'.)
-    """
-    if hasattr(port, "_shouldShutdown"):
-        port._shouldShutdown = False

@@ -161,7 +161,7 @@ def test_without_glibc_the_trim_does_nothing(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_the_daemon_trims_once_its_requests_are_done_and_stops_the_timer(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trims: Trims) -> None:
-    monkeypatch.setattr("orgproxy.tap.heap_trimmer", lambda: trims)
+    monkeypatch.setattr("orgproxy.daemon.site.heap_trimmer", lambda: trims)
     proxy = InMemoryProxy(FakeOpenAI(), tmp_path, ["--idle-trim", "2"])
     try:
         proxy.start_service()
@@ -179,10 +179,10 @@ def test_the_daemon_trims_once_its_requests_are_done_and_stops_the_timer(
 
 def test_the_default_delay_and_0_for_off(tmp_path: Path) -> None:
     proxy = InMemoryProxy(FakeOpenAI(), tmp_path)
-    assert proxy.service.idle_trim is not None and proxy.service.idle_trim.delay == IDLE_TRIM_DELAY
+    assert proxy.parts.front.idle_trim is not None and proxy.parts.front.idle_trim.delay == IDLE_TRIM_DELAY
     proxy.close()
     off = InMemoryProxy(FakeOpenAI(), tmp_path, ["--idle-trim", "0"])
-    assert off.service.idle_trim is None
+    assert off.parts.front.idle_trim is None
     off.close()
 
 

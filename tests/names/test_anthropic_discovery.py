@@ -42,7 +42,7 @@ from tests.support.fake_anthropic import (
 )
 from tests.support.fake_openai import FakeOpenAI, Script, hold, reply
 from tests.support.memory import InMemoryProxy
-from tests.support.spawning import SpawningReactor
+from tests.support.spawning import TWO_WORKERS, SpawningReactor
 
 ANTHROPIC_KEY = {"ANTHROPIC_ADMIN_KEY": ADMIN_KEY}
 COSTS = "/v1/organizations/cost_report"
@@ -251,7 +251,7 @@ def test_an_unknown_id_sets_off_its_own_provider_s_walk_alone(
 def test_with_workers_the_first_process_walks_anthropic_for_the_daemon_and_shares_what_it_learned(
         make_proxy: Callable[..., InMemoryProxy], fake_anthropic: FakeAnthropic, tmp_path: Path) -> None:
     reactor = SpawningReactor()
-    proxy = make_proxy("--workers", "2", "--discovery-cooldown", "60", environ=ANTHROPIC_KEY, reactor=reactor)
+    proxy = make_proxy(*TWO_WORKERS, "--discovery-cooldown", "60", environ=ANTHROPIC_KEY, reactor=reactor)
     proxy.start_service()
     proxy.flush()
     (worker,) = reactor.spawned

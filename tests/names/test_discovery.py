@@ -33,7 +33,7 @@ from tests.support.fake_admin import (
 )
 from tests.support.fake_openai import Behaviour, FakeOpenAI, hold, reply
 from tests.support.memory import InMemoryProxy
-from tests.support.spawning import SpawningReactor
+from tests.support.spawning import TWO_WORKERS, SpawningReactor
 
 ADMIN_KEY = {"OPENAI_ADMIN_KEY": TOKEN}
 COSTS = "/v1/organization/costs"
@@ -334,7 +334,7 @@ def test_with_workers_the_first_process_walks_for_the_daemon_and_shares_what_it_
         make_proxy: Callable[..., InMemoryProxy], admin: FakeAdmin, fake: FakeOpenAI, tmp_path: Path) -> None:
     one_quick_project(admin)
     reactor = SpawningReactor()
-    proxy = make_proxy("--workers", "2", "--discovery-cooldown", "60", environ=ADMIN_KEY, reactor=reactor)
+    proxy = make_proxy(*TWO_WORKERS, "--discovery-cooldown", "60", environ=ADMIN_KEY, reactor=reactor)
     proxy.start_service()
     proxy.flush()
     (worker,) = reactor.spawned
@@ -390,8 +390,8 @@ def test_a_stop_during_a_walk_cancels_it(start: Start, admin: FakeAdmin, fake: F
     proxy = start()
     proxy.close()  # and no timer is left behind (close checks): no retry of a "failure"
     assert [r.path for r in fake.abandoned] == [PROJECTS.encode()]
-    assert proxy.service.discovery is not None
-    assert proxy.service.discovery.status()["last_failure"] is None  # a stop is not a failure
+    assert proxy.parts.discovery.openai is not None
+    assert proxy.parts.discovery.openai.status()["last_failure"] is None  # a stop is not a failure
 
 
 # --- failures --------------------------------------------------------------------------------
@@ -564,7 +564,7 @@ def test_an_unusable_admin_key_file_stops_the_start(make_proxy: Callable[..., In
 def test_without_a_key_discovery_is_off_and_says_so(start: Start, fake: FakeOpenAI) -> None:
     proxy = start(environ=None)
     proxy.advance(3600)
-    assert proxy.service.discovery is None
+    assert proxy.parts.discovery.openai is None
     assert health_discovery(proxy) == {"enabled": False}
     assert any("OpenAI's discovery is off" in note for note in proxy.service.notes)
     assert fake.received == []

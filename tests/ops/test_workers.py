@@ -11,18 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.defer import succeed
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.scripts.twistd import ServerOptions
 
 from orgproxy.ops.firstprocess import REQUESTS_FD
+from orgproxy.ops.listening import SharedAccepts
 from orgproxy.ops.workers import (
     QUICK_DEATH,
     RESTART_DELAY,
     STARTS_BEFORE_GIVING_UP,
     STOP_GRACE,
     WORKER_FD,
-    SharedAccepts,
     WorkerPool,
     twistd_arguments,
     worker_argv,
@@ -269,35 +268,3 @@ def test_a_stop_with_no_workers_is_immediate() -> None:
     assert pool.reactor.spawned == []
     pool.pool.stopService()
     assert pool.pool.all_ended().called
-
-
-# --- the listening socket they share -------------------------------------------------------
-
-class RecordingPort:
-    numberAccepts = 100
-
-    def __init__(self) -> None:
-        self.limits_seen: list[int] = []
-
-    def doRead(self) -> None:
-        self.limits_seen.append(self.numberAccepts)
-        self.numberAccepts += 20  # what Twisted does after a full wake-up
-
-
-class OnePortEndpoint:
-    def __init__(self, port: RecordingPort):
-        self.port = port
-
-    def listen(self, factory: Any) -> Any:
-        return succeed(self.port)
-
-
-def test_the_shared_port_is_kept_and_accepts_one_connection_per_wake_up() -> None:
-    port = RecordingPort()
-    shared = SharedAccepts(OnePortEndpoint(port))  # type: ignore[arg-type]
-    listened: list[Any] = []
-    shared.listen(object()).addCallback(listened.append)  # type: ignore[arg-type]
-    assert listened == [port] and shared.port is port
-    port.doRead()
-    port.doRead()
-    assert port.limits_seen == [1, 1]

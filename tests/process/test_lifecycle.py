@@ -19,7 +19,7 @@ from xmlrpc.client import ServerProxy
 import pytest
 from supervisor.xmlrpc import SupervisorTransport
 
-from orgproxy.tap import DEFAULTS
+from orgproxy.daemon.options import DEFAULTS
 from tests.conftest import ROOT, TOKEN, assert_clean_output
 from tests.support.daemon import TWISTD, Daemon, daemon_env, free_port
 from tests.support.fake_admin import sample_org

@@ -1,4 +1,4 @@
-"""orgproxy in memory: the site ``makeService`` builds, driven by treq's in-memory agent,
+"""orgproxy in memory: the parts ``makeService`` composes (the site among them), driven by treq's in-memory agent,
 in front of in-memory fake upstreams (OpenAI's, and Anthropic's at another host), on a
 clock the test moves by hand.
 
@@ -30,7 +30,9 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from orgproxy.tap import Options, OrgproxyService, makeService
+from orgproxy.daemon.parts import Parts, build_parts
+from orgproxy.daemon.service import OrgproxyService
+from orgproxy.tap import Options, service_of
 from tests.support.answers import AUTH, Answer
 from tests.support.upstreams import MemoryUpstreams
 
@@ -77,7 +79,7 @@ class SiteAgent(RequestTraversalAgent):
 
 
 class InMemoryProxy:
-    """makeService's tree, in memory, in front of ``upstream`` (a fake as a resource, or
+    """makeService's parts and tree, in memory, in front of ``upstream`` (a fake as a resource, or
     an upstream that writes its own bytes as a protocol factory: raw_upstream.py)."""
 
     def __init__(self, upstream: IResource | IProtocolFactory, state_dir: Path, args: Sequence[str] = (),
@@ -91,8 +93,10 @@ class InMemoryProxy:
         self.options = Options(environ={} if environ is None else environ)
         self.options.parseOptions(["--upstream", UPSTREAM_URL, "--anthropic-upstream", ANTHROPIC_URL,
                                    "--state-dir", str(state_dir), "--watch", "off", *args])
-        self.service: OrgproxyService = makeService(self.options, reactor=self.clock, endpoints=self.upstreams)
-        self.client = SiteAgent(self.service.site)
+        # The parts, for a test to reach the one it examines; the service makeService would compose.
+        self.parts: Parts = build_parts(self.options, self.clock, self.upstreams)
+        self.service: OrgproxyService = service_of(self.parts)
+        self.client = SiteAgent(self.parts.front.site)
         self.raw_connections: list[RawExchange] = []
 
     # --- driving ------------------------------------------------------------------------
@@ -155,7 +159,7 @@ class InMemoryProxy:
         """Feed bytes to a new connection of the site as a client would, exactly as given
         (none, if the site closes the connection as it is accepted: ``refused_at_accept``)."""
         address = IPv4Address("TCP", client, 40000)
-        channel = self.service.site.buildProtocol(address)
+        channel = self.parts.front.site.buildProtocol(address)
         transport = StringTransport(peerAddress=address)
         exchange = RawExchange(channel, transport)
         if channel is None:  # what a listening port does: close the socket, read nothing

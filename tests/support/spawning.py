@@ -11,6 +11,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 LISTENING_FD = 7  # the listening socket's descriptor, as the memory ports say
+# A daemon of two processes in memory: its first process makes a real listening socket
+# (and the memory reactor adopts it), so on a port the system picks.
+TWO_WORKERS = ("--workers", "2", "--port", "tcp:0:interface=127.0.0.1")
 
 
 @dataclass
@@ -55,8 +58,9 @@ class SpawningReactor(MemoryReactorClock):
     def alive(self) -> list[Spawned]:
         return [s for s in self.spawned if s.process.pid is not None]
 
-    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
-        # A port with a descriptor, for the pool to hand the workers.
-        listening = super().listenTCP(port, factory, backlog, interface)
+    def adoptStreamPort(self, fileno: int, addressFamily: Any, factory: Any) -> Any:
+        # The first process's socket, adopted (the test gives it a --port of tcp:0): a port
+        # with a descriptor, for the pool to hand the workers.
+        listening = super().adoptStreamPort(fileno, addressFamily, factory)
         listening.fileno = lambda: LISTENING_FD
         return listening

@@ -107,7 +107,7 @@ def test_connections_holding_a_request_are_never_closed_to_make_room(
     # Upstream answers held longer than the minute the test lets pass.
     proxy = make_proxy("--aliases", str(aliases), "--max-connections", "3", "--max-connections-per-source", "3",
                        "--timeout", "600")
-    site = proxy.service.site
+    site = proxy.parts.front.site
     fake.on(COSTS, hold)
     busy = [proxy.raw(raw_get(TARGET)) for _ in range(3)]  # whole requests, being answered
     assert len(fake.received) == 3
@@ -156,10 +156,10 @@ def test_one_address_holds_at_most_its_share_and_makes_room_among_its_own(
 
 
 def test_the_share_of_one_address_is_a_quarter_of_the_cap_unless_set(make_proxy: MakeProxy) -> None:
-    assert make_proxy("--max-connections", "400").service.site.connections.per_source == 100
-    assert make_proxy("--max-connections", "2").service.site.connections.per_source == 1
+    assert make_proxy("--max-connections", "400").parts.front.site.connections.per_source == 100
+    assert make_proxy("--max-connections", "2").parts.front.site.connections.per_source == 1
     set_by_environment = make_proxy(environ={"ORGPROXY_MAX_CONNECTIONS_PER_SOURCE": "7"})
-    assert set_by_environment.service.site.connections.per_source == 7
+    assert set_by_environment.parts.front.site.connections.per_source == 7
 
 
 class Connection:
@@ -219,7 +219,7 @@ def test_without_the_client_token_a_body_is_refused_at_its_head_and_never_read(
     # Answered and closed at once, with half a mebibyte of body still to come.
     assert_proxy_error(raw_answer(exchange), 401, "invalid_orgproxy_token")
     assert exchange.closed_by_proxy
-    assert guarded.service.site.request_bodies.held == 0
+    assert guarded.parts.front.site.request_bodies.held == 0
     exchange.send(b"x" * (512 * KIB))  # what a client still sends is not read
     assert exchange.written.count(b"HTTP/1.1 ") == 1
     assert fake.received == []
@@ -241,13 +241,13 @@ def test_with_the_client_token_the_body_is_read_and_forwarded(guarded: InMemoryP
     guarded.flush()
     assert raw_answer(exchange).status == 200
     assert fake.last().body == body
-    assert guarded.service.site.request_bodies.held == 0  # given back once answered
+    assert guarded.parts.front.site.request_bodies.held == 0  # given back once answered
 
 
 def test_bodies_held_across_connections_are_capped_then_503_with_retry_after(
         make_proxy: MakeProxy, fake: FakeOpenAI, fake_anthropic: FakeAnthropic, aliases: Path) -> None:
     proxy = make_proxy("--aliases", str(aliases), "--max-buffered-request-bytes", str(100 * KIB))
-    bodies = proxy.service.site.request_bodies
+    bodies = proxy.parts.front.site.request_bodies
     body = json.dumps({"name": "p" * (60 * KIB)}).encode()
     first = proxy.raw(post_head(len(body)) + body[:50 * KIB])
     assert bodies.held == 50 * KIB

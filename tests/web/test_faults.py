@@ -357,7 +357,7 @@ def test_a_flood_of_distinct_queries_keeps_the_cache_within_its_bounds(make_prox
                        "--cache-max-entries", str(max_entries))
     proxy.start_service()
     fake.on(COSTS, reply(body=b"{}"))
-    cache = proxy.service.cache
+    cache = proxy.parts.front.cache
     assert cache is not None
     padding = "x" * 4000  # long queries, small answers: a key is a digest, whatever the query
     for i in range(40):

@@ -416,7 +416,7 @@ MALFORMED_HEADS = {
 
 def test_refusals_are_414_431_or_400_exactly_as_twisteds_own_counts_say(proxy: InMemoryProxy,
                                                                        fake: FakeOpenAI) -> None:
-    proxy.service.site.protocol = AnswersAsTwistedsCountsWould
+    proxy.parts.front.site.protocol = AnswersAsTwistedsCountsWould
     for (name, data), piece in itertools.product(MALFORMED_HEADS.items(), (None, 1000, 97)):
         # A request answered first on the same connection: the counts start again for the next.
         exchange = proxy.raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -1,9 +1,9 @@
 """``--workers N``: N processes serving one listening socket, so the daemon uses every core.
 
-The process twistd starts listens, serves like any other, and starts N-1 more
-``twistd orgproxy`` processes that adopt its listening socket
-(``AdoptedStreamServerEndpoint``); the kernel hands each new connection to whichever
-process accepts it first. The first process forwards SIGHUP and SIGTERM to the others,
+The process twistd starts makes the listening socket, serves on it like any other, and
+starts N-1 more ``twistd orgproxy`` processes that adopt it, as it did itself
+(``listening.py``); the kernel hands each new connection to whichever process accepts it
+first. The first process forwards SIGHUP and SIGTERM to the others,
 starts again one that dies, and at a stop tells them to stop as it stops itself, so that
 all of them drain at once, within --shutdown-timeout. A worker that cannot start (it dies
 at once, several times in a row) stops the daemon with the reason.
@@ -18,22 +18,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import AdoptedStreamServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from orgproxy._twisted_private import accept_one_per_wakeup, leave_shared_socket_open
 from orgproxy.ops.firstprocess import REQUESTS_FD, RequestLines, discovery_asked
+from orgproxy.ops.listening import SharedAccepts
 from orgproxy.infra.logs import log
 
 WORKER_FD = 3  # where a worker finds the listening socket
@@ -100,33 +95,6 @@ def worker_argv(twistd_options: Sequence[str], plugin_options: Sequence[str], wo
             *[_own_log_file(option, worker) for option in twistd_options],
             "--nodaemon", "--pidfile=", "orgproxy", *plugin_options, "--workers=1",
             f"--worker-fd={WORKER_FD}", f"--worker-number={worker}"]
-
-
-@implementer(IStreamServerEndpoint)
-class SharedAccepts:
-    """An endpoint whose port accepts one connection per wake-up (so that the workers on
-    one socket share a burst) and is kept, for the workers to inherit."""
-
-    def __init__(self, endpoint: IStreamServerEndpoint):
-        self.endpoint = endpoint
-        self.port: IListeningPort | None = None
-
-    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
-        return self.endpoint.listen(factory).addCallback(self._listening)
-
-    def _listening(self, port: IListeningPort) -> IListeningPort:
-        accept_one_per_wakeup(port)
-        leave_shared_socket_open(port)
-        self.port = port
-        return port
-
-
-def adopted_port_service(reactor: Any, fd: int, factory: IProtocolFactory) -> StreamServerEndpointService:
-    """What a worker serves on: the listening socket it was given as ``fd``."""
-    probe = socket.socket(fileno=os.dup(fd))
-    family = probe.family
-    probe.close()
-    return StreamServerEndpointService(SharedAccepts(AdoptedStreamServerEndpoint(reactor, fd, family)), factory)
 
 
 class _Worker(ProcessProtocol):
