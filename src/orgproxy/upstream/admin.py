@@ -3,20 +3,21 @@
 treq's ``HTTPClient`` runs over the same pooled, TLS-verified agent as forwarding.
 Discovery's URLs are its own (no caller's bytes to keep), so treq may encode them as it
 likes; its redirects are off (an admin key must not follow one), and the body is read
-with the same size cap and the whole exchange bounded by the same deadline as forwarding.
+(``treq.collect``) with the same size cap and the whole exchange bounded by the same
+deadline as forwarding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.internet.protocol import Protocol
+from twisted.python.components import proxyForInterface
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
-from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IResponse
 
 from orgproxy.upstream.client import NOT_RETURNED_TO_CLIENT, UpstreamResponse, as_proxy_error, end_to_end, with_deadline
@@ -64,60 +65,58 @@ class AdminClient:
         return as_proxy_error(failure, self.timeout, self.max_response_bytes, self.address, self.title)
 
 
-class _CappedBody(Protocol):
-    """Collects a response body, giving up once it passes ``limit`` bytes."""
+class CappedPieces:
+    """A collector for ``treq.collect``: the body's pieces, until it passes ``limit`` bytes;
+    then ResponseTooLarge, and treq drops the connection."""
 
-    def __init__(self, finished: Deferred[bytes], limit: int, announced: int | None):
-        self.finished = finished
+    def __init__(self, limit: int):
         self.limit = limit
-        self.announced = announced
-        self.chunks: list[bytes] = []
+        self.pieces: list[bytes] = []
         self.size = 0
 
-    def connectionMade(self) -> None:
-        if self.announced is not None and self.announced > self.limit:
-            self._give_up()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.finished.called:
-            return
+    def __call__(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > self.limit:
-            self._give_up()
-            return
-        self.chunks.append(data)
+            self.pieces.clear()
+            raise ResponseTooLarge()
+        self.pieces.append(data)
 
-    def _give_up(self) -> None:
-        self.chunks.clear()
-        self.abort()
-        if not self.finished.called:
-            self.finished.errback(ResponseTooLarge())
 
-    def abort(self) -> None:
+class _Droppable(proxyForInterface(IResponse)):  # type: ignore[misc]
+    """``response``, whose connection can be dropped before its body is read whole."""
+
+    receiver: IProtocol | None = None
+
+    def deliverBody(self, protocol: IProtocol) -> None:
+        self.receiver = protocol
+        self.original.deliverBody(protocol)
+
+    def drop(self) -> None:
         # Stopping the producer closes the connection: the rest is never read.
-        if self.transport is not None:
-            self.transport.stopProducing()
-
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
-        if self.finished.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.finished.callback(b"".join(self.chunks))
-        else:
-            self.finished.errback(reason)
+        transport = getattr(self.receiver, "transport", None)
+        if transport is not None:
+            transport.stopProducing()
 
 
 def read_capped(response: IResponse, limit: int) -> Deferred[bytes]:
-    """The whole body, or a ``ResponseTooLarge`` failure; cancelling drops the connection."""
-    announced = response.length if response.length is not UNKNOWN_LENGTH else None
-    collector: _CappedBody
+    """The whole body, or a ``ResponseTooLarge`` failure, at once where the upstream
+    announced a larger one; cancelling (the deadline, a stop) drops the connection."""
+    body = _Droppable(response)
+    finished: Deferred[bytes] = Deferred(lambda _: body.drop())
+    if response.length is not UNKNOWN_LENGTH and response.length > limit:
+        body.deliverBody(Protocol())  # none of it is read: the connection is dropped
+        body.drop()
+        finished.errback(ResponseTooLarge())
+        return finished
+    collector = CappedPieces(limit)
 
-    def cancel(_: Deferred[bytes]) -> None:
-        collector.abort()
-
-    finished: Deferred[bytes] = Deferred(cancel)
-    collector = _CappedBody(finished, limit, announced)
-    response.deliverBody(collector)
+    def done(result: object) -> None:
+        if not finished.called:  # else cancelled: what the dropped connection says is moot
+            if isinstance(result, Failure):
+                finished.errback(result)
+            else:
+                finished.callback(b"".join(collector.pieces))
+    treq.collect(body, collector).addBoth(done)
     return finished
 
 
