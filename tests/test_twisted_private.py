@@ -1,11 +1,15 @@
 """Each of Twisted's private names orgproxy uses (``orgproxy._twisted_private``), checked
 where it is used: a Twisted upgrade that renames, moves or stops calling one fails here,
-loudly, rather than quietly changing what the daemon answers."""
+loudly, rather than quietly changing what the daemon answers; and no other module of
+orgproxy names one, nor overrides one in a subclass."""
 
 from __future__ import annotations
 
+import ast
 import errno
+import importlib
 import os
+import pkgutil
 import socket
 from typing import Any
 
@@ -26,6 +30,7 @@ from orgproxy._twisted_private import (
     quiet_pool,
     send_in_pieces_of,
 )
+from tests.conftest import ROOT
 
 
 def connected(channel: http.HTTPChannel) -> http.HTTPChannel:
@@ -227,3 +232,49 @@ def test_a_port_says_what_it_closed_for_want_of_descriptors_through_its_logger()
     formats = [event["log_format"] for event in said]
     assert set(formats) <= ACCEPT_ERROR_FORMATS
     assert [f for f in formats if f in ACCEPT_REFUSED_FORMATS] == ["EMFILE recovery: Closed socket from {address}"] * 4
+
+
+# --- nowhere else -------------------------------------------------------------------------------
+
+def private_uses(source: str) -> list[str]:
+    """Where ``source`` names something private of another object: ``x._name`` (not on
+    self or cls), or ``from twisted... import _name``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("twisted"):
+            found += [f"{node.lineno}: {alias.name}" for alias in node.names if alias.name.startswith("_")]
+    return found
+
+
+def test_no_module_but_this_one_names_a_private_of_twisteds() -> None:
+    sources = {path: path.read_text() for path in (ROOT / "src" / "orgproxy").rglob("*.py")
+               if path.name != "_twisted_private.py"}
+    assert {str(path.relative_to(ROOT)): uses for path, text in sources.items() if (uses := private_uses(text))} == {}
+    # The check sees what it forbids.
+    assert sorted(private_uses("pool._factory = None\nfrom twisted.web.client import _HTTP11ClientFactory\n")) == [
+        "1: pool._factory", "2: _HTTP11ClientFactory"]
+
+
+def twisted_privates_overridden(cls: type) -> set[str]:
+    """The private names of a Twisted base class that ``cls`` (orgproxy's) defines again."""
+    own = {name for name in vars(cls) if name.startswith("_") and not name.startswith("__")}
+    return {name for name in own for base in cls.__mro__[1:]
+            if base.__module__.startswith("twisted.") and name in vars(base)}
+
+
+def test_no_class_but_this_modules_overrides_a_private_of_twisteds() -> None:
+    package = importlib.import_module("orgproxy")
+    overriding = {}
+    for module_info in pkgutil.walk_packages(package.__path__, "orgproxy."):
+        if module_info.name == "orgproxy._twisted_private":
+            continue
+        module = importlib.import_module(module_info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, type) and value.__module__ == module.__name__:
+                if found := twisted_privates_overridden(value):
+                    overriding[f"{module.__name__}.{name}"] = found
+    assert overriding == {}
+    assert twisted_privates_overridden(BadRequestHook) == {"_respondToBadRequestAndDisconnect"}  # it sees one
