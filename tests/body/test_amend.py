@@ -1,4 +1,4 @@
-"""Tests for orgproxy.amend and orgproxy.names: names beside ids, every other byte kept.
+"""Tests for amending (body/amend.py, fast_path.py, exact.py) with a names snapshot: names beside ids, every other byte kept.
 
 The headline property renders random JSON values in random layouts with an independent
 oracle (``render`` below) that knows, for every id member, where its name member must be
@@ -20,16 +20,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orgproxy.body.amend import (
-    UNKNOWN,
-    Amended,
-    _amend_exact,
-    _amend_fast,
-    _fast_path_applies,
-    _NeedsExactPath,
-    amend_json,
-    is_json,
-)
+from orgproxy.body.amend import amend_json
+from orgproxy.body.exact import amend_exact
+from orgproxy.body.fast_path import amend_fast, fast_path_applies
+from orgproxy.body.insertion import UNKNOWN, Amended, NeedsExactPath
+from orgproxy.body.validate import is_json
 from orgproxy.fields import ALIAS_TABLE_FOR_ID, NAME_FIELD_FOR_ID
 from orgproxy.snapshot import NO_NAMES, Names
 from tests.support.fake_openai import EXAMPLES
@@ -428,12 +423,12 @@ def test_fast_and_exact_paths_give_identical_results(
         value: Any, layout: Layout, aliases: dict[str, dict[str, str]]) -> None:
     body = render(value, layout, aliases).body_in
     names = Names.from_aliases(aliases)
-    exact = _amend_exact(body, names.members)
-    if not _fast_path_applies(body):
+    exact = amend_exact(body, names.members)
+    if not fast_path_applies(body):
         return
     try:
-        fast = _amend_fast(body, names.members)
-    except _NeedsExactPath:
+        fast = amend_fast(body, names.members)
+    except NeedsExactPath:
         return
     assert fast.body == exact.body
     assert (fast.named, fast.unknown) == (exact.named, exact.unknown)
@@ -474,7 +469,7 @@ def test_whatever_the_bytes_the_answer_is_none_exactly_when_not_json(body: bytes
     result = amend_json(body, NAMES)
     assert (result is not None) == valid
     if result is not None:
-        assert result.body == _amend_exact(body, NAMES.members).body
+        assert result.body == amend_exact(body, NAMES.members).body
 
 
 # The upstream's own examples -----------------------------------------------------------------
@@ -806,7 +801,7 @@ def test_duplicate_id_keys_each_get_a_name_member_on_both_paths() -> None:
                 b' "api_key_id": "key_zzz", "api_key_name": "unknown"}')
 
     result = amend_json(body, NAMES)
-    exact = _amend_exact(body, NAMES.members)
+    exact = amend_exact(body, NAMES.members)
 
     assert result is not None
     assert result.body == exact.body == expected
@@ -816,11 +811,11 @@ def test_duplicate_id_keys_each_get_a_name_member_on_both_paths() -> None:
 
 def test_duplicate_id_keys_fast_and_exact_paths_agree() -> None:
     body = b'{"api_key_id":"key_abc","api_key_id":"key_abc","n":1}'
-    assert _fast_path_applies(body)
-    exact = _amend_exact(body, NAMES.members)
+    assert fast_path_applies(body)
+    exact = amend_exact(body, NAMES.members)
     try:
-        fast = _amend_fast(body, NAMES.members)
-    except _NeedsExactPath:
+        fast = amend_fast(body, NAMES.members)
+    except NeedsExactPath:
         return
     assert (fast.body, fast.named, fast.unknown) == (exact.body, exact.named, exact.unknown)
 
@@ -884,19 +879,19 @@ def test_deep_nesting_on_the_exact_path() -> None:
 def test_fast_path_hands_over_what_it_cannot_handle() -> None:
     for body in (b'{"api_key_id": 5}', b'{"api_key_id": "k\\"x"}', b'{"api_key_id": "k\\nx"}',
                  b'{"api_key_id": {"a": 1}}', b'{"api_key_id": ["key_abc"]}'):
-        with pytest.raises(_NeedsExactPath):
-            _amend_fast(body, NAMES.members)
+        with pytest.raises(NeedsExactPath):
+            amend_fast(body, NAMES.members)
 
 
 def test_fast_path_does_not_apply_where_it_could_be_fooled() -> None:
-    assert _fast_path_applies(b'{"api_key_id": "key_abc", "n": "a\\nb"}')
+    assert fast_path_applies(b'{"api_key_id": "key_abc", "n": "a\\nb"}')
     for body in (b'{"x\\"api_key_id": "k"}', b'{"api_key_\\u0069d": "k"}'):
-        assert not _fast_path_applies(body)
+        assert not fast_path_applies(body)
     # A field the proxy adds, already in the body: the fast pass itself refuses it.
     for body in (b'{"api_key_id": "k", "api_key_name": "n"}', b'{"user_id": "u", "user_name": 1}',
                  b'{"user_email": "e@x", "user_id": "u"}', b'[{"project_name" : "p"}, {"project_id": "q"}]'):
-        with pytest.raises(_NeedsExactPath):
-            _amend_fast(body, NAMES.members)
+        with pytest.raises(NeedsExactPath):
+            amend_fast(body, NAMES.members)
 
 
 # Not JSON --------------------------------------------------------------------------------------
@@ -940,7 +935,7 @@ def test_integer_longer_than_4300_digits_is_still_json() -> None:
 
     assert result is not None
     assert result.body == body.replace(b'"key_abc", ', b'"key_abc", "api_key_name": "checkout-service-production", ')
-    assert _amend_exact(body, NAMES.members).body == result.body
+    assert amend_exact(body, NAMES.members).body == result.body
 
 
 # Counts ------------------------------------------------------------------------------------
@@ -970,7 +965,7 @@ def test_counts_for_a_page_with_repeated_ids() -> None:
 def test_counts_on_the_exact_path() -> None:
     body = (b'[{"api_key_id":"key_\\u0061bc","user_id":null},{"api_key_id":"key_abc"},'
             b'{"api_key_id":"nope","project_id":"nope"},{"api_key_id":"nope"},{"user_id":{}}]')
-    assert not _fast_path_applies(body)
+    assert not fast_path_applies(body)
 
     result = amend_json(body, NAMES)
 

@@ -1,4 +1,4 @@
-"""Tests for orgproxy.runs and the array route of orgproxy.amend: the route large pages take.
+"""Tests for body/runs.py and the array route of the fast path (body/fast_path.py): the route large pages take.
 
 The route must give exactly what the other two give (the regex pass and the exact walk),
 to the byte and in every count, or decline (None) and leave the body to them.
@@ -14,16 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orgproxy.body.amend import (
-    RUNS_MIN_BYTES,
-    Amended,
-    _amend_exact,
-    _amend_fast,
-    _amend_runs,
-    amend_json,
-    is_json,
-    spelling_for,
-)
+from orgproxy.body.amend import RUNS_MIN_BYTES, amend_json
+from orgproxy.body.exact import amend_exact
+from orgproxy.body.fast_path import amend_fast, amend_runs
+from orgproxy.body.insertion import Amended, spelling_for
+from orgproxy.body.validate import is_json
 from orgproxy.fields import ANTHROPIC_FIELDS
 from orgproxy.infra.memory import keep_large_buffers
 from orgproxy.snapshot import Names
@@ -57,10 +52,10 @@ def test_the_array_route_gives_what_the_exact_walk_gives_or_declines(
         return  # the route's precondition: amend_json never sends such a body here
     names = Names.from_aliases(aliases)
 
-    routed = _amend_runs(body, names)
+    routed = amend_runs(body, names)
 
     if routed is not None:
-        exact = _amend_exact(body, names.members)
+        exact = amend_exact(body, names.members)
         assert routed.body == exact.body
         assert (routed.named, routed.unknown) == (exact.named, exact.unknown)
         assert routed.unknown_ids == exact.unknown_ids
@@ -89,13 +84,13 @@ def test_a_usage_page_takes_the_array_route_with_one_run_per_row(dumps: dict[str
     assert len(body) >= RUNS_MIN_BYTES
 
     runs = id_member_runs(body)
-    routed = _amend_runs(body, NAMES)
+    routed = amend_runs(body, NAMES)
 
     # project_id, user_id and api_key_id follow one another in each row: one run.
     assert runs is not None and len(runs) == 2 * 3000
     assert all(body[start:start + 1] == b'"' for start in runs[0::2].tolist())
     assert routed is not None
-    same_result(routed, _amend_fast(body, NAMES.members))
+    same_result(routed, amend_fast(body, NAMES.members))
     same_result(amend_json(body, NAMES) or Amended(b""), routed)
     assert routed.named == sum(1 for r in json.loads(body)["data"][0]["results"]
                                if r["api_key_id"] in ALIASES["api_keys"]) + body.count(b'"proj_abc"')
@@ -116,9 +111,9 @@ def test_a_page_searched_in_blocks_gives_what_one_search_gives(block: int, monke
     found = runs.quote_positions(data)
     assert found.dtype == np.int32 and found.tolist() == whole.tolist()
     assert expected is not None and np.array_equal(id_member_runs(body), expected)
-    routed = _amend_runs(body, NAMES)
+    routed = amend_runs(body, NAMES)
     assert routed is not None
-    same_result(routed, _amend_exact(body, NAMES.members))
+    same_result(routed, amend_exact(body, NAMES.members))
 
 
 def test_a_page_of_distinct_rows_counts_each_id_once_per_object() -> None:
@@ -126,10 +121,10 @@ def test_a_page_of_distinct_rows_counts_each_id_once_per_object() -> None:
     rows = [{"project_id": f"proj_{i}", "api_key_id": "key_abc", "n": i} for i in range(2000)]
     body = json.dumps(rows).encode()
 
-    routed = _amend_runs(body, NAMES)
+    routed = amend_runs(body, NAMES)
 
     assert routed is not None
-    same_result(routed, _amend_fast(body, NAMES.members))
+    same_result(routed, amend_fast(body, NAMES.members))
     assert routed.occurrences[("api_key_id", "key_abc")] == 2000
     assert routed.unknown == 2000 and routed.named == 2000
 
@@ -147,11 +142,11 @@ def test_a_page_of_distinct_rows_counts_each_id_once_per_object() -> None:
         "email-there", "bare-string"])
 def test_layouts_the_array_route_leaves_to_the_other_routes(body: bytes) -> None:
     assert id_member_runs(body) is None
-    assert _amend_runs(body, NAMES) is None
+    assert amend_runs(body, NAMES) is None
     padded = b'{"pad": "%s", "rows": %s}' % (b"x" * RUNS_MIN_BYTES, body)
     result = amend_json(padded, NAMES)
     assert result is not None
-    same_result(result, _amend_exact(padded, NAMES.members))
+    same_result(result, amend_exact(padded, NAMES.members))
 
 
 def test_an_id_field_name_used_as_a_value_is_not_a_member() -> None:
@@ -160,17 +155,17 @@ def test_an_id_field_name_used_as_a_value_is_not_a_member() -> None:
     runs = id_member_runs(body)
     assert runs is not None
     assert runs.tolist() == [body.index(b'"api_key_id": "key'), body.index(b'"x"')]
-    routed = _amend_runs(body, NAMES)
+    routed = amend_runs(body, NAMES)
     assert routed is not None
-    same_result(routed, _amend_exact(body, NAMES.members))
+    same_result(routed, amend_exact(body, NAMES.members))
 
 
 def test_an_id_member_at_the_very_end_of_the_body() -> None:
     for body in (b'{"a": [1], "user_id": null}', b'{"a": "b", "api_key_id": "key_abc"}',
                  b'{"api_key_id":null,"user_id":null}'):
-        routed = _amend_runs(body, NAMES)
+        routed = amend_runs(body, NAMES)
         assert routed is not None
-        same_result(routed, _amend_exact(body, NAMES.members))
+        same_result(routed, amend_exact(body, NAMES.members))
 
 
 def test_a_body_without_ids_is_returned_as_it_is() -> None:
@@ -185,7 +180,7 @@ def test_a_large_body_with_a_backslash_skips_the_array_route_and_stays_exact() -
     body = usage_page(2000).replace(b'"gpt-4o-mini"', b'"gpt-\\u0034o"', 1)
     result = amend_json(body, NAMES)
     assert result is not None
-    same_result(result, _amend_exact(body, NAMES.members))
+    same_result(result, amend_exact(body, NAMES.members))
 
 
 # Validation: simdjson first, the strict parsers for what it refuses -------------------------------
@@ -290,14 +285,14 @@ def test_anthropic_fields_take_the_array_route_exactly_a_long_id_field_included(
     assert len(body) >= RUNS_MIN_BYTES
 
     runs = id_member_runs(body, spelling.table)
-    routed = _amend_runs(body, ANTHROPIC_NAMES, spelling)
+    routed = amend_runs(body, ANTHROPIC_NAMES, spelling)
 
     assert runs is not None and routed is not None
     assert not any(near_miss.encode() in body[start:end]
                    for start, end in zip(runs[0::2].tolist(), runs[1::2].tolist()))
     known = ANTHROPIC_NAMES.members_for(ANTHROPIC_FIELDS)
-    same_result(routed, _amend_exact(body, known, spelling))
-    same_result(routed, _amend_fast(body, known, None, spelling))
+    same_result(routed, amend_exact(body, known, spelling))
+    same_result(routed, amend_fast(body, known, None, spelling))
     assert routed.body.count(b'"service_account_name": "bot"') == body.count(b'"service_account_id": "svac_a"')
     defaults = routed.body.count(b'"workspace_name": "Default"')
     assert defaults == (body.count(b'"workspace_id": null') if named_nulls else 0)
@@ -305,7 +300,7 @@ def test_anthropic_fields_take_the_array_route_exactly_a_long_id_field_included(
 
 def test_openai_s_spelling_names_only_openai_s_fields_in_the_same_page() -> None:
     body = anthropic_page(500, "service_XXcount_id")
-    routed = _amend_runs(body, ANTHROPIC_NAMES)  # OpenAI's spelling, the default
+    routed = amend_runs(body, ANTHROPIC_NAMES)  # OpenAI's spelling, the default
     assert routed is not None
     assert routed.body.count(b'"api_key_name"') == body.count(b'"api_key_id"')
     assert not any(name in routed.body for name in (b"workspace_name", b"account_name", b"service_account_name"))

@@ -14,7 +14,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.logger import LogLevel
 from twisted.web.client import ResponseNeverReceived
 
-from orgproxy.body.amend import _amend_exact
+from orgproxy.body.exact import amend_exact
 from orgproxy.body.runs import id_member_runs
 from tests.support.answers import AUTH, TOKEN, Answer
 from tests.support.fake_openai import (
@@ -397,5 +397,5 @@ def test_a_page_of_thousands_of_rows_comes_back_named_to_the_byte(proxy: InMemor
     fake.on(COMPLETIONS, reply(body=body))
     answer = proxy.get(COMPLETIONS + "?start_time=1730419200")
     assert answer.status == 200
-    assert answer.body == _amend_exact(body, names.members).body
+    assert answer.body == amend_exact(body, names.members).body
     assert answer.json()["data"][0]["results"][0]["api_key_name"] == names.by_field["api_key_id"][known[0]]

@@ -1,18 +1,19 @@
 """Where the id members sit in a large JSON body, found by array passes, not a regex.
 
-On a page of thousands of rows, amend.py's regular-expression pass spends most of its time
-in Python's regex engine stepping from quote to quote. Here a handful of numpy passes do
-the same search: in a body with no backslash every quote opens or closes a string, so the
-quotes' positions pair up into strings; the strings spelled like an id field are the
-candidate keys; and the bytes right after each key tell where its member ends, by the
-same rule as ``amend._ID_MEMBER``. Members that follow one another directly (a usage
-row's ``project_id``, ``user_id`` and ``api_key_id``) form one *run*. A page has a run or
+On a page of thousands of rows, the fast path's regular-expression pass (fast_path.py)
+spends most of its time in Python's regex engine stepping from quote to quote. Here a
+handful of numpy passes do the same search: in a body with no backslash every quote opens
+or closes a string, so the quotes' positions pair up into strings; the strings spelled
+like an id field are the candidate keys; and the bytes right after each key tell where
+its member ends, by the same rule as the pattern of ``insertion.Spelling``. Members that
+follow one another directly (a usage row's ``project_id``, ``user_id`` and
+``api_key_id``) form one *run*. A page has a run or
 two per row but only a few hundred distinct run texts, so the caller amends each distinct
 text once and copies the rest.
 
 Only the layouts serialisers write are read here: no whitespace before a colon, at most
 one space after it, a string or ``null`` as the id, and no name field already present.
-For anything else the answer is None, and amend.py's regex pass, which reads every
+For anything else the answer is None, and the fast path's regex pass, which reads every
 layout, does the work: the result is the same, only slower.
 
 Pure: no I/O, no clock, no Twisted.

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from orgproxy.body.amend import UNKNOWN
+from orgproxy.body.insertion import UNKNOWN
 from orgproxy.costs.figures import CostFigures, Series
 from orgproxy.costs.store import CostStore
 from orgproxy.fields import FIELD_SET_OF

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orgproxy.body.amend import Amended
+from orgproxy.body.insertion import Amended
 from orgproxy.daemon.options import Options
 from orgproxy.daemon.process import ThisProcess
 from orgproxy.names.aliasfile import AliasFileError

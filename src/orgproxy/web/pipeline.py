@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from orgproxy.body.amend import Amended, amend_valid_json
+from orgproxy.body.amend import amend_valid_json
+from orgproxy.body.insertion import Amended
 from orgproxy.body.grouping import regroup
 from orgproxy.body.validate import Validity, validity
 from orgproxy.fields import OPENAI_FIELDS, FieldSet

@@ -21,7 +21,7 @@ from twisted.web import server
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
-from orgproxy.body.amend import UNKNOWN, Amended
+from orgproxy.body.insertion import UNKNOWN, Amended
 from orgproxy.errors import (
     ProxyError,
     duplicate_authorization,
