@@ -1,5 +1,6 @@
 """Infrastructure below features: the packages of ``src/orgproxy`` in layers, each importing
-only from the layers below it, read from the sources' ``import`` statements.
+only from the layers below it, read from the sources' ``import`` statements; and no module
+longer than one idea needs (450 lines).
 
 The order, from the bottom up (written here once; DESIGN.md's table is the picture):
 
@@ -159,3 +160,11 @@ def test_no_module_imports_itself_in_a_circle() -> None:
 def test_the_walk_finds_a_circle() -> None:
     assert circles_in({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert circles_in({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_no_module_holds_more_than_one_idea_s_worth_of_lines() -> None:
+    # The brief's bound for src/ and bench/; tap.py only composes, so it stays smaller still.
+    lines = {path.relative_to(ROOT): len(path.read_text().splitlines())
+             for path in [*sources(), *(ROOT / "bench").glob("*.py")]}
+    assert {str(path): count for path, count in lines.items() if count > 450} == {}
+    assert lines[Path("src/orgproxy/tap.py")] < 250
