@@ -40,6 +40,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tests.support.anthropic_reports import BadRequest, whole_number
+
 PREFIX = "/v1/organizations/analytics"
 COST = PREFIX + "/cost"
 USAGE = PREFIX + "/usage"
@@ -64,10 +66,6 @@ KNOWN = frozenset({"starting_at", "ending_at", "time_bucket_width", "limit", "pa
                    "group_by[]", "actor_ids[]", *FILTERS})
 TOKEN_FIELDS = ("uncached_input_tokens", "cache_read_input_tokens", "output_tokens")
 CACHE_CREATION_FIELDS = ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
-
-
-class BadRequest(Exception):
-    """A request the API refuses with 400 invalid_request_error."""
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
@@ -202,7 +200,7 @@ class Query:
         width = single.get("time_bucket_width")
         if width not in (None, "1d"):
             raise BadRequest(f"time_bucket_width: the fake knows only 1d, not {width!r}")
-        limit = _number(single.get("limit", str(default_limit)), "limit", 1, 1000)
+        limit = whole_number(single.get("limit", str(default_limit)), "limit", 1, 1000)
         fingerprint = hashlib.sha256(repr(sorted(p for p in pairs if p[0] != "page")).encode()).hexdigest()[:12]
         return cls(starting_at, ending_at, width == "1d", tuple(grouped),
                    {k: frozenset(v) for k, v in filters.items()}, frozenset(actors), limit, single.get("page"),
@@ -285,13 +283,3 @@ def _hour(moment: datetime) -> datetime:
 
 def _rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _number(text: str, name: str, least: int, most: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadRequest(f"{name}: not an integer") from None
-    if not least <= value <= most:
-        raise BadRequest(f"{name}: must be between {least} and {most}")
-    return value

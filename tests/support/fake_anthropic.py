@@ -8,10 +8,10 @@ example bodies in ``tests/fixtures/anthropic-admin-api/`` and the rules its refe
   Default Workspace;
 - ``api_keys`` filters by ``status`` and ``workspace_id``; whether the list without a status
   holds every status is not documented, so ``org.unfiltered_key_statuses`` says (None: all);
-- the reports (``usage_report/messages``, ``cost_report``) are made from a ledger of usage and
-  cost entries: one bucket per day from ``starting_at`` (``bucket_width=1d``), empty days
-  included, ``limit`` buckets a page (default 7, at most 31), paged by token (``page=<next_page>``,
-  a token ending in ``=``); rows grouped by the ``group_by[]`` dimensions, every other dimension
+- the reports (``usage_report/messages``, ``cost_report``; ``anthropic_reports.py``) are made
+  from a ledger of usage and cost entries: one bucket per day from ``starting_at``
+  (``bucket_width=1d``), empty days included, ``limit`` buckets a page (default 7, at most
+  31), paged by token (``page=<next_page>``, a token ending in ``=``); rows grouped by the ``group_by[]`` dimensions, every other dimension
   null; the Console's usage has a null ``api_key_id`` and the Default Workspace's a null
   ``workspace_id`` even when grouped by them; cost ``amount`` is a decimal string in cents;
 - ``service_accounts`` pages by token (``page=<next_page>``) and, as its reference says, answers
@@ -29,18 +29,16 @@ behaviour)`` overrides a path here too.
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 from twisted.web import server
 
+from tests.support.anthropic_reports import BadRequest, cost_report, messages_report, page_token, whole_number
 from tests.support.fake_analytics import PREFIX as ANALYTICS
 from tests.support.fake_analytics import AnalyticsApi, Entry
 from tests.support.fake_openai import FakeOpenAI, Received
@@ -71,14 +69,6 @@ JANE_SMITH = "user_01XyDMpzjS89pFZXqSFUBDr6"
 ZOE = "user_01CONSTRUCTEDzoe000000000"
 BOT = "svac_01Hk3R9TWxq7CfQak00OiVw4"
 
-MESSAGE_DIMENSIONS = ("api_key_id", "workspace_id", "model", "service_tier", "context_window", "inference_geo",
-                      "account_id", "service_account_id")
-COST_DIMENSIONS = ("workspace_id", "description")
-# What grouping by description fills in besides the description.
-DESCRIBED = ("cost_type", "model", "service_tier", "token_type", "context_window", "inference_geo")
-MESSAGE_FILTERS = {"api_key_ids[]": "api_key_id", "workspace_ids[]": "workspace_id", "account_ids[]": "account_id",
-                   "service_account_ids[]": "service_account_id", "models[]": "model"}
-ARRAYS = ("group_by", *(name.removesuffix("[]") for name in MESSAGE_FILTERS))
 # The reference's name for the id that follows a collection in a path.
 PATH_PARAMETERS = {"workspaces": "workspace_id", "api_keys": "api_key_id", "users": "user_id",
                    "service_accounts": "service_account_id"}
@@ -249,10 +239,6 @@ def sample_analytics() -> AnalyticsApi:
 
 # --- the fake -----------------------------------------------------------------------------------
 
-class BadRequest(Exception):
-    """A request the API refuses with 400 invalid_request_error."""
-
-
 class FakeAnthropic(FakeOpenAI):
     """Every path answered: by a behaviour set with ``on``, else by the organization's lists
     and reports, else by the example for the path, else a 404 in Anthropic's shape."""
@@ -329,7 +315,7 @@ class FakeAnthropic(FakeOpenAI):
         query = dict(pairs)
         archived_too = query.get("include_archived") == "true"
         items = [a for a in self.org.service_accounts if archived_too or a["archived_at"] is None]
-        take = min(_number(query.get("limit", "20"), "limit", 1, 100), self.org.page_size)
+        take = min(whole_number(query.get("limit", "20"), "limit", 1, 100), self.org.page_size)
         start = 0
         if "page" in query:
             tokens = {page_token(i): i for i in range(take, len(items), take)}
@@ -340,7 +326,7 @@ class FakeAnthropic(FakeOpenAI):
         return 200, {"data": items[start:start + take], "next_page": page_token(start + take) if more else None}
 
     def page_of(self, items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
-        limit = _number(query.get("limit", "20"), "limit", 1, 1000)
+        limit = whole_number(query.get("limit", "20"), "limit", 1, 1000)
         take = min(limit, self.org.page_size)
         ids = [item["id"] for item in items]
         for cursor in ("after_id", "before_id"):
@@ -358,114 +344,7 @@ class FakeAnthropic(FakeOpenAI):
     # --- reports --------------------------------------------------------------------------------
 
     def messages_report(self, pairs: list[tuple[str, str]]) -> dict[str, Any]:
-        grouped, filters = _arrays(pairs, MESSAGE_DIMENSIONS)
-        entries = [e for e in self.org.usage
-                   if all(e.get(MESSAGE_FILTERS[name]) in wanted for name, wanted in filters.items())]
-
-        def rows(day_entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            out: dict[tuple[Any, ...], dict[str, Any]] = {}
-            for e in day_entries:
-                key = tuple(e.get(d) for d in grouped)
-                row = out.setdefault(key, _message_row({d: e.get(d) for d in grouped}))
-                row["uncached_input_tokens"] += e.get("uncached_input_tokens", 0)
-                row["output_tokens"] += e.get("output_tokens", 0)
-                row["cache_read_input_tokens"] += e.get("cache_read_input_tokens", 0)
-                for name, value in e.get("cache_creation", {}).items():
-                    row["cache_creation"][name] += value
-                row["server_tool_use"]["web_search_requests"] += e.get("web_search_requests", 0)
-            return list(out.values())
-        return _paged_buckets(dict(pairs), entries, rows)
+        return messages_report(self.org.usage, pairs)
 
     def cost_report(self, pairs: list[tuple[str, str]]) -> dict[str, Any]:
-        grouped, filters = _arrays(pairs, COST_DIMENSIONS)
-        if filters:
-            raise BadRequest("the cost report has no id filters")
-
-        def rows(day_entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            out: dict[tuple[Any, ...], dict[str, Any]] = {}
-            for e in day_entries:
-                key = tuple(e.get(d) for d in grouped)
-                row = out.get(key)
-                if row is None:
-                    row = out[key] = {"amount": "0", "context_window": None, "cost_type": None, "currency": "USD",
-                                      "description": None, "inference_geo": None, "model": None,
-                                      "service_tier": None, "token_type": None, "workspace_id": None}
-                    row.update({d: e.get(d) for d in grouped})
-                    if "description" in grouped:
-                        row.update({d: e.get(d) for d in DESCRIBED})
-                row["amount"] = format(Decimal(row["amount"]) + Decimal(e["amount"]), "f")
-            return list(out.values())
-        return _paged_buckets(dict(pairs), self.org.costs, rows)
-
-
-def _number(text: str, name: str, least: int, most: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadRequest(f"{name}: not an integer") from None
-    if not least <= value <= most:
-        raise BadRequest(f"{name}: must be between {least} and {most}")
-    return value
-
-
-def _arrays(pairs: list[tuple[str, str]], dimensions: tuple[str, ...]) -> tuple[list[str], dict[str, set[str]]]:
-    """(the group_by[] dimensions in order, the filters given); only the bracket spelling."""
-    grouped: list[str] = []
-    filters: dict[str, set[str]] = {}
-    for name, value in pairs:
-        if name in ARRAYS:
-            raise BadRequest(f"{name}: arrays are written {name}[]=")
-        if name == "group_by[]":
-            if value not in dimensions:
-                raise BadRequest(f"group_by[]: unknown value {value!r}")
-            if value not in grouped:
-                grouped.append(value)
-        elif name in MESSAGE_FILTERS:
-            filters.setdefault(name, set()).add(value)
-    return grouped, filters
-
-
-def _message_row(dimensions: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "account_id": None, "api_key_id": None,
-        "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
-        "cache_read_input_tokens": 0, "context_window": None, "inference_geo": None, "model": None,
-        "output_tokens": 0, "server_tool_use": {"web_search_requests": 0}, "service_account_id": None,
-        "service_tier": None, "uncached_input_tokens": 0, "workspace_id": None,
-    }
-    row.update(dimensions)
-    return row
-
-
-def _day(text: str, name: str) -> date:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
-    except ValueError:
-        raise BadRequest(f"{name}: not an RFC 3339 time") from None
-
-
-def page_token(index: int) -> str:
-    """A page token as Anthropic's look (``page_...=``), naming the first bucket of the page."""
-    return "page_" + base64.b64encode(f"bucket {index}".encode()).decode()
-
-
-def _paged_buckets(query: dict[str, str], entries: list[dict[str, Any]], rows: Any) -> dict[str, Any]:
-    if "starting_at" not in query:
-        raise BadRequest("starting_at: required")
-    if query.get("bucket_width", "1d") != "1d":
-        raise BadRequest("bucket_width: the fake knows only 1d")
-    limit = _number(query.get("limit", "7"), "limit", 1, 31)
-    first = _day(query["starting_at"], "starting_at")
-    last = _day(query["ending_at"], "ending_at") if "ending_at" in query else first + timedelta(days=limit)
-    days = [first + timedelta(days=n) for n in range((last - first).days)]
-    start = 0
-    if "page" in query:
-        tokens = {page_token(i): i for i in range(0, len(days), limit)}
-        if query["page"] not in tokens:
-            raise BadRequest("page: not a page of this report")
-        start = tokens[query["page"]]
-    buckets = [{"ending_at": f"{day + timedelta(days=1)}T00:00:00Z",
-                "results": rows([e for e in entries if e["day"] == day.isoformat()]),
-                "starting_at": f"{day}T00:00:00Z"} for day in days[start:start + limit]]
-    more = start + limit < len(days)
-    return {"data": buckets, "has_more": more, "next_page": page_token(start + limit) if more else None}
+        return cost_report(self.org.costs, pairs)
