@@ -247,10 +247,12 @@ class Exchange:
         request.setResponseCode(response.status, response.phrase)
         for name, values in response.headers:
             request.responseHeaders.setRawHeaders(name, values)
-        if request.method == b"HEAD" and response.announced_length is not None:
-            request.setHeader(b"content-length", response.announced_length)
-        else:
+        if request.method != b"HEAD":
             request.setHeader(b"content-length", b"%d" % len(answer.body))
+        elif response.announced_length is not None:
+            request.setHeader(b"content-length", response.announced_length)
+        # else a HEAD whose upstream announced no length, or one that was not one number:
+        # none is announced (the proxy's own, of its empty body, would say the resource is empty).
         request.write(answer.body)
         request.finish()
         self.log_line(response.status, answer.amended)
