@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import gc
-import hashlib
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 from orgproxy.upstream.cache import ExpirySweep, Outcome, ResponseCache, cache_key, entry_size
+from orgproxy.upstream.digest import DIGEST_SIZE
 from orgproxy.upstream.client import UpstreamResponse
 from tests.support.properties import property_settings as examples_of
 
@@ -90,7 +90,7 @@ def test_key_holds_no_trace_of_the_credential_and_is_one_digest() -> None:
             encoded = encode(secret)
             assert encoded not in made and encoded.rstrip(b"=") not in made
         assert secret.hex().encode() not in made
-    assert len(made) == hashlib.sha256().digest_size
+    assert len(made) == DIGEST_SIZE
     assert len(key(target=TARGET * 100, headers=[(b"OpenAI-Beta", [b"x" * 5000])])) == len(made)
 
 

@@ -13,9 +13,9 @@ order of different headers means nothing, RFC 9110 5.3), each header's values in
 order sent (which does mean something). A request without a credential is never cached:
 it has nobody to be kept for, and all such requests would share one entry.
 
-The key is one SHA-256 over all of it: the credential is in no key, only in its digest
-(keys end up in memory dumps and may end up in logs), every key is 32 bytes however long
-the request, and a hit costs one hash.  The clock is injected, so tests drive time by hand.
+The key is one digest over all of it (``digest.py``): the credential is in no key, only in
+its digest (keys end up in memory dumps and may end up in logs), every key is 32 bytes
+however long the request, and a hit costs one hash.  The clock is injected, so tests drive time by hand.
 
 Memory is bounded by what an entry really holds, not by its body alone: the key, the
 headers and the Python objects around them are counted too (a flood of distinct queries
@@ -26,7 +26,6 @@ expired entries are swept on a timer (``ExpirySweep``) rather than left until lo
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from orgproxy.upstream.client import HeaderList, UpstreamResponse
+from orgproxy.upstream.digest import digest_of
 
 __all__ = ["ExpirySweep", "Outcome", "ResponseCache", "cache_key", "entry_size"]
 
@@ -64,24 +64,23 @@ def cache_key(method: bytes, target: bytes, headers: HeaderList, credential_head
               ) -> bytes | None:
     """The key of a request sent upstream as ``method target`` with ``headers``: None for
     anything but GET, and for a request that sends none of ``credential_headers`` (lower
-    case) with a value; else the SHA-256 of the target and every header (see above)."""
+    case) with a value; else the digest of the target and every header (see above)."""
     # HTTP methods are case-sensitive (RFC 9110, 9.1): "get" is not GET, and is not cached.
     if method != b"GET":
         return None
-    # Each part is preceded by its length, so no two requests hash the same bytes
-    # whatever bytes their target and headers hold.
     lowered = [(name.lower(), values) for name, values in headers]
     lowered.sort()
-    parts = [b"%d %s" % (len(target), target)]
+    parts = [target]
     credential = False
     for name, values in lowered:
         if name in credential_headers and any(values):
             credential = True
         for value in values:
-            parts.append(b"%d %s%d %s" % (len(name), name, len(value), value))
+            parts.append(name)
+            parts.append(value)
     if not credential:
         return None
-    return hashlib.sha256(b"".join(parts)).digest()
+    return digest_of(parts)
 
 
 @dataclass(slots=True)

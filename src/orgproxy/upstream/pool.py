@@ -19,7 +19,8 @@ the next request sent on it. So:
   credential headers (Authorization, x-api-key) and the headers that choose its answer
   (OpenAI-Organization, OpenAI-Project, anthropic-version, anthropic-beta): a connection
   carries only requests made with the same key, so even a late answer on it was meant for
-  the same caller. The key is a digest: a secret is never kept as a dictionary key.
+  the same caller. The key is a digest (``digest.py``): a secret is never kept as a
+  dictionary key.
 - **Reused only after an answer whose end is certain:** a Content-Length body read to its
   last byte, or a chunked body read to its last chunk and trailers, on HTTP/1.1 without
   ``Connection: close``. Not after an answer with no body by rule (a HEAD's, a 204, a
@@ -37,7 +38,6 @@ the next request sent on it. So:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -47,6 +47,7 @@ from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
+from orgproxy.upstream.digest import digest_of
 from orgproxy.upstream.parse import (
     CorruptEncoding,
     HeaderList,
@@ -72,19 +73,16 @@ RETRIED_WHEN_STALE = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 
 
 def credential_key(headers: HeaderList, names: Collection[bytes]) -> bytes:
-    """The pool key of a request: a digest of the headers ``names`` (lower case) as they
-    are sent, each name with all its values in order. Unambiguous (each value after its
-    length), so one key is one set of credential and scope headers. BLAKE2b (32 bytes): the
-    standard library's own, without an OpenSSL call on every request."""
+    """The pool key of a request: the digest (``digest.py``) of the headers ``names`` (lower
+    case) as they are sent, each name with all its values in order, so one key is one set
+    of credential and scope headers."""
     parts = []
     for name, values in headers:
         lowered = name.lower()
         if lowered in names:
             parts.append(lowered)
-            for value in values:
-                parts.append(b"%d:" % len(value))
-                parts.append(value)
-    return hashlib.blake2b(b"".join(parts), digest_size=32).digest()
+            parts.extend(values)
+    return digest_of(parts)
 
 
 class PooledExchange:
