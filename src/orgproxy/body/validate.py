@@ -13,16 +13,16 @@ import simdjson
 
 from orgproxy.jsonvalues import refuse_constant
 
-# simdjson validates without building Python objects: 4 ms for a 10.7 MB page where
-# orjson.loads takes 35. One parser, reused: the reactor thread is the only caller, and
-# the document it returns is dropped at once, which the parser's reuse requires.
+# simdjson validates without building Python objects, which orjson.loads builds for every
+# value: it tells a page valid or not several times sooner (bench/paths.py times both;
+# the figures are in bench/README.md). One parser, reused: the reactor thread is the only
+# caller, and the document it returns is dropped at once, which the parser's reuse requires.
 _VALIDATOR = simdjson.Parser()
-# But a parser keeps the buffers of the largest document it has parsed, about three times
-# its size (a copy of it, the tape, the strings, the structural indexes): 33 MiB after a
-# 10.7 MB page, held for good, on top of the next large page's own buffers. A body this
-# large or larger gets a parser of its own, let go with its buffers at once; the reused
-# one then holds at most about 3 MiB. (The price: a large body's buffers are faulted in
-# afresh, about a millisecond per MB.)
+# But a parser keeps the buffers of the largest document it has parsed, a few times its
+# size (a copy of it, the tape, the strings, the structural indexes), held for good on top
+# of the next large page's own buffers. A body this large or larger gets a parser of its
+# own, let go with its buffers at once, so the reused one holds only what a smaller body
+# needs. (The price: a large body's buffers are faulted in afresh.)
 OWN_PARSER_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 

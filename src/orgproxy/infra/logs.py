@@ -65,8 +65,8 @@ class ClassicText:
     """twistd's own line format (``formatEventAsClassicLogText``), made cheaper.
 
     Twisted formats each line's timestamp afresh, through a time zone lookup and
-    strftime, and each access line through ``string.Formatter``: on a small request
-    that was a seventh of the daemon's time. Here the timestamp is made once per second,
+    strftime, and each access line through ``string.Formatter``: a share of a small
+    request's time worth saving (bench/paths.py). Here the timestamp is made once per second,
     and an access line, already text (``log.info("{line}", line=...)``), is used as it is.
     Every line comes out as Twisted would write it.
     """

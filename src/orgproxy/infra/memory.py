@@ -4,17 +4,16 @@
 A 10 MB usage page passes through several buffers of its size: the upstream's body, the
 amended body, the transport's write buffer. glibc serves each allocation of 128 KiB or
 more with a fresh mmap() and unmaps it on free(), so every request faults every page of
-every such buffer in again. On the benchmark's large page that was 6,700 page faults and
-10 ms of system time per request, a sixth of the whole. Raising the mmap threshold (to
-glibc's maximum) puts those buffers in the heap, and raising the trim threshold keeps the
-heap's freed top for the next request.
+every such buffer in again, in system time a large page's request spends on nothing else
+(bench/README.md, Memory). Raising the mmap threshold (to glibc's maximum) puts those
+buffers in the heap, and raising the trim threshold keeps the heap's freed top for the
+next request.
 
 The cost: after large responses the process would keep the memory they used, free for
-the next ones rather than given back (on the benchmark's large page, RSS 69 -> 155 MiB
-after one at a time, 250 MiB after 16 at once), all day, for a daemon idle most of it.
-So ``IdleTrim`` calls glibc's ``malloc_trim(0)`` once no request has been in flight for a
-few seconds (``--idle-trim``): a burst keeps its buffers, and an idle daemon returns to
-about its size before the burst.
+the next ones rather than given back, all day, for a daemon idle most of it
+(bench/README.md, Memory). So ``IdleTrim`` calls glibc's ``malloc_trim(0)`` once no
+request has been in flight for a few seconds (``--idle-trim``): a burst keeps its buffers,
+and an idle daemon returns to about its size before the burst.
 """
 
 from __future__ import annotations

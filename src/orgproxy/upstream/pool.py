@@ -5,9 +5,10 @@ one caller's answer to another.
 Why not Twisted's ``Agent`` here: the proxy needs one thing from its client, to send the
 caller's request as given and read one whole, capped answer, and on a small page the
 Agent's generality (a URI parsed per request, ``Headers`` objects both ways, a state
-machine per connection and per response, a body protocol, five Deferreds) was a third of
-the daemon's CPU. This module does that one thing over the same endpoints the Agent
-uses (TCP, verified TLS; ``agent.py``), so connecting, TLS and its errors are Twisted's.
+machine per connection and per response, a body protocol, five Deferreds) was a large
+share of the daemon's CPU (bench/README.md, the profile of a small request). This module
+does that one thing over the same endpoints the Agent uses (TCP, verified TLS;
+``agent.py``), so connecting, TLS and its errors are Twisted's.
 Discovery, which is not on the request path, keeps using treq over an Agent.
 
 Which connections are reused, and why. A kept-alive connection is a stream of bytes: the
