@@ -192,3 +192,14 @@ def test_a_format_it_cannot_write_there_is_refused_with_one_line(argv: list[str]
     with pytest.raises(SystemExit) as refused:
         parsed(argv)
     assert str(refused.value).startswith("orgproxy: --log-format")
+
+
+def test_a_json_line_keeps_every_field_of_orgproxys_own_and_drops_twisteds() -> None:
+    out = io.StringIO()
+    logs.json_lines(out)({"log_format": "Waiting up to {timeout:g} s", "timeout": 10.0, "times": 3, "why": "SIGHUP",
+                          "timestamp": 1, "log_level": LogLevel.info, "log_namespace": "orgproxy", "log_time": 0.0})
+    logs.json_lines(out)({"log_format": "{why}", "isError": 1, "why": "legacy", "system": "-", "time": 0.0,
+                          "message": ("x",), "format": "%(why)s", "log_level": LogLevel.error, "log_time": 0.0})
+    ours, legacy = map(json.loads, out.getvalue().splitlines())
+    assert (ours["timeout"], ours["times"], ours["why"], ours["timestamp"]) == (10.0, 3, "SIGHUP", 1)
+    assert not {"why", "isError", "system", "format"} & set(legacy) and legacy["message"] == "legacy"

@@ -112,8 +112,11 @@ def logs_to_standard_output(twistd_options: Mapping[str, Any]) -> bool:
     return logfile == "-" or (bool(twistd_options.get("nodaemon")) and not logfile)
 
 
-# Event keys of Twisted's own that are not worth shipping as fields.
-_TWISTED_KEYS = ("log_", "format", "message", "isError", "system", "time", "why", "failure")
+# Event keys of Twisted's own that are not worth shipping as fields: every log_* key, and
+# what its legacy log.msg/log.err events carry (``why`` only beside ``isError``: orgproxy's
+# own events say why with it).
+_TWISTED_PREFIX = "log_"
+_TWISTED_KEYS = frozenset({"format", "message", "isError", "system", "time", "failure"})
 
 
 def json_lines(out: IO[str] | None = None) -> ILogObserver:
@@ -139,9 +142,12 @@ def json_lines(out: IO[str] | None = None) -> ILogObserver:
             "namespace": event.get("log_namespace", "-"),
             "message": formatEvent(event),
         }
+        legacy_error = "isError" in event
         for key, value in event.items():
-            if not key.startswith(_TWISTED_KEYS) and isinstance(value, (str, int, float, bool, list)):
-                record.setdefault(key, value)
+            if (key in _TWISTED_KEYS or key.startswith(_TWISTED_PREFIX) or (key == "why" and legacy_error)
+                    or not isinstance(value, (str, int, float, bool, list))):
+                continue
+            record.setdefault(key, value)
         failure = event.get("log_failure")
         if failure is not None:
             record["traceback"] = failure.getTraceback()
