@@ -153,7 +153,10 @@ upstream = upstream_fixture()
 
 
 def assert_clean_output(daemon: Daemon) -> None:
+    """No failure logged (an event with a traceback), nor a traceback written anywhere else;
+    the admin key nowhere."""
     output = daemon.output
+    assert not [e for e in daemon.events if "traceback" in e], output
     assert "Traceback" not in output, output
     assert TOKEN not in output, "the admin key appeared in the daemon's output"
 

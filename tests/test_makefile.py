@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from demo.organization import anthropic_demo, first_day, openai_demo
 from tests.conftest import ROOT
 from tests.support.fake_usage import FakeUsage
-from tests.support.daemon import READY, daemon_env, free_port
+from tests.support.daemon import SERVING, daemon_env, event_of, free_port
 from tests.support.raw_http import call
 from tests.support.tcp_upstream import FakeUpstream
 
@@ -38,26 +38,29 @@ def test_make_run_installs_the_package_and_its_dependencies_without_the_test_ext
 
 def test_make_run_passes_args_to_the_daemon(upstream: FakeUpstream, tmp_path: Path) -> None:
     port = free_port()
-    args = f"--port tcp:{port}:interface=127.0.0.1 --upstream {upstream.url} --state-dir {tmp_path / 'state'}"
+    args = (f"--port tcp:{port}:interface=127.0.0.1 --upstream {upstream.url} --state-dir {tmp_path / 'state'}"
+            " --log-format json")
     # -o: the venv counts as installed (the suite runs on it), so make only runs the daemon.
     running = subprocess.Popen(["make", "-C", str(ROOT), "-o", ".venv/.package", "run", f"ARGS={args}"],
                                env=daemon_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     ready = threading.Event()
     lines: list[str] = []
+    served: list[dict[str, Any]] = []
 
     def read() -> None:
         assert running.stdout is not None
         for line in running.stdout:
             lines.append(line)
-            if READY in line:
+            event = event_of(line)
+            if event is not None and event.get("event") == SERVING:
+                served.append(event)
                 ready.set()
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         assert ready.wait(30), "".join(lines)
-        assert f"orgproxy serving on tcp:{port}:interface=127.0.0.1, forwarding /v1/organization/ to {upstream.url}" \
-            in "".join(lines)
+        assert (served[0]["port"], served[0]["upstream"]) == (f"tcp:{port}:interface=127.0.0.1", upstream.url)
         assert call(f"http://127.0.0.1:{port}", "/health").status == 200
         assert (tmp_path / "state" / "history.sqlite3").is_file()
     finally:

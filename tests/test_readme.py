@@ -96,7 +96,7 @@ def served(upstream: FakeUpstream, tmp_path: Path) -> Iterator[Daemon]:
     aliases.write_text(ALIASES_TOML, encoding="utf-8")
     running = Daemon(["--upstream", upstream.url, "--anthropic-upstream", upstream.url, "--aliases", str(aliases)],
                      cwd=tmp_path, env={"ANTHROPIC_ADMIN_KEY": ANTHROPIC_ADMIN_KEY}).wait_ready()
-    running.wait_for("Anthropic discovery (start) learned")  # it serves at once; the names follow
+    running.wait_for("discovery_done", provider="Anthropic", why="start")  # it serves at once; the names follow
     yield running
     running.stop()
     assert_clean_output(running)

@@ -268,7 +268,7 @@ def test_the_start_counts_the_alias_files_names_apart_from_remembered_ones(
 
 
 def all_unknown_warned(lines: list[dict[str, Any]]) -> bool:
-    return any(e["log_level"] == LogLevel.warn and "every id is named" in e["log_format"] for e in lines)
+    return any(e["log_level"] == LogLevel.warn and e.get("event") == "no_names" for e in lines)
 
 
 def test_every_id_unknown_is_warned_only_without_alias_file_discovery_or_history(
@@ -591,7 +591,7 @@ def test_without_aliases_it_serves_with_no_names_and_says_so(make_proxy: Callabl
     fake.on(COSTS, reply(body=b'{"api_key_id": "key_1234567890abcdef"}'))
     proxy = make_proxy()
     run(proxy)
-    said = [e for e in logged if e.get("log_level") == LogLevel.warn and "no names" in e.get("log_format", "")]
+    said = [e for e in logged if e.get("log_level") == LogLevel.warn and e.get("event") == "no_names"]
     assert len(said) == 1
     assert proxy.get(COSTS + "?start_time=1").json() == {"api_key_id": "key_1234567890abcdef",
                                                          "api_key_name": "unknown"}
@@ -677,7 +677,7 @@ def test_a_stop_waits_for_requests_in_flight_no_longer_than_the_shutdown_timeout
     done = stopping(proxy)
     proxy.advance(3)
     assert done == [None]
-    (gave_up,) = [e for e in logged if e.get("log_level") == LogLevel.warn and "count" in e and "timeout" in e]
+    (gave_up,) = [e for e in logged if e.get("event") == "drain_timed_out"]
     assert (gave_up["count"], gave_up["timeout"]) == (1, 3.0)
     response.cancel()  # in the daemon, the reactor stops here; in memory, the client leaves
     response.addErrback(lambda failure: failure.trap(ResponseNeverReceived))

@@ -6,6 +6,7 @@ would. (That makeService offers it to twistd's application: tests/test_tap.py.)
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
@@ -24,6 +25,7 @@ from twisted.scripts.twistd import ServerOptions
 
 from orgproxy.infra import logs
 from orgproxy.infra.logs import ClassicText, logs_to_standard_output
+from tests.conftest import ROOT
 from tests.support.properties import property_settings as examples_of
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -203,3 +205,38 @@ def test_a_json_line_keeps_every_field_of_orgproxys_own_and_drops_twisteds() -> 
     ours, legacy = map(json.loads, out.getvalue().splitlines())
     assert (ours["timeout"], ours["times"], ours["why"], ours["timestamp"]) == (10.0, 3, "SIGHUP", 1)
     assert not {"why", "isError", "system", "format"} & set(legacy) and legacy["message"] == "legacy"
+# --- every event says which it is ---------------------------------------------------------------
+
+LOG_METHODS = {"debug", "info", "warn", "error", "critical", "failure"}
+
+
+def events_named_in(source: str) -> list[tuple[int, str | None]]:
+    """(line, the ``event`` identifier or None) for each ``log.<level>(...)`` call in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in LOG_METHODS
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "log"):
+            given = [k.value for k in node.keywords if k.arg == "event"]
+            name = given[0].value if given and isinstance(given[0], ast.Constant) else None
+            found.append((node.lineno, name if isinstance(name, str) else None))
+    return found
+
+
+def test_every_event_orgproxy_logs_has_a_stable_identifier() -> None:
+    # What the tests (and log shippers) match on: never a line's wording.
+    identifiers: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "src" / "orgproxy").rglob("*.py")):
+        for line, name in events_named_in(path.read_text()):
+            identifiers.setdefault(name or "", []).append(f"{path.relative_to(ROOT)}:{line}")
+    assert "" not in identifiers, identifiers.get("")
+    assert {"serving", "request", "aliases_reloaded", "discovery_done", "worker_started"} <= set(identifiers)
+    assert all(re.fullmatch(r"[a-z]+(_[a-z]+)*", name) for name in identifiers), sorted(identifiers)
+    assert events_named_in('log.info("x")\nlog.warn("y", event="said")\n') == [(1, None), (2, "said")]
+
+
+def test_the_identifier_reaches_the_json_line() -> None:
+    out = io.StringIO()
+    logs.json_lines(out)({"log_format": "orgproxy serving on {port}", "port": "tcp:1", "event": "serving",
+                          "log_level": LogLevel.info, "log_namespace": "orgproxy", "log_time": 0.0})
+    record = json.loads(out.getvalue())
+    assert (record["event"], record["port"], record["message"]) == ("serving", "tcp:1", "orgproxy serving on tcp:1")

@@ -149,7 +149,7 @@ def test_it_starts_the_other_workers_on_the_listening_socket(logged: list[dict[s
         # The first process's environment, but for the admin keys: discovery is its alone.
         assert s.env == {k: v for k, v in os.environ.items() if k not in ("OPENAI_ADMIN_KEY", "ANTHROPIC_ADMIN_KEY")}
         assert TOKEN not in repr(s.env) and "sk-ant-admin01-withheld" not in repr(s.env)
-    started = [(e["number"], e["pid"]) for e in logged if e.get("log_format", "").startswith("Started worker")]
+    started = [(e["number"], e["pid"]) for e in logged if e.get("event") == "worker_started"]
     assert started == [(1, 1000), (2, 1001)]
 
 
@@ -163,7 +163,7 @@ def test_a_worker_that_dies_is_started_again_after_a_delay(logged: list[dict[str
     pool.reactor.advance(0.01)
     assert pool.reactor.spawned[-1].args == ["python", "worker-1"]
     assert pool.gave_up == []
-    (ended,) = [e for e in logged if "number" in e and "reason" in e]
+    (ended,) = [e for e in logged if e.get("event") == "worker_ended"]
     assert ended["number"] == 1 and "signal 9" in ended["reason"]
 
 

@@ -40,7 +40,7 @@ def daemon(upstream: FakeUpstream, anthropic: AnthropicOnASocket,
     running = Daemon(["--upstream", "http://127.0.0.1:9", "--anthropic-upstream", upstream.url, "--timeout", "5"],
                      cwd=tmp_path_factory.mktemp("anthropic-daemon"),
                      env={"ANTHROPIC_ADMIN_KEY": ADMIN_KEY}).wait_ready()
-    running.wait_for("Anthropic discovery (start) learned")  # it serves at once; the names follow
+    running.wait_for("discovery_done", provider="Anthropic", why="start")  # it serves at once; the names follow
     yield running
     code = running.stop()
     assert_clean_output(running)

@@ -152,7 +152,7 @@ def test_a_thousand_trickling_clients_never_keep_a_normal_client_from_being_answ
         daemon.wait_ready()
         closing.extend(trickling_clients(daemon, CLIENTS))
         # Once the daemon has had to make room, every connection it may hold is open.
-        daemon.wait_for("closed to make room", timeout=DEADLINE)
+        daemon.wait_for("connections_made_room", within=DEADLINE)
         trickle(closing)
         # A fresh client is answered, five times in five, each within the bound.
         for _ in range(5):
@@ -163,7 +163,7 @@ def test_a_thousand_trickling_clients_never_keep_a_normal_client_from_being_answ
         code = daemon.stop()
     assert code == 0, daemon.output
     assert_clean_output(daemon)
-    assert "EMFILE" not in daemon.output  # never out of file descriptors
+    assert daemon.logged("connections_out_of_descriptors") == []  # never out of file descriptors
 
 
 def send_half_of_a_mebibyte_body(daemon: Daemon, source: str, closing: list[socket.socket]) -> None:
@@ -212,7 +212,7 @@ def test_an_alias_path_turned_into_a_fifo_neither_blocks_the_daemon_nor_its_stop
         os.mkfifo(aliases)  # open() for reading would wait for a writer forever
         mark = len(daemon.lines)
         daemon.process.send_signal(signal.SIGHUP)
-        daemon.wait_for("Alias file not reloaded (SIGHUP)", start=mark, timeout=DEADLINE)
+        daemon.wait_for("aliases_not_reloaded", why="SIGHUP", start=mark, within=DEADLINE)
         health = call(daemon.url, "/health", timeout=5).json()
         assert health["aliases"]["names"] == 5
         assert health["aliases"]["error"] == f"{aliases}: cannot read: not a regular file (a FIFO)"
@@ -220,7 +220,7 @@ def test_an_alias_path_turned_into_a_fifo_neither_blocks_the_daemon_nor_its_stop
         aliases.symlink_to("/dev/zero")  # reading it would never end
         mark = len(daemon.lines)
         daemon.process.send_signal(signal.SIGHUP)
-        daemon.wait_for("Alias file not reloaded (SIGHUP)", start=mark, timeout=DEADLINE)
+        daemon.wait_for("aliases_not_reloaded", why="SIGHUP", start=mark, within=DEADLINE)
         assert "character device" in call(daemon.url, "/health", timeout=5).json()["aliases"]["error"]
     finally:
         code = daemon.stop()

@@ -6,7 +6,6 @@ start logs that Twisted could not write its plugin cache; with it, none does."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -49,12 +48,11 @@ def read_only(root: Path) -> None:
 
 def plugin_cache_errors(daemon: Daemon) -> list[dict[str, Any]]:
     """The daemon's log events (one JSON object a line) saying a plugin cache was not written."""
-    records = [json.loads(line) for line in daemon.lines]
-    return [r for r in records if "errno" in r and str(r.get("path", "")).endswith("dropin.cache")]
+    return [r for r in daemon.events if "errno" in r and str(r.get("path", "")).endswith("dropin.cache")]
 
 
 def started_by_the_service_user(prefix: Path, home: Path) -> Daemon:
-    daemon = Daemon(["--log-format", "json", "--state-dir", str(home / "state")], cwd=home,
+    daemon = Daemon(["--state-dir", str(home / "state")], cwd=home,
                     twistd=str(prefix / ".venv" / "bin" / "twistd"), preexec_fn=as_service_user(),
                     env={"PYTHONPATH": "", "HOME": str(home)})
     try:
@@ -86,7 +84,7 @@ def test_the_wheel_runs_from_a_read_only_install_and_a_service_user_starts_it_wi
     (error,) = {(r["path"], r["errno"]) for r in plugin_cache_errors(before)}
     assert error[0].startswith(str(installed / ".venv")) and error[1] == 13  # EACCES
     # It was the install's twistd that ran, on the system's Python.
-    assert any(str(r.get("exe", "")).startswith(str(installed / ".venv")) for r in map(json.loads, before.lines))
+    assert any(str(r.get("exe", "")).startswith(str(installed / ".venv")) for r in before.events)
     assert f"home = {Path(system_python()).parent}\n" in (installed / ".venv" / "pyvenv.cfg").read_text()
 
     # make install's last step, run by the installer (who may write there), as make runs it.

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.daemon import READY, TWISTD, daemon_env, free_port
+from tests.support.daemon import SERVING, TWISTD, daemon_env, event_of, free_port
 from tests.support.raw_http import call
 from tests.support.tcp_upstream import FakeUpstream
 
@@ -36,7 +36,9 @@ def test_plain_twistd_daemonizes_with_its_pid_and_json_log_in_the_current_direct
     assert started.returncode == 0, started.stdout + started.stderr
     assert started.stdout == "", "a daemon writes its log to twistd.log, not to the terminal"
     log = tmp_path / "twistd.log"
-    wait_until(lambda: log.exists() and READY in log.read_text(), f"{READY!r} never appeared in {log}")
+    def serving() -> bool:
+        return log.exists() and any(e.get("event") == SERVING for e in map(event_of, log.read_text().splitlines()) if e)
+    wait_until(serving, f"no {SERVING!r} event in {log}")
     pid = int((tmp_path / "twistd.pid").read_text())
     try:
         assert call(f"http://127.0.0.1:{port}", USERS).status == 200
@@ -44,7 +46,8 @@ def test_plain_twistd_daemonizes_with_its_pid_and_json_log_in_the_current_direct
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not (tmp_path / "twistd.pid").exists(), "the daemon never removed twistd.pid")
     records = [json.loads(line) for line in log.read_text().splitlines()]  # every line is one JSON object
-    assert any(r["message"].startswith(READY) for r in records)
+    (served,) = [r for r in records if r.get("event") == SERVING]
+    assert served["port"] == f"tcp:{port}:interface=127.0.0.1"
     (access,) = [r for r in records if r.get("path") == USERS]
     assert (access["method"], access["status"], access["level"]) == ("GET", 200, "info")
     assert "Traceback" not in log.read_text()

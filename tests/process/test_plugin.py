@@ -44,7 +44,8 @@ def test_dropin_does_not_import_the_reactor() -> None:
 def test_twistd_runs_orgproxy_on_another_reactor(tmp_path: Path, upstream: FakeUpstream) -> None:
     daemon = Daemon(["--upstream", upstream.url], cwd=tmp_path, twistd_args=["--reactor=poll"]).wait_ready()
     try:
-        assert "PollReactor" in daemon.output
+        (reactor,) = [e["reactor"] for e in daemon.events if "reactor" in e]  # twistd's own event
+        assert reactor.endswith("PollReactor")
         assert call(daemon.url, "/v1/organization/users").status == 200
     finally:
         assert daemon.stop() == 0

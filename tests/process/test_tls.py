@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AUTH, assert_clean_output
-from tests.support.daemon import READY, TWISTD, Daemon, daemon_env, free_port
+from tests.support.daemon import SERVING, TWISTD, Daemon, daemon_env, event_of, free_port
 from tests.support.tcp_upstream import FakeUpstream, reply
 from tests.support.raw_http import Answer, call
 from tests.support.tls import CA, ServerCert, TlsFakeUpstream, client_context, make_ca, make_server_cert
@@ -126,7 +126,7 @@ def test_the_daemon_serves_over_tls_on_an_ssl_port(localhost_cert: ServerCert, c
     # Daemon passes its own --port tcp:... first; the later --port wins.
     daemon = start(upstream, aliases, tmp_path, "--port", listen)
     try:
-        assert listen in daemon.wait_for(READY)
+        assert daemon.wait_for(SERVING)["port"] == listen
         status, body = https_get(port, ca, "/health")
         assert status == 200 and json.loads(body)["status"] == "ok"
         status, body = https_get(port, ca, USERS)
@@ -147,11 +147,11 @@ def test_malformed_upstream_ca_stops_the_start_with_one_line(problem: str, tmp_p
         path.write_text("this is not a certificate\n")
     result = subprocess.run(
         [TWISTD, "--nodaemon", "--pidfile=", "orgproxy", "--port", f"tcp:{free_port()}:interface=127.0.0.1",
-         "--upstream", "https://localhost:1", "--upstream-ca", str(path)],
+         "--upstream", "https://localhost:1", "--upstream-ca", str(path), "--log-format", "json"],
         cwd=tmp_path, env=daemon_env(), capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert READY not in output
+    assert not [e for e in map(event_of, output.splitlines()) if e is not None and e.get("event") == SERVING]
     assert "Traceback" not in output, output
     reasons = [line for line in output.splitlines() if str(path) in line]
     assert len(reasons) == 1, output

@@ -11,7 +11,6 @@ Few daemons, each for a whole story: each process start is a second of the suite
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -19,12 +18,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TOKEN, assert_clean_output
-from tests.support.daemon import TWISTD, Daemon, daemon_env, free_port
+from tests.support.daemon import SERVING, TWISTD, Daemon, daemon_env, event_of, free_port, matches
 from tests.support.fake_admin import WEB_SHOP, sample_org, user_owner
 from tests.support.raw_http import call
 from tests.support.tcp_upstream import FakeUpstream, TcpAdmin, hold, reply
@@ -32,14 +31,13 @@ from tests.support.tcp_upstream import FakeUpstream, TcpAdmin, hold, reply
 COSTS = "/v1/organization/costs"
 USAGE = "/v1/organization/usage/completions"
 HELD = "/v1/organization/usage/embeddings"
-SERVING = "orgproxy serving on"
 PRODUCTION_KEY = "key_Ws1kProdSrvA9"  # "Production server", in the sample organization
 T = TypeVar("T")
 
 
-def worker_pids(output: str) -> dict[int, int]:
-    """Worker number -> pid, from the lines the first process logs as it starts them."""
-    return {int(m[1]): int(m[2]) for m in re.finditer(r"Started worker (\d+) \(pid (\d+)\)", output)}
+def worker_pids(events: list[dict[str, Any]]) -> dict[int, int]:
+    """Worker number -> pid, from the events the first process logs as it starts them."""
+    return {e["number"]: e["pid"] for e in events if e.get("event") == "worker_started"}
 
 
 def alive(pid: int) -> bool:
@@ -63,7 +61,7 @@ def paused(pid: int) -> Iterator[None]:
 
 
 class LogFile:
-    """A daemon's log file, read as it grows."""
+    """A daemon's log file of JSON lines (--log-format json), read as it grows."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -71,10 +69,14 @@ class LogFile:
     def text(self) -> str:
         return self.path.read_text() if self.path.exists() else ""
 
-    def wait_for(self, text: str, after: int = 0, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.text()[after:]:
-            assert time.monotonic() < deadline, f"{text!r} never appeared in {self.path}:\n{self.text()}"
+    def events(self) -> list[dict[str, Any]]:
+        return [record for record in map(event_of, self.text().splitlines()) if record is not None]
+
+    def wait_for(self, event: str, after: int = 0, within: float = 20.0, **fields: Any) -> None:
+        """Until an event from the ``after``-th on has this identifier and these fields."""
+        deadline = time.monotonic() + within
+        while not [record for record in self.events()[after:] if matches(record, event, fields)]:
+            assert time.monotonic() < deadline, f"no event {event!r} with {fields} in {self.path}:\n{self.text()}"
             time.sleep(0.02)  # polling a file for an observable fact
 
 
@@ -98,16 +100,16 @@ def test_a_daemon_in_a_run_directory_and_its_worker_serve_reload_restart_and_sto
     started = subprocess.run(
         [TWISTD, "-d", str(rundir), "--logfile", "orgproxy.log", "--pidfile", "orgproxy.pid", "orgproxy",
          "--port", f"tcp:{port}:interface=127.0.0.1", "--upstream", upstream.url, "--aliases", str(aliases),
-         "--watch", "off", "--workers", "2"],
+         "--watch", "off", "--workers", "2", "--log-format", "json"],
         cwd=start, env=daemon_env(), capture_output=True, text=True, timeout=30)
     assert started.returncode == 0, started.stdout + started.stderr
     log, worker_log = LogFile(start / "orgproxy.log"), LogFile(start / "orgproxy.worker1.log")
     pids: list[int] = []
     try:
-        log.wait_for(f"[orgproxy#info] {SERVING}")
-        worker_log.wait_for(f"[orgproxy.worker1#info] {SERVING}")
+        log.wait_for(SERVING, namespace="orgproxy")
+        worker_log.wait_for(SERVING, namespace="orgproxy.worker1")
         first = int((start / "orgproxy.pid").read_text())
-        (worker,) = worker_pids(log.text()).values()
+        (worker,) = worker_pids(log.events()).values()
         pids = [first, worker]
         assert list(rundir.iterdir()) == []  # nothing lands in the run directory
 
@@ -119,21 +121,21 @@ def test_a_daemon_in_a_run_directory_and_its_worker_serve_reload_restart_and_sto
 
         # SIGHUP to the daemon reaches its worker.
         aliases.write_text('[api_keys]\nkey_1234567890abcdef = "renamed-everywhere"\n')
-        before, worker_before = len(log.text()), len(worker_log.text())
+        before, worker_before = len(log.events()), len(worker_log.events())
         os.kill(first, signal.SIGHUP)
-        log.wait_for("[orgproxy#info] Alias file reloaded (SIGHUP)", after=before)
-        worker_log.wait_for("[orgproxy.worker1#info] Alias file reloaded (SIGHUP)", after=worker_before)
+        log.wait_for("aliases_reloaded", after=before, namespace="orgproxy", why="SIGHUP")
+        worker_log.wait_for("aliases_reloaded", after=worker_before, namespace="orgproxy.worker1", why="SIGHUP")
         for pid in pids:
             with paused(pid):
                 answer = call(url, COSTS + "?start_time=1", timeout=10)
                 assert answer.json()["data"][0]["api_key_name"] == "renamed-everywhere"
 
         # A worker that dies is started again, and serves.
-        before, worker_before = len(log.text()), len(worker_log.text())
+        before, worker_before = len(log.events()), len(worker_log.events())
         os.kill(worker, signal.SIGKILL)
-        log.wait_for("Worker 1 ended", after=before)
-        worker_log.wait_for(f"[orgproxy.worker1#info] {SERVING}", after=worker_before)
-        (restarted,) = worker_pids(log.text()[before:]).values()
+        log.wait_for("worker_ended", after=before, number=1)
+        worker_log.wait_for(SERVING, after=worker_before, namespace="orgproxy.worker1")
+        (restarted,) = worker_pids(log.events()[before:]).values()
         pids.append(restarted)
         with paused(first):
             assert call(url, "/health", timeout=10).json()["pid"] == restarted
@@ -141,7 +143,7 @@ def test_a_daemon_in_a_run_directory_and_its_worker_serve_reload_restart_and_sto
         # SIGTERM to the daemon stops both.
         os.kill(first, signal.SIGTERM)
         wait_gone(pids)
-        assert "[orgproxy.worker1#info] SIGTERM" in worker_log.text()
+        assert [e for e in worker_log.events() if matches(e, "sigterm", {"namespace": "orgproxy.worker1"})]
         for text in (log.text(), worker_log.text()):
             assert "Traceback" not in text and TOKEN not in text
     finally:
@@ -154,9 +156,9 @@ def test_a_daemon_in_a_run_directory_and_its_worker_serve_reload_restart_and_sto
 
 def started_with_its_worker(daemon: Daemon) -> tuple[int, int]:
     """(first process's pid, worker's pid), once both serve."""
-    daemon.wait_for(f"[orgproxy#info] {SERVING}")
-    daemon.wait_for(f"[orgproxy.worker1#info] {SERVING}")
-    (worker,) = worker_pids(daemon.output).values()
+    daemon.wait_for(SERVING, namespace="orgproxy")
+    daemon.wait_for(SERVING, namespace="orgproxy.worker1")
+    (worker,) = worker_pids(daemon.events).values()
     return daemon.process.pid, worker
 
 
@@ -198,7 +200,7 @@ def test_two_processes_count_walk_name_and_report_as_one_daemon(upstream: FakeUp
     pids: list[int] = []
     try:
         first, worker = pids[:] = started_with_its_worker(daemon)
-        daemon.wait_for("[orgproxy#info] OpenAI discovery (start) learned")
+        daemon.wait_for("discovery_done", namespace="orgproxy", provider="OpenAI", why="start")
         sent = {"worker": 0, "first": 0}
 
         def name_via_the_worker() -> str:
@@ -235,8 +237,9 @@ def test_two_processes_count_walk_name_and_report_as_one_daemon(upstream: FakeUp
         eventually(lambda: len(admin.walks()) >= 2)
     finally:
         code = daemon.stop()
-    walks_logged = [line for line in daemon.lines if "] OpenAI discovery (" in line]
-    assert walks_logged and all("[orgproxy#" in line for line in walks_logged), walks_logged
+    walks_logged = [e for e in daemon.events
+                    if e.get("event") in ("discovery_done", "discovery_failed") and e.get("provider") == "OpenAI"]
+    assert walks_logged and all(e["namespace"] == "orgproxy" for e in walks_logged), walks_logged
     assert len(walks_logged) <= len(admin.walks()) <= len(walks_logged) + 1  # one cut short by the stop
     wait_gone(pids)
     assert code == 0, daemon.output
@@ -255,7 +258,7 @@ def test_an_unknown_key_a_worker_sees_sets_off_one_walk_whose_names_reach_both(
     pids: list[int] = []
     try:
         first, worker = pids[:] = started_with_its_worker(daemon)
-        daemon.wait_for("[orgproxy#info] OpenAI discovery (start) learned")
+        daemon.wait_for("discovery_done", namespace="orgproxy", provider="OpenAI", why="start")
         admin.add_key(WEB_SHOP, {"id": made_this_morning, "name": "Made this morning",
                                  "owner": user_owner(admin.org.users[0])})
 
@@ -264,7 +267,7 @@ def test_an_unknown_key_a_worker_sees_sets_off_one_walk_whose_names_reach_both(
                 return call(daemon.url, COSTS + "?start_time=1", timeout=10).json()["data"][0]["api_key_name"]
 
         assert name(answered_by_the_worker=True) == "unknown"
-        daemon.wait_for("[orgproxy#info] OpenAI discovery (worker 1 saw an unknown id) learned")
+        daemon.wait_for("discovery_done", namespace="orgproxy", provider="OpenAI", why="worker 1 saw an unknown id")
         eventually(lambda: name(answered_by_the_worker=True) == "Made this morning")
         assert name(answered_by_the_worker=False) == "Made this morning"
         assert len(admin.walks()) == 2  # at start, and the one the worker asked for
@@ -299,7 +302,7 @@ def test_workers_end_with_their_first_process_and_all_drain_at_once(upstream: Fa
         killed.process.kill()
         killed.wait_exit()
         wait_gone(pids[1:], timeout=10)
-        assert "[orgproxy.worker1#warn] The first process is gone" in killed.output
+        assert killed.logged("first_process_gone", namespace="orgproxy.worker1", level="warn")
         daemon = Daemon(args, cwd=tmp_path, port=port)
         first, worker = pids[:] = started_with_its_worker(daemon)
 
@@ -317,7 +320,7 @@ def test_workers_end_with_their_first_process_and_all_drain_at_once(upstream: Fa
         took = time.monotonic() - asked
         assert code == 0, daemon.output
         for namespace in ("orgproxy", "orgproxy.worker1"):
-            assert f"[{namespace}#info] Waiting up to {shutdown_timeout} s for 1 request in flight" in daemon.output
+            assert daemon.logged("draining", namespace=namespace, timeout=shutdown_timeout, count=1)
         assert took < 2 * shutdown_timeout, f"took {took:.1f} s: drained one after the other"
         assert_clean_output(daemon)
     finally:

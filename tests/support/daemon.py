@@ -1,7 +1,10 @@
-"""Start the real daemon, ``twistd -n orgproxy``, as a subprocess on a free TCP port."""
+"""Start the real daemon, ``twistd -n orgproxy``, as a subprocess on a free TCP port, logging
+JSON (``--log-format json``): tests wait for and look at its events by their ``event``
+identifier and fields, never by a line's wording."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,9 +14,24 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
-READY = "orgproxy serving on"
+SERVING = "serving"  # the event the daemon logs last as it starts: it serves, and takes signals
+
+
+def event_of(line: str) -> dict[str, Any] | None:
+    """A JSON log line's event; None for any other line (twistd's own words before its
+    logging starts, a traceback written to standard error)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def matches(record: dict[str, Any], event: str, fields: Mapping[str, Any]) -> bool:
+    return record.get("event") == event and all(record.get(name) == value for name, value in fields.items())
 
 
 def free_port() -> int:
@@ -35,7 +53,8 @@ def daemon_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 class Daemon:
-    """A running ``twistd -n orgproxy``; its output is collected line by line."""
+    """A running ``twistd -n orgproxy``; its output is collected line by line, and its
+    events (``events``) parsed from the JSON lines."""
 
     def __init__(self, args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None,
                  port: int | None = None, twistd_args: Sequence[str] = (),
@@ -46,7 +65,7 @@ class Daemon:
         self._changed = threading.Condition()
         # twistd: another install's (a venv of the system's Python, say) rather than this one's.
         command = [twistd, "--nodaemon", "--pidfile=", *twistd_args, "orgproxy",
-                   "--port", f"tcp:{self.port}:interface=127.0.0.1", *args]
+                   "--port", f"tcp:{self.port}:interface=127.0.0.1", "--log-format", "json", *args]
         # preexec_fn: what the child does before it runs twistd (resource limits, say).
         self.process = subprocess.Popen(command, cwd=cwd, env=daemon_env(env), stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, preexec_fn=preexec_fn)
@@ -67,21 +86,34 @@ class Daemon:
         with self._changed:
             return "\n".join(self.lines)
 
-    def wait_for(self, text: str, timeout: float = 20.0, start: int = 0) -> str:
-        """The first output line (from line ``start`` on) containing ``text``."""
-        deadline = time.monotonic() + timeout
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event logged so far, in order (twistd's own among them)."""
+        with self._changed:
+            lines = list(self.lines)
+        return [record for record in map(event_of, lines) if record is not None]
+
+    def logged(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        """The events so far with this ``event`` identifier and these field values."""
+        return [record for record in self.events if matches(record, event, fields)]
+
+    def wait_for(self, event: str, within: float = 20.0, start: int = 0, **fields: Any) -> dict[str, Any]:
+        """The first event (from output line ``start`` on) with this ``event`` identifier and
+        these field values, once it is logged (within ``within`` seconds)."""
+        deadline = time.monotonic() + within
         with self._changed:
             while True:
                 for line in self.lines[start:]:
-                    if text in line:
-                        return line
+                    record = event_of(line)
+                    if record is not None and matches(record, event, fields):
+                        return record
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.process.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"no line with {text!r}; output:\n" + "\n".join(self.lines))
+                    raise AssertionError(f"no event {event!r} with {fields}; output:\n" + "\n".join(self.lines))
                 self._changed.wait(left)
 
     def wait_ready(self) -> Daemon:
-        self.wait_for(READY)
+        self.wait_for(SERVING)
         return self
 
     def wait_exit(self, timeout: float = 20.0) -> int:

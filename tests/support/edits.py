@@ -34,9 +34,9 @@ def repoint(link: Path, target: Path) -> None:
 
 def reloaded(logged: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The reloads that put new names in force, as logged."""
-    return [e for e in logged if e.get("log_namespace") == "orgproxy" and "why" in e and "added" in e]
+    return [e for e in logged if e.get("event") == "aliases_reloaded"]
 
 
 def not_reloaded(logged: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The reloads that kept the old names, as logged."""
-    return [e for e in logged if e.get("log_namespace") == "orgproxy" and "why" in e and "error" in e]
+    return [e for e in logged if e.get("event") == "aliases_not_reloaded"]

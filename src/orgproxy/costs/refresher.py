@@ -44,14 +44,15 @@ class CostRefresher(Periodic):
         except CancelledError:
             raise
         except Exception:
-            log.failure("{provider} cost series refresh ({why}) failed unexpectedly", provider=self.title, why=why)
+            log.failure("{provider} cost series refresh ({why}) failed unexpectedly", event="cost_refresh_failed",
+                        provider=self.title, why=why)
             self.failed(why, "an internal error (see the log above)", None)
         else:
             previous = self.store.figures.of(self.provider)
             self.store.replace(self.provider, ProviderCosts(tuple(series_of(self.provider, totals)),
                                                             self.reactor.seconds(), previous.failures))
             log.info("{provider} cost series ({why}): {count} series, ${total:,.2f} this month, in {seconds:.1f} s",
-                     provider=self.title, why=why, count=len(totals),
+                     event="cost_refreshed", provider=self.title, why=why, count=len(totals),
                      total=sum(f.month_to_date for f in totals.values()),
                      seconds=self.reactor.seconds() - started)
             self.succeeded("every --cost-interval")
@@ -61,5 +62,6 @@ class CostRefresher(Periodic):
         self.store.replace(self.provider, ProviderCosts(previous.series, previous.refreshed_at, previous.failures + 1))
         delay, how = self.retry(retry_after)
         log.warn("{provider} cost series refresh ({why}) failed: {reason}; keeping the last values;"
-                 " retrying in {delay:g} s ({how})", provider=self.title, why=why, reason=reason, delay=delay,
+                 " retrying in {delay:g} s ({how})", event="cost_refresh_failed",
+                 provider=self.title, why=why, reason=reason, delay=delay,
                  how=how)

@@ -38,7 +38,8 @@ class CostStore:
         except FileNotFoundError:
             return
         except OSError as e:
-            log.warn("Cannot read the cost series in {path}: {error}", path=self.path, error=e.strerror)
+            log.warn("Cannot read the cost series in {path}: {error}", event="cost_store_unreadable",
+                     path=self.path, error=e.strerror)
             return
         stamp = (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size)
         if stamp == self.stamp:
@@ -48,7 +49,8 @@ class CostStore:
             with open(self.path, "rb") as f:
                 self.figures = CostFigures.from_json(f.read(16 * 1024 * 1024))
         except (OSError, ValueError, KeyError, TypeError, InvalidOperation) as e:
-            log.warn("Ignoring the cost series in {path}: {error}", path=self.path, error=str(e))
+            log.warn("Ignoring the cost series in {path}: {error}", event="cost_store_ignored",
+                     path=self.path, error=str(e))
 
     def current(self) -> CostFigures:
         if not self.writer:
@@ -70,8 +72,8 @@ class CostStore:
                 f.write(self.figures.to_json())
             os.replace(temporary, self.path)  # readers see the old file or the new, whole
         except OSError as e:
-            log.error("Could not write the cost series to {path}: {error}", path=self.path,
-                      error=e.strerror)
+            log.error("Could not write the cost series to {path}: {error}", event="cost_store_unwritable",
+                      path=self.path, error=e.strerror)
 
 
 def store_path(state_dir: str) -> str:

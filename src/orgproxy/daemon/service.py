@@ -37,7 +37,7 @@ class DaemonStop:
         if self.stopping:
             return  # a second SIGTERM (the supervisor's to the group, and ours to workers)
         self.stopping = True
-        log.info("SIGTERM: no longer accepting connections; shutting down")
+        log.info("SIGTERM: no longer accepting connections; shutting down", event="sigterm")
         self.stop_reactor()
 
     def first_process_gone(self) -> None:
@@ -45,12 +45,13 @@ class DaemonStop:
         if self.stopping:
             return
         self.stopping = True
-        log.warn("The first process is gone: no longer accepting connections; shutting down")
+        log.warn("The first process is gone: no longer accepting connections; shutting down",
+                 event="first_process_gone")
         self.stop_reactor()
 
     def give_up(self, reason: str) -> None:
         """Stop the daemon for good: something it cannot work without keeps failing."""
-        log.critical("Stopping: {reason}", reason=reason)
+        log.critical("Stopping: {reason}", event="giving_up", reason=reason)
         self.stopping = True
         self.stop_reactor()
 
@@ -113,29 +114,29 @@ class OrgproxyService(MultiService):
         # the "serving" line comes last, so whoever waits for it can also signal us.
         self.sigterm.install()
         for note in self.notes:
-            log.warn("{note}", note=note)
+            log.warn("{note}", event="start_note", note=note)
         by_source = self.current.names.by_source
         remembered = by_source.get("history", 0)
         if self.history is not None:
-            log.info("{names} remembered in {path}", names=counted(remembered, "name"), count=remembered,
-                     path=self.history.path)
+            log.info("{names} remembered in {path}", event="names_remembered",
+                     names=counted(remembered, "name"), count=remembered, path=self.history.path)
         else:  # a worker: the first process learns names, and remembers them
             learned = remembered + by_source.get("discovered", 0)
-            log.info("{names} learned and remembered by the first process", names=counted(learned, "name"),
-                     count=learned)
+            log.info("{names} learned and remembered by the first process", event="names_of_first_process",
+                     names=counted(learned, "name"), count=learned)
         if self.current.source is not None:
             aliased = by_source.get("aliases", 0)
-            log.info("{names} from {path}", names=counted(aliased, "name"), count=aliased,
+            log.info("{names} from {path}", event="names_from_aliases", names=counted(aliased, "name"), count=aliased,
                      path=self.current.source)
         elif self.discovers or self.history is None:
             log.info("No alias file (--aliases or ORGPROXY_ALIASES): names come from discovery"
-                     " and the history")
+                     " and the history", event="no_alias_file")
         elif not remembered:
             log.warn("No alias file (--aliases or ORGPROXY_ALIASES) and no discovery: running with"
-                     " no names; every id is named \"unknown\"")
+                     " no names; every id is named \"unknown\"", event="no_names")
         openai, anthropic = self.upstreams
         log.info("orgproxy serving on {port}, forwarding /v1/organization/ to {upstream}"
-                 " and /v1/organizations/ to {anthropic_upstream}", port=self.port,
+                 " and /v1/organizations/ to {anthropic_upstream}", event="serving", port=self.port,
                  upstream=openai, anthropic_upstream=anthropic)
 
     def stopService(self) -> Deferred[None]:
@@ -161,10 +162,11 @@ class OrgproxyService(MultiService):
         in_flight = self.in_flight
         if not in_flight.count:
             return
-        log.info("Waiting up to {timeout:g} s for {requests} in flight", timeout=timeout,
+        log.info("Waiting up to {timeout:g} s for {requests} in flight", event="draining", timeout=timeout,
                  count=in_flight.count, requests=counted(in_flight.count, "request"))
         try:
             await in_flight.idle().addTimeout(timeout, self.reactor)
         except TimeoutError:
             log.warn("{requests} still in flight after {timeout:g} s; stopping anyway",
+                     event="drain_timed_out",
                      count=in_flight.count, requests=counted(in_flight.count, "request"), timeout=timeout)

@@ -116,7 +116,7 @@ class IdleTrim(Service):
         started = time.perf_counter()
         self.trim()
         log.debug("Idle for {delay:g} s: free memory handed back to the system in {took_ms:.1f} ms",
-                  delay=self.delay, took_ms=(time.perf_counter() - started) * 1000)
+                  event="memory_trimmed", delay=self.delay, took_ms=(time.perf_counter() - started) * 1000)
 
     def startService(self) -> None:
         super().startService()

@@ -51,7 +51,8 @@ class FileWatcher:
         if mode == "auto":
             mode = "inotify" if inotify_available() else "poll"
         elif mode == "inotify" and not inotify_available():
-            log.warn("inotify is not available here; polling {path} instead", path=self.path)
+            log.warn("inotify is not available here; polling {path} instead", event="inotify_unavailable",
+                     path=self.path)
             mode = "poll"
         self.mode = mode
         if mode == "inotify":
@@ -64,7 +65,7 @@ class FileWatcher:
             self.poller = LoopingCall(self.changed)
             self.poller.clock = self.reactor
             self.poller.start(POLL_INTERVAL, now=False)
-        log.info("Watching {path} for changes ({mode})", path=self.path, mode=mode)
+        log.info("Watching {path} for changes ({mode})", event="watching", path=self.path, mode=mode)
 
     def stop(self) -> None:
         if self.pending is not None and self.pending.active():

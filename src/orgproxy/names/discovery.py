@@ -59,7 +59,7 @@ def read_admin_key(path: str) -> str:
         raise KeyFileError(f"{path}: the admin key file holds characters a key cannot have")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warn("The admin key file {path} can be read by others (mode {mode:o}); chmod 600 it",
-                 path=path, mode=stat.S_IMODE(mode))
+                 event="admin_key_file_exposed", path=path, mode=stat.S_IMODE(mode))
     return key
 
 
@@ -147,7 +147,8 @@ class DiscoveryService(Periodic):
         except Exception:
             # A fault of ours (a page shape nobody foresaw): logged for the operator,
             # retried like any failure; the daemon goes on serving.
-            log.failure("{provider} discovery ({why}) failed unexpectedly", provider=self.title, why=why)
+            log.failure("{provider} discovery ({why}) failed unexpectedly", event="discovery_failed",
+                        provider=self.title, why=why)
             self.failed(why, AdminApiFailed("an internal error (see the log above)"), learned)
         else:
             metrics.count_discovery("ok", self.provider)
@@ -158,6 +159,7 @@ class DiscoveryService(Periodic):
             self.current.listed_keys[self.provider] = frozenset(r.id for r in learned if r.id_field == "api_key_id")
             new = self.learn(learned)
             log.info("{provider} discovery ({why}) learned {names} ({new} new) in {seconds:.1f} s",
+                     event="discovery_done",
                      provider=self.title, why=why, count=len(learned), names=counted(len(learned), "name"),
                      new=new, seconds=self.reactor.seconds() - started)
             self.succeeded("every --discovery-interval")
@@ -170,7 +172,8 @@ class DiscoveryService(Periodic):
         new = self.learn(learned) if learned else 0
         delay, how = self.retry(error.retry_after)
         log.warn("{provider} discovery ({why}) failed: {reason}; kept {names} learned before it ({new} new);"
-                 " retrying in {delay:g} s ({how})", provider=self.title, why=why, reason=error.reason,
+                 " retrying in {delay:g} s ({how})", event="discovery_failed",
+                 provider=self.title, why=why, reason=error.reason,
                  count=len(learned), names=counted(len(learned), "name"), new=new, delay=delay, how=how)
 
     def learn(self, learned: list[Learned]) -> int:
@@ -188,6 +191,6 @@ class DiscoveryService(Periodic):
         try:
             return self.history.remember(learned, now)
         except (sqlite3.Error, OSError) as e:  # a full disk must not stop naming
-            log.error("Could not remember learned names in {path}: {error}", path=self.history.path,
-                      error=str(e))
+            log.error("Could not remember learned names in {path}: {error}", event="history_unwritable",
+                      path=self.history.path, error=str(e))
             return 0

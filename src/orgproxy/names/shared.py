@@ -109,7 +109,7 @@ class NamesPublisher:
             write_whole(self.path, json.dumps(document, separators=(",", ":")))
         except OSError as e:
             log.error("Could not share the learned names with the workers ({path}): {error}; they keep"
-                      " the names they have", path=self.path, error=e.strerror or str(e))
+                      " the names they have", event="names_not_shared", path=self.path, error=e.strerror or str(e))
 
 
 class NamesFollower(Service):
@@ -161,7 +161,8 @@ class NamesFollower(Service):
                 raise ValueError("no discovery status")
         except (OSError, ValueError) as e:
             log.error("Could not read the names the first process learned ({path}): {error}; the names"
-                      " in force stay", path=self.path, error=getattr(e, "strerror", None) or str(e))
+                      " in force stay", event="names_not_followed",
+                      path=self.path, error=getattr(e, "strerror", None) or str(e))
             return False
         self.current.history = history
         self.current.discovered = discovered

@@ -55,5 +55,6 @@ def _tell(told: set[Told], record: Learned, replaced: tuple[str, ...], message: 
     if key in told:
         return
     told.add(key)
-    log.warn(message, source=source, provider=record.provider, id_field=record.id_field, id=escaped(record.id),
+    log.warn(message, event="name_not_text",
+             source=source, provider=record.provider, id_field=record.id_field, id=escaped(record.id),
              replaced=", ".join(replaced), attributes=list(replaced), problem="not_text")

@@ -115,7 +115,7 @@ class SharedUnknownIds(Service):
             write_whole(self.path_of(self.pid), text)
         except OSError as e:
             log.error("Could not share this process's unknown ids ({directory}): {error}",
-                      directory=self.directory, error=e.strerror or str(e))
+                      event="unknown_ids_not_shared", directory=self.directory, error=e.strerror or str(e))
 
     def read(self, path: str) -> tuple[list[Row], int] | None:
         try:
@@ -123,8 +123,8 @@ class SharedUnknownIds(Service):
         except FileNotFoundError:
             return None  # its worker ended and the first process took it in meanwhile
         except (OSError, ValueError) as e:
-            log.warn("Unknown ids of another process not read ({path}): {error}", path=path,
-                     error=getattr(e, "strerror", None) or str(e))
+            log.warn("Unknown ids of another process not read ({path}): {error}", event="unknown_ids_not_read",
+                     path=path, error=getattr(e, "strerror", None) or str(e))
             return None
 
     def merged(self) -> UnknownIds:

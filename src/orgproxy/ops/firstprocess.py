@@ -113,7 +113,8 @@ class FirstProcessLink(Service):
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EPIPE, errno.EBADF):
                 raise
-            log.warn("Could not ask the first process for discovery: {error}", error=e.strerror)
+            log.warn("Could not ask the first process for discovery: {error}", event="discovery_ask_failed",
+                     error=e.strerror)
 
 
 class DiscoveryAsker:

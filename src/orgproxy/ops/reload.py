@@ -119,7 +119,8 @@ class AliasReloader:
     def put_in_force(self, result: tuple[AliasSource, Names] | Failure, why: str, version: int) -> bool:
         if isinstance(result, Failure):
             if not result.check(AliasFileError):
-                log.failure("Alias file not reloaded ({why}): unexpected error", result, why=why)
+                log.failure("Alias file not reloaded ({why}): unexpected error", result, event="aliases_not_reloaded",
+                            why=why)
                 return self.keep(why, "unexpected error while reading (see the log)")
             return self.keep(why, str(result.value))
         source, built = result
@@ -139,6 +140,7 @@ class AliasReloader:
         self.current.error = None
         log.info("Alias file reloaded ({why}): {names} from {path};"
                  " {added} added, {removed} removed, {changed} changed",
+                 event="aliases_reloaded",
                  why=why, count=source.count(), names=counted(source.count(), "name"), path=self.path,
                  added=added, removed=removed, changed=changed)
         return True
@@ -148,7 +150,7 @@ class AliasReloader:
         self.current.error = error
         kept = _count(self.current.aliases)
         log.error("Alias file not reloaded ({why}); the previous {names} stay in force: {error}",
-                  why=why, count=kept, names=counted(kept, "name"), error=error)
+                  event="aliases_not_reloaded", why=why, count=kept, names=counted(kept, "name"), error=error)
         return False
 
 
@@ -171,7 +173,7 @@ class ReloadService(Service):
 
     def on_sighup(self) -> None:
         if self.reloader is None:
-            log.info("SIGHUP: no alias file to reload")
+            log.info("SIGHUP: no alias file to reload", event="no_aliases_to_reload")
         else:
             self.reloader.reload("SIGHUP")
         for also in self.also_on_sighup:

@@ -152,7 +152,7 @@ class WorkerPool(Service):
                                   childFDs={0: "w", 1: 1, 2: 2, WORKER_FD: fd, REQUESTS_FD: "r"})
         self.workers[number] = worker
         worker.pid = worker.transport.pid
-        log.info("Started worker {number} (pid {pid})", number=number, pid=worker.pid)
+        log.info("Started worker {number} (pid {pid})", event="worker_started", number=number, pid=worker.pid)
 
     def requested(self, worker: _Worker, line: bytes) -> None:
         wanted = self.discovery_wanted.get(discovery_asked(line) or "")
@@ -176,7 +176,7 @@ class WorkerPool(Service):
                          f" {QUICK_DEATH:g} s of its start (last: {why}); see its lines above")
             return
         log.error("Worker {number} ended ({reason}); starting it again in {delay:g} s",
-                  number=worker.number, reason=why, delay=RESTART_DELAY)
+                  event="worker_ended", number=worker.number, reason=why, delay=RESTART_DELAY)
         self.reactor.callLater(RESTART_DELAY, self.start_worker, worker.number)
 
     def signal_all(self, signum: int) -> None:
@@ -210,5 +210,6 @@ class WorkerPool(Service):
         return DeferredList(self.ending)
 
     def kill_stragglers(self) -> None:
-        log.warn("Workers still running after {timeout:g} s; killing them", timeout=self.stop_timeout)
+        log.warn("Workers still running after {timeout:g} s; killing them", event="workers_killed",
+                 timeout=self.stop_timeout)
         self.signal_all(signal.SIGKILL)

@@ -190,7 +190,8 @@ def said_over_capacity(limit: int) -> Callable[[int], None]:
     def say(times: int) -> None:
         log.warn("{times} new connections closed at once: {limit} connections are open (the most"
                  " --max-connections allows), or as many from their address as --max-connections-per-source"
-                 " allows, and each holds a request (said once a minute at most)", times=times, limit=limit)
+                 " allows, and each holds a request (said once a minute at most)", event="connections_over_capacity",
+                 times=times, limit=limit)
     return say
 
 
@@ -199,19 +200,20 @@ def said_made_room(limit: int, per_source: int | None) -> Callable[[int], None]:
         log.warn("{times} connections without a whole request closed to make room for new ones:"
                  " {limit} connections (or {per_source} from one address) are open, the most"
                  " --max-connections (--max-connections-per-source) allows (said once a minute at most)",
-                 times=times, limit=limit, per_source=per_source)
+                 event="connections_made_room", times=times, limit=limit, per_source=per_source)
     return say
 
 
 def said_outside_allow_from(times: int) -> None:
     log.info("{times} connections from addresses outside --allow-from closed at once"
-             " (said once a minute at most)", times=times)
+             " (said once a minute at most)", event="connections_outside_allow_from", times=times)
 
 
 def said_out_of_descriptors(times: int) -> None:
     log.error("{times} new connections closed at once: out of file descriptors (EMFILE: the limit is"
               " {limit}); raise it (LimitNOFILE=, ulimit -n) or lower --max-connections"
-              " (said once a minute at most)", times=times, limit=open_files_limit())
+              " (said once a minute at most)", event="connections_out_of_descriptors",
+              times=times, limit=open_files_limit())
 
 
 def accept_errors_observer(throttled: Throttled) -> ILogObserver:

@@ -225,11 +225,13 @@ class Exchange:
         amended = answer.amended
         if answer.unparsable:
             log.warn("{method} {path}: the upstream's body is labelled JSON but does not parse;"
-                     " passed through untouched", method=method_of(self.request), path=printable(self.path),
+                     " passed through untouched", event="upstream_json_invalid",
+                     method=method_of(self.request), path=printable(self.path),
                      problem="does_not_parse")
         elif answer.too_deep:
             log.warn("{method} {path}: the upstream's JSON is nested too deeply to amend;"
-                     " passed through untouched", method=method_of(self.request), path=printable(self.path),
+                     " passed through untouched", event="upstream_json_too_deep",
+                     method=method_of(self.request), path=printable(self.path),
                      problem="too_deep")
         if amended is None:
             return answer
@@ -262,13 +264,14 @@ class Exchange:
         if failure.check(CancelledError) or self.gone:
             metrics.count_request("proxy", self.request.method, CLIENT_LEFT, self.proxy.provider.name)
             log.info("{method} {path}: the client left; the upstream request was cancelled",
-                     method=method_of(self.request), path=printable(self.path))
+                     event="client_left", method=method_of(self.request), path=printable(self.path))
             return None
         failure.trap(ProxyError)  # anything else is a bug, for bug() below
         error: ProxyError = failure.value
         metrics.observe_upstream(clock.seconds() - self.started, self.proxy.provider.name)
         send_error(self.request, error, self.proxy.provider)
         log.warn("{method} {path} -> {status} {code}: {message} (after {total_ms:.1f} ms)",
+                 event="upstream_failed",
                  method=method_of(self.request), path=printable(self.path), status=error.status,
                  code=error.code, message=error.message, total_ms=(clock.seconds() - self.started) * 1000)
         return None
@@ -281,7 +284,7 @@ class Exchange:
         for (id_field, id_value), times in occurrences.items():
             name = self.names.by_field.get(id_field, {}).get(id_value, UNKNOWN)
             log.debug("{method} {path}: {id_field} {id} named {name!r} in {times} objects",
-                      method=method_of(self.request), path=printable(self.path), id_field=id_field,
+                      event="id_named", method=method_of(self.request), path=printable(self.path), id_field=id_field,
                       id=printable_text(id_value), name=printable_text(name), times=times)
 
     def log_line(self, status: int, amended: Amended | None) -> None:
@@ -296,7 +299,8 @@ class Exchange:
         # Formatted here, once, with an f-string: twisted.logger's own formatting of a
         # many-field format string costs more than the rest of a small request's logging.
         # The fields still travel with the event, for the JSON lines observer.
-        log.info("{line}", line=f"{method} {path} -> {status} in {total_ms:.1f} ms (upstream {upstream_ms:.1f} ms):"
+        log.info("{line}", event="request",
+                 line=f"{method} {path} -> {status} in {total_ms:.1f} ms (upstream {upstream_ms:.1f} ms):"
                  f" {named} named, {unknown} unknown{unknown_list}",
                  method=method, path=path, status=status, total_ms=total_ms, upstream_ms=upstream_ms,
                  named=named, unknown=unknown, unknown_ids=listed)

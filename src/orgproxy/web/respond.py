@@ -54,7 +54,7 @@ def refuse_method(request: server.Request, allowed: tuple[bytes, ...], provider:
 
 def log_refused(method: bytes, target: bytes, error: ProxyError) -> None:
     """The one line for a request the proxy refused (its path, never its query or headers)."""
-    log.info("{method} {path} -> {status} {code}", method=printable(method),
+    log.info("{method} {path} -> {status} {code}", event="refused", method=printable(method),
              path=printable(split_uri(target)[0]), status=error.status, code=error.code)
 
 

@@ -154,7 +154,8 @@ class CappedRequest(server.Request):
     def processingFailed(self, reason: Failure) -> None:
         # A fault of the proxy's own: the traceback goes to the operator's log, the client
         # gets a plain JSON 500 (in its path's provider's shape) instead of Twisted's HTML page.
-        log.failure("{method} {path}: internal error", reason, method=method_of(self), path=path_of(self))
+        log.failure("{method} {path}: internal error", reason, event="internal_error",
+                    method=method_of(self), path=path_of(self))
         # The channel is None once the client has gone (Request.connectionLost).
         if not self.finished and not self.startedWriting and self.channel is not None:
             send_error(self, internal_error())
