@@ -3,7 +3,8 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -161,15 +162,24 @@ def assert_clean_output(daemon: Daemon) -> None:
     assert TOKEN not in output, "the admin key appeared in the daemon's output"
 
 
+@contextmanager
+def serving(args: Sequence[str], cwd: Path, **daemon: Any) -> Iterator[Daemon]:
+    """The real daemon (``Daemon(args, cwd, **daemon)``), serving; at the end stopped, and
+    checked to have stopped with status 0 and a clean output."""
+    running = Daemon(args, cwd=cwd, **daemon).wait_ready()
+    try:
+        yield running
+    finally:
+        code = running.stop()
+    assert_clean_output(running)
+    assert code == 0, running.output
+
+
 @pytest.fixture
 def daemon(upstream: FakeUpstream, aliases: Path, tmp_path: Path) -> Iterator[Daemon]:
     """The real daemon, in front of the fake upstream, with the example alias map."""
-    running = Daemon(["--upstream", upstream.url, "--aliases", str(aliases), "--timeout", "5"],
-                     cwd=tmp_path).wait_ready()
-    yield running
-    code = running.stop()
-    assert_clean_output(running)
-    assert code == 0, running.output
+    with serving(["--upstream", upstream.url, "--aliases", str(aliases), "--timeout", "5"], tmp_path) as running:
+        yield running
 
 
 # --- a real browser, where what a person sees is the point -----------------------------------

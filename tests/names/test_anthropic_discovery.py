@@ -43,11 +43,11 @@ from tests.support.fake_anthropic import (
 from tests.support.fake_openai import FakeOpenAI, Script, hold, reply
 from tests.support.memory import InMemoryProxy
 from tests.support.spawning import TWO_WORKERS, SpawningReactor
+from tests.names.test_discovery import TIMEOUT, starter
 
 ANTHROPIC_KEY = {"ANTHROPIC_ADMIN_KEY": ADMIN_KEY}
 COSTS = "/v1/organizations/cost_report"
 CALLER = {"x-api-key": "sk-ant-admin01-caller-own", "anthropic-version": "2023-06-01"}
-TIMEOUT = 2.0
 KEY_NAMES = {BILLING_KEY: "billing-batch-prod", BILLING_KEY_OLD: "billing-batch-prod",
              LEGACY_KEY: "legacy-default-workspace-key", PERSONAL_KEY: "jane-laptop", BOT_KEY: "ci-deploy-bot key"}
 
@@ -56,14 +56,8 @@ Start = Callable[..., InMemoryProxy]
 
 @pytest.fixture
 def start(make_proxy: Callable[..., InMemoryProxy]) -> Start:
-    """orgproxy with an Anthropic admin key (unless told otherwise), started: its first walk
-    done, unless the fake holds it."""
-    def started(*args: str, environ: dict[str, str] | None = ANTHROPIC_KEY) -> InMemoryProxy:
-        proxy = make_proxy("--timeout", f"{TIMEOUT:g}", *args, environ=environ or {})
-        proxy.start_service()
-        proxy.flush()
-        return proxy
-    return started
+    """orgproxy with Anthropic's admin key, started (see test_discovery.starter)."""
+    return starter(make_proxy, ANTHROPIC_KEY)
 
 
 def named(proxy: InMemoryProxy, fake_anthropic: FakeAnthropic, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -48,16 +48,21 @@ def admin(fake: FakeOpenAI) -> FakeAdmin:
     return FakeAdmin(fake, sample_org())
 
 
-@pytest.fixture
-def start(make_proxy: Callable[..., InMemoryProxy], admin: FakeAdmin) -> Start:
-    """orgproxy with an admin key (unless told otherwise), started: its first walk done,
-    unless the fake holds it."""
-    def started(*args: str, environ: dict[str, str] | None = ADMIN_KEY) -> InMemoryProxy:
+def starter(make_proxy: Callable[..., InMemoryProxy], admin_key: dict[str, str]) -> Start:
+    """``start(*args, environ=...)``: orgproxy with ``admin_key`` in its environment (unless
+    told otherwise), started: its first walk done, unless the fake holds it."""
+    def started(*args: str, environ: dict[str, str] | None = admin_key) -> InMemoryProxy:
         proxy = make_proxy("--timeout", f"{TIMEOUT:g}", *args, environ=environ or {})
         proxy.start_service()
         proxy.flush()
         return proxy
     return started
+
+
+@pytest.fixture
+def start(make_proxy: Callable[..., InMemoryProxy], admin: FakeAdmin) -> Start:
+    """orgproxy with OpenAI's admin key, started (see starter)."""
+    return starter(make_proxy, ADMIN_KEY)
 
 
 def serve_rows(fake: FakeOpenAI, rows: list[dict[str, Any]]) -> None:

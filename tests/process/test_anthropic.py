@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_clean_output
+from tests.conftest import serving
 from tests.support.daemon import Daemon, daemon_env
 from tests.support.anthropic_socket import AnthropicOnASocket
 from tests.support.fake_anthropic import ADMIN_KEY, MESSAGES, WORKSPACES
@@ -37,15 +37,11 @@ def anthropic(upstream: FakeUpstream) -> AnthropicOnASocket:
 def daemon(upstream: FakeUpstream, anthropic: AnthropicOnASocket,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """OpenAI's upstream nowhere (nothing here calls it); Anthropic's the fake; discovery on."""
-    running = Daemon(["--upstream", "http://127.0.0.1:9", "--anthropic-upstream", upstream.url, "--timeout", "5"],
-                     cwd=tmp_path_factory.mktemp("anthropic-daemon"),
-                     env={"ANTHROPIC_ADMIN_KEY": ADMIN_KEY}).wait_ready()
-    running.wait_for("discovery_done", provider="Anthropic", why="start")  # it serves at once; the names follow
-    yield running
-    code = running.stop()
-    assert_clean_output(running)
+    with serving(["--upstream", "http://127.0.0.1:9", "--anthropic-upstream", upstream.url, "--timeout", "5"],
+                 tmp_path_factory.mktemp("anthropic-daemon"), env={"ANTHROPIC_ADMIN_KEY": ADMIN_KEY}) as running:
+        running.wait_for("discovery_done", provider="Anthropic", why="start")  # it serves at once; the names follow
+        yield running
     assert ADMIN_KEY not in running.output and CALLER_KEY not in running.output
-    assert code == 0, running.output
 
 
 def test_the_daemon_forwards_organizations_to_anthropic_and_names_what_discovery_learned(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AUTH, TOKEN, assert_clean_output
+from tests.conftest import AUTH, TOKEN, serving
 from tests.support.answers import Answer
 from tests.support.daemon import Daemon
 from tests.support.tcp_upstream import FakeUpstream, Handler, Received, reply
@@ -59,12 +59,8 @@ def loaded_daemon(fast_upstream: FakeUpstream, tmp_path_factory: pytest.TempPath
     --max-concurrency (256) and the example alias map."""
     cwd = tmp_path_factory.mktemp("load")
     aliases = Path(__file__).resolve().parents[2] / "etc" / "aliases.toml"
-    daemon = Daemon(["--upstream", fast_upstream.url, "--aliases", str(aliases), "--timeout", "30"],
-                    cwd=cwd).wait_ready()
-    yield daemon
-    code = daemon.stop()
-    assert_clean_output(daemon)
-    assert code == 0, daemon.output
+    with serving(["--upstream", fast_upstream.url, "--aliases", str(aliases), "--timeout", "30"], cwd) as daemon:
+        yield daemon
 
 
 def raw_get(target: str, *extra_headers: str) -> bytes:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_clean_output
+from tests.conftest import serving
 from tests.support.answers import TOKEN
 from tests.support.daemon import Daemon, daemon_env
 from tests.support.fake_usage import (
@@ -62,12 +62,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def daemon(upstream: FakeUpstream, work: Path) -> Iterator[Daemon]:
-    running = Daemon(["--upstream", upstream.url, "--aliases", str(work / "aliases.toml"), "--timeout", "5",
-                      "--client-token-file", str(work / "client-token")], cwd=work).wait_ready()
-    yield running
-    code = running.stop()
-    assert_clean_output(running)
-    assert code == 0, running.output
+    with serving(["--upstream", upstream.url, "--aliases", str(work / "aliases.toml"), "--timeout", "5",
+                  "--client-token-file", str(work / "client-token")], work) as running:
+        yield running
 
 
 @pytest.fixture

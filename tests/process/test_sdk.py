@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import ROOT, assert_clean_output
+from tests.conftest import ROOT, serving
 from tests.support.answers import TOKEN
 from tests.support.daemon import Daemon
 from tests.support.fake_openai import EXAMPLES
@@ -36,12 +36,9 @@ upstream = upstream_fixture("module")  # one fake for the module's daemon
 @pytest.fixture(scope="module")
 def daemon(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """The daemon with the shipped example alias map (etc/aliases.toml)."""
-    running = Daemon(["--upstream", upstream.url, "--aliases", str(ROOT / "etc" / "aliases.toml")],
-                     cwd=tmp_path_factory.mktemp("sdk-daemon")).wait_ready()
-    yield running
-    code = running.stop()
-    assert_clean_output(running)
-    assert code == 0, running.output
+    with serving(["--upstream", upstream.url, "--aliases", str(ROOT / "etc" / "aliases.toml")],
+                 tmp_path_factory.mktemp("sdk-daemon")) as running:
+        yield running
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from tests.support.fake_openai import (
 )
 from tests.support.memory import InMemoryProxy, RawExchange
 from tests.support.scraped import scraped
+from tests.web.test_proxy import request_lines
 
 # A guard against a test that waits forever, never a way to wait.
 pytestmark = pytest.mark.timeout(30)
@@ -206,7 +207,9 @@ def test_invalid_json_labelled_json_passes_untouched_with_a_warning(proxy: InMem
     answer = proxy.get(COSTS + "?start_time=1")
     assert (answer.status, answer.body) == (200, body)
     (warning,) = warnings_about(logged, COSTS)
-    assert (warning["method"], warning["problem"]) == ("GET", "does_not_parse")
+    assert (warning["event"], warning["method"], warning["problem"]) == ("upstream_json_invalid", "GET", "does_not_parse")
+    (line,) = request_lines(logged)  # answered, with nothing named
+    assert (line["status"], line["named"], line["unknown"]) == (200, 0, 0)
     assert_serves_normally(proxy, fake)
 
 
