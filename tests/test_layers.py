@@ -13,12 +13,15 @@ The order, from the bottom up (written here once; DESIGN.md's table is the pictu
    and the history.
 1. ``infra/``: logs, file watching, the run directory, periodic calls, signals, memory, the
    metrics registry; it knows no feature.
-2. ``upstream/`` (HTTP out, the Admin API's pages) and ``body/`` (the pure core), side by side.
+2. ``upstream/`` (HTTP out, and reading an Admin API's page, which discovery and the cost
+   series both do) and ``body/`` (the pure core), side by side.
 3. ``names/`` and ``costs/``: the features, side by side. The cost series read the Admin API's
    pages as discovery does, from ``upstream/`` (not from ``names/``), and label with the
    snapshot (not with ``names/``).
 4. ``web/`` (HTTP in) and ``ops/`` (reload, workers, the first process), side by side.
-5. ``daemon/``: the options, the service, one builder per concern.
+5. ``daemon/``: the options, the service, one builder per concern. (DESIGN.md has them
+   beside ``tap.py``, in its layer; in a package of their own, a layer below, ``tap.py``
+   only composes what they build.)
 6. ``tap.py``: the twistd face, composing the daemon's parts.
 
 Packages of one layer never import each other, so that a feature can change without
