@@ -11,14 +11,16 @@ import importlib
 import os
 import pkgutil
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet import tcp
+from twisted.internet import tcp, unix
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web import http
+from twisted.python.lockfile import FilesystemLock
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
 from orgproxy._twisted_private import (
@@ -28,6 +30,7 @@ from orgproxy._twisted_private import (
     accept_one_per_wakeup,
     log_accept_errors_to,
     quiet_pool,
+    release_with_port,
     send_in_pieces_of,
 )
 from tests.conftest import ROOT
@@ -232,6 +235,28 @@ def test_a_port_says_what_it_closed_for_want_of_descriptors_through_its_logger()
     formats = [event["log_format"] for event in said]
     assert set(formats) <= ACCEPT_ERROR_FORMATS
     assert [f for f in formats if f in ACCEPT_REFUSED_FORMATS] == ["EMFILE recovery: Closed socket from {address}"] * 4
+
+
+
+# --- a UNIX port's lockFile: the lock of a socket made elsewhere, released at its stop --------
+
+def test_an_adopted_unix_port_releases_the_lock_it_is_handed_when_it_stops(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    made = socket.socket(socket.AF_UNIX)
+    made.bind(str(path))
+    made.listen()
+    lock = FilesystemLock(f"{path}.lock")
+    assert lock.lock()
+    port = unix.Port._fromListeningDescriptor(_QuietReactor(), made.fileno(), Counting())
+    assert port.lockFile is None  # the name release_with_port sets
+    port.startListening()
+    assert release_with_port(port, lock) is port
+    try:
+        assert os.path.islink(f"{path}.lock")
+    finally:
+        port.connectionLost(None)
+        made.close()
+    assert not os.path.lexists(f"{path}.lock") and not lock.locked
 
 
 # --- nowhere else -------------------------------------------------------------------------------

@@ -90,3 +90,13 @@ def accept_one_per_wakeup(port: Any) -> None:
         return accept()
 
     port.doRead = accept_one
+
+
+def release_with_port(port: Any, lock: Any) -> Any:
+    """Make an adopted UNIX port release ``lock`` (the lock file of the socket it serves,
+    taken by whoever made the socket) when it stops listening, as the port releases the
+    lock it takes itself (``lockFile``, an attribute of Twisted's UNIX port that no
+    interface names). Ports without it are left as they are."""
+    if hasattr(port, "lockFile"):
+        port.lockFile = lock
+    return port

@@ -15,11 +15,12 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import succeed
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
 
-from orgproxy.ops.listening import FirstProcessSocket, SharedAccepts
+from orgproxy.ops.listening import FirstProcessSocket, SharedAccepts, unix_socket_file
 
 
 def other_process_holding(port: IListeningPort) -> socket.socket:
@@ -54,14 +55,44 @@ async def test_a_stop_here_leaves_the_socket_accepting_in_the_other_processes(ma
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_unix_socket_keeps_the_mode_asked_for_and_its_file_goes_at_the_stop(tmp_path: Path) -> None:
+async def test_a_unix_socket_keeps_the_mode_asked_for_and_its_file_and_lock_go_at_the_stop(tmp_path: Path) -> None:
     path = tmp_path / "orgproxy.sock"
-    port = await FirstProcessSocket(reactor, f"unix:{path}:mode=600").listen(Factory.forProtocol(Protocol))
+    description = f"unix:{path}:mode=600"  # with Twisted's default lock file, path.lock
+    port = await SharedAccepts(FirstProcessSocket(reactor, description), unix_socket_file(description)).listen(
+        Factory.forProtocol(Protocol))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # not the 0o666 an adopted port sets
+    assert os.path.islink(f"{path}.lock")  # held, as Twisted's own port holds it
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(str(path))
     await port.stopListening()
-    assert not path.exists()
+    assert not path.exists() and not os.path.lexists(f"{path}.lock")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_worker_adopting_a_unix_socket_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "orgproxy.sock"
+    made = socket.socket(socket.AF_UNIX)
+    made.bind(str(path))
+    made.listen()
+    os.chmod(path, 0o600)
+    try:
+        port = await SharedAccepts(AdoptedStreamServerEndpoint(reactor, os.dup(made.fileno()), socket.AF_UNIX),
+                                   unix_socket_file(f"unix:{path}:mode=600")).listen(Factory.forProtocol(Protocol))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        await port.stopListening()
+    finally:
+        made.close()
+
+
+@pytest.mark.parametrize(("description", "socket_file"), [
+    ("unix:/run/orgproxy/orgproxy.sock:mode=640", ("/run/orgproxy/orgproxy.sock", 0o640)),
+    ("unix:/run/orgproxy.sock", ("/run/orgproxy.sock", 0o666)),
+    ("unix:/run/orgproxy.sock:lockfile=0:backlog=10", ("/run/orgproxy.sock", 0o666)),
+    ("tcp:18080:interface=127.0.0.1", None),
+])
+def test_the_socket_file_a_port_makes_is_read_from_its_description(
+        description: str, socket_file: tuple[str, int] | None) -> None:
+    assert unix_socket_file(description) == socket_file
 
 
 def test_a_port_in_use_is_cannot_listen() -> None:

@@ -22,7 +22,7 @@ from orgproxy.names.current import CurrentNames
 from orgproxy.names.discovery import DiscoveryService
 from orgproxy.names.shared import NamesPublisher
 from orgproxy.ops.firstprocess import FirstProcessLink
-from orgproxy.ops.listening import FirstProcessSocket, SharedAccepts, adopted_port_service
+from orgproxy.ops.listening import FirstProcessSocket, SharedAccepts, adopted_port_service, unix_socket_file
 from orgproxy.ops.workers import WorkerPool, twistd_arguments, worker_argv
 from orgproxy.web.connections import Throttled, ThrottledAcceptErrors, accept_errors_observer, said_out_of_descriptors
 from orgproxy.web.site import OrgproxySite
@@ -47,7 +47,7 @@ def build_listening(options: Options, reactor: Any, site: OrgproxySite, process:
                     discovery: Discovery, stop: DaemonStop, twistd_options: Mapping[str, Any] | None) -> Listening:
     accept_errors = accept_errors_observer(Throttled(reactor, said_out_of_descriptors))
     if process.is_worker:
-        adopted = adopted_port_service(reactor, int(options["worker-fd"]), site)
+        adopted = adopted_port_service(reactor, int(options["worker-fd"]), site, options["port"])
         adopted.endpoint = ThrottledAcceptErrors(adopted.endpoint, accept_errors)
         return Listening(adopted, None)
     # strports: a port in use ends the start (a bare endpoint service would log and serve nothing).
@@ -57,7 +57,8 @@ def build_listening(options: Options, reactor: Any, site: OrgproxySite, process:
         return Listening(listening, None)
     assert process.run is not None and names.shared_unknown is not None
     shared = listening.endpoint = SharedAccepts(
-        ThrottledAcceptErrors(FirstProcessSocket(reactor, options["port"]), accept_errors))
+        ThrottledAcceptErrors(FirstProcessSocket(reactor, options["port"]), accept_errors),
+        unix_socket_file(options["port"]))
     plugin_arguments = options.worker_arguments()
     twistd_argument_list = twistd_arguments(twistd_options)  # now, before twistd's chdir
     pool = WorkerPool(reactor, options["workers"],

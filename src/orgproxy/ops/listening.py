@@ -16,7 +16,7 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.abstract import isIPv6Address
@@ -27,16 +27,20 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReact
 from twisted.python.lockfile import FilesystemLock
 from zope.interface import implementer
 
-from orgproxy._twisted_private import accept_one_per_wakeup
+from orgproxy._twisted_private import accept_one_per_wakeup, release_with_port
 
 
 @implementer(IStreamServerEndpoint)
 class SharedAccepts:
     """An endpoint whose port accepts one connection per wake-up (so that the workers on
-    one socket share a burst) and is kept, for the workers to inherit."""
+    one socket share a burst) and is kept, for the workers to inherit.
 
-    def __init__(self, endpoint: IStreamServerEndpoint):
+    ``socket_file``: a UNIX socket's path and the mode ``--port`` asks for, which every
+    adoption would otherwise replace with Twisted's default, 0o666."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, socket_file: tuple[str, int] | None = None):
         self.endpoint = endpoint
+        self.socket_file = socket_file
         self.port: IListeningPort | None = None
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
@@ -44,25 +48,30 @@ class SharedAccepts:
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         accept_one_per_wakeup(port)
+        if self.socket_file is not None:
+            os.chmod(*self.socket_file)
         self.port = port
         return port
 
 
-def adopted_port_service(reactor: Any, fd: int, factory: IProtocolFactory) -> StreamServerEndpointService:
-    """What a worker serves on: the listening socket it was given as ``fd``."""
+def adopted_port_service(reactor: Any, fd: int, factory: IProtocolFactory, description: str
+                         ) -> StreamServerEndpointService:
+    """What a worker serves on: the listening socket it was given as ``fd``, which the first
+    process made as ``description`` (--port) says."""
     probe = socket.socket(fileno=os.dup(fd))
     family = probe.family
     probe.close()
-    return StreamServerEndpointService(SharedAccepts(AdoptedStreamServerEndpoint(reactor, fd, family)), factory)
+    return StreamServerEndpointService(
+        SharedAccepts(AdoptedStreamServerEndpoint(reactor, fd, family), unix_socket_file(description)), factory)
 
 
 @dataclass(frozen=True)
 class BoundSocket:
-    """A socket bound and listening, not yet served; ``mode``: a UNIX socket file's."""
+    """A socket bound and listening, not yet served; ``lock``: a UNIX socket's lock file,
+    where the description asks for one (``lockfile=``, on by default)."""
 
     socket: socket.socket
-    path: str | None = None
-    mode: int | None = None
+    lock: FilesystemLock | None = None
 
 
 @implementer(IReactorTCP, IReactorUNIX)
@@ -88,6 +97,7 @@ class _BindsOnly:
 
     def listenUNIX(self, address: str, factory: IProtocolFactory, backlog: int = 50, mode: int = 0o666,
                    wantPID: int = 0) -> BoundSocket:
+        lock = None
         if wantPID:
             lock = FilesystemLock(address + ".lock")
             if not lock.lock():
@@ -104,10 +114,9 @@ class _BindsOnly:
         except OSError as e:
             sock.close()
             raise CannotListenError(None, address, e) from None
-        in_filesystem = not address.startswith("\0")  # not Linux's abstract namespace
-        if in_filesystem:
+        if not address.startswith("\0"):  # not Linux's abstract namespace
             os.chmod(address, mode)
-        return _listening(BoundSocket(sock, address, mode if in_filesystem else None), backlog)
+        return _listening(BoundSocket(sock, lock), backlog)
 
 
 def _listening(bound: BoundSocket, backlog: int) -> BoundSocket:
@@ -133,12 +142,26 @@ class FirstProcessSocket:
         family = bound.socket.family
         # The endpoint closes the descriptor once the reactor has adopted (duplicated) it.
         adopted = AdoptedStreamServerEndpoint(self.reactor, bound.socket.detach(), family).listen(factory)
-        if bound.mode is not None:
-            # An adopted UNIX port sets its file's mode to Twisted's default: the one asked for, again.
-            adopted.addCallback(_with_mode, bound.path, bound.mode)
+        if bound.lock is not None:
+            adopted.addCallback(release_with_port, bound.lock)
         return adopted
 
 
-def _with_mode(port: IListeningPort, path: str, mode: int) -> IListeningPort:
-    os.chmod(path, mode)
-    return port
+@implementer(IReactorTCP, IReactorUNIX)
+class _Describes:
+    """Stands for the reactor to the endpoint a description parses to, and answers what
+    a UNIX port would be made with: its path and mode (None for any other port)."""
+
+    def listenTCP(self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = "") -> None:
+        return None
+
+    def listenUNIX(self, address: str, factory: IProtocolFactory, backlog: int = 50, mode: int = 0o666,
+                   wantPID: int = 0) -> tuple[str, int] | None:
+        return None if address.startswith("\0") else (address, mode)
+
+
+def unix_socket_file(description: str) -> tuple[str, int] | None:
+    """The path and mode of the socket file a ``unix:`` --port makes; None for others."""
+    found: list[tuple[str, int] | None] = []
+    serverFromString(_Describes(), description).listen(cast(Any, None)).addCallback(found.append)
+    return found[0] if found else None
