@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
+from tests.support.fake_analytics import COST, USAGE, AnalyticsApi, Entry
 from tests.support.fake_anthropic import (
     API_KEYS,
     COSTS,
@@ -28,13 +30,24 @@ class AnthropicOnASocket:
 
     def __init__(self) -> None:
         self.fake = FakeAnthropic()
+        self.analytics = analytics_of(self.fake.org.usage)
 
     def install(self, upstream: FakeUpstream) -> AnthropicOnASocket:
         routes = {API_KEYS: self.fake.list_api_keys, WORKSPACES: self.fake.list_workspaces,
                   USERS: self.fake.list_users, MESSAGES: self.fake.messages_report, COSTS: self.fake.cost_report}
         for path, route in routes.items():
             upstream.on(path, self.answering(route))
+        upstream.on(COST, self.answering_analytics)
+        upstream.on(USAGE, self.answering_analytics)
+        upstream.on(ME, self.answering(lambda pairs: self.fake.example_for("GET", ME)[1]))
         return self
+
+    def answering_analytics(self, handler: Handler, received: Received) -> None:
+        """The Usage and Cost Analytics API over the same usage (fake_analytics)."""
+        path, _, query = received.target.decode("latin-1").partition("?")
+        status, body = self.analytics.answer(path, parse_qsl(query, keep_blank_values=True),
+                                             {name.lower(): value for name, value in received.headers})
+        handler.send_reply(Reply(status, body=json.dumps(body, indent=2).encode()))
 
     @staticmethod
     def answering(route: Callable[[list[tuple[str, str]]], Any]) -> Callable[[Handler, Received], None]:
@@ -46,3 +59,29 @@ class AnthropicOnASocket:
                 status, body = 400, anthropic_error(400, str(e))
             handler.send_reply(Reply(status, body=json.dumps(body, indent=2).encode()))
         return answer
+
+
+ME = "/v1/organizations/me"
+# Cents a token (a million tokens at $3 in, $15 out, $0.30 read from the cache), and a web search.
+PRICES = {"uncached_input_tokens": Decimal("0.0003"), "output_tokens": Decimal("0.0015"),
+          "cache_read_input_tokens": Decimal("0.00003")}
+
+
+def analytics_of(usage: list[dict[str, Any]]) -> AnalyticsApi:
+    """The analytics API over the sample organization's usage ledger: its tokens, and what
+    they cost (PRICES), per key, workspace, model and token type."""
+    costs, used = [], []
+    for entry in usage:
+        dimensions = {name: entry.get(name) for name in ("api_key_id", "workspace_id", "model")}
+        tokens = {name: entry.get(name, 0) for name in PRICES}
+        tokens.update(entry.get("cache_creation", {}))
+        tokens["web_search_requests"] = entry.get("web_search_requests", 0)
+        used.append(Entry(entry["day"], dimensions, requests=1, tokens=tokens))
+        for token_type, price in PRICES.items():
+            if entry.get(token_type):
+                costs.append(Entry(entry["day"], {**dimensions, "cost_type": "tokens", "token_type": token_type},
+                                   str(price * entry[token_type]), requests=1))
+        if entry.get("web_search_requests"):
+            costs.append(Entry(entry["day"], {**dimensions, "cost_type": "web_search"},
+                               str(entry["web_search_requests"]), requests=entry["web_search_requests"]))
+    return AnalyticsApi(costs=costs, usage=used)
