@@ -66,8 +66,8 @@ def test_the_daemon_forwards_organizations_to_anthropic_and_names_what_discovery
 
 
 def test_the_report_through_the_daemon_merges_rotated_keys_by_name(
-        daemon: Daemon, anthropic: AnthropicOnASocket) -> None:
-    ran = subprocess.run([REPORT, "--provider", "anthropic", "usage", "messages", "--since", "2026-08-01",
+        daemon: Daemon, anthropic: AnthropicOnASocket, upstream: FakeUpstream) -> None:
+    ran = subprocess.run([REPORT, "--provider", "anthropic", "usage", "--since", "2026-08-01",
                           "--until", "2026-08-04", "--by", "api_key_name", "--format", "json", "--proxy", daemon.url],
                          env=daemon_env({"ANTHROPIC_ADMIN_KEY": CALLER_KEY}), capture_output=True, text=True,
                          timeout=60)
@@ -80,3 +80,7 @@ def test_the_report_through_the_daemon_merges_rotated_keys_by_name(
     assert {"legacy-default-workspace-key", "jane-laptop", "ci-deploy-bot key"} <= set(totals)
     daily = [row for row in document["rows"] if row["api_key_name"] == "billing-batch-prod"]
     assert [row["date"] for row in daily] == ["2026-08-01"]
+    assert len(totals["billing-batch-prod"]["api_key_ids"]) == 2 and totals["Console"]["api_key_ids"] == []
+    # From the analytics API, with its beta header, through the daemon.
+    asked = [r for r in upstream.received if r.target.startswith(b"/v1/organizations/analytics/usage")]
+    assert asked and all(r.header("anthropic-beta") == "analytics-usage-cost-2026-08-24" for r in asked)

@@ -1,27 +1,80 @@
 """Rows added up per day and group: the report's one data structure, and what every
-output is drawn from."""
+output is drawn from. Money is summed as exact decimals (no digit is ever rounded away),
+counts as integers. Beside each name in a group the report keeps the ids it stood for
+(the keys of one name, rotated; the id of a name nobody knew), for the id columns."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 from orgproxy.fields import ALL_ID_FIELDS_FOR_NAME
-from orgproxy.report.apis import OPENAI_REPORTS, Reports
+from orgproxy.report.amounts import plus
+from orgproxy.report.apis import OPENAI_REPORTS, Measures, Reports
 
 Group = tuple[Any, ...]
+PROVIDER = "provider"  # the first column of a group, with --provider all
+
+
+class UnknownName(str):
+    """The name of an id nobody named ("unknown"), told apart from other unknown ids by its
+    id, as orgproxy keeps their rows apart: a table shows it as ``unknown (key_...)``;
+    CSV and JSON say "unknown" with the id in the id column."""
+
+    name = "unknown"
+
+    def __new__(cls, id_: str) -> UnknownName:
+        label = super().__new__(cls, f"unknown ({id_})")
+        label.id = id_
+        return label
+
+    id: str
+
+
+def group_value(row: Mapping[str, Any], by: str) -> Any:
+    """The row's value for a --by field."""
+    value = row.get(by)
+    id_field = ALL_ID_FIELDS_FOR_NAME.get(by)
+    if value == "unknown" and id_field and isinstance(row.get(id_field), str):
+        return UnknownName(row[id_field])
+    return value
+
+
+def ids_of(row: Mapping[str, Any], id_field: str) -> tuple[str, ...]:
+    """The ids a row's name stands for: ``api_key_ids`` where orgproxy merged several keys
+    of one name into the row, else its ``api_key_id``."""
+    merged = row.get(id_field + "s")
+    if isinstance(merged, list):
+        return tuple(i for i in merged if isinstance(i, str))
+    one = row.get(id_field)
+    return (one,) if isinstance(one, str) else ()
 
 
 @dataclass
 class Report:
-    kind: str  # "costs" or "usage/completions" (Anthropic's: "usage/messages")
+    kind: str  # "costs", "usage/completions" (OpenAI's usage of a kind), "usage" (Anthropic's analytics)
     since: date
     until: date
-    by: list[str]
+    by: list[str]  # a group's columns: the --by fields, after "provider" with --provider all
     # (day, group) -> measure -> amount
-    days: dict[tuple[str, Group], dict[str, float]] = field(default_factory=dict)
-    api: Reports = OPENAI_REPORTS  # whose report: how its rows are read
+    days: dict[tuple[str, Group], Measures] = field(default_factory=dict)
+    # (day, group) -> the ids behind each of the group's name columns (id_columns' order)
+    ids: dict[tuple[str, Group], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    apis: dict[str, Reports] = field(default_factory=lambda: {"openai": OPENAI_REPORTS})  # how to rank usage
+    daily: bool = True  # False: the totals alone (a table): each group's sums in one entry, not one a day
+    # Each group and tuple of ids once, however many days hold it: a month of thousands of
+    # keys repeats them in every day's rows.
+    shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def id_columns(self) -> dict[str, str]:
+        """Each name column of the group, and the id column written beside it (none where
+        --by asks for the id itself)."""
+        return {name: ALL_ID_FIELDS_FOR_NAME[name] for name in self.by
+                if name in ALL_ID_FIELDS_FOR_NAME and ALL_ID_FIELDS_FOR_NAME[name] not in self.by}
 
     @property
     def measures(self) -> list[str]:
@@ -31,36 +84,53 @@ class Report:
             seen.update(dict.fromkeys(values))
         return list(seen)
 
-    def add(self, day: str, row: dict[str, Any]) -> None:
-        group = tuple(group_value(row, field_) for field_ in self.by)
-        values = self.days.setdefault((day, group), {})
-        if self.kind == "costs":
-            values["cost"] = values.get("cost", 0.0) + self.api.cost(row)
-            return
-        for name, value in self.api.measures(row).items():
-            values[name] = values.get(name, 0) + value
+    def add(self, day: str, row: Mapping[str, Any], measures: Measures, provider: str | None = None) -> None:
+        """A row's measures, added into its day and group (``provider`` leads a group with
+        --provider all)."""
+        fields = self.by[1:] if provider is not None else self.by
+        group = tuple(group_value(row, field_) for field_ in fields)
+        if provider is not None:
+            group = (provider, *group)
+        key = (day if self.daily else "", self.shared.setdefault(group, group))
+        values = self.days.get(key)
+        if values is None:
+            values = self.days[key] = {}
+        for name, value in measures.items():
+            values[name] = plus(values[name], value) if name in values else value
+        id_columns = self.id_columns
+        if id_columns:
+            found = tuple(ids_of(row, id_field) for id_field in id_columns.values())
+            known = self.ids.get(key)
+            if known is not None and known != found:
+                found = tuple(tuple(dict.fromkeys(a + b)) for a, b in zip(known, found))
+            if known != found:
+                self.ids[key] = self.shared.setdefault(found, found)
 
-    def main_measure(self, values: dict[str, float]) -> float:
-        """What groups are ranked by: dollars, or input + output tokens."""
+    def main_measure(self, group: Group, values: Measures) -> Any:
+        """What groups are ranked by: dollars, or the tokens in and out."""
         if self.kind == "costs":
-            return values.get("cost", 0.0)
-        return self.api.tokens(values)
+            return values.get("cost", 0)
+        api = self.apis[group[0]] if self.by and self.by[0] == PROVIDER else next(iter(self.apis.values()))
+        return api.tokens(values)
 
-    def totals(self) -> list[tuple[Group, dict[str, float]]]:
+    def totals(self) -> list[tuple[Group, Measures]]:
         """Every group's sums over the days, the largest main measure first."""
-        groups: dict[Group, dict[str, float]] = {}
+        groups: dict[Group, Measures] = {}
         for (_, group), values in self.days.items():
             total = groups.setdefault(group, {})
             for name, value in values.items():
-                total[name] = total.get(name, 0) + value
-        return sorted(groups.items(), key=lambda item: -self.main_measure(item[1]))
+                total[name] = plus(total[name], value) if name in total else value
+        return sorted(groups.items(), key=lambda item: -self.main_measure(*item))
 
+    def ids_of(self, key: tuple[str, Group]) -> dict[str, tuple[str, ...]]:
+        """The ids behind each name column of one day's group: id column -> ids."""
+        return dict(zip(self.id_columns.values(), self.ids.get(key, ())))
 
-def group_value(row: dict[str, Any], by: str) -> Any:
-    """The row's value for a --by field; a name nobody knew is told apart by its id, as
-    orgproxy keeps the rows of unknown ids apart."""
-    value = row.get(by)
-    id_field = ALL_ID_FIELDS_FOR_NAME.get(by)
-    if value == "unknown" and id_field and isinstance(row.get(id_field), str):
-        return f"unknown ({row[id_field]})"
-    return value
+    def group_ids(self) -> dict[Group, dict[str, tuple[str, ...]]]:
+        """Each group's ids over all its days: id column -> ids."""
+        merged: dict[Group, dict[str, dict[str, None]]] = {}
+        for (_, group), ids in self.ids.items():
+            into = merged.setdefault(group, {})
+            for id_field, found in zip(self.id_columns.values(), ids):
+                into.setdefault(id_field, {}).update(dict.fromkeys(found))
+        return {group: {f: tuple(found) for f, found in ids.items()} for group, ids in merged.items()}

@@ -25,7 +25,7 @@ def daily_series(report: Report, top: int) -> tuple[list[str], dict[str, list[fl
     index = {day: i for i, day in enumerate(days)}
     for (day, group), values in report.days.items():
         name = label(group) if group in shown else "other"
-        series[name][index[day]] += report.main_measure(values)
+        series[name][index[day]] += float(report.main_measure(group, values))  # a chart needs no exact cent
     return days, series
 
 
