@@ -7,6 +7,7 @@ for both vendors with a provider column."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from tests.report.conftest import ANTHROPIC_KEY, Run
@@ -18,6 +19,7 @@ from tests.support.analytics_month import (
     cost_cents,
     usage_sums,
 )
+from tests.support.answers import TOKEN
 from tests.support.fake_analytics import BETA, COST, USAGE
 from tests.support.fake_usage import COSTS, FakeUsage
 from tests.support.tcp_upstream import FakeUpstream
@@ -159,3 +161,29 @@ def test_by_is_checked_against_the_analytics_dimensions(
     assert got == {group: dollars(c) for group, c in cost_cents(("workspace_name", "token_type")).items()}
     asked = [v for k, v in parse_qsl(upstream.received[-1].target.decode().partition("?")[2]) if k == "group_by[]"]
     assert asked == ["workspace_name", "token_type"]
+
+
+def test_each_provider_s_admin_key_goes_to_that_provider_alone(
+        report: Run, upstream: FakeUpstream, analytics: AnalyticsNamesBesideIds, usage: FakeUsage,
+        tmp_path: Path) -> None:
+    (tmp_path / "openai").write_text(TOKEN + "\n")
+    (tmp_path / "anthropic").write_text("sk-ant-admin01-from-a-file\n")
+    keys = f"openai={tmp_path / 'openai'},anthropic={tmp_path / 'anthropic'}"
+    report("costs", "--provider", "all", *OCTOBER, "--admin-key-file", keys, "--proxy", upstream.url,
+           key=None).ok()
+    for received in upstream.received:
+        if received.target.startswith(COSTS.encode()):
+            assert (received.header("Authorization"), received.header("x-api-key")) == (f"Bearer {TOKEN}", None)
+        else:
+            assert (received.header("x-api-key"), received.header("Authorization")) == (
+                "sk-ant-admin01-from-a-file", None)
+    one_file = report("costs", "--provider", "all", *OCTOBER, "--admin-key-file", str(tmp_path / "openai"),
+                      "--proxy", upstream.url)
+    assert "with --provider all, give openai=...,anthropic=..." in assert_one_error_line(
+        one_file.code, one_file.out, one_file.err)
+
+
+def test_legacy_is_refused_for_openai_alone(report: Run, upstream: FakeUpstream) -> None:
+    ran = report("costs", "--legacy", *OCTOBER, "--proxy", upstream.url)
+    assert "--legacy is for Anthropic's reports" in assert_one_error_line(ran.code, ran.out, ran.err)
+    assert upstream.received == []

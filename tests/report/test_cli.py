@@ -421,6 +421,19 @@ def test_amounts_are_summed_and_written_exactly(report: Run, upstream: FakeUpstr
     assert report("costs", *week, "--proxy", upstream.url).ok().splitlines()[-1].endswith("$10.54")
 
 
+def test_an_amount_of_absurd_size_counts_for_nothing_rather_than_a_million_digits(report: Run,
+                                                                                 upstream: FakeUpstream) -> None:
+    day = 1790812800
+    body = (b'{"has_more": false, "data": [{"start_time": %d, "end_time": %d, "results": ['
+            b'{"amount": {"value": 1e999999, "currency": "usd"}, "api_key_id": "key_a", "api_key_name": "a"},'
+            b'{"amount": {"value": 0.5, "currency": "usd"}, "api_key_id": "key_a", "api_key_name": "a"}]}]}'
+            % (day, day + 86400))
+    upstream.on(COSTS, reply(body=body))
+    text = report("costs", "--since", "2026-10-01", "--until", "2026-10-02", "--format", "csv",
+                  "--proxy", upstream.url).ok()
+    assert text.splitlines()[1] == "2026-10-01,a,key_a,0.5"
+
+
 def test_a_wide_table_fits_120_columns_unless_wide(report: Run, upstream: FakeUpstream, usage: FakeUsage) -> None:
     narrow = report("usage", "completions", *MONTH, "--by", "api_key_name,model", "--proxy", upstream.url).ok()
     wide = report("usage", "completions", *MONTH, "--by", "api_key_name,model", "--wide", "--proxy",

@@ -89,4 +89,4 @@ def test_each_bucket_s_rows_count_on_its_start_day_and_what_is_not_a_row_is_skip
         {"object": "bucket", "start_time": day + DAY, "end_time": day + 2 * DAY, "results": None},
         {"object": "bucket", "start_time": day + 2 * DAY, "end_time": day + 3 * DAY}]}))
     report = collect(Fetcher(upstream.url, TOKEN), "costs", date(2026, 10, 2), date(2026, 10, 3), ["api_key_name"])
-    assert report.days == {("2026-10-02", ("a",)): {"cost": 3}}
+    assert report.sums() == {("2026-10-02", ("a",)): {"cost": 3}}

@@ -157,6 +157,8 @@ def test_with_replace_ids_the_original_ids_are_the_resource_and_sub_account_ids(
     (lambda b: b.update(results=None), "a bucket without results"),
     (lambda b: b["results"][0].update(amount={"value": "0.3e", "currency": "usd"}), "without a number in amount.value"),
     (lambda b: b["results"][0].update(amount={"value": True, "currency": "usd"}), "without a number in amount.value"),
+    (lambda b: b["results"][0].update(amount={"value": Decimal("1e999999"), "currency": "usd"}),
+     "without a number in amount.value"),
     (lambda b: b["results"][0].update(amount={"value": Decimal("NaN"), "currency": "usd"}), "amount.value"),
     (lambda b: b["results"][0]["amount"].update(currency="dollars"), "without a currency code"),
     (lambda b: b["results"].append(["not", "an", "object"]), "a result that is not an object"),

@@ -10,8 +10,21 @@ from decimal import Decimal
 
 from orgproxy.report.aggregate import PROVIDER, Report
 from orgproxy.report.apis import ANTHROPIC_ANALYTICS, OPENAI_REPORTS
-from orgproxy.report.output import as_csv, as_json
+from orgproxy.report.output import as_csv as write_csv
+from orgproxy.report.output import as_json as write_json
 from orgproxy.report.table import WIDTH, as_table
+
+
+def as_csv(report: Report) -> str:
+    out = io.StringIO()
+    write_csv(report, out)
+    return out.getvalue()
+
+
+def as_json(report: Report) -> str:
+    out = io.StringIO()
+    write_json(report, out)
+    return out.getvalue()
 
 
 def costs() -> Report:
@@ -150,7 +163,11 @@ def test_json_has_the_header_the_daily_rows_and_the_totals_with_ids_and_exact_nu
          "cost": Decimal("0.000001")}]
     assert (document["kind"], document["since"], document["until"], document["by"]) == (
         "costs", "2026-10-01", "2026-11-01", ["api_key_name", "line_item"])
-    assert json.loads(text) == json.loads(json.dumps(json.loads(text), indent=2, ensure_ascii=False))
+    counts = as_json(usage())
+    assert counts == json.dumps(json.loads(counts), indent=2, ensure_ascii=False) + "\n", "laid out as json.dumps does"
+    empty = Report("costs", date(2026, 10, 1), date(2026, 10, 2), ["api_key_name"])
+    assert json.loads(as_json(empty)) == {"kind": "costs", "since": "2026-10-01", "until": "2026-10-02",
+                                          "by": ["api_key_name"], "rows": [], "totals": []}
 
 
 def test_usage_json_keeps_integers_integers() -> None:

@@ -5,7 +5,7 @@ counts as integers. Beside each name in a group the report keeps the ids it stoo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
@@ -59,14 +59,14 @@ class Report:
     since: date
     until: date
     by: list[str]  # a group's columns: the --by fields, after "provider" with --provider all
-    # (day, group) -> measure -> amount
-    days: dict[tuple[str, Group], Measures] = field(default_factory=dict)
-    # (day, group) -> the ids behind each of the group's name columns (id_columns' order)
-    ids: dict[tuple[str, Group], tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     apis: dict[str, Reports] = field(default_factory=lambda: {"openai": OPENAI_REPORTS})  # how to rank usage
     daily: bool = True  # False: the totals alone (a table): each group's sums in one entry, not one a day
-    # Each group and tuple of ids once, however many days hold it: a month of thousands of
-    # keys repeats them in every day's rows.
+    # day -> group -> [the ids behind the group's name columns (id_columns' order), then the
+    # sum of each measure in measure_index's order, None where it has none]: a month of
+    # thousands of keys is hundreds of thousands of these, so each is a short list.
+    cells: dict[str, dict[Group, list[Any]]] = field(default_factory=dict, repr=False)
+    measure_index: dict[str, int] = field(default_factory=dict)  # measure -> its place in a cell
+    # Each group and tuple of ids once, however many days hold it.
     shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
@@ -79,10 +79,7 @@ class Report:
     @property
     def measures(self) -> list[str]:
         """Every measure seen, in first-seen order."""
-        seen: dict[str, None] = {}
-        for values in self.days.values():
-            seen.update(dict.fromkeys(values))
-        return list(seen)
+        return list(self.measure_index)
 
     def add(self, day: str, row: Mapping[str, Any], measures: Measures, provider: str | None = None) -> None:
         """A row's measures, added into its day and group (``provider`` leads a group with
@@ -91,20 +88,46 @@ class Report:
         group = tuple(group_value(row, field_) for field_ in fields)
         if provider is not None:
             group = (provider, *group)
-        key = (day if self.daily else "", self.shared.setdefault(group, group))
-        values = self.days.get(key)
-        if values is None:
-            values = self.days[key] = {}
+        groups = self.cells.get(day if self.daily else "")
+        if groups is None:
+            groups = self.cells[day if self.daily else ""] = {}
+        cell = groups.get(group)
+        if cell is None:
+            cell = groups[self.shared.setdefault(group, group)] = [None]
         for name, value in measures.items():
-            values[name] = plus(values[name], value) if name in values else value
-        id_columns = self.id_columns
-        if id_columns:
-            found = tuple(ids_of(row, id_field) for id_field in id_columns.values())
-            known = self.ids.get(key)
+            place = self.measure_index.get(name)
+            if place is None:
+                place = self.measure_index[name] = len(self.measure_index) + 1
+            if place >= len(cell):
+                cell.extend([None] * (place + 1 - len(cell)))
+            cell[place] = value if cell[place] is None else plus(cell[place], value)
+        if self.id_columns:
+            found = tuple(ids_of(row, id_field) for id_field in self.id_columns.values())
+            known = cell[0]
             if known is not None and known != found:
                 found = tuple(tuple(dict.fromkeys(a + b)) for a, b in zip(known, found))
-            if known != found:
-                self.ids[key] = self.shared.setdefault(found, found)
+            cell[0] = self.shared.setdefault(found, found)
+
+    def values(self, cell: list[Any]) -> Measures:
+        """A cell's sums by measure."""
+        return {name: cell[place] for name, place in self.measure_index.items()
+                if place < len(cell) and cell[place] is not None}
+
+    def ids(self, cell: list[Any]) -> dict[str, tuple[str, ...]]:
+        """A cell's ids by id column."""
+        return dict(zip(self.id_columns.values(), cell[0] or ()))
+
+    def rows(self) -> Iterator[tuple[str, Group, Measures, dict[str, tuple[str, ...]]]]:
+        """Every day's groups: (day, group, sums, ids), by day, then group."""
+        for day in sorted(self.cells):
+            groups = self.cells[day]
+            for group in sorted(groups, key=str):
+                cell = groups[group]
+                yield day, group, self.values(cell), self.ids(cell)
+
+    def sums(self) -> dict[tuple[str, Group], Measures]:
+        """(day, group) -> measure -> sum, for every day and group."""
+        return {(day, group): values for day, group, values, _ in self.rows()}
 
     def main_measure(self, group: Group, values: Measures) -> Any:
         """What groups are ranked by: dollars, or the tokens in and out."""
@@ -116,21 +139,19 @@ class Report:
     def totals(self) -> list[tuple[Group, Measures]]:
         """Every group's sums over the days, the largest main measure first."""
         groups: dict[Group, Measures] = {}
-        for (_, group), values in self.days.items():
-            total = groups.setdefault(group, {})
-            for name, value in values.items():
-                total[name] = plus(total[name], value) if name in total else value
+        for by_group in self.cells.values():
+            for group, cell in by_group.items():
+                total = groups.setdefault(group, {})
+                for name, value in self.values(cell).items():
+                    total[name] = plus(total[name], value) if name in total else value
         return sorted(groups.items(), key=lambda item: -self.main_measure(*item))
-
-    def ids_of(self, key: tuple[str, Group]) -> dict[str, tuple[str, ...]]:
-        """The ids behind each name column of one day's group: id column -> ids."""
-        return dict(zip(self.id_columns.values(), self.ids.get(key, ())))
 
     def group_ids(self) -> dict[Group, dict[str, tuple[str, ...]]]:
         """Each group's ids over all its days: id column -> ids."""
         merged: dict[Group, dict[str, dict[str, None]]] = {}
-        for (_, group), ids in self.ids.items():
-            into = merged.setdefault(group, {})
-            for id_field, found in zip(self.id_columns.values(), ids):
-                into.setdefault(id_field, {}).update(dict.fromkeys(found))
+        for by_group in self.cells.values():
+            for group, cell in by_group.items():
+                into = merged.setdefault(group, {})
+                for id_field, found in self.ids(cell).items():
+                    into.setdefault(id_field, {}).update(dict.fromkeys(found))
         return {group: {f: tuple(found) for f, found in ids.items()} for group, ids in merged.items()}

@@ -11,6 +11,10 @@ from typing import Any
 # Sums of amounts as sent: a thousand digits hold any of them, and any rounding is an error.
 EXACT = Context(prec=1000, traps=[Inexact, InvalidOperation, Overflow])
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+# No amount or count is anywhere near 10^100, or needs digits beyond 10^-200: a page that
+# says so (1e999999) is not summed (it would take a million digits), nor written. Sums of
+# amounts within these bounds always fit EXACT's thousand digits.
+_MAGNITUDE = 100
 
 
 def is_amount(value: object) -> bool:
@@ -19,17 +23,22 @@ def is_amount(value: object) -> bool:
 
 
 def decimal_of(value: object) -> Decimal | None:
-    """A finite amount: a number (int or Decimal) or a decimal string (Anthropic's cents; an
-    OpenAI value sent as a string); None for anything else."""
+    """A finite amount of sane size: a number (int or Decimal) or a decimal string
+    (Anthropic's cents; an OpenAI value sent as a string); None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, Decimal):
-        return value if value.is_finite() else None
-    if isinstance(value, str) and len(value) <= 100 and _DECIMAL_TEXT.fullmatch(value):
-        return Decimal(value)
-    return None
+        amount = Decimal(value)
+    elif isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, str) and len(value) <= 100 and _DECIMAL_TEXT.fullmatch(value):
+        amount = Decimal(value)
+    else:
+        return None
+    if not amount.is_finite() or (amount and not -_MAGNITUDE <= amount.adjusted() <= _MAGNITUDE) \
+            or -amount.as_tuple().exponent > 2 * _MAGNITUDE:  # type: ignore[operator]
+        return None
+    return amount
 
 
 def plus(a: Any, b: Any) -> Any:

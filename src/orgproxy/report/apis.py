@@ -30,13 +30,15 @@ ZERO = Decimal(0)
 
 
 def numbers(row: Mapping[str, Any]) -> Measures:
-    """Every number of a row, and those of its objects as ``cache_creation.ephemeral_1h_input_tokens``."""
+    """Every number of a row (of sane size), and those of its objects as
+    ``cache_creation.ephemeral_1h_input_tokens``."""
     found: Measures = {}
     for name, value in row.items():
-        if is_amount(value):
+        if is_amount(value) and decimal_of(value) is not None:
             found[name] = value
         elif isinstance(value, dict):
-            found.update({f"{name}.{inner}": v for inner, v in value.items() if is_amount(v)})
+            found.update({f"{name}.{inner}": v for inner, v in value.items()
+                          if is_amount(v) and decimal_of(v) is not None})
     return found
 
 

@@ -24,9 +24,9 @@ from orgproxy.report.focus_export import FORMATS as FOCUS_FORMATS
 from orgproxy.report.focus_export import Source, export
 from orgproxy.report.groups import checked_groups_across
 from orgproxy.report.options import parse_args, per_provider, providers
-from orgproxy.report.output import FORMATS, write_text
+from orgproxy.report.output import WRITERS, write_file, write_text
 from orgproxy.report.progress import Progress, progress_for
-from orgproxy.report.table import as_table
+from orgproxy.report.table import WIDTH, as_table
 
 
 def read_secret(path: str, what: str) -> str:
@@ -166,10 +166,15 @@ def run(argv: Sequence[str]) -> str:
         progress.close()
     if args.chart:
         write_chart(report, args.chart, args.top)
-    output = as_table(report, None if args.wide else 120) if args.format == "table" else FORMATS[args.format](report)
-    if args.output is None:
-        return output
-    write_text(args.output, output)
+    if args.format == "table":
+        table = as_table(report, None if args.wide else WIDTH)
+        if args.output is None:
+            return table
+        write_text(args.output, table)
+    elif args.output is None:
+        WRITERS[args.format](report, sys.stdout)  # written as it is made: it can be long
+    else:
+        write_file(args.output, lambda out: WRITERS[args.format](report, out))
     return ""
 
 

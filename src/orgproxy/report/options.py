@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--client-token-file", default=os.environ.get("ORGPROXY_CLIENT_TOKEN_FILE"),
                          help="file with the token orgproxy requires as X-Orgproxy-Token"
                               " [default: $ORGPROXY_CLIENT_TOKEN_FILE, else none]")
-        sub.add_argument("--format", choices=tuple(FORMATS) + (FOCUS_FORMATS if sub is costs else ()),
+        sub.add_argument("--format", choices=FORMATS + (FOCUS_FORMATS if sub is costs else ()),
                          default="table")
         sub.add_argument("--wide", action="store_true",
                          help="the table with every column, however wide [default: it fits 120 columns]")

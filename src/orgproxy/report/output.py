@@ -7,25 +7,13 @@ their decimal sums have, never through binary floating point. The table for peop
 from __future__ import annotations
 
 import csv
-import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, TextIO
 
 from orgproxy.report.aggregate import Group, Report, UnknownName
 from orgproxy.report.errors import ReportError
-from orgproxy.report.table import as_table
-
-
-def daily_rows(report: Report) -> Iterable[tuple[tuple[str, Group], dict[str, Any]]]:
-    """Every (day, group) and its sums, by day, then group."""
-    return sorted(report.days.items(), key=lambda item: (item[0][0], str(item[0][1])))
-
-
-def plain(value: Any) -> Any:
-    """A group's value as written: an unknown name as "unknown" (its id is beside it)."""
-    return UnknownName.name if isinstance(value, UnknownName) else value
 
 
 def columns(report: Report) -> list[str]:
@@ -34,14 +22,19 @@ def columns(report: Report) -> list[str]:
     return [written for column in report.by for written in (column, id_columns.get(column)) if written]
 
 
-def labelled(report: Report, group: Group, ids: dict[str, tuple[str, ...]] | None) -> Iterator[tuple[str, Any]]:
+def plain(value: Any) -> Any:
+    """A group's value as written: an unknown name as "unknown" (its id is beside it)."""
+    return UnknownName.name if isinstance(value, UnknownName) else value
+
+
+def labelled(report: Report, group: Group, ids: dict[str, tuple[str, ...]]) -> Iterator[tuple[str, Any]]:
     """(column, value) of a group: each --by field, its id column after each name, where
     the ids are a list (several, one or none)."""
     id_columns = report.id_columns
     for column, value in zip(report.by, group):
         yield column, plain(value)
         if column in id_columns:
-            yield id_columns[column], list((ids or {}).get(id_columns[column], ()))
+            yield id_columns[column], list(ids.get(id_columns[column], ()))
 
 
 def number_text(value: Any) -> str:
@@ -49,37 +42,51 @@ def number_text(value: Any) -> str:
     return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
-def as_csv(report: Report) -> str:
-    out = io.StringIO()
+def as_csv(report: Report, out: TextIO) -> None:
+    """One row per day and group, written as it is made."""
     writer = csv.writer(out, lineterminator="\n")
     measures = report.measures
     writer.writerow(["date", *columns(report), *measures])
-    for (day, group), values in daily_rows(report):
+    for day, group, values, ids in report.rows():
         cells = ["" if v is None else " ".join(v) if isinstance(v, list) else v
-                 for _, v in labelled(report, group, report.ids_of((day, group)))]
+                 for _, v in labelled(report, group, ids)]
         writer.writerow([day, *cells, *(number_text(values.get(m, 0)) for m in measures)])
-    return out.getvalue()
 
 
-def as_json(report: Report) -> str:
-    """The ids of a name go in ``api_key_ids`` (every one) beside ``api_key_id`` (the one,
-    or null where the name stood for several or none), as orgproxy writes merged rows."""
-    def entry(group: Group, ids: dict[str, tuple[str, ...]] | None) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
-        for column, value in labelled(report, group, ids):
-            if isinstance(value, list):
-                fields[column] = value[0] if len(value) == 1 else None
-                fields[column + "s"] = value
-            else:
-                fields[column] = value
-        return fields
+def json_entry(report: Report, group: Group, ids: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """A group's fields for JSON: the ids of a name in ``api_key_ids`` (every one) beside
+    ``api_key_id`` (the one, or null where the name stood for several or none), as
+    orgproxy writes merged rows."""
+    fields: dict[str, Any] = {}
+    for column, value in labelled(report, group, ids):
+        if isinstance(value, list):
+            fields[column] = value[0] if len(value) == 1 else None
+            fields[column + "s"] = value
+        else:
+            fields[column] = value
+    return fields
 
-    rows = [{"date": day, **entry(group, report.ids_of((day, group))), **values}
-            for (day, group), values in daily_rows(report)]
+
+def as_json(report: Report, out: TextIO) -> None:
+    """The header, the daily rows and the totals, as ``json.dumps(indent=2)`` lays them
+    out, each row written as it is made."""
+    out.write("{\n")
+    for name, value in (("kind", report.kind), ("since", report.since.isoformat()),
+                        ("until", report.until.isoformat()), ("by", report.by)):
+        out.write(f'  "{name}": {json_text(value, 1)},\n')
     group_ids = report.group_ids()
-    totals = [{**entry(group, group_ids.get(group)), **values} for group, values in report.totals()]
-    return json_text({"kind": report.kind, "since": report.since.isoformat(), "until": report.until.isoformat(),
-                      "by": report.by, "rows": rows, "totals": totals}) + "\n"
+    for name, entries in (("rows", ({"date": day, **json_entry(report, group, ids), **values}
+                                    for day, group, values, ids in report.rows())),
+                          ("totals", ({**json_entry(report, group, group_ids.get(group, {})), **values}
+                                      for group, values in report.totals()))):
+        out.write(f'  "{name}": [')
+        empty = True
+        for entry in entries:
+            out.write(("\n" if empty else ",\n") + "    " + json_text(entry, 2))
+            empty = False
+        out.write("]" if empty else "\n  ]")
+        out.write(",\n" if name == "rows" else "\n")
+    out.write("}\n")
 
 
 def json_text(value: Any, depth: int = 0) -> str:
@@ -108,4 +115,15 @@ def write_text(path: str, text: str) -> None:
         raise ReportError(f"{path}: {e.strerror}") from None
 
 
-FORMATS: dict[str, Callable[..., str]] = {"table": as_table, "csv": as_csv, "json": as_json}
+def write_file(path: str, write: Callable[[TextIO], None]) -> None:
+    """What ``write`` writes, into the file ``path`` (--output), as UTF-8."""
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            write(f)
+    except OSError as e:
+        raise ReportError(f"{path}: {e.strerror}") from None
+
+
+# Each format's writer; the table is small enough to be made whole (table.as_table).
+WRITERS: dict[str, Callable[[Report, TextIO], None]] = {"csv": as_csv, "json": as_json}
+FORMATS = ("table", *WRITERS)
