@@ -18,7 +18,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.1
 	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
 FOCUS_VALIDATOR := .venv-focus-validator
 
-.PHONY: run test clean bench
+.PHONY: run test clean bench bench-report
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,3 +59,7 @@ clean:
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+# orgproxy-report at scale: a month of daily costs for 5,000 and 10,000 keys of each vendor.
+bench-report: $(VENV)/.installed
+	$(BIN)/python bench/report_bench.py $(BENCH_ARGS)

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TextIO
 
 from orgproxy.report.calls import Calls
+from orgproxy.report.collect import cycles_not_collected
 from orgproxy.report.errors import ReportError
 from orgproxy.report.fetch import Fetcher
 from orgproxy.report.focus import COLUMNS, ROW_OF
@@ -75,9 +76,10 @@ def export(sources: Sequence[Source], since: date, until: date, focus_version: s
     to_row = ROW_OF[focus_version]
     written = Written(decimal_scale=(PRECISION, SCALE) if form == "focus-parquet" else None)
     try:
-        for charge in charges(sources, since, until):
-            sink.write(to_row(charge))
-            written.saw(charge.vendor, charge.account, charge.description)
+        with cycles_not_collected():
+            for charge in charges(sources, since, until):
+                sink.write(to_row(charge))
+                written.saw(charge.vendor, charge.account, charge.description)
         sink.close()
     except BaseException:
         sink.abort()
