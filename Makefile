@@ -1,4 +1,4 @@
-# Two commands for a newcomer: `make run` and `make test`. Both build .venv from nothing.
+# Three commands for a newcomer: `make run`, `make test` and `make demo`. Each builds .venv from nothing.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +18,18 @@ PYTHON312 ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.1
 	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
 FOCUS_VALIDATOR := .venv-focus-validator
 
-.PHONY: run test clean bench bench-report
+# make install PREFIX=/opt/orgproxy: orgproxy for a service, in $(PREFIX)/.venv. The venv is
+# made with the system's Python, which every user may run (a pyenv or ~/.local Python under a
+# home directory is not: the service user would get EACCES); say which with INSTALL_PYTHON=.
+PREFIX ?= /opt/orgproxy
+INSTALL_PYTHON ?= $(shell for p in /usr/bin/python3.11 /usr/bin/python3 /usr/local/bin/python3.11 \
+	/usr/local/bin/python3; do "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { echo "$$p"; break; }; done)
+# Twisted's plugin cache (twisted/plugins/dropin.cache), built once by whoever installs: a
+# service user cannot write it, and Twisted would try at every start and log that it could not.
+PLUGIN_CACHE := -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
+
+.PHONY: run test demo clean bench bench-report install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +56,12 @@ $(VENV)/.installed: $(VENV)/.package $(VENV)/.deps
 run: $(VENV)/.package
 	$(BIN)/twistd --nodaemon --pidfile= orgproxy --aliases etc/aliases.toml $(ARGS)
 
+# The daemon in front of a local fake OpenAI and Anthropic organization with a month of costs
+# (demo/): no admin key needed. Ctrl-C stops both. make demo DEMO_PORT=18081 ARGS="--log-level debug"
+DEMO_PORT ?= 18080
+demo: $(VENV)/.package
+	$(BIN)/python -m demo --port $(DEMO_PORT) $(ARGS)
+
 $(FOCUS_VALIDATOR)/.installed:
 	$(PYTHON312) -m venv $(FOCUS_VALIDATOR)
 	$(FOCUS_VALIDATOR)/bin/pip install --quiet 'focus-validator==2.2.1' 'pyarrow==20.0.0'
@@ -63,3 +80,15 @@ bench: $(VENV)/.installed
 # orgproxy-report at scale: a month of daily costs for 5,000 and 10,000 keys of each vendor.
 bench-report: $(VENV)/.installed
 	$(BIN)/python bench/report_bench.py $(BENCH_ARGS)
+
+# Readable by every user whatever the installer's umask (a service runs as its own user);
+# the package itself, not editable, with what running needs.
+install:
+	@test -n "$(INSTALL_PYTHON)" || { echo "make install: no Python 3.11 or newer found outside a home directory;" \
+		"name one: make install INSTALL_PYTHON=/usr/bin/python3.12" >&2; exit 1; }
+	@case "$$(readlink -f "$$(command -v "$(INSTALL_PYTHON)")")" in "$${HOME:-/nonexistent}"/*|/root/*|/home/*) \
+		echo "make install: $(INSTALL_PYTHON) is under a home directory, which the service user cannot read;" \
+		"name another: make install INSTALL_PYTHON=/usr/bin/python3.11" >&2; exit 1;; esac
+	umask 022 && $(INSTALL_PYTHON) -m venv $(PREFIX)/.venv
+	umask 022 && $(PREFIX)/.venv/bin/pip install --quiet --upgrade .
+	umask 022 && $(PREFIX)/.venv/bin/python $(PLUGIN_CACHE)

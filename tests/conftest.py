@@ -15,6 +15,7 @@ from twisted.logger import globalLogPublisher
 from orgproxy.ops import metrics
 
 from tests.support.answers import AUTH, TOKEN
+from tests.support.browser import Browser
 from tests.support.daemon import Daemon
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import FakeOpenAI
@@ -33,6 +34,29 @@ ROOT = Path(__file__).resolve().parents[1]
 collect_ignore = [module for module, present in (("report/test_focus_validator.py", python312()),
                                                  ("test_prometheus_tools.py", promtool()))
                   if present is None]
+
+
+# Modules whose tests share a browser or server started once per process (a session or module
+# fixture): make test (-n 2) runs each group in one process, so that it starts once, and
+# spreads every other test one by one, as --dist load does. (pytest-xdist's own --dist loadgroup
+# would read xdist_group marks, but under pytest 9.2 it cannot tag the tests it groups.)
+ONE_PROCESS = {
+    "tests/support/test_browser.py": "chromium",
+    "tests/process/test_browser.py": "chromium",
+    "tests/process/test_prometheus_server.py": "prometheus",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "load":
+        return None  # another --dist asked for: xdist's own
+    from xdist.scheduler import LoadScopeScheduling  # only where xdist runs the suite
+
+    class GroupsInOneProcess(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return ONE_PROCESS.get(nodeid.split("::", 1)[0], nodeid)
+
+    return GroupsInOneProcess(config, log)
 
 
 @pytest.fixture(autouse=True)
@@ -143,3 +167,20 @@ def daemon(upstream: FakeUpstream, aliases: Path, tmp_path: Path) -> Iterator[Da
     code = running.stop()
     assert_clean_output(running)
     assert code == 0, running.output
+
+
+# --- a real browser, where what a person sees is the point -----------------------------------
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """Headless Chromium (Debian's), started once per session: tests take ``browser``."""
+    started = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def browser(chromium: Browser) -> Browser:
+    """The session's Chromium on a blank page, with no cookies and no credentials."""
+    chromium.reset()
+    return chromium

@@ -18,6 +18,19 @@ PROMETHEUS = ROOT / "etc" / "prometheus"
 RULES = PROMETHEUS / "orgproxy-rules.yml"
 
 
+def readme_prometheus_additions() -> dict[str, str]:
+    """What README.md says to add to a Prometheus configuration one already has: the YAML
+    block after "Under its `rule_files:`, add:" and the one after "under its
+    `scrape_configs:`, the job:", by the key each goes under."""
+    readme = (ROOT / "README.md").read_text()
+    found = {}
+    for key in ("rule_files", "scrape_configs"):
+        block = re.search(rf"`{key}:`,[^\n`]*:\n\n```yaml\n(.*?)^```$", readme, re.MULTILINE | re.DOTALL)
+        assert block, f"the README says nothing to add under {key}"
+        found[key] = block.group(1)
+    return found
+
+
 @pytest.fixture
 def scraped(make_proxy: Callable[..., InMemoryProxy]) -> Iterator[set[str]]:
     """Every sample name orgproxy exports with discovery and the cost series on, both run."""
@@ -39,3 +52,15 @@ def test_every_metric_the_rules_name_is_one_orgproxy_exports(scraped: set[str]) 
     assert named >= {"orgproxy_cost_month_to_date_usd", "orgproxy_cost_refresh_timestamp_seconds",
                      "orgproxy_discovery_runs_total"}
     assert named <= scraped, named - scraped
+
+
+def test_the_readme_adds_to_the_operators_prometheus_configuration_and_never_replaces_it() -> None:
+    readme = (ROOT / "README.md").read_text()
+    # No step copies a prometheus.yml over the one the operator has.
+    assert not re.search(r"^(cp|install)\b[^\n]*prometheus\.yml\b[^\n]*/etc/prometheus", readme, re.MULTILINE)
+    additions = readme_prometheus_additions()
+    assert additions["rule_files"].strip() == "- orgproxy-rules.yml"
+    # The job it adds is the complete example's, whose first lines say what it is.
+    example = (PROMETHEUS / "prometheus.yml").read_text()
+    assert additions["scrape_configs"] in example
+    assert example.startswith("# A complete example configuration for a Prometheus of its own")

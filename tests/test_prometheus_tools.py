@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.test_prometheus import readme_prometheus_additions
 from tests.support.tools import promtool as find_promtool
 
 PROMETHEUS = ROOT / "etc" / "prometheus"
@@ -37,3 +38,27 @@ def test_promtool_finds_the_scrape_config_valid_with_the_client_token_file_besid
     (tmp_path / "orgproxy-client-token").write_text("client-token\n")
     assert "is valid prometheus config" in promtool("check", "config", "prometheus.yml", cwd=tmp_path)
     assert not (PROMETHEUS / "orgproxy-client-token").exists(), "no token is shipped"
+
+
+def added_under(config: str, key: str, addition: str) -> str:
+    """``config`` with ``addition`` written on the lines right after its ``key:`` line, as
+    an operator adds to a list there by hand."""
+    lines = config.splitlines(keepends=True)
+    at = next(n for n, line in enumerate(lines) if line.rstrip() == f"{key}:")
+    return "".join(lines[:at + 1]) + addition + "".join(lines[at + 1:])
+
+
+def test_the_readmes_job_added_to_debians_configuration_is_valid_and_keeps_its_jobs(tmp_path: Path) -> None:
+    additions = readme_prometheus_additions()
+    debian = (ROOT / "tests" / "fixtures" / "prometheus" / "debian-prometheus.yml").read_text()
+    config = added_under(added_under(debian, "rule_files", additions["rule_files"]),
+                         "scrape_configs", additions["scrape_configs"])
+    (tmp_path / "prometheus.yml").write_text(config)
+    shutil.copy(RULES, tmp_path / "orgproxy-rules.yml")  # the README's install of the rules
+    (tmp_path / "orgproxy-client-token").write_text("client-token\n")
+    checked = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+    assert "is valid prometheus config" in checked and "SUCCESS: 6 rules found" in checked
+    # Added to, never replaced: Debian's own jobs are all still there.
+    assert all(line in config.splitlines() for line in debian.splitlines())
+    assert {"job_name: 'prometheus'", "job_name: node", "job_name: orgproxy"} <= {
+        line.strip().removeprefix("- ") for line in config.splitlines()}

@@ -17,6 +17,7 @@ import subprocess
 from orgproxy.credentials import CREDENTIAL_FOR_OPTION
 from orgproxy.tap import DEFAULTS, Options
 from tests.conftest import ROOT
+from tests.support.readme_setup import made_by, setup_lines
 
 UNIT = ROOT / "etc" / "systemd" / "orgproxy.service"
 MOST_EXPOSURE = 4.0
@@ -110,3 +111,18 @@ def test_systemd_analyze_security_rates_it_4_or_lower() -> None:
     assert float(printed.group(1)) <= MOST_EXPOSURE
     if printed.group(3) == version:  # another systemd weighs the directives its own way
         assert (float(printed.group(1)), printed.group(2)) == (exposure, rating.group(2))
+
+
+
+def test_the_readmes_systemd_block_makes_everything_the_unit_names() -> None:
+    lines = setup_lines(systemd_section_of_the_readme())
+    unit = directives()
+    argv = shlex.split(unit["ExecStart"][0])
+    prefix = argv[0].removesuffix("/.venv/bin/twistd")
+    assert f"make install PREFIX={prefix}" in lines  # the venv twistd runs from, and its plugin cache
+    assert made_by(lines, argv[argv.index("--aliases") + 1])
+    for credential in unit["LoadCredential"]:  # the secrets systemd copies in
+        assert made_by(lines, credential.split(":", 1)[1]), credential
+    assert made_by(lines, "/etc/systemd/system/orgproxy.service")
+    # The user and the state directory are systemd's own (DynamicUser=, StateDirectory=).
+    assert unit["DynamicUser"] == ["yes"] and unit["StateDirectory"] == ["orgproxy"]

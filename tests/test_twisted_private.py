@@ -22,12 +22,10 @@ from orgproxy._twisted_private import (
     ACCEPT_REFUSED_FORMATS,
     BadRequestHook,
     accept_one_per_wakeup,
-    header_bytes_received,
-    headers_received,
-    is_reading_request_line,
     leave_shared_socket_open,
     log_accept_errors_to,
     quiet_pool,
+    send_in_pieces_of,
 )
 
 
@@ -36,96 +34,32 @@ def connected(channel: http.HTTPChannel) -> http.HTTPChannel:
     return channel
 
 
-# --- _HTTPChannel__first_line: a line too long is a 414 on the request line, 431 after ----
-
-class RecordsLongLines(http.HTTPChannel):
-    MAX_LENGTH = 64
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.long_line_on_request_line: list[bool] = []
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self.long_line_on_request_line.append(is_reading_request_line(self))
-        self.loseConnection()
-
-
-def test_the_channel_keeps_its_first_line_state_where_it_is_read() -> None:
-    channel = connected(http.HTTPChannel())
-    # Read with getattr's default in production: check that the name really exists.
-    assert channel._HTTPChannel__first_line  # type: ignore[attr-defined]
-    assert is_reading_request_line(channel) is True
-    channel.dataReceived(b"GET /v1/organization/costs HTTP/1.1\r\n")
-    assert channel._HTTPChannel__first_line == 0  # type: ignore[attr-defined]
-    assert is_reading_request_line(channel) is False
-
-
-def test_a_long_request_line_and_a_long_header_line_are_told_apart() -> None:
-    on_request_line = connected(RecordsLongLines())
-    on_request_line.dataReceived(b"GET /" + b"a" * 100 + b" HTTP/1.1\r\n")
-    assert on_request_line.long_line_on_request_line == [True]
-
-    in_headers = connected(RecordsLongLines())
-    in_headers.dataReceived(b"GET / HTTP/1.1\r\nX-Long: " + b"b" * 100 + b"\r\n")
-    assert in_headers.long_line_on_request_line == [False]
-
-
-# --- _receivedHeaderSize and _respondToBadRequestAndDisconnect ------------------------------
+# --- _respondToBadRequestAndDisconnect: where Twisted refuses a request ----------------------
 
 class RecordsRefusals(BadRequestHook):
     totalHeadersSize = 200
+    maxHeaders = 5
 
     def __init__(self) -> None:
         super().__init__()
-        self.refused_with_header_bytes: list[int] = []
+        self.refused = 0
 
     def refuse_malformed(self) -> None:
-        self.refused_with_header_bytes.append(header_bytes_received(self))
+        self.refused += 1
         self.loseConnection()
 
 
-def test_the_channel_counts_header_bytes_where_they_are_read() -> None:
-    channel = connected(http.HTTPChannel())
-    assert channel._receivedHeaderSize == 0  # type: ignore[attr-defined]
-    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n")
-    assert header_bytes_received(channel) == len(b"GET / HTTP/1.1") + len(b"Host: x")
-    assert channel._receivedHeaderSize == header_bytes_received(channel)  # type: ignore[attr-defined]
-
-
-def test_the_channel_counts_headers_where_they_are_read() -> None:
-    channel = connected(http.HTTPChannel())
-    assert channel._receivedHeaderCount == 0  # type: ignore[attr-defined]
-    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n")
-    # A header is counted once the next line shows it is not folded on.
-    assert headers_received(channel) == 2 == channel._receivedHeaderCount  # type: ignore[attr-defined]
-
-
-def test_too_many_headers_reach_the_hook_with_their_count() -> None:
-    class CountsRefusals(http.HTTPChannel):
-        maxHeaders = 5
-        refused_with: list[int] = []
-
-        def _respondToBadRequestAndDisconnect(self) -> None:
-            self.refused_with.append(headers_received(self))
-            self.loseConnection()
-    channel = connected(CountsRefusals())
-    channel.dataReceived(b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(10)))
-    assert channel.refused_with == [6]
-
-
-def test_a_malformed_request_reaches_the_hook_not_twisteds_bare_400() -> None:
+@pytest.mark.parametrize("head", [
+    b"NONSENSE\r\n\r\n",
+    b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + b"".join(b"X-Filler-%d: %s\r\n" % (i, b"z" * 40) for i in range(6)),
+    b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(10)),
+], ids=["request line", "header", "headers too large", "too many headers"])
+def test_every_refusal_reaches_the_hook_not_twisteds_bare_400(head: bytes) -> None:
     channel = connected(RecordsRefusals())
-    channel.dataReceived(b"NONSENSE\r\n\r\n")
-    assert channel.refused_with_header_bytes == [len(b"NONSENSE")]
-    assert b"400 Bad Request" not in channel.transport.value()
-
-
-def test_headers_over_the_limit_reach_the_hook_with_their_size() -> None:
-    channel = connected(RecordsRefusals())
-    head = b"GET / HTTP/1.1\r\n" + b"".join(b"X-Filler-%d: %s\r\n" % (i, b"z" * 40) for i in range(6))
     channel.dataReceived(head)
-    (received,) = channel.refused_with_header_bytes
-    assert received > RecordsRefusals.totalHeadersSize
+    assert channel.refused == 1
+    assert b"400 Bad Request" not in channel.transport.value()
 
 
 def test_the_hook_must_be_given_an_answer() -> None:
@@ -133,6 +67,41 @@ def test_the_hook_must_be_given_an_answer() -> None:
     channel = connected(BadRequestHook())
     with pytest.raises(NotImplementedError):
         channel.dataReceived(b"NONSENSE\r\n\r\n")
+
+
+# --- SEND_LIMIT: the most a socket transport hands to one send() ----------------------------------
+
+class RecordsSends:
+    """Just enough socket for a TCP transport: records what each send() is given."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def setblocking(self, _: bool) -> None: ...
+
+    def fileno(self) -> int:
+        return -1
+
+    def send(self, data: memoryview) -> int:
+        self.sent.append(len(data))
+        return len(data)
+
+
+@pytest.mark.parametrize("limit", [None, 1024 * 1024], ids=["Twisted's own", "raised"])
+def test_a_tcp_transport_hands_each_send_at_most_its_send_limit(limit: int | None) -> None:
+    sock = RecordsSends()
+    transport = tcp.Connection(sock, Protocol())  # type: ignore[arg-type]
+    assert transport.SEND_LIMIT == 128 * 1024  # the name send_in_pieces_of sets, and its default
+    if limit is not None:
+        send_in_pieces_of(transport, limit)
+    transport.writeSomeData(b"x" * (3 * 1024 * 1024))
+    assert sock.sent == [limit or 128 * 1024]
+
+
+def test_transports_without_a_send_limit_are_left_as_they_are() -> None:
+    transport = StringTransport()
+    send_in_pieces_of(transport, 1024 * 1024)
+    assert not hasattr(transport, "SEND_LIMIT")
 
 
 # --- HTTPConnectionPool._factory ------------------------------------------------------------

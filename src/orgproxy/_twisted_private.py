@@ -26,25 +26,15 @@ def quiet_pool(pool: HTTPConnectionPool) -> HTTPConnectionPool:
     return pool
 
 
-def is_reading_request_line(channel: http.HTTPChannel) -> bool:
-    """Whether the channel is still reading a request's first line, not its headers.
+def send_in_pieces_of(transport: Any, limit: int) -> None:
+    """Make a socket transport hand up to ``limit`` bytes to each send() (``SEND_LIMIT``,
+    an attribute of Twisted's FileDescriptor that no interface names).
 
-    Twisted tells the two apart only in ``_HTTPChannel__first_line``; a line too long is a
-    414 in the first case and a 431 in the second.
+    Twisted's 128 KiB would take a hundred turns of the reactor to send a large page; a
+    mebibyte takes a dozen. Transports without it (TLS, memory) are left as they are.
     """
-    return bool(getattr(channel, "_HTTPChannel__first_line", True))
-
-
-def header_bytes_received(channel: http.HTTPChannel) -> int:
-    """How many bytes of headers the channel has read for the current request
-    (``_receivedHeaderSize``): more than its limit means a 431, not a 400."""
-    return int(getattr(channel, "_receivedHeaderSize", 0))
-
-
-def headers_received(channel: http.HTTPChannel) -> int:
-    """How many headers the channel has read for the current request
-    (``_receivedHeaderCount``): more than ``maxHeaders`` means a 431, not a 400."""
-    return int(getattr(channel, "_receivedHeaderCount", 0))
+    if hasattr(transport, "SEND_LIMIT"):
+        transport.SEND_LIMIT = limit
 
 
 # What a listening TCP or UNIX port logs when accept() fails (twisted.internet.tcp's

@@ -83,11 +83,6 @@ def unknown_name(param: str, name: str) -> ProxyError:
                       type="invalid_request_error", param=param, retry=False)
 
 
-def forbidden_source() -> ProxyError:
-    return ProxyError(403, "forbidden_source", "orgproxy does not answer this address (see --allow-from).",
-                      type="invalid_request_error", retry=False)
-
-
 def bad_client_token() -> ProxyError:
     return ProxyError(401, "invalid_orgproxy_token",
                       "orgproxy needs the right X-Orgproxy-Token header from its callers.",
@@ -98,6 +93,19 @@ def too_many_requests(limit: int) -> ProxyError:
     return ProxyError(503, "too_many_requests",
                       f"orgproxy already has {counted(limit, 'request')} in flight upstream (--max-concurrency);"
                       " try again shortly.", retry_after=1)
+
+
+def request_bodies_full(limit: int) -> ProxyError:
+    return ProxyError(503, "too_many_request_bytes",
+                      f"orgproxy already holds {limit} bytes of request bodies (--max-buffered-request-bytes);"
+                      " try again shortly.", retry_after=1)
+
+
+def too_many_connections() -> ProxyError:
+    return ProxyError(503, "too_many_connections",
+                      "orgproxy has as many connections open as it may (--max-connections), and closed this one,"
+                      " which had not sent a whole request, to make room for a newer one; try again.",
+                      retry_after=1)
 
 
 def bad_request() -> ProxyError:
@@ -138,3 +146,8 @@ def method_not_allowed(allowed: tuple[bytes, ...]) -> ProxyError:
     return ProxyError(405, "method_not_allowed",
                       f"This path answers only {', '.join(m.decode() for m in allowed)}.",
                       type="invalid_request_error", retry=False)
+
+
+def unknown_format(wanted: str, known: tuple[str, ...]) -> ProxyError:
+    return ProxyError(400, "unknown_format", f"There is no format {wanted!r}; ask for {' or '.join(known)}.",
+                      type="invalid_request_error", param="format", retry=False)

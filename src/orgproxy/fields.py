@@ -135,5 +135,12 @@ ALIAS_TABLES: tuple[str, ...] = ("api_keys", "projects", "users", "workspaces", 
 ID_FIELDS_FOR_TABLE: Mapping[str, tuple[str, ...]] = MappingProxyType({
     table: tuple(dict.fromkeys(f for fs in FIELD_SETS for f, t in fs.alias_table_for_id.items() if t == table))
     for table in ALIAS_TABLES})
+# The prefix of each kind of id the providers issue, and the alias table it goes in: an
+# id under another table is a mistake (``key_...`` under ``[projects]``), which the alias
+# file's parser reports. Ids without one of these prefixes go in any table.
+ALIAS_TABLE_FOR_ID_PREFIX: Mapping[str, str] = MappingProxyType({
+    "key_": "api_keys", "apikey_": "api_keys", "proj_": "projects", "user-": "users", "user_": "users",
+    "wrkspc_": "workspaces", "svac_": "service_accounts",
+})
 # Where names come from, in order of precedence.
 SOURCES = ("aliases", "discovered", "history")

@@ -24,10 +24,11 @@ class Provider:
     upstream: str  # the base URL forwarded to (the default until the options say otherwise)
     fields: FieldSet
     error_body: Callable[[ProxyError], bytes]
-    # Request headers whose values are the caller's credential: the cache key holds a hash
-    # of them, so one credential's answer is never served to another.
+    # Request headers whose values are the caller's credential: a request with none of
+    # them is never cached (the cache key holds a hash of every forwarded header, these
+    # among them, so one credential's answer is never served to another).
     credential_headers: tuple[bytes, ...]
-    # Other request headers that choose what the upstream answers (the cache key holds them).
+    # Other request headers that choose whose data the upstream answers with.
     scope_headers: tuple[bytes, ...]
     # Query parameters that are arrays, sent upstream in the bracket spelling (``a[]=x&a[]=y``)
     # whatever spelling the caller used; empty: the query goes as sent, names aside.

@@ -28,13 +28,14 @@ from orgproxy.names import anthropic_admin
 from orgproxy.names.aliasfile import AliasFileError
 from orgproxy.names.discovery import DiscoveryService, KeyFileError, read_admin_key
 from orgproxy.names.history import History, Remembered
+from orgproxy.names.textcheck import as_text
 from orgproxy.names.shared import NamesFollower, NamesPublisher
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
 from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import metrics
 from orgproxy.ops.firstprocess import FirstProcessLink
-from orgproxy.ops.logs import LEVELS, log, logs_to_standard_output, set_level, text_lines
+from orgproxy.ops.logs import FORMATS, LEVELS, log, observer_for, set_level
 from orgproxy.ops.costs import COLLECTOR, CostRefresher, CostStore, store_path
 from orgproxy.ops.memory import IDLE_TRIM_DELAY, IdleTrim, heap_trimmer, keep_large_buffers
 from orgproxy.ops.reload import AliasReloader, ReloadService, off_reactor_thread
@@ -56,12 +57,13 @@ from orgproxy.web.connections import (
     ThrottledAcceptErrors,
     accept_errors_observer,
     default_max_connections,
+    default_max_connections_per_source,
     open_files_limit,
     said_out_of_descriptors,
 )
 from orgproxy.web.proxy import InFlight, OrganizationProxy
 from orgproxy.web.resources import Health, UnknownReport
-from orgproxy.web.site import OrgproxySite, make_site
+from orgproxy.web.site import MAX_BUFFERED_REQUEST_BYTES, OrgproxySite, make_site
 
 ENV_PREFIX = "ORGPROXY_"
 DEFAULTS: Mapping[str, str] = {
@@ -71,6 +73,7 @@ DEFAULTS: Mapping[str, str] = {
     "timeout": "60",
     "max-response-bytes": str(64 * 1024 * 1024),
     "log-level": "info",
+    "log-format": "text",
     "watch": "auto",
     "shutdown-timeout": "10",
     "state-dir": "var",
@@ -85,6 +88,7 @@ DEFAULTS: Mapping[str, str] = {
     "cost-series-max": "2000",
     "cache-max-entries": "10000",
     "header-timeout": "10",
+    "max-buffered-request-bytes": str(MAX_BUFFERED_REQUEST_BYTES),
     "idle-trim": f"{IDLE_TRIM_DELAY:g}",
 }
 
@@ -131,6 +135,9 @@ class Options(usage.Options):
         ["log-level", None, None,
          f"Least level of orgproxy's log events: {', '.join(LEVELS)}; debug adds a line per id."
          f" [default: {DEFAULTS['log-level']}]"],
+        ["log-format", None, None,
+         "How log lines are written: text (twistd's lines) or json (one object per line, for log"
+         f" shippers), to standard output or twistd's --logfile. [default: {DEFAULTS['log-format']}]"],
         ["watch", None, None,
          "How to notice alias file changes: inotify, poll or off."
          " [default: auto, inotify where the platform has it, else poll]"],
@@ -154,8 +161,8 @@ class Options(usage.Options):
          "Least seconds between discoveries set off by unknown ids."
          f" [default: {DEFAULTS['discovery-cooldown']}]"],
         ["allow-from", None, None,
-         "Addresses (CIDR, comma-separated) that may call; others get 403."
-         " [default: loopback and the private ranges]"],
+         "Addresses (CIDR, comma-separated) that may call; connections from others are closed as"
+         " they are accepted. [default: loopback and the private ranges]"],
         ["client-token-file", None, None,
          "File holding a token callers must send as X-Orgproxy-Token (never forwarded)."
          " [default: the credential client-token in $CREDENTIALS_DIRECTORY (systemd), else none]"],
@@ -165,9 +172,17 @@ class Options(usage.Options):
         ["max-concurrency", None, None,
          f"Upstream requests at once; beyond, 503. [default: {DEFAULTS['max-concurrency']}]"],
         ["max-connections", None, None,
-         "Client connections open at once; beyond, a new one is closed at once."
+         "Client connections open at once; at it, the one that has waited longest without a whole"
+         " request is closed for a new one."
          " [default: what the open-files limit leaves after --max-concurrency upstream connections"
          f" and {RESERVED_DESCRIPTORS} more]"],
+        ["max-connections-per-source", None, None,
+         "Client connections open at once from one address; at it, the one of that address's that"
+         " has waited longest without a whole request is closed for a new one. [default: a quarter"
+         " of --max-connections]"],
+        ["max-buffered-request-bytes", None, None,
+         "Bytes of request bodies held in memory across all connections; beyond, 503."
+         f" [default: {DEFAULTS['max-buffered-request-bytes']}]"],
         ["header-timeout", None, None,
          "Seconds a request's line, headers and body may take to arrive, however slowly they"
          f" trickle; then the connection is closed. [default: {DEFAULTS['header-timeout']}]"],
@@ -253,8 +268,10 @@ class Options(usage.Options):
         self["discovery-interval"] = _positive(self, "discovery-interval", float)
         self["discovery-cooldown"] = _positive(self, "discovery-cooldown", float)
         self["max-concurrency"] = _positive(self, "max-concurrency", int)
-        if self["max-connections"] is not None:
-            self["max-connections"] = _positive(self, "max-connections", int)
+        for option in ("max-connections", "max-connections-per-source"):
+            if self[option] is not None:
+                self[option] = _positive(self, option, int)
+        self["max-buffered-request-bytes"] = _positive(self, "max-buffered-request-bytes", int)
         self["header-timeout"] = _positive(self, "header-timeout", float)
         self["workers"] = _positive(self, "workers", int)
         self["cache-max-bytes"] = _positive(self, "cache-max-bytes", int)
@@ -273,6 +290,12 @@ class Options(usage.Options):
             raise usage.UsageError(f"--watch must be one of {', '.join(MODES)}, not {self['watch']!r}")
         if self["log-level"] not in LEVELS:
             raise usage.UsageError(f"--log-level must be one of {', '.join(LEVELS)}, not {self['log-level']!r}")
+        if self["log-format"] not in FORMATS:
+            raise usage.UsageError(f"--log-format must be one of {', '.join(FORMATS)}, not {self['log-format']!r}")
+        twistd_options = getattr(self, "parent", None) or {}
+        if self["log-format"] == "json" and (twistd_options.get("syslog") or twistd_options.get("logger")):
+            raise usage.UsageError("--log-format json writes to standard output or twistd's --logfile:"
+                                   " leave out --syslog and --logger")
         _check_upstream(self["upstream"])
         _check_upstream(self["anthropic-upstream"], "--anthropic-upstream")
         _check_endpoint(self["port"])
@@ -482,7 +505,10 @@ def open_history(directory: str, current: CurrentNames, reactor: Any) -> tuple[H
         except OSError as e:
             history.close()
             history, remembered, problem = unkept_history(directory, e)
-    current.history = {(r.learned.provider, r.learned.id_field, r.learned.id): r.learned for r in remembered}
+    learned = as_text((r.learned for r in remembered), "the history")
+    current.history = {(r.provider, r.id_field, r.id): r for r in learned}
+    current.learned_at.update({(r.learned.provider, r.learned.id_field, r.learned.id): r.last_seen
+                               for r in remembered})
     current.rebuild()
     return history, problem
 
@@ -668,13 +694,16 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
                      unknown_report=UnknownReport(shared_unknown.merged if shared_unknown is not None
                                                   else (lambda: unknown), names),
                      allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor,
-                     header_timeout=options["header-timeout"], max_connections=max_connections)
+                     header_timeout=options["header-timeout"], max_connections=max_connections,
+                     max_connections_per_source=(options["max-connections-per-source"]
+                                                 or default_max_connections_per_source(max_connections)),
+                     max_buffered_request_bytes=options["max-buffered-request-bytes"])
     process_metrics.follow_names(lambda: names.names)
     service.site, service.discovery, service.unknown, service.cache = site, discovery, unknown, cache
     service.anthropic_discovery = discovery_of_anthropic
     twistd_options = getattr(options, "parent", None)  # twistd's own, when twistd runs it
-    if twistd_options is not None and logs_to_standard_output(twistd_options):
-        service.log_observer = text_lines()
+    if twistd_options is not None:
+        service.log_observer = observer_for(options["log-format"], twistd_options)
     if history_problem is not None:
         service.notes.append(history_problem)
     if not is_loopback_only(options["port"]) and client_token is None and not options.allow_from_chosen:

@@ -63,23 +63,25 @@ def test_files_are_read_in_name_order(conf_d: Path) -> None:
 
 
 def test_an_id_named_in_two_files_is_an_error_naming_both(conf_d: Path) -> None:
-    later = write(conf_d / "40-again.toml", '[api_keys]\nkey_a = "checkout"\n')  # even with the same name
+    later = write(conf_d / "40-again.toml", '# again\n[api_keys]\nkey_a = "checkout"\n')  # even with the same name
     with pytest.raises(AliasFileError) as info:
         read_source(str(conf_d))
-    assert info.value.path == str(later)
+    assert (info.value.path, info.value.line) == (str(later), 3)
     assert str(conf_d / "10-keys.toml") in info.value.reason and "api_keys.key_a" in info.value.reason
 
 
 def test_the_same_id_in_two_tables_is_no_conflict(conf_d: Path) -> None:
-    write(conf_d / "40-users.toml", '[users]\nkey_a = "someone"\n')
-    assert read_source(str(conf_d)).aliases["users"] == {"key_a": "someone"}
+    write(conf_d / "40-users.toml", '[users]\nsame-id = "someone"\n')
+    write(conf_d / "41-projects.toml", '[projects]\nsame-id = "a project"\n')
+    aliases = read_source(str(conf_d)).aliases
+    assert (aliases["users"]["same-id"], aliases["projects"]["same-id"]) == ("someone", "a project")
 
 
 def test_a_broken_file_in_the_directory_is_reported_by_its_own_name(conf_d: Path) -> None:
     broken = write(conf_d / "25-broken.toml", '[api_keys]\nkey_c = 5\n')
     with pytest.raises(AliasFileError) as info:
         read_source(str(conf_d))
-    assert str(info.value) == f"{broken}: api_keys.key_c: name must be a string, not integer"
+    assert str(info.value) == f"{broken}:2: api_keys.key_c: name must be a string, not integer"
 
 
 def test_a_fifo_in_the_directory_is_refused_not_waited_on(conf_d: Path) -> None:
@@ -109,7 +111,8 @@ def test_an_empty_directory_has_no_names_and_blank_files_are_told(conf_d: Path, 
 def test_a_single_file_is_a_source_of_one_file(tmp_path: Path) -> None:
     path = write(tmp_path / "aliases.toml", '[api_keys]\nkey_a = "checkout"\n')
     assert read_source(str(path)) == AliasSource({**{table: {} for table in FIELDS}, "api_keys": {"key_a": "checkout"}},
-                                                 {str(path): 1}, frozenset())
+                                                 {str(path): 1}, frozenset(), {str(path): {("api_keys", "key_a"): 2}})
+    assert read_source(str(path)).origin("api_keys", "key_a") == (str(path), 2)
     with pytest.raises(AliasFileError) as info:
         read_source(str(tmp_path / "missing"))
     assert info.value.reason.startswith("cannot read: ")
@@ -133,3 +136,13 @@ def test_a_directory_s_stamp_changes_with_any_file_in_it_and_only_then(conf_d: P
         assert now != before
         before = now
     assert stamp(str(conf_d / "missing")) is None
+
+
+def test_each_entry_of_a_directory_has_its_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path / "a.toml", '# team a\n[api_keys]\nkey_a = "A"\n')
+    write(tmp_path / "b.json", '{"users": {"user-b": "B"},\n "projects": {"proj_b": "P"}}')
+    source = read_source(str(tmp_path))
+    assert source.origin("api_keys", "key_a") == (str(tmp_path / "a.toml"), 3)
+    assert source.origin("users", "user-b") == (str(tmp_path / "b.json"), 1)
+    assert source.origin("projects", "proj_b") == (str(tmp_path / "b.json"), 2)
+    assert source.origin("api_keys", "key_nobody_named") is None

@@ -138,6 +138,29 @@ def test_every_key_project_and_user_in_every_page_is_named(start: Start, admin: 
     assert status["last_success"] is not None and status["names"] >= len(keys) + len(admin.user_names())
 
 
+def test_names_that_are_not_text_are_made_text_once_as_they_enter_and_warned_about_once(
+        start: Start, admin: FakeAdmin, fake: FakeOpenAI, logged: list[dict[str, Any]]) -> None:
+    """A name typed in a console may hold a lone surrogate (which orjson refuses) or control
+    characters: the id is named all the same, with U+FFFD for each, everywhere it shows."""
+    [web_shop] = [p for p in admin.org.projects if p["id"] == WEB_SHOP]
+    web_shop["name"] = "Web\x1b[2J\ud800Shop"
+    key = admin.org.api_keys[WEB_SHOP][0]
+    key["name"] = "prod\r\nserver\x00"
+    proxy = start("--discovery-interval", "300")
+    assert name_of(proxy, fake, "project_id", WEB_SHOP) == "Web\ufffd[2J\ufffdShop"
+    assert name_of(proxy, fake, "api_key_id", key["id"]) == "prod\ufffd\ufffdserver\ufffd"
+    assert {p: n for p, n in admin.project_names().items() if p != WEB_SHOP} == {
+        p: name_of(proxy, fake, "project_id", p) for p in admin.project_names() if p != WEB_SHOP}, "the rest of the list"
+    proxy.advance(300)  # walked again: the same names, not warned about again
+    warned = [e for e in logged if e.get("problem") == "not_text"]
+    assert sorted((e["id_field"], e["id"], e["attributes"]) for e in warned) == [
+        ("api_key_id", key["id"], ["name"]), ("project_id", WEB_SHOP, ["name"])]
+    assert proxy.get("/metrics").status == 200 and proxy.get("/health").status == 200
+    proxy.close()
+    again = start(environ=None)  # the history kept the names, made text
+    assert name_of(again, fake, "project_id", WEB_SHOP) == "Web\ufffd[2J\ufffdShop"
+
+
 def test_a_key_the_admin_api_no_longer_lists_is_named_and_marked_deleted_after_a_whole_walk(
         start: Start, admin: FakeAdmin, fake: FakeOpenAI) -> None:
     proxy = start("--discovery-interval", "300")

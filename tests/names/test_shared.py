@@ -126,3 +126,14 @@ def test_a_file_not_written_leaves_the_workers_names_and_says_why(
     (error,) = [e for e in logged if e.get("path") == str(gone / FILENAME)]
     assert "No such file or directory" in error["error"]
     assert not gone.exists() and os.listdir(tmp_path) == []  # nor a temporary file left
+
+
+def test_when_each_name_was_learned_reaches_the_worker(tmp_path: Path) -> None:
+    # For /orgproxy/names: a worker says when discovery learned a name, as the first process does.
+    first = first_process(history=[DELETED], discovered=[KEY])
+    first.learned_at = {("openai", "api_key_id", DELETED.id): 1_700_000_000.5,
+                        ("openai", "api_key_id", KEY.id): 1_780_000_000.0}
+    NamesPublisher(str(tmp_path), first, lambda: {}).publish()
+    worker = Following(tmp_path)
+    assert worker.follower.load()
+    assert worker.names.learned_at == first.learned_at

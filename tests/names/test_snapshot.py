@@ -52,6 +52,19 @@ def test_counts_and_ids_by_name() -> None:
     assert dict(names.ids_by_name["user_id"]) == {}
 
 
+def test_each_id_counts_once_under_one_field_and_the_fields_add_up() -> None:
+    """A [users] entry names OpenAI's user_id and Anthropic's account_id alike: it counts
+    once, under the field discovery learned it for, else under user_id."""
+    names = Names.build({"users": {"user-abc": "Alice", "user_01anthropic": "Jane"}, "api_keys": {"apikey_1": "k"}},
+                        [Learned("account_id", "user_01anthropic", "Jane D", provider="anthropic"),
+                         Learned("account_id", "user_02", "Joe", provider="anthropic")])
+    assert names.count() == 4
+    counts = names.counts()
+    assert (counts["user_id"], counts["account_id"], counts["api_key_id"]) == (1, 2, 1)
+    assert sum(counts.values()) == names.count()
+    assert dict(names.by_field["account_id"]) == {"user_01anthropic": "Jane", "user_02": "Joe", "user-abc": "Alice"}
+
+
 def test_a_rebuild_swaps_a_new_snapshot_and_leaves_the_old_one_as_it_was() -> None:
     current = CurrentNames()
     current.history = {("openai", "api_key_id", "key_a"): HISTORY[0]}

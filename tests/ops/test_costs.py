@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orgproxy.ops.costs import COLLECTOR, FILENAME, Figures, Window, bounded
+from prometheus_client import CollectorRegistry, generate_latest
+
+from orgproxy.names.snapshot import Names
+from orgproxy.ops.costs import COLLECTOR, FILENAME, CostFigures, Figures, Series, Window, bounded, cost_families
 from orgproxy.ops.logs import log
 from orgproxy.ops.reload import ReloadService
 from tests.support.answers import TOKEN
@@ -336,3 +339,36 @@ def _no_cost_series_left_for_other_tests(monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setattr(log, "namespace", log.namespace)  # a worker's makeService renames it
     yield
     COLLECTOR.source = None
+
+
+class Families:
+    """A collector of fixed families, for a registry of the test's own."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
+
+
+def test_the_series_are_written_whatever_the_ids_and_names_hold() -> None:
+    """An id is the upstream's to choose, and a name may reach the snapshot by any way: a
+    lone surrogate or a control character never fails the scrape."""
+    names = Names.from_aliases({"api_keys": {"key_a": "bad\ud800name", "key_b": "line\nbreak\x1b[2J"},
+                                "projects": {"proj_\ud800": "p"}})
+    figures = CostFigures((Series("key_a", "proj_\ud800", 1.5, 0.5), Series("key_b", None, 2.0, 1.0),
+                           Series("key_\ud801\r", None, 3.0, 0.0)), 0.0, 0)
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(Families(list(cost_families(figures, names))))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode("utf-8")
+    samples = {tuple(sorted(sample.labels.items())): sample.value
+               for family in text_string_to_metric_families(text) if family.name == "orgproxy_cost_month_to_date_usd"
+               for sample in family.samples}
+    assert samples == {
+        (("api_key_id", "key_a"), ("api_key_name", "bad\ufffdname"), ("project_id", "proj_\ufffd"),
+         ("project_name", "p")): 1.5,
+        (("api_key_id", "key_b"), ("api_key_name", "line\ufffdbreak\ufffd[2J"), ("project_id", ""),
+         ("project_name", "")): 2.0,
+        (("api_key_id", "key_\ufffd\ufffd"), ("api_key_name", "unknown"), ("project_id", ""),
+         ("project_name", "")): 3.0,
+    }

@@ -7,8 +7,11 @@ would. (That makeService offers it to twistd's application: tests/test_tap.py.)
 from __future__ import annotations
 
 import io
-import time
+import json
 import re
+import signal
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +120,75 @@ def test_text_lines_writes_to_the_stream_it_was_made_with(monkeypatch: pytest.Mo
     observer = logs.text_lines()
     observer(access_event("GET /x -> 200", 1_780_000_000.0))
     assert out.getvalue() == formatEventAsClassicLogText(access_event("GET /x -> 200", 1_780_000_000.0))
+
+
+# --- --log-format: which observer goes where ---------------------------------------------
+
+def parsed(argv: list[str]) -> ServerOptions:
+    options = ServerOptions()
+    options.parseOptions(argv)
+    return options
+
+
+def observed(argv: list[str]) -> ILogObserver | None:
+    options = parsed(argv)
+    return logs.observer_for(options.subOptions["log-format"], options)
+
+
+def test_text_on_standard_output_is_orgproxys_lines_and_elsewhere_twistds(tmp_path: Path) -> None:
+    assert isinstance(observed(["-n", "orgproxy"]), FileLogObserver)
+    assert observed(["-n", "orgproxy", "--log-format", "text"]) is not None
+    for argv in (["-n", "--logfile", str(tmp_path / "x.log"), "orgproxy"], ["orgproxy"],
+                 ["-n", "--syslog", "orgproxy"], ["-n", "--logger", "orgproxy.ops.logs.json_lines", "orgproxy"]):
+        assert observed(argv) is None, argv
+
+
+def test_json_goes_to_standard_output_in_the_foreground(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr("sys.__stdout__", out)
+    observer = observed(["-n", "orgproxy", "--log-format", "json"])
+    assert observer is not None
+    observer(access_event("GET /x -> 200", 1_780_000_000.0))
+    record = json.loads(out.getvalue())
+    assert (record["message"], record["status"], record["level"]) == ("GET /x -> 200", 200, "info")
+
+
+@pytest.fixture
+def sigusr1_kept() -> Iterator[None]:
+    """The test process's SIGUSR1 handler as it was: a log file twistd would open rotates on it."""
+    before = signal.getsignal(signal.SIGUSR1)
+    yield
+    signal.signal(signal.SIGUSR1, before)
+
+
+@pytest.mark.parametrize("argv, written", [
+    (["-n", "--logfile", "{tmp}/orgproxy.log", "orgproxy", "--log-format", "json"], "orgproxy.log"),
+    (["orgproxy", "--log-format", "json"], "twistd.log"),  # a daemon writes twistd.log where it starts
+])
+def test_json_goes_into_the_file_twistd_would_write(argv: list[str], written: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, sigusr1_kept: None) -> None:
+    monkeypatch.chdir(tmp_path)
+    observer = observed([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert observer is not None
+    observer(access_event("GET /x -> 200", 1_780_000_000.0))
+    (line,) = (tmp_path / written).read_text().splitlines()
+    record = json.loads(line)
+    assert (record["message"], record["method"], record["status"]) == ("GET /x -> 200", "GET", 200)
+    assert signal.getsignal(signal.SIGUSR1) not in (None, signal.SIG_DFL)  # rotated on SIGUSR1, as twistd's
+
+
+def test_the_format_comes_from_the_environment_and_the_flag_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORGPROXY_LOG_FORMAT", "json")
+    assert parsed(["-n", "orgproxy"]).subOptions["log-format"] == "json"
+    assert parsed(["-n", "orgproxy", "--log-format", "text"]).subOptions["log-format"] == "text"
+
+
+@pytest.mark.parametrize("argv", [
+    ["-n", "orgproxy", "--log-format", "yaml"],
+    ["-n", "--syslog", "orgproxy", "--log-format", "json"],
+    ["-n", "--logger", "orgproxy.ops.logs.text_lines", "orgproxy", "--log-format", "json"],
+])
+def test_a_format_it_cannot_write_there_is_refused_with_one_line(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        parsed(argv)
+    assert str(refused.value).startswith("orgproxy: --log-format")

@@ -155,6 +155,23 @@ def test_a_broken_file_keeps_the_old_names_and_is_reported_once_per_version(
     assert len(reloaded(logged)) == 1
 
 
+@pytest.mark.parametrize("name", ["bad\\ud800name", "bad\\u001b[2Jname", "bad\\rname"])
+def test_a_name_that_is_not_text_keeps_the_old_names_and_says_where_it_is(
+        polled: Callable[[Path], InMemoryProxy], tmp_path: Path, logged: list[dict[str, Any]], name: str) -> None:
+    aliases = tmp_path / "aliases.json"
+    aliases.write_text('{"api_keys": {"key_1234567890abcdef": "checkout-service-production"}}')
+    proxy = polled(aliases)
+    write_atomically(aliases, '{"api_keys": {\n  "key_abcdef1234567890": "mobile",\n'
+                              f'  "key_1234567890abcdef": "{name}"}}}}')
+    look(proxy)
+    (failed,) = not_reloaded(logged)
+    assert failed["error"].startswith(f"{aliases}:3:3: api_keys.key_1234567890abcdef: name holds a ")
+    assert health_aliases(proxy)["error"] == failed["error"]
+    assert names_served(proxy)["key_1234567890abcdef"] == "checkout-service-production"
+    assert names_served(proxy)["key_abcdef1234567890"] == "unknown"
+    assert proxy.get("/metrics").status == 200
+
+
 def test_an_editors_save_between_two_looks_is_one_reload(polled: Callable[[Path], InMemoryProxy], aliases: Path,
                                                         logged: list[dict[str, Any]]) -> None:
     proxy = polled(aliases)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import getpass
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,7 +22,10 @@ from supervisor.xmlrpc import SupervisorTransport
 from orgproxy.tap import DEFAULTS
 from tests.conftest import ROOT, TOKEN, assert_clean_output
 from tests.support.daemon import TWISTD, Daemon, daemon_env, free_port
-from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply, hold
+from tests.support.fake_admin import sample_org
+from tests.support.readme_setup import made_by, setup_lines
+from tests.support.fake_usage import FakeUsage
+from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply, TcpAdmin, hold
 from tests.support.raw_http import Answer, call
 
 COSTS = "/v1/organization/costs"
@@ -119,11 +123,15 @@ def supervisor_section_of_the_readme() -> str:
 
 def substituted_program(tmp_path: Path, aliases: Path, port: int) -> str:
     """The shipped program section with exactly the changes the README names, to this
-    machine's paths and user; the directories made as the README says."""
+    machine's paths and user; the directories and the admin key file made as the README says."""
     text = SHIPPED.read_text()
+    admin_key = tmp_path / "openai-admin-key"
+    admin_key.write_text(TOKEN + "\n")
+    admin_key.chmod(0o600)
     replacements = {
         "/opt/orgproxy/.venv/bin/twistd": TWISTD,
         "/etc/orgproxy/aliases.toml": str(aliases),
+        "/etc/orgproxy/openai-admin-key": str(admin_key),
         "tcp:18080:": f"tcp:{port}:",
         "/var/lib/orgproxy": str(tmp_path / "lib"),
         "/var/log/orgproxy": str(tmp_path / "log"),
@@ -192,11 +200,15 @@ files = {tmp_path}/orgproxy.conf
 
 @pytest.fixture
 def supervised(tmp_path: Path, aliases: Path, upstream: FakeUpstream) -> Iterator[tuple[Supervisor, str]]:
+    # OpenAI as discovery and the cost series find it: the Admin API's lists, a month of costs.
+    TcpAdmin(upstream, sample_org())
+    FakeUsage(token=TOKEN).install(upstream)
     port = free_port()
     supervisor = Supervisor(tmp_path, substituted_program(tmp_path, aliases, port),
                             {"ORGPROXY_UPSTREAM": upstream.url})
     try:
-        supervisor.wait_in_log(supervisor.program_log, "orgproxy serving on")
+        for started in ("orgproxy serving on", "OpenAI discovery (start) learned", "Cost series (start)"):
+            supervisor.wait_in_log(supervisor.program_log, started)
         yield supervisor, f"http://127.0.0.1:{port}"
     finally:
         supervisor.stop()
@@ -224,6 +236,9 @@ def test_under_supervisord_serves_reloads_on_hup_and_stops_with_status_0(
         os.kill(pid, 0)
     log = supervisor.program_log.read_text()
     assert "Traceback" not in log and TOKEN not in log
+    # Set up as the README says, it runs without a warning (an error, a plugin cache it could not write).
+    assert not [line for line in log.splitlines()
+                if re.search(r"#(warn|error|critical)\]", line) or "Unable to write to plugin cache" in line], log
     assert (supervisor.conf.parent / "lib" / "history.sqlite3").is_file()  # --state-dir, as shipped
 
 
@@ -231,3 +246,19 @@ def test_the_shipped_stop_timeout_exceeds_the_drain_with_margin() -> None:
     program = configparser.ConfigParser(interpolation=None)
     program.read_string(SHIPPED.read_text())
     assert int(program["program:orgproxy"]["stopwaitsecs"]) >= float(DEFAULTS["shutdown-timeout"]) + 10
+
+
+def test_the_readmes_supervisor_block_makes_everything_the_program_section_names() -> None:
+    lines = setup_lines(supervisor_section_of_the_readme())
+    program = configparser.ConfigParser(interpolation=None)
+    program.read_string(SHIPPED.read_text())
+    section = program["program:orgproxy"]
+    argv = section["command"].split()
+    assert f"make install PREFIX={argv[0].removesuffix('/.venv/bin/twistd')}" in lines
+    assert made_by(lines, argv[argv.index("--aliases") + 1])
+    assert made_by(lines, section["environment"].split("=", 1)[1].strip('"'))  # the admin key file
+    assert f"useradd --system --home-dir {section['directory']} --shell /usr/sbin/nologin {section['user']}" in lines
+    for directory in (argv[argv.index("--state-dir") + 1], section["directory"],
+                      str(Path(section["stdout_logfile"]).parent)):
+        assert any(line.startswith("install -d ") and line.endswith(" " + directory) for line in lines), directory
+    assert made_by(lines, "/etc/supervisor/conf.d/orgproxy.conf")  # where Debian's supervisor reads it

@@ -114,7 +114,7 @@ def test_names_too_long_to_fit_are_cut_and_unprintable_characters_shown_escaped(
     text = as_table(report)
     assert max(len(line) for line in text.splitlines()) <= WIDTH
     assert "x" * 200 not in text and "x…  $1.00" in text
-    assert "\x1b" not in text and "evil\\x1b[2J\\nname" in text
+    assert "\x1b" not in text and "evil\\x1b[2J\\x0aname" in text
 
 
 def test_several_providers_are_a_provider_column() -> None:

@@ -1,12 +1,15 @@
-"""The fake Anthropic (``fake_anthropic.FakeAnthropic``) served on a real socket, by
-``FakeUpstream``'s threads: for the tests that run the real daemon (``tests/process/``, the
-README's blocks). Its paths (``/v1/organizations/...``) never meet OpenAI's, so one
-``FakeUpstream`` can serve both fakes."""
+"""The fake Anthropic (``fake_anthropic.FakeAnthropic``) and its analytics API
+(``fake_analytics.AnalyticsApi``) served on a real socket, by ``FakeUpstream``'s threads: for
+the tests that run the real daemon (``tests/process/``, the README's blocks) and for ``make
+demo``. Their paths (``/v1/organizations/...``) never meet OpenAI's, so one ``FakeUpstream``
+can serve every fake. ``AnthropicOnASocket`` serves the analytics API over its organization's
+usage (``analytics_of``), and ``/v1/organizations/me``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -18,6 +21,7 @@ from tests.support.fake_anthropic import (
     MESSAGES,
     USERS,
     WORKSPACES,
+    AnthropicOrg,
     BadRequest,
     FakeAnthropic,
     anthropic_error,
@@ -28,26 +32,18 @@ from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply
 class AnthropicOnASocket:
     """The fake Anthropic's organization and ledgers, served by FakeUpstream's threads."""
 
-    def __init__(self) -> None:
-        self.fake = FakeAnthropic()
-        self.analytics = analytics_of(self.fake.org.usage)
+    def __init__(self, org: AnthropicOrg | None = None) -> None:
+        self.fake = FakeAnthropic(org)
+        self.analytics = AnalyticsOnASocket(analytics_of(self.fake.org.usage))
 
     def install(self, upstream: FakeUpstream) -> AnthropicOnASocket:
         routes = {API_KEYS: self.fake.list_api_keys, WORKSPACES: self.fake.list_workspaces,
-                  USERS: self.fake.list_users, MESSAGES: self.fake.messages_report, COSTS: self.fake.cost_report}
+                  USERS: self.fake.list_users, MESSAGES: self.fake.messages_report, COSTS: self.fake.cost_report,
+                  ME: lambda pairs: self.fake.example_for("GET", ME)[1]}
         for path, route in routes.items():
             upstream.on(path, self.answering(route))
-        upstream.on(COST, self.answering_analytics)
-        upstream.on(USAGE, self.answering_analytics)
-        upstream.on(ME, self.answering(lambda pairs: self.fake.example_for("GET", ME)[1]))
+        self.analytics.install(upstream)
         return self
-
-    def answering_analytics(self, handler: Handler, received: Received) -> None:
-        """The Usage and Cost Analytics API over the same usage (fake_analytics)."""
-        path, _, query = received.target.decode("latin-1").partition("?")
-        status, body = self.analytics.answer(path, parse_qsl(query, keep_blank_values=True),
-                                             {name.lower(): value for name, value in received.headers})
-        handler.send_reply(Reply(status, body=json.dumps(body, indent=2).encode()))
 
     @staticmethod
     def answering(route: Callable[[list[tuple[str, str]]], Any]) -> Callable[[Handler, Received], None]:
@@ -61,6 +57,28 @@ class AnthropicOnASocket:
         return answer
 
 
+class AnalyticsOnASocket:
+    """The analytics API over ``api``'s ledgers, served by FakeUpstream's threads; ``now``,
+    where given, is asked for the time at each request (a long-running demo's today moves)."""
+
+    def __init__(self, api: AnalyticsApi, now: Callable[[], datetime] | None = None) -> None:
+        self.api = api
+        self.now = now
+
+    def install(self, upstream: FakeUpstream) -> AnalyticsOnASocket:
+        upstream.on(COST, self.answer)
+        upstream.on(USAGE, self.answer)
+        return self
+
+    def answer(self, handler: Handler, received: Received) -> None:
+        path, _, query = received.target.decode("latin-1").partition("?")
+        if self.now is not None:
+            self.api.now = self.now()
+        status, body = self.api.answer(path, parse_qsl(query, keep_blank_values=True),
+                                       {name.lower(): value for name, value in received.headers})
+        handler.send_reply(Reply(status, body=json.dumps(body, indent=2).encode()))
+
+
 ME = "/v1/organizations/me"
 # Cents a token (a million tokens at $3 in, $15 out, $0.30 read from the cache), and a web search.
 PRICES = {"uncached_input_tokens": Decimal("0.0003"), "output_tokens": Decimal("0.0015"),
@@ -68,8 +86,8 @@ PRICES = {"uncached_input_tokens": Decimal("0.0003"), "output_tokens": Decimal("
 
 
 def analytics_of(usage: list[dict[str, Any]]) -> AnalyticsApi:
-    """The analytics API over the sample organization's usage ledger: its tokens, and what
-    they cost (PRICES), per key, workspace, model and token type."""
+    """The analytics API over an organization's usage ledger (``AnthropicOrg.usage``): its
+    tokens, and what they cost (PRICES), per key, workspace, model and token type."""
     costs, used = [], []
     for entry in usage:
         dimensions = {name: entry.get(name) for name in ("api_key_id", "workspace_id", "model")}

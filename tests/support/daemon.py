@@ -39,12 +39,13 @@ class Daemon:
 
     def __init__(self, args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None,
                  port: int | None = None, twistd_args: Sequence[str] = (),
-                 preexec_fn: Callable[[], None] | None = None):
+                 preexec_fn: Callable[[], None] | None = None, twistd: str = TWISTD):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         self._changed = threading.Condition()
-        command = [TWISTD, "--nodaemon", "--pidfile=", *twistd_args, "orgproxy",
+        # twistd: another install's (a venv of the system's Python, say) rather than this one's.
+        command = [twistd, "--nodaemon", "--pidfile=", *twistd_args, "orgproxy",
                    "--port", f"tcp:{self.port}:interface=127.0.0.1", *args]
         # preexec_fn: what the child does before it runs twistd (resource limits, say).
         self.process = subprocess.Popen(command, cwd=cwd, env=daemon_env(env), stdout=subprocess.PIPE,

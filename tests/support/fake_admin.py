@@ -404,7 +404,10 @@ class FakeAdmin(AdminApi):
         status, body = route(dict(parse_qsl(query, keep_blank_values=True)))
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"application/json")
-        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+        try:
+            return json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, which only its \u escape can send
+            return json.dumps(body).encode("ascii")
 
     def _take_failure(self, path: str) -> Behaviour | None:
         queue = self._failures.get(path)

@@ -178,18 +178,18 @@ class Served:
     next_page: str | None
 
 
-def _active(since: date, until: date) -> Iterator[tuple[date, Key]]:
+def _active(since: date, until: date, keys: tuple[Key, ...]) -> Iterator[tuple[date, Key]]:
     """Every (day, key) with traffic, in order."""
     for offset in range((until - since).days):
         day = since + timedelta(days=offset)
-        for key in KEYS:
+        for key in keys:
             if key.active(offset, day):
                 yield day, key
 
 
-def _cost_rows(since: date, until: date) -> list[CostRow]:
+def _cost_rows(since: date, until: date, keys: tuple[Key, ...]) -> list[CostRow]:
     rows = []
-    for day, key in _active(since, until):
+    for day, key in _active(since, until, keys):
         rng = random.Random(f"costs:{day.isoformat()}:{key.id}")
         weights = [rng.uniform(0.2, 1.0) for _ in key.line_items]
         total = key.dollars_a_day * rng.uniform(0.85, 1.15)
@@ -200,9 +200,9 @@ def _cost_rows(since: date, until: date) -> list[CostRow]:
     return rows
 
 
-def _usage_rows(since: date, until: date) -> list[UsageRow]:
+def _usage_rows(since: date, until: date, keys: tuple[Key, ...]) -> list[UsageRow]:
     rows = []
-    for day, key in _active(since, until):
+    for day, key in _active(since, until, keys):
         for position, model in enumerate(key.models):
             rng = random.Random(f"usage:{day.isoformat()}:{key.id}:{model}")
             share = 0.7 if position == 0 and len(key.models) > 1 else 0.3 if len(key.models) > 1 else 1.0
@@ -281,14 +281,15 @@ class FakeUsage:
     until: date = date(2026, 11, 1)
     token: str | None = None  # the admin key that is accepted; None accepts any Bearer
     page_size: int = 7  # the most buckets a page holds, whatever ``limit`` asks
+    keys: tuple[Key, ...] = KEYS  # whose traffic it is (the demo's organization has its own)
     costs_rows: list[CostRow] = field(init=False)
     usage_rows: list[UsageRow] = field(init=False)
     served: list[Served] = field(init=False, default_factory=list)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.costs_rows = _cost_rows(self.since, self.until)
-        self.usage_rows = _usage_rows(self.since, self.until)
+        self.costs_rows = _cost_rows(self.since, self.until, self.keys)
+        self.usage_rows = _usage_rows(self.since, self.until, self.keys)
 
     def install(self, upstream: FakeUpstream) -> FakeUsage:
         upstream.on(COSTS, self.answer)

@@ -21,7 +21,7 @@ from treq.testing import RequestTraversalAgent
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, IProtocolFactory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -37,6 +37,8 @@ from tests.support.upstreams import MemoryUpstreams
 PROXY_URL = b"http://orgproxy.test"
 UPSTREAM_URL = "http://openai.test"
 ANTHROPIC_URL = "http://anthropic.test"
+# A request's headers: a mapping, or (name, value) pairs where a header is sent more than once.
+SentHeaders = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 @implementer(IBodyProducer)
@@ -75,13 +77,14 @@ class SiteAgent(RequestTraversalAgent):
 
 
 class InMemoryProxy:
-    """makeService's tree, in memory, in front of ``upstream`` (a fake as a resource)."""
+    """makeService's tree, in memory, in front of ``upstream`` (a fake as a resource, or
+    an upstream that writes its own bytes as a protocol factory: raw_upstream.py)."""
 
-    def __init__(self, upstream: IResource, state_dir: Path, args: Sequence[str] = (),
+    def __init__(self, upstream: IResource | IProtocolFactory, state_dir: Path, args: Sequence[str] = (),
                  environ: Mapping[str, str] | None = None, reactor: MemoryReactorClock | None = None,
                  anthropic: IResource | None = None):
         self.clock = MemoryReactorClock() if reactor is None else reactor
-        hosts = {b"openai.test": upstream}
+        hosts: dict[bytes, IResource | IProtocolFactory] = {b"openai.test": upstream}
         if anthropic is not None:
             hosts[b"anthropic.test"] = anthropic
         self.upstreams = MemoryUpstreams(hosts)
@@ -119,12 +122,14 @@ class InMemoryProxy:
 
     # --- requests -----------------------------------------------------------------------
 
-    def start(self, method: str, target: str | bytes, headers: Mapping[str, str] | None = None,
+    def start(self, method: str, target: str | bytes, headers: SentHeaders | None = None,
               body: bytes | None = None) -> Deferred[IResponse]:
-        """Send a request and return at once: the response Deferred (cancel it to leave)."""
+        """Send a request and return at once: the response Deferred (cancel it to leave).
+        ``headers``: a mapping, or (name, value) pairs where a header is sent more than once."""
         raw = target if isinstance(target, bytes) else target.encode("latin-1")
         sent = Headers()
-        for name, value in (AUTH if headers is None else headers).items():
+        given = AUTH if headers is None else headers
+        for name, value in (given.items() if isinstance(given, Mapping) else given):
             sent.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
         producer = BytesProducer(body) if body is not None else None
         return self.client.request(method.encode("ascii"), PROXY_URL + raw, sent, producer)
@@ -139,22 +144,26 @@ class InMemoryProxy:
                    for k, vs in got.headers.getAllRawHeaders() for v in vs]
         return Answer(got.code, headers, body)
 
-    def call(self, method: str, target: str | bytes, headers: Mapping[str, str] | None = None,
+    def call(self, method: str, target: str | bytes, headers: SentHeaders | None = None,
              body: bytes | None = None) -> Answer:
         return self.answer(self.start(method, target, headers, body))
 
-    def get(self, target: str | bytes, headers: Mapping[str, str] | None = None) -> Answer:
+    def get(self, target: str | bytes, headers: SentHeaders | None = None) -> Answer:
         return self.call("GET", target, headers)
 
     def raw(self, data: bytes, client: str = "127.0.0.1") -> RawExchange:
-        """Feed bytes to a new connection of the site as a client would, exactly as given."""
+        """Feed bytes to a new connection of the site as a client would, exactly as given
+        (none, if the site closes the connection as it is accepted: ``refused_at_accept``)."""
         address = IPv4Address("TCP", client, 40000)
         channel = self.service.site.buildProtocol(address)
         transport = StringTransport(peerAddress=address)
+        exchange = RawExchange(channel, transport)
+        if channel is None:  # what a listening port does: close the socket, read nothing
+            transport.loseConnection()
+            return exchange
         channel.makeConnection(transport)
         channel.dataReceived(data)
         self.flush()
-        exchange = RawExchange(channel, transport)
         self.raw_connections.append(exchange)
         return exchange
 
@@ -194,10 +203,14 @@ class RawExchange:
     def closed_by_proxy(self) -> bool:
         return bool(self.transport.disconnecting)
 
+    @property
+    def refused_at_accept(self) -> bool:
+        return self.channel is None
+
     def send(self, data: bytes) -> None:
         self.channel.dataReceived(data)
 
     def close(self) -> None:
-        if not self.transport.disconnected:
+        if self.channel is not None and not self.transport.disconnected:
             self.transport.loseConnection()
             self.channel.connectionLost(Failure(ConnectionDone()))

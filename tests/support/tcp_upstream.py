@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
-
 from tests.support.fake_admin import PROJECTS, AdminApi, Org
 from tests.support.fake_openai import example_path
 
@@ -226,6 +224,8 @@ def upstream_fixture(scope: str = "function") -> Any:
     """A pytest fixture named ``upstream``: a FakeUpstream on a real socket (in a thread),
     for tests that run the daemon, started and stopped once per ``scope``. A module sets
     ``upstream = upstream_fixture("module")`` to share one among its tests."""
+    import pytest  # here, so that ``make demo`` serves these fakes without the test extra
+
     @pytest.fixture(scope=scope, name="upstream")
     def serving() -> Iterator[FakeUpstream]:
         server = FakeUpstream().start()

@@ -33,10 +33,13 @@ from zope.interface import implementer
 class MemoryUpstreams:
     """One in-memory server per upstream host name."""
 
-    def __init__(self, by_host: Mapping[bytes, IResource]):
+    def __init__(self, by_host: Mapping[bytes, IResource | IProtocolFactory]):
         # The servers' own clock: their connection timeouts are theirs, not the daemon's.
         self.server_clock = MemoryReactorClock()
-        self.sites = {host: Site(resource, reactor=self.server_clock) for host, resource in by_host.items()}
+        # A resource is served by a Site; a protocol factory (tests/support/raw_upstream.py)
+        # writes its own bytes.
+        self.sites = {host: served if IProtocolFactory.providedBy(served) else Site(served, reactor=self.server_clock)
+                      for host, served in by_host.items()}
         self.pumps: list[iosim.IOPump] = []
         self.refusal: Exception | None = None  # when set, every new connection fails with it
         self.connections_made = 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
-import re
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -35,8 +34,12 @@ def response(status: int = 200, body: bytes = b'{"object": "page", "data": []}')
                             [(b"Content-Type", [b"application/json"])], body, None)
 
 
-def key(target: bytes = TARGET, authorization: bytes | None = AUTH) -> bytes:
-    made = cache_key(b"GET", authorization, target)
+CREDENTIALS = (b"authorization",)  # OpenAI's; Anthropic's adds x-api-key
+HeaderList = list[tuple[bytes, list[bytes]]]
+
+
+def key(target: bytes = TARGET, authorization: bytes = AUTH, headers: HeaderList | None = None) -> bytes:
+    made = cache_key(b"GET", target, [(b"Authorization", [authorization]), *(headers or [])], CREDENTIALS)
     assert made is not None
     return made
 
@@ -79,7 +82,7 @@ def upstream() -> FakeUpstream:
 
 # --- keys ---------------------------------------------------------------------------
 
-def test_key_holds_no_trace_of_the_authorization_but_its_sha256() -> None:
+def test_key_holds_no_trace_of_the_credential_and_is_one_digest() -> None:
     made = key()
     for secret in (AUTH, TOKEN):
         assert secret not in made
@@ -87,20 +90,51 @@ def test_key_holds_no_trace_of_the_authorization_but_its_sha256() -> None:
             encoded = encode(secret)
             assert encoded not in made and encoded.rstrip(b"=") not in made
         assert secret.hex().encode() not in made
-    assert hashlib.sha256(AUTH).hexdigest().encode() in made
-    assert re.search(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])", made)
-    assert made.endswith(TARGET)
+    assert len(made) == hashlib.sha256().digest_size
+    assert len(key(target=TARGET * 100, headers=[(b"OpenAI-Beta", [b"x" * 5000])])) == len(made)
 
 
 @pytest.mark.parametrize("method", [b"POST", b"HEAD", b"DELETE", b"PUT", b"OPTIONS", b"get"])
 def test_non_get_has_no_key(method: bytes) -> None:
-    assert cache_key(method, AUTH, TARGET) is None
+    assert cache_key(method, TARGET, [(b"Authorization", [AUTH])], CREDENTIALS) is None
 
 
-def test_keys_differ_by_credential_and_target() -> None:
-    keys = {key(), key(authorization=OTHER_AUTH), key(authorization=None), key(authorization=b""),
-            key(target=TARGET + b"&limit=7"), key(target=b"/v1/organization/costs")}
-    assert len(keys) == 6
+@pytest.mark.parametrize("headers", [
+    [], [(b"Accept", [b"application/json"])], [(b"Authorization", [b""])],
+    [(b"X-Api-Key", [b"sk-ant-admin-x"])],  # not a credential of this provider
+])
+def test_a_request_without_a_credential_has_no_key(headers: HeaderList) -> None:
+    """Nobody to keep it for: such requests would all share one entry."""
+    assert cache_key(b"GET", TARGET, headers, CREDENTIALS) is None
+    assert cache_key(b"GET", TARGET, [(b"x-api-key", [b"k"])], (b"authorization", b"x-api-key")) is not None
+
+
+def test_keys_differ_by_credential_target_and_every_forwarded_header() -> None:
+    variants = [
+        key(), key(authorization=OTHER_AUTH), key(authorization=b"Bearer"),
+        key(target=TARGET + b"&limit=7"), key(target=b"/v1/organization/costs"),
+        key(headers=[(b"OpenAI-Beta", [b"assistants=v2"])]),
+        key(headers=[(b"Accept", [b"text/csv"])]),
+        key(headers=[(b"Accept", [b"application/json"])]),
+        key(headers=[(b"User-Agent", [b"dashboards/1"])]),
+        # Two headers are not one header with both values, nor the same two in another order.
+        key(headers=[(b"OpenAI-Organization", [b"org-a", b"org-b"])]),
+        key(headers=[(b"OpenAI-Organization", [b"org-a,org-b"])]),
+        key(headers=[(b"OpenAI-Organization", [b"org-b", b"org-a"])]),
+        key(headers=[(b"OpenAI-Organization", [b"org-a"])]),
+        key(headers=[(b"OpenAI-Organization", [b""])]),
+        # Length-prefixed: where one part ends and the next starts cannot be moved.
+        key(headers=[(b"A", [b"b1 c"])]), key(headers=[(b"Ab", [b"1 c"])]),
+    ]
+    assert len(set(variants)) == len(variants)
+
+
+def test_header_names_are_compared_lower_cased_and_in_any_order() -> None:
+    one = cache_key(b"GET", TARGET, [(b"Authorization", [AUTH]), (b"OpenAI-Beta", [b"b"]), (b"Accept", [b"j"])],
+                    CREDENTIALS)
+    other = cache_key(b"GET", TARGET, [(b"accept", [b"j"]), (b"AUTHORIZATION", [AUTH]), (b"openai-beta", [b"b"])],
+                      CREDENTIALS)
+    assert one == other is not None
 
 
 # --- freshness --------------------------------------------------------------------
@@ -367,7 +401,7 @@ def test_an_entry_counts_its_key_headers_and_objects_not_only_its_body() -> None
     counted = entry_size(long_key, answer)
     held = len(long_key) + len(answer.body) + len(b"Content-Type" b"application/json" b"X-Request-Id" b"req_1")
     assert counted >= held + 2 * 100  # and something for each header's objects
-    assert counted > entry_size(key(), answer) + 9_000
+    assert counted == entry_size(key(), answer), "a key is a digest: a long query costs no more"
 
 
 def test_the_count_covers_what_an_entry_really_holds_in_memory(clock: Clock) -> None:

@@ -82,8 +82,35 @@ def test_another_credential_never_gets_the_first_ones_entry(cached: InMemoryProx
     assert outcome(cached, headers={"Authorization": "Bearer sk-admin-second"}) == "miss"
     assert costs_calls(fake) == 2
     assert fake.last().header("Authorization") == b"Bearer sk-admin-second"
-    assert outcome(cached, headers={}) == "miss"  # no credential at all
     assert outcome(cached, headers={"Authorization": "Bearer sk-admin-second"}) == "hit"
+
+
+def test_requests_without_a_credential_are_never_cached(cached: InMemoryProxy, fake: FakeOpenAI) -> None:
+    """They would all share one entry: each goes upstream, and says nothing of the cache."""
+    for _ in range(2):
+        assert outcome(cached, headers={}) is None
+    assert costs_calls(fake) == 2
+    assert fake.last().header("Authorization") is None
+
+
+@pytest.mark.parametrize("variant", [
+    [("OpenAI-Beta", "assistants=v2")],
+    [("Accept", "text/csv")],
+    [("OpenAI-Organization", "org-a"), ("OpenAI-Organization", "org-b")],
+], ids=["openai-beta", "accept", "two-organization-headers"])
+def test_every_forwarded_header_is_in_the_key(cached: InMemoryProxy, fake: FakeOpenAI,
+                                               variant: list[tuple[str, str]]) -> None:
+    plain = [*AUTH.items(), ("OpenAI-Organization", "org-a,org-b"), ("Accept", "application/json")]
+    assert outcome(cached, headers=plain) == "miss"
+    changed = [*AUTH.items(), *variant] + [(name, value) for name, value in plain[1:]
+                                         if name not in {n for n, _ in variant}]
+    assert outcome(cached, headers=changed) == "miss"
+    assert costs_calls(fake) == 2
+    sent = fake.last()
+    for name, _ in variant:
+        assert [v for k, v in sent.headers if k.lower() == name.lower().encode()] == [
+            v.encode() for n, v in variant if n == name]
+    assert outcome(cached, headers=changed) == "hit"
 
 
 def test_other_organization_headers_are_other_entries(cached: InMemoryProxy) -> None:

@@ -3,6 +3,8 @@ other path gets, the access guard in front of it all, and the limits on a reques
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +13,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.web.client import ResponseNeverReceived
 
+from orgproxy.errors import ProxyError, bad_request, headers_too_large, too_many_headers, uri_too_long
+from orgproxy.web.site import OrgproxyChannel
 from tests.support.answers import AUTH
 from tests.support.fake_openai import FakeOpenAI, hold, reply
 from tests.support.memory import InMemoryProxy
+from tests.support.scraped import scraped
 
 COSTS = "/v1/organization/costs"
 PROJECTS = "/v1/organization/projects"
@@ -53,13 +58,37 @@ def test_health_counts_names_and_never_lists_them(proxy: InMemoryProxy, aliases:
     body = answer.json()
     assert body["status"] == "ok"
     assert body["names_loaded"] == 5
-    # [users] names OpenAI's user_id and Anthropic's account_id alike; the user counts once.
+    # [users] names OpenAI's user_id and Anthropic's account_id alike; the user counts once,
+    # under its table's first field, so the fields' counts add up to names_loaded.
     assert body["names_by_field"] == {"api_key_id": 3, "project_id": 1, "user_id": 1, "workspace_id": 0,
-                                      "account_id": 1, "service_account_id": 0}
+                                      "account_id": 0, "service_account_id": 0}
     assert body["names_by_source"]["aliases"] == 5
     assert (body["aliases"]["path"], body["aliases"]["names"], body["aliases"]["error"]) == (str(aliases), 5, None)
     assert body["discovery"] == {"enabled": False}
     assert b"checkout" not in answer.body and b"key_1234567890abcdef" not in answer.body
+
+
+class RefusesPerNameWork(dict[str, dict[str, str]]):
+    """An id field's names that fail any look at them: a call that touches them is
+    doing work per name."""
+
+    def _refuse(self, *args: object) -> None:
+        raise AssertionError("/health looked at every name")
+
+    __iter__ = __len__ = __getitem__ = get = items = keys = values = __contains__ = _refuse  # type: ignore[assignment]
+
+
+def test_health_takes_every_count_from_the_snapshot_and_looks_at_no_name(proxy: InMemoryProxy) -> None:
+    """What it shows was counted when the snapshot was built: a call costs the same with
+    200,000 names as with five."""
+    current = proxy.service.current
+    expected = proxy.get("/health").json()
+    current.names = dataclasses.replace(current.names, by_field=RefusesPerNameWork(),
+                                        records=RefusesPerNameWork(), ids_by_name=RefusesPerNameWork())
+    body = proxy.get("/health").json()
+    assert {key: body[key] for key in ("names_loaded", "names_by_field", "names_by_source")} == {
+        key: expected[key] for key in ("names_loaded", "names_by_field", "names_by_source")}
+    assert sum(body["names_by_field"].values()) == body["names_loaded"] == 5
 
 
 def test_head_on_health_has_no_body(proxy: InMemoryProxy) -> None:
@@ -141,6 +170,25 @@ def test_unknown_report_as_alias_file_tables(proxy: InMemoryProxy, fake: FakeOpe
     assert lines[lines.index("[projects]") + 1] == (
         '# proj_zzz = ""  # seen 2 times, 2025-11-24T16:00:00+00:00 to 2025-11-24T16:01:00+00:00')
     assert "[users]" not in lines
+
+
+def test_an_id_seen_once_is_seen_1_time(proxy: InMemoryProxy, fake: FakeOpenAI) -> None:
+    fake.on(COSTS, reply(body={"data": [{"api_key_id": "key_once"}]}))
+    proxy.advance(1_764_000_000)
+    assert proxy.get(COSTS + "?start_time=1").status == 200
+    lines = proxy.get("/orgproxy/unknown?format=toml").body.decode().splitlines()
+    assert lines[lines.index("[api_keys]") + 1].endswith(
+        "# seen 1 time, 2025-11-24T16:00:00+00:00 to 2025-11-24T16:00:00+00:00")
+
+
+@pytest.mark.parametrize("wanted", ["yaml", "TOML", "json,toml", "%1b%5b31m"])
+def test_unknown_report_in_an_unknown_format_is_a_400_in_the_providers_shape(proxy: InMemoryProxy,
+                                                                           wanted: str) -> None:
+    answer = proxy.get(f"/orgproxy/unknown?format={wanted}")
+    assert (answer.status, answer.header("Content-Type")) == (400, "application/json")
+    error = answer.error()
+    assert (error["code"], error["param"], error["type"]) == ("unknown_format", "format", "invalid_request_error")
+    assert "\x1b" not in error["message"], "text from the request is escaped"
 
 
 @pytest.mark.parametrize("page", ["/health", "/metrics", "/orgproxy/unknown"])
@@ -236,12 +284,15 @@ def test_health_is_open_without_the_client_token(guarded: InMemoryProxy) -> None
     assert guarded.get("/health", headers={}).status == 200
 
 
-def test_a_caller_outside_allow_from_gets_403_everywhere(make_proxy: MakeProxy, fake: FakeOpenAI) -> None:
+def test_a_connection_from_outside_allow_from_is_closed_as_it_is_accepted(make_proxy: MakeProxy,
+                                                                          fake: FakeOpenAI) -> None:
     proxy = make_proxy("--allow-from", "10.0.0.0/8")
+    before = scraped("orgproxy_connections_closed_total", {"reason": "forbidden_source"})
     for target in (COSTS + "?start_time=1", "/health", "/metrics", "/orgproxy/unknown", "/", "/v1/models"):
-        answer = proxy.get(target)  # the in-memory client calls from 127.0.0.1
-        assert answer.status == 403, target
-        assert answer.error()["code"] == "forbidden_source"
+        exchange = proxy.raw(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), client="127.0.0.1")
+        assert exchange.refused_at_accept, target  # no channel: not a byte of it is read
+        assert exchange.written == b""
+    assert scraped("orgproxy_connections_closed_total", {"reason": "forbidden_source"}) == before + 6
     assert fake.received == []
 
 
@@ -249,8 +300,7 @@ def test_a_caller_inside_allow_from_is_answered(make_proxy: MakeProxy, fake: Fak
     proxy = make_proxy("--allow-from", "10.0.0.0/8")
     exchange = proxy.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", client="10.1.2.3")
     assert exchange.written.startswith(b"HTTP/1.1 200 ")
-    refused = proxy.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", client="11.1.2.3")
-    assert refused.written.startswith(b"HTTP/1.1 403 ")
+    assert proxy.raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", client="11.1.2.3").refused_at_accept
 
 
 # --- limits on a request --------------------------------------------------------------------
@@ -298,3 +348,84 @@ def test_beyond_max_concurrency_a_request_gets_503_with_retry_after(make_proxy: 
     held.cancel()  # the held request's client leaves: its place is free again
     proxy.flush()
     assert proxy.get(PROJECTS).status == 200
+
+
+# --- 414, 431 or 400: the channel's own counts agree with Twisted's ----------------------------
+
+class AnswersAsTwistedsCountsWould(OrgproxyChannel):
+    """The site's channel, recording at each refusal the answer it gives and the one
+    Twisted's own private counts (``_receivedHeaderSize``, ``_receivedHeaderCount``,
+    ``_HTTPChannel__first_line``, which the channel no longer reads) would have given."""
+
+    given: list[ProxyError]
+    expected: list[ProxyError]
+
+    def connectionMade(self) -> None:
+        self.given, self.expected = [], []
+        super().connectionMade()
+
+    def refuse_malformed(self) -> None:
+        if self._receivedHeaderSize > self.totalHeadersSize:  # type: ignore[attr-defined]
+            self.expected.append(headers_too_large(self.totalHeadersSize))
+        elif self._receivedHeaderCount > self.maxHeaders:  # type: ignore[attr-defined]
+            self.expected.append(too_many_headers(self.maxHeaders))
+        else:
+            self.expected.append(bad_request())
+        super().refuse_malformed()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        reading_request_line = self._HTTPChannel__first_line  # type: ignore[attr-defined]
+        self.expected.append(uri_too_long(self.MAX_LENGTH) if reading_request_line
+                             else headers_too_large(self.MAX_LENGTH))
+        super().lineLengthExceeded(line)
+
+    def answer_and_close(self, error: ProxyError) -> None:
+        self.given.append(error)
+        super().answer_and_close(error)
+
+
+def head(*lines: bytes, end: bytes = b"\r\n") -> bytes:
+    return b"".join(line + b"\r\n" for line in lines) + end
+
+
+GET = b"GET /v1/organization/costs HTTP/1.1"
+HEADERS = [b"X-%d: y" % i for i in range(600)]
+MALFORMED_HEADS = {
+    "request line too long": head(b"GET /" + b"a" * 17000 + b" HTTP/1.1"),
+    "request line too long, no end yet": b"GET /" + b"a" * 17000,
+    "after a blank line, a request line too long": b"\r\n" + head(b"GET /" + b"a" * 17000 + b" HTTP/1.1"),
+    "header line too long": head(GET, b"X-Big: " + b"b" * 17000),
+    "header line too long, no end yet": head(GET, end=b"X-Big: " + b"b" * 17000),
+    "request line and headers over 16 KiB": head(GET, *[b"X-Filler-%d: %s" % (i, b"z" * 100) for i in range(160)]),
+    "exactly 16 KiB then one byte more": head(b"GET / HTTP/1.1", b"X: " + b"z" * (16384 - 14 - 3), b"Y"),
+    "exactly 16 KiB, the last header malformed": head(b"GET / HTTP/1.1", b"X" * (16384 - 14)),
+    "16 KiB and a byte, the last header malformed": head(b"GET / HTTP/1.1", b"X" * (16384 - 13)),
+    "500 headers and a malformed one": head(GET, *HEADERS[:500], b"no colon"),
+    "499 headers and a malformed one": head(GET, *HEADERS[:499], b"no colon"),
+    "501 headers": head(GET, *HEADERS[:501]),
+    "501 headers, the last one folded on": head(GET, *HEADERS[:500], b"X-Last: a", b" folded"),
+    "500 headers, the last malformed, then more": head(GET, *HEADERS[:499], b"no colon", *HEADERS[499:520]),
+    "600 headers": head(GET, *HEADERS),
+    "not a request line": head(b"NONSENSE"),
+    "two lengths": head(GET, b"Content-Length: 1", b"Content-Length: 2"),
+    "a length that is not a number": head(GET, b"Content-Length: 1x"),
+    "a NUL in a header": head(GET, b"X-A: a\x00b"),
+    "a header name with a space": head(GET, b"X A: b"),
+}
+
+
+def test_refusals_are_414_431_or_400_exactly_as_twisteds_own_counts_say(proxy: InMemoryProxy,
+                                                                       fake: FakeOpenAI) -> None:
+    proxy.service.site.protocol = AnswersAsTwistedsCountsWould
+    for (name, data), piece in itertools.product(MALFORMED_HEADS.items(), (None, 1000, 97)):
+        # A request answered first on the same connection: the counts start again for the next.
+        exchange = proxy.raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        pieces = [data] if piece is None else [data[i:i + piece] for i in range(0, len(data), piece)]
+        for part in pieces:
+            if exchange.closed_by_proxy:
+                break
+            exchange.send(part)
+        channel = exchange.channel
+        assert channel.given and channel.given == channel.expected, (name, piece)
+        assert exchange.written.count(b"HTTP/1.1 %d " % channel.given[0].status) == 1, (name, piece)
+    assert fake.received == []

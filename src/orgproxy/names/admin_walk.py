@@ -10,11 +10,13 @@ that is not a list).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
 
+from orgproxy.body.jsonvalues import refuse_constant
 from orgproxy.errors import ProxyError
 from orgproxy.upstream.client import UpstreamResponse
 
@@ -84,7 +86,13 @@ def admin_page(path: str, response: UpstreamResponse) -> Page:
     try:
         page = orjson.loads(response.body)
     except orjson.JSONDecodeError:
-        raise DiscoveryFailed(f"{path}: the page is not JSON") from None
+        # orjson refuses a lone surrogate's escape (``"\ud800"``), which JSON allows and
+        # a console may let someone type into a name: one such name must not hide the
+        # whole list. The standard library reads it; the name is made text as it enters.
+        try:
+            page = json.loads(response.body, parse_constant=refuse_constant)
+        except (ValueError, RecursionError):
+            raise DiscoveryFailed(f"{path}: the page is not JSON") from None
     if not isinstance(page, dict) or not isinstance(page.get("data"), list):
         raise DiscoveryFailed(f"{path}: the page has no data list")
     return page

@@ -10,12 +10,14 @@ Three formats are accepted, all producing the same result:
 * flat JSON ``{"key_abc": "name", ...}``, kept for an older tool, whose entries
   are all API key names.
 
-Every problem is reported as an :class:`AliasFileError` naming the file.  Syntax
-errors (and text that is not UTF-8) carry the line the parser reports; neither
-``tomllib`` nor ``json`` gives positions for values, so the other errors name
-the key path instead (``api_keys.key_abc: name must be a string, not integer``),
-which finds the entry just as well.  This module is pure: standard library only,
-no I/O except in :func:`read_alias_bytes` and :func:`load_aliases`.
+Every problem is reported as an :class:`AliasFileError` naming the file and the line
+(and, in JSON, the column): syntax errors (and text that is not UTF-8) where the parser
+says; a wrong entry where ``aliaslines`` finds it written, with its key path
+(``aliases.toml:7: api_keys.key_abc: name must be a string, not integer``).  A name is
+text a person reads: one holding a lone surrogate or a control character other than TAB
+is refused (``orgproxy.text``). An id whose prefix says it belongs in another table
+(``key_...`` under ``[projects]``) is refused, naming that table.  This module is pure:
+standard library only, no I/O except in :func:`read_alias_bytes` and :func:`load_aliases`.
 
 A file is read only if it is a regular file, and only up to ``MAX_BYTES``: the path
 may name a FIFO (whose ``open`` would wait for a writer forever), a device
@@ -32,10 +34,12 @@ import stat
 import tomllib
 from typing import Any, TypeAlias
 
-from orgproxy.fields import ALIAS_TABLES
+from orgproxy.fields import ALIAS_TABLE_FOR_ID_PREFIX, ALIAS_TABLES
+from orgproxy.names.aliaslines import Lines, entry_lines, locate
+from orgproxy.text import escaped, not_text_because
 
-__all__ = ["FIELDS", "MAX_BYTES", "AliasFileError", "Aliases", "key_path", "load_alias_file", "load_aliases",
-           "parse_alias_file", "parse_aliases", "read_alias_bytes"]
+__all__ = ["FIELDS", "MAX_BYTES", "AliasFileError", "Aliases", "alias_entry_lines", "entry_error", "key_path", "load_alias_file",
+           "load_aliases", "parse_alias_file", "parse_aliases", "read_alias_bytes"]
 
 FIELDS = ALIAS_TABLES
 # The most an alias file (or a directory of them, together) may hold: a million
@@ -45,33 +49,46 @@ MAX_BYTES = 16 * 1024 * 1024
 Aliases: TypeAlias = dict[str, dict[str, str]]
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)\s*$")
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
+_ID_PREFIX = re.compile("|".join(map(re.escape, ALIAS_TABLE_FOR_ID_PREFIX)))
 _EXPECTED = "expected " + ", ".join(FIELDS[:-1]) + " or " + FIELDS[-1]
 
 
 class AliasFileError(Exception):
-    """A problem with the alias file, located by path and (for syntax errors) line."""
+    """A problem with the alias file, located by path, line and (where the parser gives
+    one: JSON, TOML syntax) column; a file that cannot be read has neither."""
 
     path: str
     line: int | None
     reason: str
+    column: int | None
 
-    def __init__(self, path: str, line: int | None, reason: str) -> None:
-        # Passing all three to Exception keeps the error picklable and its repr useful.
-        super().__init__(path, line, reason)
+    def __init__(self, path: str, line: int | None, reason: str, column: int | None = None) -> None:
+        # Passing them all to Exception keeps the error picklable and its repr useful.
+        super().__init__(path, line, reason, column)
         self.path = path
         self.line = line
         self.reason = reason
+        self.column = column
 
     def __str__(self) -> str:
         if self.line is None:
             return f"{self.path}: {self.reason}"
-        return f"{self.path}:{self.line}: {self.reason}"
+        if self.column is None:
+            return f"{self.path}:{self.line}: {self.reason}"
+        return f"{self.path}:{self.line}:{self.column}: {self.reason}"
 
 
 class _Invalid(Exception):
-    """Well-formed content that is not a valid alias map; the message names the key path."""
+    """Well-formed content that is not a valid alias map; the message names the key path,
+    ``at`` is that path (where to find it written) and ``occurrence`` which of its
+    writings (from 0) is at fault, for a key written more than once."""
+
+    def __init__(self, message: str, at: tuple[str, ...] = (), occurrence: int = 0) -> None:
+        super().__init__(message)
+        self.at = at
+        self.occurrence = occurrence
 
 
 def read_alias_bytes(path: str, limit: int = MAX_BYTES) -> bytes:
@@ -140,13 +157,37 @@ def parse_alias_file(text: bytes, path: str) -> tuple[Aliases, bool]:
     if not source.strip():
         # An empty file is a valid "no aliases yet", in either format.
         return _empty(), True
+    is_json = _is_json(path, source)
     try:
-        if _is_json(path, source):
+        if is_json:
             return _from_json(_load_json(source, path)), False
         data = _load_toml(source, path)
         return _from_toml(data), not data
     except _Invalid as e:
-        raise AliasFileError(path, None, str(e)) from None
+        raise _located(source, is_json, path, str(e), e.at, e.occurrence) from None
+
+
+def entry_error(text: bytes, path: str, table: str, ident: str, reason: str) -> AliasFileError:
+    """An error about the entry ``table.ident`` of the file ``path`` (whose ``text`` has
+    parsed), at the line (and column) where it is written: ``reason`` names it."""
+    source = _decode(text, path)
+    return _located(source, _is_json(path, source), path, reason, (table, ident), 0)
+
+
+def alias_entry_lines(text: bytes, path: str, aliases: Aliases) -> Lines:
+    """The line of each entry of ``aliases``, what the file ``path``'s ``text`` parsed to."""
+    source = _decode(text, path)
+    return entry_lines(source, _is_json(path, source), aliases) if source.strip() else {}
+
+
+def _located(source: str, is_json: bool, path: str, reason: str, at: tuple[str, ...],
+             occurrence: int) -> AliasFileError:
+    try:
+        position = locate(source, is_json, at, occurrence)
+    except ValueError:  # (tomllib's and json's errors are ValueErrors) never hide the reason
+        position = None
+    line, column = position if position is not None else (None, None)
+    return AliasFileError(path, line, reason, column)
 
 
 # --- shared helpers ---------------------------------------------------------
@@ -186,7 +227,9 @@ def _render_key(key: str) -> str:
 
 
 def _quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+    # An id may hold what a log line or /health must not show as it is (a lone surrogate,
+    # an ESC): as its escape.
+    return escaped(json.dumps(text, ensure_ascii=False))
 
 
 def _type_name(value: object, *, json_names: bool) -> str:
@@ -215,21 +258,28 @@ def _type_name(value: object, *, json_names: bool) -> str:
     return type(value).__name__
 
 
-def _check_table_name(table: str) -> None:
+def _check_table_name(table: str, occurrence: int = 0) -> None:
     if table not in FIELDS:
-        raise _Invalid(f"unknown table {_quote(table)} ({_EXPECTED})")
+        raise _Invalid(f"unknown table {_quote(table)} ({_EXPECTED})", (table,), occurrence)
 
 
 def _checked_name(table: str, ident: str, name: object, *, json_names: bool) -> str:
     """Return ``name`` if it is a usable name for ``ident`` in ``table``."""
     label = key_path(table, ident)
+    at = (table, ident)
     if not ident.strip():
-        raise _Invalid(f"{label}: id must not be empty")
+        raise _Invalid(f"{label}: id must not be empty", at)
+    prefix = _ID_PREFIX.match(ident)
+    if prefix is not None and (owner := ALIAS_TABLE_FOR_ID_PREFIX[prefix.group()]) != table:
+        raise _Invalid(f"{label}: an id starting {prefix.group()!r} belongs in [{owner}], not [{table}]", at)
     if not isinstance(name, str):
         kind = _type_name(name, json_names=json_names)
-        raise _Invalid(f"{label}: name must be a string, not {kind}")
+        raise _Invalid(f"{label}: name must be a string, not {kind}", at)
     if not name.strip():
-        raise _Invalid(f"{label}: name must not be empty")
+        raise _Invalid(f"{label}: name must not be empty", at)
+    why = not_text_because(name)
+    if why is not None:
+        raise _Invalid(f"{label}: name {why}", at)
     return name
 
 
@@ -249,7 +299,7 @@ def _toml_syntax_error(message: str, source: str, path: str) -> AliasFileError:
     # Python 3.11's TOMLDecodeError has no line attribute: the line is in its message.
     match = _TOML_POSITION.search(message)
     if match:
-        return AliasFileError(path, int(match.group(1)), message[: match.start()])
+        return AliasFileError(path, int(match.group(1)), message[: match.start()], int(match.group(2)))
     match = _TOML_AT_END.search(message)
     if match:
         # A final newline ends the last line rather than starting an empty one.
@@ -264,7 +314,7 @@ def _from_toml(data: dict[str, Any]) -> Aliases:
         _check_table_name(table)
         if not isinstance(entries, dict):
             kind = _type_name(entries, json_names=False)
-            raise _Invalid(f"{table}: must be a table, not {kind}")
+            raise _Invalid(f"{table}: must be a table, not {kind}", (table,))
         for ident, name in entries.items():
             result[table][ident] = _checked_name(table, ident, name, json_names=False)
     return result
@@ -288,7 +338,7 @@ def _load_json(source: str, path: str) -> object:
         # Keep every pair: an id given twice with two names is an error, not "last wins".
         return json.loads(source, object_pairs_hook=_JSONObject)
     except json.JSONDecodeError as e:
-        raise AliasFileError(path, e.lineno, e.msg) from None
+        raise AliasFileError(path, e.lineno, e.msg, e.colno) from None
     except RecursionError:
         raise AliasFileError(path, None, "nested too deeply") from None
 
@@ -296,7 +346,7 @@ def _load_json(source: str, path: str) -> object:
 def _from_json(data: object) -> Aliases:
     if not isinstance(data, _JSONObject):
         kind = _type_name(data, json_names=True)
-        raise _Invalid(f"top level must be an object, not {kind}")
+        raise _Invalid(f"top level must be an object, not {kind}", ())
     if not data.pairs:
         return _empty()
     first_key, first_value = data.pairs[0]
@@ -312,41 +362,50 @@ def _structured_json(data: _JSONObject) -> Aliases:
     result = _empty()
     seen_tables: set[str] = set()
     for table, entries in data.pairs:
+        occurrence = 1 if table in seen_tables else 0
         if isinstance(entries, str):
             raise _Invalid(
                 f"mixes tables and flat entries ({_quote(first_key)} is an object,"
-                f" {_quote(table)} is a string)"
+                f" {_quote(table)} is a string)", (table,), occurrence
             )
-        _check_table_name(table)
+        _check_table_name(table, occurrence)
         if table in seen_tables:
-            raise _Invalid(f"duplicate table {_quote(table)}")
+            raise _Invalid(f"duplicate table {_quote(table)}", (table,), occurrence)
         seen_tables.add(table)
         if not isinstance(entries, _JSONObject):
             kind = _type_name(entries, json_names=True)
-            raise _Invalid(f"{table}: must be an object, not {kind}")
-        for ident, name in entries.pairs:
-            _add_json_entry(result[table], table, ident, name)
+            raise _Invalid(f"{table}: must be an object, not {kind}", (table,))
+        _add_json_entries(result[table], table, entries.pairs, (table,))
     return result
 
 
 def _flat_json(data: _JSONObject) -> Aliases:
     first_key = data.pairs[0][0]
-    result = _empty()
     for ident, name in data.pairs:
         if isinstance(name, dict):
             raise _Invalid(
                 f"mixes tables and flat entries ({_quote(first_key)} is a string,"
-                f" {_quote(ident)} is an object)"
+                f" {_quote(ident)} is an object)", (ident,)
             )
-        _add_json_entry(result["api_keys"], "api_keys", ident, name)
+    result = _empty()
+    _add_json_entries(result["api_keys"], "api_keys", data.pairs, ())
     return result
 
 
-def _add_json_entry(into: dict[str, str], table: str, ident: str, name: object) -> None:
-    """Validate one id/name pair and add it to ``into``, the table's entries so far."""
-    name = _checked_name(table, ident, name, json_names=True)
-    if into.get(ident, name) != name:
-        # Repeating an id with the same name is harmless; two names is a mistake. The
-        # names stay out of the message: it is shown on /health, which shows no names.
-        raise _Invalid(f"{table}.{_render_key(ident)} is given two different names")
-    into[ident] = name
+def _add_json_entries(into: dict[str, str], table: str, pairs: list[tuple[str, Any]],
+                      written_under: tuple[str, ...]) -> None:
+    """Validate a table's id/name pairs and add them to ``into``, its entries;
+    ``written_under``: where they are in the file (a flat file's are at its top level)."""
+    written: dict[str, int] = {}  # each id's writings so far, to locate a faulty one
+    for ident, name in pairs:
+        occurrence = written[ident] = written.get(ident, -1) + 1
+        at = written_under + (ident,)
+        try:
+            name = _checked_name(table, ident, name, json_names=True)
+        except _Invalid as e:
+            raise _Invalid(str(e), at, occurrence) from None
+        if into.get(ident, name) != name:
+            # Repeating an id with the same name is harmless; two names is a mistake. The
+            # names stay out of the message: it is shown on /health, which shows no names.
+            raise _Invalid(f"{table}.{_render_key(ident)} is given two different names", at, occurrence)
+        into[ident] = name

@@ -21,11 +21,13 @@ from orgproxy.names.aliasfile import (
     MAX_BYTES,
     AliasFileError,
     Aliases,
+    alias_entry_lines,
+    entry_error,
     key_path,
-    load_alias_file,
     parse_alias_file,
     read_alias_bytes,
 )
+from orgproxy.names.aliaslines import Lines
 
 __all__ = ["AliasSource", "alias_file_names", "read_source", "stamp"]
 
@@ -39,9 +41,22 @@ class AliasSource:
     aliases: Aliases
     names_by_file: Mapping[str, int] = field(default_factory=dict)  # every file read, and its names
     blank_files: frozenset[str] = frozenset()  # files with nothing in them (see parse_alias_file)
+    lines_by_file: Mapping[str, Lines] = field(default_factory=dict, repr=False)  # where each entry is
 
     def count(self) -> int:
         return sum(len(table) for table in self.aliases.values())
+
+    def origin(self, table: str, ident: str) -> tuple[str, int | None] | None:
+        """The file that names ``ident`` in ``table`` and the line, or None if no file
+        names it. (An entry in no shape aliaslines knows has no line: its file is said
+        where there is one file only.)"""
+        if ident not in self.aliases.get(table, {}):
+            return None
+        for file, lines in self.lines_by_file.items():
+            line = lines.get((table, ident))
+            if line is not None:
+                return file, line
+        return (next(iter(self.lines_by_file)), None) if len(self.lines_by_file) == 1 else None
 
 
 def alias_file_names(directory: str) -> list[str]:
@@ -61,8 +76,10 @@ def read_source(path: str) -> AliasSource:
     except OSError as e:
         raise AliasFileError(path, None, f"cannot read: {e.strerror or e}") from e
     if not is_directory:
-        aliases, blank = load_alias_file(path)
-        return AliasSource(aliases, {path: _count(aliases)}, frozenset({path} if blank else ()))
+        text = read_alias_bytes(path)
+        aliases, blank = parse_alias_file(text, path)
+        return AliasSource(aliases, {path: _count(aliases)}, frozenset({path} if blank else ()),
+                           {path: alias_entry_lines(text, path, aliases)})
     try:
         names = alias_file_names(path)
     except OSError as e:
@@ -71,6 +88,7 @@ def read_source(path: str) -> AliasSource:
     named_in: dict[tuple[str, str], str] = {}
     names_by_file: dict[str, int] = {}
     blank_files: set[str] = set()
+    lines_by_file: dict[str, Lines] = {}
     total = 0
     for name in names:
         file = os.path.join(path, name)
@@ -84,13 +102,14 @@ def read_source(path: str) -> AliasSource:
             for ident, alias in entries.items():
                 earlier = named_in.setdefault((table, ident), file)
                 if earlier != file:
-                    raise AliasFileError(file, None, f"{key_path(table, ident)} is named in {earlier} too;"
-                                         " name each id in one file only")
+                    raise entry_error(text, file, table, ident, f"{key_path(table, ident)} is named in {earlier}"
+                                      " too; name each id in one file only")
                 merged[table][ident] = alias
         names_by_file[file] = _count(aliases)
+        lines_by_file[file] = alias_entry_lines(text, file, aliases)
         if blank:
             blank_files.add(file)
-    return AliasSource(merged, names_by_file, frozenset(blank_files))
+    return AliasSource(merged, names_by_file, frozenset(blank_files), lines_by_file)
 
 
 def _count(aliases: Aliases) -> int:

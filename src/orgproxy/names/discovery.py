@@ -31,6 +31,7 @@ from orgproxy.names.history import History, Learned
 from orgproxy.times import iso
 from orgproxy.ops.logs import log
 from orgproxy.names.snapshot import CurrentNames
+from orgproxy.names.textcheck import Told, as_text
 from orgproxy.plural import counted
 
 # Unknown ids of these fields make OpenAI's discovery look again (users are named by the
@@ -101,6 +102,7 @@ class DiscoveryService(Periodic):
         self.after_walk: list[Callable[[], None]] = []  # told when a walk ends, however it ended
         self.state: dict[str, Any] = {"last_success": None, "last_failure": None, "last_error": None,
                                       "learned": 0}
+        self.told: set[Told] = set()  # names not text, warned about once
 
     def status(self) -> dict[str, Any]:
         """For /health: when discovery last worked or failed, and why (never the key)."""
@@ -172,14 +174,18 @@ class DiscoveryService(Periodic):
 
     def learn(self, learned: list[Learned]) -> int:
         """Put learned names in force and remember them; how many ids were new to history."""
+        learned = as_text(learned, f"{self.title} discovery", self.told)
+        now = self.reactor.seconds()
         for record in learned:
-            self.current.discovered[(record.provider, record.id_field, record.id)] = record
+            key = (record.provider, record.id_field, record.id)
+            self.current.discovered[key] = record
+            self.current.learned_at[key] = now
         self.current.rebuild()
         self.state["learned"] = sum(1 for provider, _, _ in self.current.discovered if provider == self.provider)
         if self.history is None:
             return 0
         try:
-            return self.history.remember(learned, self.reactor.seconds())
+            return self.history.remember(learned, now)
         except (sqlite3.Error, OSError) as e:  # a full disk must not stop naming
             log.error("Could not remember learned names in {path}: {error}", path=self.history.path,
                       error=str(e))

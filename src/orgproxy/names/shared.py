@@ -60,6 +60,14 @@ def _records(rows: Any) -> dict[tuple[str, str, str], Learned]:
     return records
 
 
+def _learned_at(value: Any) -> dict[tuple[str, str, str], float]:
+    if not isinstance(value, list) or not all(
+            isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) for v in row[:3])
+            and isinstance(row[3], (int, float)) for row in value):
+        raise ValueError("the times names were learned are malformed")
+    return {(provider, id_field, i): float(when) for provider, id_field, i, when in value}
+
+
 def _listed_keys(value: Any) -> dict[str, frozenset[str]]:
     if not isinstance(value, dict) or not all(
             isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in value.values()):
@@ -93,6 +101,7 @@ class NamesPublisher:
         document = {"format": FORMAT, "history": _rows(current.history.values()),
                     "discovered": _rows(current.discovered.values()),
                     "listed_keys": {provider: sorted(ids) for provider, ids in current.listed_keys.items()},
+                    "learned_at": [[*key, when] for key, when in current.learned_at.items()],
                     "discovery": dict(self.discovery_status())}
         # ensure_ascii: a name may hold a lone surrogate (a JSON alias file or page can
         # spell one), which has no UTF-8 form but a \\u escape.
@@ -146,6 +155,7 @@ class NamesFollower(Service):
             history = _records(document.get("history"))
             discovered = _records(document.get("discovered"))
             listed_keys = _listed_keys(document.get("listed_keys"))
+            learned_at = _learned_at(document.get("learned_at"))
             discovery = document.get("discovery")
             if not isinstance(discovery, dict) or not all(isinstance(v, dict) for v in discovery.values()):
                 raise ValueError("no discovery status")
@@ -156,6 +166,7 @@ class NamesFollower(Service):
         self.current.history = history
         self.current.discovered = discovered
         self.current.listed_keys = listed_keys
+        self.current.learned_at = learned_at
         self.current.rebuild()
         self.discovery = discovery
         return True

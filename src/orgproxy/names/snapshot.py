@@ -12,7 +12,7 @@ failed rebuild simply never swaps.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -63,6 +63,9 @@ class Names:
     records: Mapping[str, Mapping[str, Learned]] = field(default_factory=dict, repr=False)
     # provider -> the API key ids its last whole discovery listed (see build()).
     listed_keys: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    # What /health shows, counted once here rather than at every call (see count(), counts()).
+    named: int = 0
+    named_by_field: Mapping[str, int] = field(default_factory=dict)
     # Work derived from this snapshot and kept with it (the amender's insertions), so
     # that it is done once per snapshot rather than once per request.
     cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -84,14 +87,17 @@ class Names:
         absent: not known); the others of that provider are marked deleted where its
         fields flag them (OpenAI's ``api_key_deleted``)."""
         learned: dict[str, dict[str, Learned]] = {id_field: {} for id_field in ALL_ID_FIELDS}
-        # (alias table, id) -> the source whose name it has: each id counts once.
+        # (alias table, id) -> the source whose name it has, and the one id field it counts
+        # under: each id counts once, however many fields its table names.
         name_source: dict[tuple[str, str], str] = {}
+        counted_as: dict[tuple[str, str], str] = {}
         for source, records in (("history", history), ("discovered", discovered)):
             for record in records:
                 fields = FIELD_SET_OF.get(record.provider)
                 if fields is not None and record.id_field in fields.name_field_for_id:
                     learned[record.id_field][record.id] = _merged(learned[record.id_field].get(record.id), record)
                     name_source[(_TABLE_OF[record.id_field], record.id)] = source
+                    counted_as[(_TABLE_OF[record.id_field], record.id)] = record.id_field
         by_field: dict[str, dict[str, str]] = {
             id_field: {i: record.name for i, record in records.items()} for id_field, records in learned.items()
         }
@@ -99,15 +105,20 @@ class Names:
             for i, name in (aliases or {}).get(table, {}).items():
                 by_field[id_field][i] = name
                 name_source[(table, i)] = "aliases"
+                # The field learned for it, else its table's first (OpenAI's user_id for [users]).
+                counted_as.setdefault((table, i), id_field)
         by_source = {source: 0 for source in SOURCES}
         for source in name_source.values():
             by_source[source] += 1
+        named_by_field = {id_field: 0 for id_field in ALL_ID_FIELDS}
+        for id_field in counted_as.values():
+            named_by_field[id_field] += 1
         frozen_records = MappingProxyType({f: MappingProxyType(r) for f, r in learned.items()})
         frozen_by_field = MappingProxyType({f: MappingProxyType(n) for f, n in by_field.items()})
         listed = MappingProxyType({provider: frozenset(ids) for provider, ids in (listed_keys or {}).items()})
         return cls(frozen_by_field, _members_of(OPENAI_FIELDS, frozen_by_field, frozen_records, listed),
                    MappingProxyType(by_source), _ids_by_name(OPENAI_FIELDS, frozen_by_field),
-                   frozen_records, listed)
+                   frozen_records, listed, len(name_source), MappingProxyType(named_by_field))
 
     def members_for(self, fields: FieldSet) -> Mapping[str, Mapping[str, Members]]:
         """The members to insert beside each id of ``fields``' provider, made on first use."""
@@ -131,12 +142,16 @@ class Names:
 
     def count(self) -> int:
         """How many ids have a name, over all fields (an id named by one alias table for
-        two providers' fields, a user in ``[users]``, counts once)."""
-        return len({(_TABLE_OF.get(f, f), i) for f, names in self.by_field.items() for i in names})
+        two providers' fields, a user in ``[users]``, counts once). Counted by build()."""
+        return self.named
 
     def counts(self) -> dict[str, int]:
-        """How many ids have a name, per id field (of every provider)."""
-        return {id_field: len(self.by_field.get(id_field, {})) for id_field in ALL_ID_FIELDS}
+        """How many ids have a name, per id field (of every provider), each id counted
+        once: under the field discovery or the history learned it for, else (an id only
+        the alias file names) under its table's first field, OpenAI's where two providers
+        share the table (a ``[users]`` entry counts as a user_id, not as an account_id
+        too). So the counts add up to count(). Counted by build()."""
+        return dict(self.named_by_field)
 
 
 def _merged(old: Learned | None, new: Learned) -> Learned:
@@ -214,6 +229,10 @@ class CurrentNames:
         self.error: str | None = None  # why the alias file as it is now could not be loaded
         self.checked_at: float | None = None  # when the alias file was last looked at
         self.version = 0  # bumped whenever a source changes and the snapshot is rebuilt
+        # Where the alias file names an id: (table, id) -> (file, line), for /orgproxy/names.
+        self.alias_origin: Callable[[str, str], tuple[str, int | None] | None] = lambda table, ident: None
+        # (provider, id field, id) -> when a discovery last learned it (this run's, or the history's).
+        self.learned_at: dict[tuple[str, str, str], float] = {}
 
     def rebuild(self) -> Names:
         """Build a new snapshot from the sources and put it in force."""

@@ -12,6 +12,8 @@ from typing import Any
 from orgproxy.times import iso
 from orgproxy.fields import ALIAS_TABLES, ID_FIELDS_FOR_TABLE
 from orgproxy.names.snapshot import Names
+from orgproxy.names.tomltext import has_surrogate, toml_key
+from orgproxy.plural import counted
 
 # Ids kept at most: a flood of distinct ids must not grow memory without bound.
 LIMIT = 10_000
@@ -92,24 +94,11 @@ class UnknownIds:
                 continue
             lines += ["", f"[{table}]"]
             for id_value, s in entries:
-                seen = f"seen {s.count} times, {iso(s.first_seen)} to {iso(s.last_seen)}"
-                if _has_surrogate(id_value):
+                seen = f"seen {counted(s.count, 'time')}, {iso(s.first_seen)} to {iso(s.last_seen)}"
+                if has_surrogate(id_value):
                     # TOML has no spelling for a lone surrogate; JSON has.
                     lines.append(f"# {json.dumps(id_value)} cannot be written in TOML (it holds a lone"
                                  f" surrogate): name it in a .json alias file instead; {seen}")
                 else:
-                    lines.append(f'# {_toml_key(id_value)} = ""  # {seen}')
+                    lines.append(f'# {toml_key(id_value)} = ""  # {seen}')
         return "\n".join(lines) + "\n"
-
-
-def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= c <= "\udfff" for c in text)
-
-
-def _toml_key(key: str) -> str:
-    if key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key):
-        return key
-    escaped = "".join(c if c.isprintable() and c not in '"\\'
-                      else f"\\U{ord(c):08x}" if ord(c) > 0xFFFF else f"\\u{ord(c):04x}" for c in key)
-    return f'"{escaped}"'
-

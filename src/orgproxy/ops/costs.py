@@ -44,6 +44,7 @@ from orgproxy.names.admin_walk import DiscoveryFailed, Fetch, admin_page
 from orgproxy.names.snapshot import Names
 from orgproxy.ops.logs import log
 from orgproxy.ops.periodic import Periodic
+from orgproxy.text import valid_text
 
 COSTS_PATH = "/v1/organization/costs"
 FILENAME = "costs.json"
@@ -251,6 +252,9 @@ def cost_families(figures: CostFigures, names: Names) -> Iterator[Metric]:
         else:
             labels = [series.api_key_id or "", _name(series.api_key_id, key_names),
                       series.project_id or "", _name(series.project_id, project_names)]
+        # Names are made text as they enter, but an id is the upstream's to choose: a lone
+        # surrogate would fail the whole scrape (the text format is UTF-8).
+        labels = [valid_text(label) for label in labels]
         month.add_metric(labels, series.month_to_date)
         last_day.add_metric(labels, series.last_day)
     yield month

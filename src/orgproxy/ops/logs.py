@@ -9,9 +9,10 @@ the bearer token.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
 
 from twisted.logger import (
     FileLogObserver,
@@ -23,13 +24,18 @@ from twisted.logger import (
     formatTime,
     globalLogPublisher,
 )
+from twisted.python.logfile import LogFile
 from zope.interface import provider
 
+from orgproxy.text import without_surrogates
 from orgproxy.times import iso
 
 LEVELS: Mapping[str, LogLevel] = {
     "debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error,
 }
+
+# What --log-format takes: twistd's text lines, or one JSON object per line.
+FORMATS = ("text", "json")
 
 log = Logger(namespace="orgproxy")
 _level = LogLevel.info
@@ -110,16 +116,19 @@ def logs_to_standard_output(twistd_options: Mapping[str, Any]) -> bool:
 _TWISTED_KEYS = ("log_", "format", "message", "isError", "system", "time", "why", "failure")
 
 
-def json_lines() -> ILogObserver:
-    """A log observer writing one JSON object per line to standard output, for log
-    shippers: ``twistd --logger orgproxy.ops.logs.json_lines orgproxy ...``.
+def json_lines(out: IO[str] | None = None) -> ILogObserver:
+    """A log observer writing one JSON object per line to ``out`` (standard output by
+    default), for log shippers: ``--log-format json``, or
+    ``twistd --logger orgproxy.ops.logs.json_lines orgproxy ...``.
 
     Each line has ``time``, ``level``, ``namespace`` and ``message`` (the formatted
     text), the event's own fields (method, path, status, ...), and ``traceback`` for
     failures.
     """
-    # twistd replaces sys.stdout with a file that logs what is written to it.
-    out = sys.__stdout__
+    if out is None:
+        # twistd replaces sys.stdout with a file that logs what is written to it.
+        out = sys.__stdout__
+    assert out is not None
 
     @provider(ILogObserver)
     def observe(event: dict[str, Any]) -> None:
@@ -136,7 +145,42 @@ def json_lines() -> ILogObserver:
         failure = event.get("log_failure")
         if failure is not None:
             record["traceback"] = failure.getTraceback()
-        out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        line = json.dumps(record, ensure_ascii=False, default=str)
+        if not line.isascii() and without_surrogates(line) != line:
+            # A lone surrogate has no UTF-8 form: as its \u escape, still the same JSON.
+            line = json.dumps(record, default=str)
+        out.write(line + "\n")
         out.flush()
 
     return observe
+
+
+def observer_for(log_format: str, twistd_options: Mapping[str, Any]) -> ILogObserver | None:
+    """The observer orgproxy gives twistd for ``--log-format``, or None to leave twistd's own.
+
+    Text on standard output is ClassicText's (twistd's lines, made faster); text anywhere
+    else is twistd's. JSON goes where twistd would write its lines: standard output, or the
+    file twistd would write (``--logfile``; ``twistd.log`` for a daemon). ``--logger`` and
+    ``--syslog`` are twistd's choices: with them it is text, as they write it.
+    """
+    if twistd_options.get("logger") or twistd_options.get("syslog"):
+        return None
+    to_standard_output = logs_to_standard_output(twistd_options)
+    if log_format == "text":
+        return text_lines() if to_standard_output else None
+    if to_standard_output:
+        return json_lines()
+    return json_lines(_rotated_log_file(twistd_options.get("logfile") or "twistd.log"))
+
+
+def _rotated_log_file(path: str) -> LogFile:
+    """The log file as twistd opens its own: rotated at a megabyte, and on SIGUSR1 where
+    nothing else handles that signal."""
+    opened = LogFile.fromFullPath(path)
+    if not signal.getsignal(signal.SIGUSR1):
+        def rotate(number: int, frame: object) -> None:
+            from twisted.internet import reactor
+
+            reactor.callFromThread(opened.rotate)  # type: ignore[attr-defined]
+        signal.signal(signal.SIGUSR1, rotate)
+    return opened

@@ -100,8 +100,11 @@ EACH_PROCESS_ALIKE = "livemostrecent"
 ONE_PROCESS = "mostrecent"
 WRITERS = (EACH_PROCESS_ADDS, EACH_PROCESS_ALIKE, ONE_PROCESS)
 UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf"))
-# Why the proxy closed a client connection before it had a request to answer.
-CONNECTION_CLOSED_REASONS = ("header_timeout", "max_connections", "out_of_descriptors")
+# Why the proxy closed a client connection before it had a request to answer: its
+# request did not arrive in time; from outside --allow-from; over a cap, every connection
+# there busy; to make room at a cap for a newer one; accept() out of file descriptors.
+CONNECTION_CLOSED_REASONS = ("header_timeout", "forbidden_source", "max_connections", "max_connections_per_source",
+                             "evicted", "out_of_descriptors")
 # Cached labelled series at most (a bound, should a label ever take unexpected values).
 SERIES_CACHE_LIMIT = 10_000
 # Upstream times held for the next flush at most: past it they are written at once (only
@@ -358,7 +361,7 @@ def count_discovery(result: str, provider: str = "openai") -> None:
 
 def count_connection_closed(reason: str) -> None:
     """A client connection the proxy closed before it had a request to answer: one of
-    header_timeout, max_connections, out_of_descriptors."""
+    ``CONNECTION_CLOSED_REASONS``."""
     installed().connections_closed.labels(reason).inc()
 
 

@@ -73,6 +73,7 @@ class AliasReloader:
         self.seen = stamp(self.path)
         source = read_source(self.path)
         self.current.aliases = source.aliases
+        self.current.alias_origin = source.origin
         self.names_by_file = dict(source.names_by_file)
         self.current.source = self.path
         self.current.loaded_at = self.clock.seconds()
@@ -131,6 +132,7 @@ class AliasReloader:
         metrics.count_alias_reload("ok")
         added, removed, changed = diff(self.current.aliases, source.aliases)
         self.current.put_aliases(source.aliases, built, version)
+        self.current.alias_origin = source.origin
         self.names_by_file = dict(source.names_by_file)
         self.current.loaded_at = self.clock.seconds()
         self.current.error = None

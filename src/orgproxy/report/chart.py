@@ -7,10 +7,11 @@ from datetime import date
 
 from orgproxy.report.aggregate import Group, Report
 from orgproxy.report.errors import ReportError
+from orgproxy.text import escaped
 
 
 def label(group: Group) -> str:
-    return " / ".join("(none)" if v is None else str(v) for v in group)
+    return " / ".join("(none)" if v is None else escaped(str(v)) for v in group)
 
 
 def daily_series(report: Report, top: int) -> tuple[list[str], dict[str, list[float]]]:

@@ -27,6 +27,7 @@ from orgproxy.report.options import parse_args, per_provider, providers
 from orgproxy.report.output import WRITERS, write_file, write_text
 from orgproxy.report.progress import Progress, progress_for
 from orgproxy.report.table import WIDTH, as_table
+from orgproxy.text import without_surrogates
 
 
 def read_secret(path: str, what: str) -> str:
@@ -172,9 +173,9 @@ def run(argv: Sequence[str]) -> str:
             return table
         write_text(args.output, table)
     elif args.output is None:
-        WRITERS[args.format](report, sys.stdout)  # written as it is made: it can be long
+        WRITERS[args.format](report, sys.stdout, args.csv_raw)  # written as it is made: it can be long
     else:
-        write_file(args.output, lambda out: WRITERS[args.format](report, out))
+        write_file(args.output, lambda out: WRITERS[args.format](report, out, args.csv_raw))
     return ""
 
 
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    sys.stdout.write(output)
+    sys.stdout.write(without_surrogates(output))
     return 0
 
 

@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from orgproxy.report.focus_charge import Charge
+from orgproxy.text import without_surrogates
 
 DECIMAL, STRING, DATETIME, JSON_TYPE = "Decimal", "String", "Date/Time", "JSON"
 VERSIONS = ("1.4", "1.2")
@@ -180,13 +181,16 @@ def time_text(value: datetime) -> str:
 
 
 def cell(value: Any) -> str | None:
-    """A value as FOCUS writes it in text; None for null."""
-    if value is None or type(value) is str:
+    """A value as FOCUS writes it in text; None for null. Text is kept exactly, but for a
+    lone surrogate (JSON can carry one in a name, UTF-8 cannot): U+FFFD."""
+    if value is None:
         return value
+    if type(value) is str:
+        return without_surrogates(value)
     if isinstance(value, Decimal):
         return decimal_text(value)
     if isinstance(value, datetime):
         return time_text(value)
     if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
+        return without_surrogates(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    return without_surrogates(str(value))

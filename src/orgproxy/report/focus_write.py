@@ -6,12 +6,12 @@ only when asked for."""
 
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 from decimal import Decimal
 from typing import Any, Protocol, TextIO
 
+from orgproxy.report.csvtext import CsvWriter
 from orgproxy.report.errors import ReportError
 from orgproxy.report.focus import DATETIME, DECIMAL, Row, cell, decimal_text
 
@@ -32,11 +32,12 @@ class Sink(Protocol):
 
 class CsvSink:
     """A header of column ids, then every row; null is an empty unquoted field (RFC 4180
-    quoting otherwise: line items hold commas). The header waits for the first row (or
-    the end), so that an export that fails at its first page prints nothing."""
+    quoting otherwise: line items hold commas, names may hold a CR). The header waits for
+    the first row (or the end), so that an export that fails at its first page prints
+    nothing."""
 
     def __init__(self, stream: TextIO, names: tuple[str, ...]) -> None:
-        self.writer = csv.writer(stream, lineterminator="\n")
+        self.writer = CsvWriter(stream)  # every value exactly as it is: programs read it
         self.names = names
         self.started = False
 

@@ -86,6 +86,9 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--chart", help="write a stacked daily chart (.svg or .png)")
         sub.add_argument("--top", type=int, default=8, help="names in the chart before 'other'")
         sub.add_argument("--output", help="write the output to this file, not to standard output")
+        sub.add_argument("--csv-raw", action="store_true",
+                         help="CSV: write cells as they are, without the quote put before one a spreadsheet"
+                              " would run as a formula (=, +, -, @, TAB, CR)")
     costs.add_argument("--focus-version", choices=VERSIONS, default=VERSIONS[0],
                        help=f"FOCUS: the version written [default: {VERSIONS[0]}]")
     costs.add_argument("--billing-account-id",

@@ -6,14 +6,15 @@ their decimal sums have, never through binary floating point. The table for peop
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any, TextIO
 
 from orgproxy.report.aggregate import Group, Report, UnknownName
+from orgproxy.report.csvtext import CsvWriter
 from orgproxy.report.errors import ReportError
+from orgproxy.text import without_surrogates
 
 
 def columns(report: Report) -> list[str]:
@@ -42,9 +43,10 @@ def number_text(value: Any) -> str:
     return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
-def as_csv(report: Report, out: TextIO) -> None:
-    """One row per day and group, written as it is made."""
-    writer = csv.writer(out, lineterminator="\n")
+def as_csv(report: Report, out: TextIO, raw: bool = False) -> None:
+    """One row per day and group, written as it is made; a cell a spreadsheet would run as
+    a formula is neutralised (see csvtext), unless ``raw`` (``--csv-raw``)."""
+    writer = CsvWriter(out, formulas_neutralised=not raw)
     measures = report.measures
     writer.writerow(["date", *columns(report), *measures])
     for day, group, values, ids in report.rows():
@@ -67,26 +69,30 @@ def json_entry(report: Report, group: Group, ids: dict[str, tuple[str, ...]]) ->
     return fields
 
 
-def as_json(report: Report, out: TextIO) -> None:
+def as_json(report: Report, out: TextIO, raw: bool = False) -> None:
     """The header, the daily rows and the totals, as ``json.dumps(indent=2)`` lays them
-    out, each row written as it is made."""
-    out.write("{\n")
+    out, each row written as it is made (a lone surrogate, which UTF-8 cannot hold, as
+    U+FFFD)."""
+    def put(text: str) -> None:
+        out.write(without_surrogates(text))
+
+    put("{\n")
     for name, value in (("kind", report.kind), ("since", report.since.isoformat()),
                         ("until", report.until.isoformat()), ("by", report.by)):
-        out.write(f'  "{name}": {json_text(value, 1)},\n')
+        put(f'  "{name}": {json_text(value, 1)},\n')
     group_ids = report.group_ids()
     for name, entries in (("rows", ({"date": day, **json_entry(report, group, ids), **values}
                                     for day, group, values, ids in report.rows())),
                           ("totals", ({**json_entry(report, group, group_ids.get(group, {})), **values}
                                       for group, values in report.totals()))):
-        out.write(f'  "{name}": [')
+        put(f'  "{name}": [')
         empty = True
         for entry in entries:
-            out.write(("\n" if empty else ",\n") + "    " + json_text(entry, 2))
+            put(("\n" if empty else ",\n") + "    " + json_text(entry, 2))
             empty = False
-        out.write("]" if empty else "\n  ]")
-        out.write(",\n" if name == "rows" else "\n")
-    out.write("}\n")
+        put("]" if empty else "\n  ]")
+        put(",\n" if name == "rows" else "\n")
+    put("}\n")
 
 
 def json_text(value: Any, depth: int = 0) -> str:
@@ -107,10 +113,11 @@ def json_text(value: Any, depth: int = 0) -> str:
 
 
 def write_text(path: str, text: str) -> None:
-    """``text`` into the file ``path`` (--output), as UTF-8 with its own line ends."""
+    """``text`` into the file ``path`` (--output), as UTF-8 with its own line ends (a lone
+    surrogate, which JSON can carry in a name and UTF-8 cannot, as U+FFFD)."""
     try:
         with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+            f.write(without_surrogates(text))
     except OSError as e:
         raise ReportError(f"{path}: {e.strerror}") from None
 
@@ -124,6 +131,7 @@ def write_file(path: str, write: Callable[[TextIO], None]) -> None:
         raise ReportError(f"{path}: {e.strerror}") from None
 
 
-# Each format's writer; the table is small enough to be made whole (table.as_table).
-WRITERS: dict[str, Callable[[Report, TextIO], None]] = {"csv": as_csv, "json": as_json}
+# Each format's writer (``raw``: --csv-raw); the table is small enough to be made whole
+# (table.as_table).
+WRITERS: dict[str, Callable[[Report, TextIO, bool], None]] = {"csv": as_csv, "json": as_json}
 FORMATS = ("table", *WRITERS)

@@ -16,6 +16,7 @@ import textwrap
 from typing import Any
 
 from orgproxy.report.aggregate import Report
+from orgproxy.text import escaped
 
 WIDTH = 120
 GAP = "  "
@@ -24,10 +25,7 @@ MIN_NAME = 12  # the narrowest a name column is cut to
 
 def shown(value: Any) -> str:
     """A group's value for a terminal: "(none)" for null, anything unprintable escaped."""
-    text = "(none)" if value is None else str(value)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return "(none)" if value is None else escaped(str(value))
 
 
 def money(value: Any) -> str:

@@ -1,12 +1,21 @@
 """An opt-in, in-memory cache of upstream GET answers, with request coalescing.
 
 Usage and costs dashboards fire the same queries over and over, and OpenAI rate-limits
-them: identical GETs (same credential, same path and query) within ``--cache-ttl`` are
-answered from memory, and identical GETs in flight at the same time share one upstream
-call.  Only 200 answers are stored; everything else is passed on and forgotten.
+them: identical GETs within ``--cache-ttl`` are answered from memory, and identical GETs
+in flight at the same time share one upstream call.  Only 200 answers are stored;
+everything else is passed on and forgotten.
 
-The key never holds the Authorization header, only its SHA-256: keys end up in memory
-dumps and may end up in logs.  The clock is injected, so tests drive time by hand.
+Identical means: the same path and query and the same headers, exactly as they are sent
+upstream. Any header may choose what the upstream answers (``OpenAI-Beta``, ``Accept``,
+two ``OpenAI-Organization`` headers rather than one with both values), so the key covers
+every forwarded header, names lower-cased (HTTP's are case-insensitive) and sorted (the
+order of different headers means nothing, RFC 9110 5.3), each header's values in the
+order sent (which does mean something). A request without a credential is never cached:
+it has nobody to be kept for, and all such requests would share one entry.
+
+The key is one SHA-256 over all of it: the credential is in no key, only in its digest
+(keys end up in memory dumps and may end up in logs), every key is 32 bytes however long
+the request, and a hit costs one hash.  The clock is injected, so tests drive time by hand.
 
 Memory is bounded by what an entry really holds, not by its body alone: the key, the
 headers and the Python objects around them are counted too (a flood of distinct queries
@@ -19,7 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,16 +38,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from orgproxy.upstream.client import UpstreamResponse
+from orgproxy.upstream.client import HeaderList, UpstreamResponse
 
 __all__ = ["ExpirySweep", "Outcome", "ResponseCache", "cache_key", "entry_size"]
 
 Outcome = Literal["hit", "miss", "coalesced"]
-
-# Stands in for the digest when there is no Authorization header at all, so that "no
-# header" and "an empty header" stay different keys (the upstream may treat them apart).
-_NO_CREDENTIAL = b"-"
-
 
 # What an entry costs beyond the bytes it holds: the entry, the response and the dictionary
 # slot (about 330 bytes as tracemalloc measures them on CPython 3.11), and for each header
@@ -56,16 +60,28 @@ def entry_size(key: bytes, response: UpstreamResponse) -> int:
             + len(response.announced_length or b""))
 
 
-def cache_key(method: bytes, authorization: bytes | None, target: bytes) -> bytes | None:
-    """None for anything but GET; else ``GET <sha256 hex of Authorization> <target>``."""
+def cache_key(method: bytes, target: bytes, headers: HeaderList, credential_headers: Collection[bytes]
+              ) -> bytes | None:
+    """The key of a request sent upstream as ``method target`` with ``headers``: None for
+    anything but GET, and for a request that sends none of ``credential_headers`` (lower
+    case) with a value; else the SHA-256 of the target and every header (see above)."""
     # HTTP methods are case-sensitive (RFC 9110, 9.1): "get" is not GET, and is not cached.
     if method != b"GET":
         return None
-    digest = (_NO_CREDENTIAL if authorization is None
-              else hashlib.sha256(authorization).hexdigest().encode("ascii"))
-    # The digest is fixed-width (or "-") and has no space, so the first two spaces
-    # split the key unambiguously whatever bytes the target holds.
-    return b"GET " + digest + b" " + target
+    # Each part is preceded by its length, so no two requests hash the same bytes
+    # whatever bytes their target and headers hold.
+    lowered = [(name.lower(), values) for name, values in headers]
+    lowered.sort()
+    parts = [b"%d %s" % (len(target), target)]
+    credential = False
+    for name, values in lowered:
+        if name in credential_headers and any(values):
+            credential = True
+        for value in values:
+            parts.append(b"%d %s%d %s" % (len(name), name, len(value), value))
+    if not credential:
+        return None
+    return hashlib.sha256(b"".join(parts)).digest()
 
 
 @dataclass(slots=True)

@@ -1,11 +1,11 @@
 """Forwarding to the upstream: the caller's request byte for byte, the whole answer
 back, bounded in time and size.
 
-Sent by the lean HTTP/1.1 client of ``http11.py`` over the upstream's endpoint (TCP, or
-verified TLS: ``agent.py``), not through treq, which re-encodes URLs (``group_by[]``
-becomes ``group_by%5B%5D``) where the proxy promises to forward the caller's path and
-query byte for byte. (Discovery, which builds its own URLs, goes through treq: see
-``admin.py``.)
+Sent by the lean HTTP/1.1 client of ``pool.py`` (connections kept per credential, answers
+read by ``parse.py``) over the upstream's endpoint (TCP, or verified TLS: ``agent.py``),
+not through treq, which re-encodes URLs (``group_by[]`` becomes ``group_by%5B%5D``)
+where the proxy promises to forward the caller's path and query byte for byte.
+(Discovery, which builds its own URLs, goes through treq: see ``admin.py``.)
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 
 from orgproxy.errors import ProxyError
+from orgproxy.providers import PROVIDERS
 from orgproxy.upstream.failures import describe_failure, upstream_address
-from orgproxy.upstream.http11 import ConnectionPool, Exchange, HeaderList, ResponseReader, request_bytes
+from orgproxy.upstream.parse import Head, HeaderList, ResponseReader
+from orgproxy.upstream.pool import ConnectionPool, PooledExchange, credential_key, request_bytes
 
 # Connection-level headers, never forwarded in either direction (RFC 9110, 7.6.1), with
 # those the proxy sets itself: Host is the upstream's, lengths are recomputed, and the
@@ -37,6 +39,12 @@ NOT_RETURNED_TO_CLIENT = HOP_BY_HOP | {b"content-length", b"content-encoding"}
 # ... and when the proxy did not undo the body's encoding (one it never asked for), the
 # client needs to know it.
 NOT_RETURNED_UNDECODED = HOP_BY_HOP | {b"content-length"}
+# The proxy's own response headers (X-Orgproxy-Cache): never the upstream's.
+PROXYS_OWN = b"x-orgproxy-"
+_X = PROXYS_OWN[0]
+# The request headers a pooled connection is kept for: every provider's credential and
+# the headers that choose its answer (see pool.py).
+POOLED_BY = frozenset(name for provider in PROVIDERS for name in provider.credential_headers + provider.scope_headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +53,7 @@ class UpstreamResponse:
     phrase: bytes
     headers: HeaderList
     body: bytes
-    announced_length: bytes | None  # the upstream's Content-Length, which a HEAD answer keeps
+    announced_length: bytes | None  # a HEAD answer's Content-Length, when it is one number
 
     def header(self, name: bytes) -> bytes | None:
         """The last value of a header (``name`` in lower case), or None."""
@@ -101,6 +109,15 @@ def was_cancelled(failure: Failure) -> bool:
         isinstance(reason, Failure) and reason.check(CancelledError) for reason in failure.value.reasons)
 
 
+def announced_length(head: Head) -> bytes | None:
+    """The Content-Length a HEAD answer passes on: one decimal number, or none (a list,
+    a sign or anything else is dropped: the client would frame its next answer by it)."""
+    lengths = head.values(b"content-length")
+    if len(lengths) == 1 and lengths[0].isdigit():
+        return lengths[0]
+    return None
+
+
 class Upstream:
     """Sends requests to one upstream base URL and reads whole, capped responses, over
     connections kept alive between requests."""
@@ -126,9 +143,9 @@ class Upstream:
         The whole exchange, headers and body, is bounded by the timeout; cancelling the
         returned Deferred (the client went away) drops the upstream connection.
         """
-        exchange = Exchange(self.pool, method,
-                            request_bytes(method, self.base_path + path_and_query, self.host, headers, body),
-                            self.max_response_bytes)
+        exchange = PooledExchange(self.pool, credential_key(headers, POOLED_BY), method,
+                                  request_bytes(method, self.base_path + path_and_query, self.host, headers, body),
+                                  self.max_response_bytes)
         exchange.start()
         answered = exchange.result.addCallback(self.response)
         return with_deadline(answered, self.timeout, self.reactor).addErrback(self._as_proxy_error)
@@ -136,17 +153,19 @@ class Upstream:
     @staticmethod
     def response(reader: ResponseReader) -> UpstreamResponse:
         """What goes back: the status, the end-to-end headers (Content-Encoding too when
-        the client gets the body as it came), the body, and a HEAD's announced length."""
+        the client gets the body as it came; never one named as the proxy's own), the
+        body, and a HEAD's announced length."""
         head = reader.head
         assert head is not None
         dropped = NOT_RETURNED_TO_CLIENT if reader.inflater is not None else NOT_RETURNED_UNDECODED
         named = head.tokens(b"connection")
         if named:
             dropped = dropped.union(named)
-        lengths = head.values(b"content-length")
-        return UpstreamResponse(head.status, head.phrase, [(name, values) for name, values in head.headers
-                                                           if name not in dropped],
-                                reader.body(), lengths[-1] if lengths else None)
+        # (A name's first byte first: most are not an "x", and startswith is a call.)
+        return UpstreamResponse(head.status, head.phrase,
+                                [(name, values) for name, values in head.headers if name not in dropped and
+                                 (name[0] != _X or not name.startswith(PROXYS_OWN))],
+                                reader.body(), announced_length(head) if reader.method == b"HEAD" else None)
 
     def _as_proxy_error(self, failure: Failure) -> Failure:
         return as_proxy_error(failure, self.timeout, self.max_response_bytes, self.address, self.title)

@@ -12,15 +12,10 @@ from twisted.python.failure import Failure
 
 from orgproxy.errors import ProxyError
 from orgproxy.plural import counted
-from orgproxy.upstream.gunzip import CorruptEncoding
+from orgproxy.upstream.inflate import CorruptEncoding
+from orgproxy.upstream.parse import MalformedResponse, ResponseTooLarge
 
-
-class ResponseTooLarge(Exception):
-    """The upstream's body passed the size cap."""
-
-
-class MalformedResponse(Exception):
-    """The upstream's answer is not HTTP/1.1 the proxy can trust (the reason says where)."""
+__all__ = ["MalformedResponse", "ResponseTooLarge", "describe_failure", "upstream_address"]
 
 
 def upstream_address(base_url: str) -> str:

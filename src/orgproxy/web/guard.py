@@ -1,17 +1,25 @@
-"""Who may call at all, checked before any resource is looked up.
+"""Who may be answered, checked before any resource is looked up and before a byte of a
+request's body is read.
 
-The guard wraps the root the way ``twisted/web/tap.py`` wraps a root to add headers: every
-request passes through its ``getChildWithDefault`` on the way to the first segment, so a
-refused caller never reaches a resource.
+Who may connect at all (``--allow-from``) is the site's to check, as each connection is
+accepted. The guard checks the client token, twice on one road: the channel asks it once
+a request's headers are complete (``refusal``), so a caller without the token never gets a
+byte of body buffered; and the guard wraps the root the way ``twisted/web/tap.py`` wraps a
+root to add headers, so every request passes through its ``getChildWithDefault`` on the
+way to the first segment, and a refused caller never reaches a resource.
 """
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 from twisted.web import server
+from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource, Resource
 
-from orgproxy.errors import ProxyError, bad_client_token, forbidden_source
-from orgproxy.web.access import TOKEN_HEADER, AllowList, bearer_token, token_matches
+from orgproxy.errors import ProxyError, bad_client_token
+from orgproxy.paths import split_uri
+from orgproxy.web.access import TOKEN_HEADER, bearer_token, token_matches
 from orgproxy.web.resources import ErrorPage
 
 # /health answers without the token: liveness probes cannot send one, and it tells
@@ -24,19 +32,39 @@ BEARER_TOKEN_ALLOWED = frozenset({b"metrics"})
 # How a refused request is counted in metrics, by the first segment it asked for.
 _ROUTE_OF_SEGMENT = {b"health": "health", b"metrics": "metrics", b"orgproxy": "unknown_report",
                      b"v1": "proxy"}
+_ROUTE_UNDER_ORGPROXY = {b"names": "names"}
+
+
+def first_segment(target: bytes) -> bytes:
+    """The first segment of a request target's path, decoded as Twisted's traversal hands
+    it to the guard (``twisted.web.server.Request.process``)."""
+    return unquote_to_bytes(split_uri(target)[0][1:].split(b"/", 1)[0])
+
+
+def route_of(segment: bytes, then: bytes | None = None) -> str:
+    """The route a request is counted under, by its first segment (and, under
+    ``/orgproxy/``, the one after it)."""
+    if segment == b"orgproxy" and then in _ROUTE_UNDER_ORGPROXY:
+        return _ROUTE_UNDER_ORGPROXY[then]
+    return _ROUTE_OF_SEGMENT.get(segment, "other")
+
+
+def route_of_target(target: bytes) -> str:
+    """The route a request for ``target`` is counted under (see route_of)."""
+    segments = split_uri(target)[0][1:].split(b"/", 2)
+    return route_of(unquote_to_bytes(segments[0]), unquote_to_bytes(segments[1]) if len(segments) > 1 else None)
 
 
 class AccessGuard(Resource):
-    def __init__(self, root: IResource, allow: AllowList | None, client_token: bytes | None):
+    def __init__(self, root: IResource, client_token: bytes | None):
         super().__init__()
         self.root = root
-        self.allow = allow
         self.client_token = client_token
 
     def getChildWithDefault(self, path: bytes, request: server.Request) -> IResource:
-        error = self.refusal(request, path)
+        error = self.refusal(request.requestHeaders, path)
         if error is not None:
-            return ErrorPage(error, _ROUTE_OF_SEGMENT.get(path, "other"))
+            return ErrorPage(error, route_of(path, request.postpath[0] if request.postpath else None))
         return self.root.getChildWithDefault(path, request)
 
     def render(self, request: server.Request) -> bytes | int:  # type: ignore[override]
@@ -44,16 +72,14 @@ class AccessGuard(Resource):
         # resource must answer render.
         return self.getChildWithDefault(b"", request).render(request)
 
-    def refusal(self, request: server.Request, first_segment: bytes) -> ProxyError | None:
-        """Why this caller may not be answered at all, if it may not."""
-        if self.allow is not None:
-            host = getattr(request.getClientAddress(), "host", None)  # None for a UNIX socket
-            if host is not None and not self.allow.allows(host):
-                return forbidden_source()
-        if self.client_token is not None and first_segment not in OPEN_WITHOUT_TOKEN:
-            given = request.requestHeaders.getRawHeaders(TOKEN_HEADER, [None])[-1]
-            if given is None and first_segment in BEARER_TOKEN_ALLOWED:
-                given = bearer_token(request.requestHeaders.getRawHeaders(b"authorization", [None])[-1])
-            if not token_matches(self.client_token, given):
-                return bad_client_token()
+    def refusal(self, headers: Headers, segment: bytes) -> ProxyError | None:
+        """Why a request with these headers, for a path whose first segment is
+        ``segment``, may not be answered at all, if it may not."""
+        if self.client_token is None or segment in OPEN_WITHOUT_TOKEN:
+            return None
+        given = headers.getRawHeaders(TOKEN_HEADER, [None])[-1]
+        if given is None and segment in BEARER_TOKEN_ALLOWED:
+            given = bearer_token(headers.getRawHeaders(b"authorization", [None])[-1])
+        if not token_matches(self.client_token, given):
+            return bad_client_token()
         return None

@@ -12,7 +12,7 @@ that is forwarded, byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -46,7 +46,7 @@ from orgproxy.query import (
 from orgproxy.upstream.cache import ResponseCache, cache_key
 from orgproxy.upstream.client import NOT_FORWARDED_TO_UPSTREAM, HeaderList, UpstreamResponse, end_to_end
 from orgproxy.web.pipeline import Answer, amend_names, regroup_rows, validate
-from orgproxy.web.respond import method_of, printable, printable_text, refuse, send_error
+from orgproxy.web.respond import method_of, printable, printable_text, refuse, refuse_method, send_error
 
 # How many distinct unknown ids one request's log line lists.
 UNKNOWN_IDS_LOGGED = 10
@@ -54,6 +54,10 @@ UNKNOWN_IDS_LOGGED = 10
 CREDENTIAL_HEADER_TITLES = {b"authorization": "Authorization", b"x-api-key": "x-api-key"}
 # The status counted for a request whose client left before the answer (nginx's use).
 CLIENT_LEFT = 499
+# What the Admin APIs use (GET, POST, DELETE), and HEAD and OPTIONS; any other method
+# (TRACE, CONNECT, PUT, PATCH, a lowercase get) is a 405 and never forwarded.
+FORWARDED_METHODS = (b"GET", b"POST", b"DELETE", b"HEAD", b"OPTIONS")
+FORWARDED = frozenset(FORWARDED_METHODS)
 
 # Sends (method, path and query, headers, body) upstream.
 Forward = Callable[[bytes, bytes, HeaderList, "bytes | None"], "Deferred[UpstreamResponse]"]
@@ -121,6 +125,8 @@ class OrganizationProxy(Resource):
         path, query = split_uri(request.uri)
         if not is_forwardable(path, provider.prefix, provider.paths_outside_prefix):
             refuse(request, not_found(), provider)
+        elif request.method not in FORWARDED:
+            refuse_method(request, FORWARDED_METHODS, provider)
         elif getattr(request, "body_too_large", False):
             refuse(request, request_too_large(request.max_body), provider)  # type: ignore[attr-defined]
         elif (repeated := repeated_credential(request.requestHeaders, provider)) is not None:
@@ -162,7 +168,7 @@ class OrganizationProxy(Resource):
         finished = request.notifyFinish()
         self.in_flight.enter()
         forwarded = end_to_end(headers, NOT_FORWARDED_TO_UPSTREAM)
-        key = (cache_key_for(request.method, forwarded, target, provider)
+        key = (cache_key(request.method, target, forwarded, provider.credential_headers)
                if self.cache is not None and body is None else None)
         if key is None:
             exchange = self.forward(request.method, target, forwarded, body)
@@ -189,32 +195,6 @@ def repeated_credential(headers: Headers, provider: Provider) -> str | None:
         if len(headers.getRawHeaders(name, ())) > 1:
             return CREDENTIAL_HEADER_TITLES.get(name, name.decode("ascii"))
     return None
-
-
-def cache_key_for(method: bytes, forwarded: HeaderList, target: bytes, provider: Provider = OPENAI) -> bytes | None:
-    """Same credential, same scope headers (OpenAI's organization and project, Anthropic's
-    version and betas), same target: as they are sent upstream. (A header the Connection
-    header names is not sent, so it is not in the key either: keyed by a header the
-    upstream never saw, an answer would be served to callers who send that header and
-    were never given it.)"""
-    sent = {name.lower(): b",".join(values) for name, values in forwarded}
-    # Each scope header present (with its value) or absent, never confused with empty.
-    scope = b"\n".join(name + b"=" + sent[name] if name in sent else name + b"!"
-                       for name in provider.scope_headers)
-    return cache_key(method, credential_of(sent, provider.credential_headers), target + b"\n" + scope)
-
-
-def credential_of(sent: Mapping[bytes, bytes], names: tuple[bytes, ...]) -> bytes | None:
-    """What the cache key hashes of the caller's credential, from the headers sent
-    upstream (lower-cased names): the header's value (OpenAI: Authorization), or each
-    header's, told apart (Anthropic: Authorization and x-api-key, so that two callers who
-    share one and differ in the other never share an answer); None when none is sent."""
-    if len(names) == 1:
-        return sent.get(names[0])
-    values = [sent.get(name) for name in names]
-    if all(value is None for value in values):
-        return None
-    return b"\n".join(b"-" if value is None else b"+" + value for value in values)
 
 
 class Exchange:

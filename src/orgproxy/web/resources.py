@@ -14,13 +14,14 @@ import orjson
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
-from orgproxy.errors import ProxyError, method_not_allowed, not_found
+from orgproxy.errors import ProxyError, not_found, unknown_format
 from orgproxy.names.snapshot import CurrentNames
 from orgproxy.names.unknown import UnknownIds
 from orgproxy.ops import metrics
 from orgproxy.paths import split_uri
+from orgproxy.text import escaped
 from orgproxy.times import iso
-from orgproxy.web.respond import refuse
+from orgproxy.web.respond import refuse, refuse_method
 
 
 def json_body(value: Any) -> bytes:
@@ -72,12 +73,12 @@ class OwnPage(Resource):
     def render(self, request: server.Request) -> bytes | int:  # type: ignore[override]
         request.route = self.route  # type: ignore[attr-defined]
         if request.method not in self.allowedMethods:
-            request.setHeader(b"allow", b", ".join(self.allowedMethods))
-            refuse(request, method_not_allowed(self.allowedMethods))
+            refuse_method(request, self.allowedMethods)
             return server.NOT_DONE_YET
         return self.answer(request)
 
-    def answer(self, request: server.Request) -> bytes:
+    def answer(self, request: server.Request) -> bytes | int:
+        """The body, or NOT_DONE_YET when the request was answered otherwise (refused)."""
         raise NotImplementedError
 
 
@@ -139,6 +140,10 @@ class MetricsPage(OwnPage):
         return body
 
 
+# What /orgproxy/unknown answers in (?format=).
+REPORT_FORMATS = ("json", "toml")
+
+
 class UnknownReport(OwnPage):
     """The ids seen that nobody could name: JSON, or ``?format=toml`` alias-file tables.
 
@@ -152,11 +157,14 @@ class UnknownReport(OwnPage):
         self.unknown = unknown
         self.current = current
 
-    def answer(self, request: server.Request) -> bytes:
-        names = self.current.names
-        unknown = self.unknown()
+    def answer(self, request: server.Request) -> bytes | int:
         query = split_uri(request.uri)[1] or b""
         wanted = parse_qs(query.decode("latin-1")).get("format", ["json"])[-1]
+        if wanted not in REPORT_FORMATS:
+            refuse(request, unknown_format(escaped(wanted[:100]), REPORT_FORMATS))
+            return server.NOT_DONE_YET
+        names = self.current.names
+        unknown = self.unknown()
         if wanted == "toml":
             request.setHeader(b"content-type", b"application/toml; charset=utf-8")
             source = self.current.source

@@ -6,10 +6,11 @@ from http import HTTPStatus
 
 from twisted.web import http, server
 
-from orgproxy.errors import ProxyError
+from orgproxy.errors import ProxyError, method_not_allowed
 from orgproxy.ops.logs import log
 from orgproxy.paths import split_uri
 from orgproxy.providers import Provider, provider_for_path
+from orgproxy.text import escaped
 
 
 def reason_phrase(status: int) -> bytes:
@@ -42,22 +43,33 @@ def send_error(request: server.Request, error: ProxyError, provider: Provider | 
 def refuse(request: server.Request, error: ProxyError, provider: Provider | None = None) -> None:
     """Answer with ``error`` and log one line for it (never the query, never headers)."""
     send_error(request, error, provider)
-    log.info("{method} {path} -> {status} {code}", method=method_of(request),
-             path=path_of(request), status=error.status, code=error.code)
+    log_refused(request.method, request.uri, error)
+
+
+def refuse_method(request: server.Request, allowed: tuple[bytes, ...], provider: Provider | None = None) -> None:
+    """Answer a method the resource does not serve: 405, with the ones it does in ``Allow``."""
+    request.setHeader(b"allow", b", ".join(allowed))
+    refuse(request, method_not_allowed(allowed), provider)
+
+
+def log_refused(method: bytes, target: bytes, error: ProxyError) -> None:
+    """The one line for a request the proxy refused (its path, never its query or headers)."""
+    log.info("{method} {path} -> {status} {code}", method=printable(method),
+             path=printable(split_uri(target)[0]), status=error.status, code=error.code)
 
 
 def printable(path: bytes) -> str:
-    """A raw path as a log line may show it: at most 200 bytes, ASCII."""
-    return path[:200].decode("ascii", "replace")
+    """A raw path as a log line may show it: at most 200 bytes, printable ASCII (any
+    other byte as its ``\\xNN`` escape)."""
+    return escaped(path[:200].decode("ascii", "backslashreplace"))
 
 
 def printable_text(text: str) -> str:
-    """Text from a body (an id, a name) as a log line may carry it: a lone surrogate,
-    valid in JSON (``"key_\\ud800"``) but not in UTF-8, as its ``\\u`` escape, so that no
-    log observer fails on the line and drops it."""
-    if text.isascii():
-        return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """Text from a body (an id, a name) as a log line may carry it: every character that
+    is not printable as its escape (``orgproxy.text.escaped``): an ESC, CR or NUL from an
+    upstream never reaches a terminal or splits a line, and a lone surrogate, valid in
+    JSON (``"key_\\ud800"``) but not in UTF-8, fails no log observer."""
+    return escaped(text)
 
 
 def path_of(request: server.Request) -> str:
@@ -65,4 +77,4 @@ def path_of(request: server.Request) -> str:
 
 
 def method_of(request: server.Request) -> str:
-    return request.method.decode("ascii", "replace")
+    return printable(request.method)

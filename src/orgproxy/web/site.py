@@ -2,34 +2,35 @@
 
 Requests are capped in size and in time (a request's line, headers and body must arrive
 within ``--header-timeout``, however slowly its bytes trickle), connections in number
-(``--max-connections``), and even requests too malformed to reach a resource are
-answered in a provider's error shape (Anthropic's once the request line has named a path
-under /v1/organizations/, OpenAI's otherwise).
+(``--max-connections``, ``--max-connections-per-source``: see ``connections.py``), and
+request bodies in memory. Nothing is read from a connection from outside
+``--allow-from`` (it is closed as it is accepted), nor a byte of a request's body before
+the guard has accepted its head (``allHeadersReceived``), and the bodies held across all
+connections are capped (``--max-buffered-request-bytes``). Even requests too malformed to
+reach a resource are answered in a provider's error shape (Anthropic's once the request
+line has named a path under /v1/organizations/, OpenAI's otherwise).
 """
 
 from __future__ import annotations
 
 from io import BytesIO
-
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from twisted.web import server
+from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 
-from orgproxy._twisted_private import (
-    BadRequestHook,
-    header_bytes_received,
-    headers_received,
-    is_reading_request_line,
-)
+from orgproxy._twisted_private import BadRequestHook, send_in_pieces_of
 from orgproxy.errors import (
     ProxyError,
     bad_request,
     headers_too_large,
     internal_error,
+    request_bodies_full,
     request_timeout,
+    too_many_connections,
     too_many_headers,
     uri_too_long,
 )
@@ -38,12 +39,41 @@ from orgproxy.ops.logs import log
 from orgproxy.paths import split_uri
 from orgproxy.providers import provider_for_path
 from orgproxy.web.access import AllowList
-from orgproxy.web.connections import Throttled, said_over_capacity
-from orgproxy.web.guard import AccessGuard
+from orgproxy.web.connections import (
+    ClientConnections,
+    Throttled,
+    said_made_room,
+    said_outside_allow_from,
+    said_over_capacity,
+)
+from orgproxy.web.guard import AccessGuard, first_segment, route_of_target
+from orgproxy.web.names import NamesListing
 from orgproxy.web.resources import Directory, Health, MetricsPage, UnknownReport
-from orgproxy.web.respond import method_of, path_of, reason_phrase, send_error
+from orgproxy.web.respond import log_refused, method_of, path_of, reason_phrase, send_error
 
 MAX_REQUEST_BODY = 1024 * 1024
+MAX_BUFFERED_REQUEST_BYTES = 64 * 1024 * 1024
+# What every answer says in its Server header: no version to look vulnerabilities up by
+# (Twisted's own would be TwistedWeb/26.10.0).
+SERVER = b"orgproxy"
+
+
+class BufferedBytes:
+    """The bytes of request bodies held in memory across all connections, against a cap."""
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Hold ``size`` bytes more, if the cap leaves room for them."""
+        if self.limit is not None and self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
 
 
 class CappedRequest(server.Request):
@@ -68,14 +98,50 @@ class CappedRequest(server.Request):
         if length is not None and length > self.max_body:
             self.body_too_large = True
 
+    # The site's count of body bytes held, and this request's share of it until it is done.
+    bodies: BufferedBytes | None = None
+    held = 0
+
     def handleContentChunk(self, data: bytes) -> None:
         if self.body_too_large:
             return
-        if self.content.tell() + len(data) > self.max_body:
+        size = len(data)
+        if self.content.tell() + size > self.max_body:
             self.body_too_large = True
             self.content = BytesIO()
+            self.give_back_body()
             return
+        bodies = self.bodies
+        if bodies is None:
+            bodies = self.bodies = self.channel.site.request_bodies
+        if not bodies.take(size):
+            self.content = BytesIO()
+            self.give_back_body()
+            self.channel.refuse_request(request_bodies_full(bodies.limit or 0))
+            return
+        self.held += size
         self.content.write(data)
+
+    def give_back_body(self) -> None:
+        if self.held and self.bodies is not None:
+            self.bodies.give_back(self.held)
+            self.held = 0
+
+    def finish(self) -> None:
+        self.give_back_body()
+        super().finish()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.give_back_body()
+        super().connectionLost(reason)
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            # Set as the head goes out (finish() without a body writes too), so every
+            # answer says it, a proxied one included: the upstream's Server describes a
+            # server the client is not talking to, as nginx's proxy_hide_header holds.
+            self.responseHeaders.setRawHeaders(b"server", [SERVER])
+        super().write(data)
 
     def process(self) -> None:
         # Twisted answers the asterisk form (OPTIONS *, GET *) itself, before any resource
@@ -89,13 +155,15 @@ class CappedRequest(server.Request):
         # A fault of the proxy's own: the traceback goes to the operator's log, the client
         # gets a plain JSON 500 (in its path's provider's shape) instead of Twisted's HTML page.
         log.failure("{method} {path}: internal error", reason, method=method_of(self), path=path_of(self))
-        if not self.finished and not self.startedWriting and not self._disconnected:
+        # The channel is None once the client has gone (Request.connectionLost).
+        if not self.finished and not self.startedWriting and self.channel is not None:
             send_error(self, internal_error())
 
 
 class OrgproxyChannel(BadRequestHook):
-    """Twisted's HTTP channel, answering what it refuses in a provider's error shape, and
-    giving each request a deadline to arrive whole.
+    """Twisted's HTTP channel, answering what it refuses in a provider's error shape,
+    giving each request a deadline to arrive whole, and reading no body the guard has
+    not let in.
 
     Twisted answers a malformed request with a bare ``400`` and a request line longer
     than its limit with nothing at all; SDKs and people then see a dropped connection.
@@ -103,24 +171,30 @@ class OrgproxyChannel(BadRequestHook):
     header byte a minute would hold a connection for days.
     """
 
-    # Bytes handed to one send(): Twisted's 128 KiB would take a hundred turns of the
-    # reactor to send a large page; 1 MiB takes a dozen (3 ms less on the 10 MB page).
+    # Bytes handed to one send() (see send_in_pieces_of).
     SEND_LIMIT = 1024 * 1024
 
+    site: OrgproxySite
     # Seconds from a request's first byte (or the connection's start) until its line,
     # headers and body have all arrived; None for no deadline. Set by the site.
     header_timeout: float | None = None
     deadline: IDelayedCall | None = None
-    # The target of the request line of the request arriving, once that line has come:
-    # the path whose provider's error shape an answer from the channel takes.
+    # The method and target of the request line of the request arriving, once that line
+    # has come: the target's path is the one whose provider's error shape an answer from
+    # the channel takes, and None until then tells a long request line (414) from a long
+    # header (431).
+    request_method = b""
     request_target: bytes | None = None
+    # Bytes of the lines of the request arriving, counted as Twisted counts them against
+    # totalHeadersSize: past it, a refusal is a 431, not a 400.
+    head_bytes = 0
     awaiting_request = True  # no request being answered: what arrives starts the next one
     request_begun = False  # a byte of the next request has arrived
+    closing = False  # answered for good: nothing more is read
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        if hasattr(self.transport, "SEND_LIMIT"):
-            self.transport.SEND_LIMIT = self.SEND_LIMIT
+        send_in_pieces_of(self.transport, self.SEND_LIMIT)
         self.start_deadline()  # a connection that never sends a request is closed too
 
     _host: IAddress | None = None
@@ -133,6 +207,8 @@ class OrgproxyChannel(BadRequestHook):
         return self._host
 
     def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
         if self.awaiting_request and data:
             self.request_begun = True
             if self.deadline is None:
@@ -140,26 +216,46 @@ class OrgproxyChannel(BadRequestHook):
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
+        self.head_bytes += len(line)
         if self.request_target is None and line:  # the request line (a blank one is skipped)
             parts = line.split(b" ")
-            self.request_target = parts[1] if len(parts) == 3 else b""
+            if len(parts) == 3:
+                self.request_method, self.request_target = parts[0], parts[1]
+            else:
+                self.request_target = b""
         super().lineReceived(line)
+
+    def allHeadersReceived(self) -> None:
+        # A request with a body is put to the guard now, before a byte of its body is read
+        # (one without is put to it on its way to a resource, like every request).
+        if self.length != 0:
+            error = self.site.refusal_before_body(self.requests[-1].requestHeaders, self.request_target or b"")
+            if error is not None:
+                self.refuse_request(error)
+                return  # not Twisted's: no 100 Continue, no body
+        super().allHeadersReceived()
 
     def start_deadline(self) -> None:
         if self.header_timeout is not None:
             self.deadline = self.callLater(self.header_timeout, self.deadline_passed)
 
     def allContentReceived(self) -> None:
+        if self.closing:
+            return  # refused already: the request is not answered twice
         if self.deadline is not None:
             if self.deadline.active():
                 self.deadline.cancel()
             self.deadline = None
         self.awaiting_request = self.request_begun = False
         self.request_target = None
+        self.head_bytes = 0
+        self.site.connections.holding_request(self)
         super().allContentReceived()
 
     def requestDone(self, request: server.Request) -> None:
         self.awaiting_request = True
+        if self.persistent:
+            self.site.connections.waiting_for_request(self)
         super().requestDone(request)
 
     def deadline_passed(self) -> None:
@@ -170,35 +266,64 @@ class OrgproxyChannel(BadRequestHook):
         else:
             self.loseConnection()
 
+    def make_room(self) -> None:
+        """Close this connection, which holds no whole request, for a newer one (the site
+        no longer counts it)."""
+        metrics.count_connection_closed("evicted")
+        if self.site.made_room is not None:
+            self.site.made_room.happened()
+        if self.request_begun:
+            self.answer_and_close(too_many_connections())
+        else:
+            self.closing = True
+            self.loseConnection()
+
     def connectionLost(self, reason: Failure) -> None:
         if self.deadline is not None and self.deadline.active():
             self.deadline.cancel()
         self.deadline = None
         site = getattr(self, "site", None)
         if isinstance(site, OrgproxySite):
-            site.connection_closed()
+            site.connections.closed(self)
         super().connectionLost(reason)
 
     def refuse_malformed(self) -> None:
-        if header_bytes_received(self) > self.totalHeadersSize:
+        if self.head_bytes > self.totalHeadersSize:
             self.answer_and_close(headers_too_large(self.totalHeadersSize))
-        elif headers_received(self) > self.maxHeaders:
+        elif self.requests and header_count(self.requests[-1]) > self.maxHeaders:
             self.answer_and_close(too_many_headers(self.maxHeaders))
         else:
             self.answer_and_close(bad_request())
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.answer_and_close(uri_too_long(self.MAX_LENGTH) if is_reading_request_line(self)
+        self.answer_and_close(uri_too_long(self.MAX_LENGTH) if self.request_target is None
                               else headers_too_large(self.MAX_LENGTH))
+
+    def refuse_request(self, error: ProxyError) -> None:
+        """Answer the request arriving with ``error`` before its body is read, count it
+        and log it as any refused request, and close."""
+        target = self.request_target or b""
+        metrics.count_request(route_of_target(target), self.request_method, error.status)
+        log_refused(self.request_method, target, error)
+        self.answer_and_close(error)
 
     def answer_and_close(self, error: ProxyError) -> None:
         body = provider_for_path(split_uri(self.request_target or b"")[0]).error_body(error)
-        head = [b"HTTP/1.1 %d %s" % (error.status, reason_phrase(error.status)),
+        head = [b"HTTP/1.1 %d %s" % (error.status, reason_phrase(error.status)), b"Server: " + SERVER,
                 b"Content-Type: application/json", b"Content-Length: %d" % len(body), b"Connection: close"]
         if error.retry is not None:
             head.append(b"x-should-retry: " + (b"true" if error.retry else b"false"))
+        if error.retry_after is not None:
+            head.append(b"Retry-After: %d" % error.retry_after)
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.closing = True
         self.loseConnection()
+
+
+def header_count(request: server.Request) -> int:
+    """How many headers the channel has taken for a request: it adds each to the request's
+    headers as it counts it against maxHeaders, so past that limit a refusal is a 431."""
+    return sum(len(values) for _, values in request.requestHeaders.getAllRawHeaders())
 
 
 class OrgproxySite(server.Site):
@@ -210,24 +335,40 @@ class OrgproxySite(server.Site):
     displayTracebacks = False
 
     header_timeout: float | None = None  # given to each channel
-    max_connections: int | None = None  # beyond, a new connection is closed at once
-    connections = 0  # open now
+    allow: AllowList | None = None  # who may connect; None: anyone
+    guard: AccessGuard | None = None
     over_capacity: Throttled | None = None
+    made_room: Throttled | None = None
+    outsiders: Throttled | None = None
+
+    def __init__(self, resource: IResource, *args: Any, **kwargs: Any):
+        super().__init__(resource, *args, **kwargs)
+        self.connections = ClientConnections()  # the caps: none, until make_site sets them
+        self.request_bodies = BufferedBytes(MAX_BUFFERED_REQUEST_BYTES)
 
     def buildProtocol(self, addr: IAddress) -> Any:
-        if self.max_connections is not None and self.connections >= self.max_connections:
-            # None: the port closes the new socket at once, and the ones open go on.
-            metrics.count_connection_closed("max_connections")
+        # None: the port closes the new socket at once, before reading a byte of it.
+        host = getattr(addr, "host", None)  # None for a UNIX socket's peer
+        if host is not None and self.allow is not None and not self.allow.allows(host):
+            metrics.count_connection_closed("forbidden_source")
+            if self.outsiders is not None:
+                self.outsiders.happened()
+            return None
+        refused = self.connections.room_for(host)
+        if refused is not None:
+            metrics.count_connection_closed(refused)
             if self.over_capacity is not None:
                 self.over_capacity.happened()
             return None
         channel = super().buildProtocol(addr)
         channel.header_timeout = self.header_timeout
-        self.connections += 1
+        self.connections.opened(channel, host)
         return channel
 
-    def connection_closed(self) -> None:
-        self.connections -= 1
+    def refusal_before_body(self, headers: Headers, target: bytes) -> ProxyError | None:
+        """Why a request with these headers, for this target, may not be answered: asked
+        before its body is read."""
+        return None if self.guard is None else self.guard.refusal(headers, first_segment(target))
 
     def log(self, request: server.Request) -> None:
         # Twisted's access log is replaced by the proxy's own line per request (no query
@@ -239,10 +380,12 @@ class OrgproxySite(server.Site):
 def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport,
               allow: AllowList | None, client_token: bytes | None, reactor: IReactorTime,
               anthropic_proxy: IResource | None = None, header_timeout: float | None = None,
-              max_connections: int | None = None) -> OrgproxySite:
-    """The whole tree, behind the access guard:
+              max_connections: int | None = None, max_connections_per_source: int | None = None,
+              max_buffered_request_bytes: int = MAX_BUFFERED_REQUEST_BYTES) -> OrgproxySite:
+    """The whole tree, behind the site's admission (``allow``, the connection caps) and
+    the access guard (``client_token``):
 
-    ``/health``, ``/metrics``, ``/orgproxy/unknown``, ``/v1/organization/...`` and
+    ``/health``, ``/metrics``, ``/orgproxy/unknown``, ``/orgproxy/names``, ``/v1/organization/...`` and
     ``/v1/projects/...`` (the proxy to OpenAI, which forwards only the Admin API's paths)
     and ``/v1/organizations/...`` (the proxy to Anthropic, another leaf of the same
     class); every other path a 404 (Anthropic-shaped under ``/v1/organizations``,
@@ -253,6 +396,7 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
     root.putChild(b"metrics", MetricsPage())
     own = Directory()
     own.putChild(b"unknown", unknown_report)
+    own.putChild(b"names", NamesListing(health.current))
     root.putChild(b"orgproxy", own)
     v1 = Directory()
     v1.putChild(b"organization", proxy)
@@ -260,10 +404,16 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
     if anthropic_proxy is not None:
         v1.putChild(b"organizations", anthropic_proxy)
     root.putChild(b"v1", v1)
+    guard = AccessGuard(root, client_token)
     # The reactor drives the connections' idle timeouts and deadlines.
-    site = OrgproxySite(AccessGuard(root, allow, client_token), reactor=reactor)
+    site = OrgproxySite(guard, reactor=reactor)
+    site.guard = guard
+    site.allow = allow
+    site.outsiders = Throttled(reactor, said_outside_allow_from)
     site.header_timeout = header_timeout
-    site.max_connections = max_connections
+    site.connections = ClientConnections(max_connections, max_connections_per_source)
+    site.request_bodies = BufferedBytes(max_buffered_request_bytes)
     if max_connections is not None:
         site.over_capacity = Throttled(reactor, said_over_capacity(max_connections))
+        site.made_room = Throttled(reactor, said_made_room(max_connections, max_connections_per_source))
     return site
