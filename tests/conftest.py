@@ -44,6 +44,7 @@ ONE_PROCESS = {
     "tests/support/test_browser.py": "chromium",
     "tests/process/test_browser.py": "chromium",
     "tests/process/test_prometheus_server.py": "prometheus",
+    "tests/report/test_focus_validator.py": "focus-validator",  # one validator run, for three files
 }
 
 

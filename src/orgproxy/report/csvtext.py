@@ -38,6 +38,15 @@ def neutralised(cell: object) -> object:
     return cell
 
 
+class _Line:
+    """Where ``csv.writer`` puts a row: it writes each row in one call."""
+
+    text = ""
+
+    def write(self, text: str) -> None:
+        self.text = text
+
+
 class CsvWriter:
     """Rows as CSV onto ``out``, one at a time, as they are made: ``\\n`` line ends, every
     field holding a CR, an LF, a quote or a comma quoted; None and "" are both an empty
@@ -47,21 +56,18 @@ class CsvWriter:
     def __init__(self, out: TextIO, *, formulas_neutralised: bool = False) -> None:
         self.out = out
         self.formulas_neutralised = formulas_neutralised
-        self.line = io.StringIO()
+        self.line = _Line()
         self.writer = csv.writer(self.line, lineterminator="\n")
         self.quoting_cr = csv.writer(self.line, lineterminator="\r\n")
 
     def writerow(self, row: Sequence[object]) -> None:
         if self.formulas_neutralised:
             row = [neutralised(cell) for cell in row]
-        self.line.seek(0)
-        self.line.truncate()
-        if any(isinstance(cell, str) and "\r" in cell for cell in row):
-            self.quoting_cr.writerow(row)  # its terminator holds CR: it quotes every CR and LF
-            line = self.line.getvalue()[:-2] + "\n"
-        else:
-            self.writer.writerow(row)
-            line = self.line.getvalue()
+        self.writer.writerow(row)
+        line = self.line.text
+        if "\r" in line:  # a field holds a CR (the terminator is "\n"): write it again, CRs quoted
+            self.quoting_cr.writerow(row)
+            line = self.line.text[:-2] + "\n"
         self.out.write(without_surrogates(line))
 
 
