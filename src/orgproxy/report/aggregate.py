@@ -119,11 +119,17 @@ class Report:
 
     def rows(self) -> Iterator[tuple[str, Group, Measures, dict[str, tuple[str, ...]]]]:
         """Every day's groups: (day, group, sums, ids), by day, then group."""
+        # Every group's place, found once: each day holds most of the same groups.
+        place = {group: n for n, group in enumerate(sorted(self.all_groups(), key=str))}
         for day in sorted(self.cells):
             groups = self.cells[day]
-            for group in sorted(groups, key=str):
+            for group in sorted(groups, key=place.__getitem__):
                 cell = groups[group]
                 yield day, group, self.values(cell), self.ids(cell)
+
+    def all_groups(self) -> set[Group]:
+        """Every group of every day."""
+        return {group for groups in self.cells.values() for group in groups}
 
     def sums(self) -> dict[tuple[str, Group], Measures]:
         """(day, group) -> measure -> sum, for every day and group."""
