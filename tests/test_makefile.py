@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from demo.organization import first_day, openai_demo
+from demo.organization import anthropic_demo, first_day, openai_demo
 from tests.conftest import ROOT
 from tests.support.fake_usage import FakeUsage
 from tests.support.daemon import READY, daemon_env, free_port
@@ -96,15 +96,18 @@ def poll(what: str, look: Callable[[], T | None]) -> T:
     return found
 
 
-def month_to_date(base: str) -> tuple[dict[str, str], float] | None:
-    """(api_key_id -> api_key_name of every month-to-date cost series, the refresh's time)
-    on /metrics; None before the first refresh."""
+def month_to_date(base: str) -> tuple[dict[str, dict[str, str]], float] | None:
+    """(provider -> api_key_id -> api_key_name of every month-to-date cost series, OpenAI's
+    refresh's time) on /metrics; None before both providers' first refresh."""
     body = call(base, "/metrics").body.decode()
     samples = [s for family in text_string_to_metric_families(body) for s in family.samples]
-    names = {s.labels["api_key_id"]: s.labels["api_key_name"] for s in samples
-             if s.name == "orgproxy_cost_month_to_date_usd"}
-    refreshed = [s.value for s in samples if s.name == "orgproxy_cost_refresh_timestamp_seconds"]
-    return (names, refreshed[0]) if names and refreshed else None
+    names: dict[str, dict[str, str]] = {}
+    for s in samples:
+        if s.name == "orgproxy_cost_month_to_date_usd":
+            names.setdefault(s.labels["provider"], {})[s.labels["api_key_id"]] = s.labels["api_key_name"]
+    refreshed = {s.labels["provider"]: s.value for s in samples
+                 if s.name == "orgproxy_cost_refresh_timestamp_seconds" and s.value > 0}
+    return (names, refreshed["openai"]) if set(names) == set(refreshed) == {"openai", "anthropic"} else None
 
 
 def discovered_by_both(base: str) -> dict[str, Any] | None:
@@ -146,8 +149,12 @@ def test_make_demo_shows_named_costs_and_both_providers_discovery_then_stops_on_
     demo = openai_demo(today)
     usage = FakeUsage(since=first_day(today), until=today + timedelta(days=1), keys=demo.keys)
     this_month = {row.api_key_id for row in usage.costs_rows if row.day >= today.replace(day=1)}
-    assert names == {key: demo.names.get(key, "unknown") for key in this_month}
-    assert len(set(names.values())) < len(names) and "unknown" in names.values()
+    assert names["openai"] == {key: demo.names.get(key, "unknown") for key in this_month}
+    assert len(set(names["openai"].values())) < len(names["openai"]) and "unknown" in names["openai"].values()
+    # Anthropic's, from its analytics API: its keys with costs this month, and the Console's.
+    anthropic = anthropic_demo(today)
+    spent = {e.dimensions["api_key_id"] for e in anthropic.costs if e.day >= today.replace(day=1).isoformat()}
+    assert names["anthropic"] == {key or "": anthropic.names[key] if key else "Console" for key in spent}
     assert providers["anthropic"]["discovery"]["names"] > 0 and providers["openai"]["discovery"]["names"] > 0
     assert "orgproxy demo: stopped (the daemon exited with 0)" in output, output
     assert "Traceback" not in output, output

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orgproxy.ops.costs import COLLECTOR
+from orgproxy.costs.collector import COLLECTOR
 from tests.conftest import ROOT
 from tests.support.answers import TOKEN
 from tests.support.memory import InMemoryProxy

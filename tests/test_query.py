@@ -368,10 +368,13 @@ def test_anthropic_s_filters_by_name_are_its_documented_id_filters() -> None:
     assert dict(name_filters(ANTHROPIC_FIELDS)) == {
         "api_key_names": ("api_key_ids", "api_key_id"), "workspace_names": ("workspace_ids", "workspace_id"),
         "account_names": ("account_ids", "account_id"),
-        "service_account_names": ("service_account_ids", "service_account_id")}
-    ids = {"workspace_id": {"Billing": ("wrkspc_a", "wrkspc_b")}}
+        "service_account_names": ("service_account_ids", "service_account_id"),
+        "user_names": ("actor_ids", "user_id")}  # the analytics API's filter by actor
+    ids = {"workspace_id": {"Billing": ("wrkspc_a", "wrkspc_b")}, "user_id": {"Jane": ("user_01a",)}}
     assert rewrite_name_filters(b"workspace_names[]=Billing&x=1", ids, ANTHROPIC_FIELDS) == (
         b"workspace_ids[]=wrkspc_a&workspace_ids[]=wrkspc_b&x=1")
+    assert rewrite_name_filters(b"user_names=Jane&actor_ids=svac_1", ids, ANTHROPIC_FIELDS) == (
+        b"actor_ids=user_01a&actor_ids=svac_1")
     with pytest.raises(UnknownName) as raised:
         rewrite_name_filters(b"project_names=shop&workspace_names=Nobody", ids, ANTHROPIC_FIELDS)
     assert (raised.value.param, raised.value.name) == ("workspace_names", "Nobody")

@@ -34,7 +34,8 @@ from orgproxy.names.shared import NamesFollower
 from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import logs, metrics
 from orgproxy.ops.metrics import MetricsFlush
-from orgproxy.ops.costs import COLLECTOR, CostRefresher
+from orgproxy.costs.collector import COLLECTOR
+from orgproxy.costs.refresher import CostRefresher
 from orgproxy.ops.memory import IdleTrim
 from orgproxy.ops.reload import ReloadService
 from orgproxy.ops.firstprocess import FirstProcessLink
@@ -283,8 +284,11 @@ class Built:
     def kinds(self) -> list[type]:
         return [type(s) for s in self.service]
 
+    def all(self, kind: type) -> list[Any]:
+        return [s for s in self.service if isinstance(s, kind)]
+
     def one(self, kind: type) -> Any:
-        (found,) = [s for s in self.service if isinstance(s, kind)]
+        (found,) = self.all(kind)
         return found
 
 
@@ -365,8 +369,12 @@ def test_an_admin_key_adds_the_cost_refresher_except_in_workers_and_at_interval_
     monkeypatch.setattr(logs.log, "namespace", logs.log.namespace)  # a worker renames it
     key = {"OPENAI_ADMIN_KEY": TOKEN}
     refresher = build(["--cost-interval", "60", "--cost-series-max", "9"], environ=key).one(CostRefresher)
-    assert (refresher.interval, refresher.most) == (60.0, 9)
+    assert (refresher.provider, refresher.interval, refresher.store.most) == ("openai", 60.0, 9)
     assert refresher.store.writer and refresher.store.path.endswith("/state/costs.json")
+    # With Anthropic's key too, one refresher each, sharing one store (one bound for both).
+    both = build([], environ={**key, "ANTHROPIC_ADMIN_KEY": "sk-ant-admin01-tap"}).all(CostRefresher)
+    assert [r.provider for r in both] == ["openai", "anthropic"] and both[0].store is both[1].store
+    assert build([], environ={"ANTHROPIC_ADMIN_KEY": "sk-ant-admin01-tap"}).one(CostRefresher).provider == "anthropic"
     for argv, environ in (([], {}), (["--cost-interval", "0"], key), (["--worker-number", "1"], key)):
         assert CostRefresher not in build(argv, environ=environ).kinds()
     COLLECTOR.source = None

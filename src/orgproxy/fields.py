@@ -39,9 +39,17 @@ class FieldSet:
     # An id field whose null, in an answer grouped by that field, stands for something
     # with a name of its own (Anthropic's Default Workspace, its Console): that name.
     null_names: Mapping[str, str] = field(default_factory=dict)
-    # Fields of a result row that hold an amount as a decimal string (Anthropic's cost
-    # ``amount``, in cents): summed exactly when rows are merged by name.
-    decimal_measures: frozenset[str] = frozenset()
+    # Where a row holds an amount of money, as a path of members from the row (OpenAI's
+    # ``amount.value``, Anthropic's ``amount`` and ``cost.amount``): a decimal string or a
+    # number, summed exactly when rows are merged by name, a string into a string.
+    decimal_measures: frozenset[tuple[str, ...]] = frozenset()
+    # An id field whose ids are those of another field of the same provider (Anthropic's
+    # actor ``user_id`` and its usage report's ``account_id`` are both ``user_...``): named
+    # from what was learned for that one.
+    named_like: Mapping[str, str] = field(default_factory=dict)
+    # The upstream's filter by the ids of a field, where it is not the field's plural
+    # (``api_key_ids`` for api_key_id): Anthropic filters its analytics by actor_ids.
+    filter_for_id: Mapping[str, str] = field(default_factory=dict)
     # Unknown ids of these fields make discovery look again (an unknown user alone is
     # common: ungrouped usage, deleted accounts).
     triggering_fields: frozenset[str] = frozenset()
@@ -83,32 +91,43 @@ OPENAI_FIELDS = FieldSet(
     # whole discovery has run. Anthropic's keys are never deleted (only archived, and
     # its discovery lists every status), so only OpenAI's get the flag.
     flag_fields=_frozen({"api_key_id": ("api_key_deleted",)}),
+    # A number as OpenAI sends it; a string where users have seen one.
+    decimal_measures=frozenset({("amount", "value")}),
     triggering_fields=frozenset({"api_key_id", "project_id"}),
     foreign_id_prefixes=_frozen({"api_key_id": ("apikey_",)}),
 )
 
 # Anthropic's Admin API (/v1/organizations/): keys are ``apikey_...``, workspaces
-# ``wrkspc_...``, the users behind OAuth requests ``user_...`` (as account_id), service
-# accounts ``svac_...``; none collides with an OpenAI id, so the alias tables are shared.
+# ``wrkspc_...``, users ``user_...`` (the usage report's account_id, the analytics actor's
+# user_id), service accounts ``svac_...``; none collides with an OpenAI id, so the alias
+# tables are shared.
 ANTHROPIC_FIELDS = FieldSet(
     provider="anthropic",
     name_field_for_id=_frozen({"api_key_id": "api_key_name", "workspace_id": "workspace_name",
-                               "account_id": "account_name", "service_account_id": "service_account_name"}),
+                               "account_id": "account_name", "service_account_id": "service_account_name",
+                               "user_id": "user_name"}),
     alias_table_for_id=_frozen({"api_key_id": "api_keys", "workspace_id": "workspaces", "account_id": "users",
-                                "service_account_id": "service_accounts"}),
+                                "service_account_id": "service_accounts", "user_id": "users"}),
     extra_fields=_frozen({
         "api_key_id": (),
         "workspace_id": (),
         "account_id": (("account_email", "email"),),
         "service_account_id": (),
+        # The analytics actor carries the user's email_address itself.
+        "user_id": (),
     }),
     # A report grouped by workspace_id says null for the Default Workspace (which the
     # workspace endpoint calls "Default"), and one grouped by api_key_id says null for
     # usage in the Console (its playground and Workbench), which no key made.
     null_names=_frozen({"workspace_id": "Default", "api_key_id": "Console"}),
-    decimal_measures=frozenset({"amount"}),
+    # Cents as decimal strings: the legacy cost report's ``amount``, the analytics cost
+    # row's ``cost.amount`` and ``cost.list_amount``.
+    decimal_measures=frozenset({("amount",), ("cost", "amount"), ("cost", "list_amount")}),
+    named_like=_frozen({"user_id": "account_id"}),
+    # user_names= becomes the analytics API's actor_ids[] (a user actor's id is its user_id).
+    filter_for_id=_frozen({"user_id": "actor_ids"}),
     triggering_fields=frozenset({"api_key_id", "workspace_id"}),
-    foreign_id_prefixes=_frozen({"api_key_id": ("key_",), "account_id": ("user-",)}),
+    foreign_id_prefixes=_frozen({"api_key_id": ("key_",), "account_id": ("user-",), "user_id": ("user-",)}),
 )
 
 FIELD_SETS: tuple[FieldSet, ...] = (OPENAI_FIELDS, ANTHROPIC_FIELDS)

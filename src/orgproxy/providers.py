@@ -57,6 +57,10 @@ ANTHROPIC = Provider(
     array_params=frozenset({
         b"group_by", b"api_key_ids", b"workspace_ids", b"account_ids", b"service_account_ids", b"models",
         b"service_tiers", b"context_window", b"inference_geos", b"speeds", b"roles",
+        # The Usage and Cost Analytics API's own (analytics/cost, analytics/usage).
+        b"actor_ids", b"actor_types", b"context_windows", b"products", b"agent_ids", b"deployment_ids",
+        b"environment_ids", b"session_ids", b"rbac_group_ids", b"user_profile_ids", b"claude_tag_categories",
+        b"claude_tag_user_ids", b"slack_channel_ids",
     }),
 )
 

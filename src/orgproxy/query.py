@@ -163,8 +163,9 @@ def ids_grouped_by(query: bytes, wanted: Collection[str]) -> frozenset[str]:
 @cache
 def name_filters(fields: FieldSet) -> Mapping[str, tuple[str, str]]:
     """A provider's filters by name: api_key_names -> (api_key_ids, the id field whose
-    names it filters by)."""
-    return MappingProxyType({name + "s": (id_field + "s", id_field)
+    names it filters by); the upstream's own filter where it is named otherwise
+    (Anthropic's user_names -> actor_ids)."""
+    return MappingProxyType({name + "s": (fields.filter_for_id.get(id_field, id_field + "s"), id_field)
                              for id_field, name in fields.name_field_for_id.items()})
 
 

@@ -8,6 +8,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, NoReturn, Protocol, cast
 from urllib.parse import urlsplit
 
@@ -22,6 +23,10 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 
 from orgproxy.body.amend import Amended
+from orgproxy.costs import anthropic_costs, openai_costs
+from orgproxy.costs.collector import COLLECTOR
+from orgproxy.costs.refresher import CostRefresher
+from orgproxy.costs.store import CostStore, store_path
 from orgproxy.credentials import CREDENTIAL_FOR_OPTION, credential_file
 from orgproxy.fields import ANTHROPIC_FIELDS
 from orgproxy.names import anthropic_admin
@@ -36,7 +41,6 @@ from orgproxy.names.unknown_shared import SharedUnknownIds
 from orgproxy.ops import metrics
 from orgproxy.ops.firstprocess import FirstProcessLink
 from orgproxy.ops.logs import FORMATS, LEVELS, log, observer_for, set_level
-from orgproxy.ops.costs import COLLECTOR, CostRefresher, CostStore, store_path
 from orgproxy.ops.memory import IDLE_TRIM_DELAY, IdleTrim, heap_trimmer, keep_large_buffers
 from orgproxy.ops.reload import AliasReloader, ReloadService, off_reactor_thread
 from orgproxy.ops.rundir import RunDirectory
@@ -198,10 +202,10 @@ class Options(usage.Options):
          f"Most answers the cache keeps. [default: {DEFAULTS['cache-max-entries']}]"],
         ["cost-interval", None, None,
          "Seconds between refreshes of the cost series on /metrics (this month's costs per key,"
-         f" with the admin key); 0 is off. [default: {DEFAULTS['cost-interval']}]"],
+         f" with each provider's admin key); 0 is off. [default: {DEFAULTS['cost-interval']}]"],
         ["cost-series-max", None, None,
-         "Most (key, project) series of cost on /metrics; beyond, the smallest are added up"
-         f" as api_key_name=\"other\". [default: {DEFAULTS['cost-series-max']}]"],
+         "Most series of cost on /metrics, both providers together; beyond, the smallest of each"
+         f" are added up as api_key_name=\"other\". [default: {DEFAULTS['cost-series-max']}]"],
         ["idle-trim", None, None,
          "Seconds without a request in flight after which the memory freed since is handed back to"
          f" the system (glibc); 0 is off. [default: {DEFAULTS['idle-trim']}]"],
@@ -570,37 +574,50 @@ def run_directory(options: Options) -> RunDirectory | None:
     return run
 
 
-def anthropic_discovery(options: Options, reactor: Any, agent: IAgent, names: CurrentNames,
-                        history: History | None) -> DiscoveryService | None:
-    """Discovery of Anthropic's names, with --anthropic-admin-key-file (or systemd's
-    anthropic-admin-key credential) or ANTHROPIC_ADMIN_KEY: the key goes only to
-    --anthropic-upstream, as x-api-key, and only from discovery."""
+def anthropic_admin_client(options: Options, reactor: Any, agent: IAgent) -> AdminClient | None:
+    """Anthropic's Admin API with --anthropic-admin-key-file (or systemd's anthropic-admin-key
+    credential) or ANTHROPIC_ADMIN_KEY: the key goes only to --anthropic-upstream, as
+    x-api-key, and only from discovery and the cost refresh."""
     key = admin_key(options, "anthropic-admin-key-file", "ANTHROPIC_ADMIN_KEY")
     if key is None:
         return None
-    admin = AdminClient(reactor, options["anthropic-upstream"], agent,
-                        [(b"x-api-key", key.encode()), (b"anthropic-version", anthropic_admin.ANTHROPIC_VERSION)],
-                        options["timeout"], options["max-response-bytes"], title=ANTHROPIC.title)
+    return AdminClient(reactor, options["anthropic-upstream"], agent,
+                       [(b"x-api-key", key.encode()), (b"anthropic-version", anthropic_admin.ANTHROPIC_VERSION)],
+                       options["timeout"], options["max-response-bytes"], title=ANTHROPIC.title)
+
+
+def anthropic_discovery(options: Options, reactor: Any, admin: AdminClient | None, names: CurrentNames,
+                        history: History | None) -> DiscoveryService | None:
+    """Discovery of Anthropic's names, where its Admin API has a key."""
+    if admin is None:
+        return None
     return DiscoveryService(reactor, admin.get, names, history, options["discovery-interval"],
                             options["discovery-cooldown"], discover=anthropic_admin.discover,
                             provider=ANTHROPIC.name, title=ANTHROPIC.title,
                             triggering_fields=ANTHROPIC_FIELDS.triggering_fields)
 
 
-def cost_series(options: Options, reactor: Any, admin: AdminClient | None,
-                current: CurrentNames) -> CostRefresher | None:
-    """The cost series on /metrics (with an admin key, unless --cost-interval is 0): every
-    process draws them from the figures in the state directory; the one process that is
-    not a --workers worker fetches them (the refresher returned)."""
+def cost_series(options: Options, reactor: Any, openai: AdminClient | None, anthropic: AdminClient | None,
+                current: CurrentNames) -> list[CostRefresher]:
+    """The cost series on /metrics (with either admin key, unless --cost-interval is 0):
+    every process draws them from the figures in the state directory; the one process that
+    is not a --workers worker fetches them, with a refresher per provider (returned)."""
     worker = options["worker-number"] > 0  # a --workers worker, which holds no admin key
-    if options["cost-interval"] == 0 or (admin is None and not worker):
-        return None
-    store = CostStore(store_path(options["state-dir"]), writer=not worker)
+    # Anthropic's costs come from its analytics API, which asks for its beta.
+    analytics = anthropic.with_headers([(b"anthropic-beta", anthropic_costs.BETA)]) if anthropic is not None else None
+    sources = [(provider, admin, fetch_costs) for provider, admin, fetch_costs in (
+        (OPENAI, openai, openai_costs.fetch_costs), (ANTHROPIC, analytics, anthropic_costs.fetch_costs))
+        if admin is not None]
+    if options["cost-interval"] == 0 or (not sources and not worker):
+        return []
+    if worker:
+        sources = []
+    store = CostStore(store_path(options["state-dir"]), writer=not worker, most=options["cost-series-max"],
+                      providers=tuple(provider.name for provider, _, _ in sources))
     COLLECTOR.follow(store, lambda: current.names)
     metrics.installed().register(COLLECTOR)
-    if worker or admin is None:
-        return None
-    return CostRefresher(reactor, admin.get, store, options["cost-interval"], options["cost-series-max"])
+    return [CostRefresher(reactor, provider.name, provider.title, partial(fetch_costs, admin.get), store,
+                          options["cost-interval"]) for provider, admin, fetch_costs in sources]
 
 
 def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpointFactory | None = None
@@ -654,9 +671,10 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
                             options["timeout"], options["max-response-bytes"])
         discovery = DiscoveryService(reactor, admin.get, names, history,
                                      options["discovery-interval"], options["discovery-cooldown"])
-    discovery_of_anthropic = None if is_worker else anthropic_discovery(options, reactor, agent, names, history)
+    admin_of_anthropic = None if is_worker else anthropic_admin_client(options, reactor, agent)
+    discovery_of_anthropic = anthropic_discovery(options, reactor, admin_of_anthropic, names, history)
     discoveries = [found for found in (discovery, discovery_of_anthropic) if found is not None]
-    cost_refresher = cost_series(options, reactor, admin, names)
+    cost_refreshers = cost_series(options, reactor, admin, admin_of_anthropic, names)
     cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"], options["cache-max-entries"])
              if options["cache-ttl"] > 0 else None)
     idle_trim = IdleTrim(reactor, options["idle-trim"], heap_trimmer()) if options["idle-trim"] > 0 else None
@@ -756,8 +774,8 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
     for shares in (shared_unknown, follower, first_process):
         if shares is not None:
             shares.setServiceParent(service)
-    if cost_refresher is not None:
-        cost_refresher.setServiceParent(service)
+    for refresher in cost_refreshers:
+        refresher.setServiceParent(service)
     if idle_trim is not None:
         idle_trim.setServiceParent(service)
     service.idle_trim = idle_trim

@@ -25,6 +25,7 @@ from tests.support.fake_anthropic import (
     BILLING,
     BILLING_KEY,
     BILLING_KEY_OLD,
+    BOT,
     BOT_KEY,
     JANE_DOE,
     JANE_SMITH,
@@ -32,6 +33,7 @@ from tests.support.fake_anthropic import (
     PERSONAL_KEY,
     PLATFORM,
     RESEARCH,
+    SERVICE_ACCOUNTS,
     USERS,
     WORKSPACES,
     ZOE,
@@ -138,6 +140,43 @@ def test_keys_of_every_status_in_both_shapes_archived_workspaces_and_users_are_n
     assert status["enabled"] and status["last_success"] is not None and status["last_error"] is None
     assert status["names"] == len(KEY_NAMES) + 3 + 3
     assert proxy.get("/health").json()["discovery"] == {"enabled": False}  # OpenAI's: no key for it
+
+
+def test_service_accounts_are_learned_where_anthropic_lists_them_and_skipped_where_it_refuses(
+        start: Start, fake_anthropic: FakeAnthropic) -> None:
+    # As the reference says: an Admin API key may not list them (403); the walk goes on.
+    proxy = start()
+    assert [r.target.decode() for r in fake_anthropic.received if r.path == SERVICE_ACCOUNTS.encode()] == [
+        f"{SERVICE_ACCOUNTS}?limit=100&include_archived=true"]
+    assert name_of(proxy, fake_anthropic, "service_account_id", BOT) == "unknown"
+    assert anthropic_status(proxy)["last_error"] is None
+    # Where it lists them (paged by token), they are named, and remembered with their provider.
+    fake_anthropic.org.service_accounts_for_admin_keys = True
+    fake_anthropic.org.service_accounts += [dict(fake_anthropic.org.service_accounts[0], id=f"svac_{n}",
+                                                 name=f"robot {n}") for n in range(2)]
+    sighup(proxy)
+    assert name_of(proxy, fake_anthropic, "service_account_id", BOT) == "ci-deploy-bot"
+    assert name_of(proxy, fake_anthropic, "service_account_id", "svac_1") == "robot 1"
+    pages = [r.target.decode() for r in fake_anthropic.received if r.path == SERVICE_ACCOUNTS.encode()][1:]
+    assert len(pages) == 2 and "page=" in pages[1]
+    remembered = {(r.learned.provider, r.learned.id_field, r.learned.id) for r in proxy.service.history.load()}
+    assert ("anthropic", "service_account_id", BOT) in remembered
+
+
+def test_users_name_the_analytics_actors_and_are_remembered_once(start: Start, fake_anthropic: FakeAnthropic,
+                                                                 tmp_path: Path) -> None:
+    proxy = start()
+    actor = {"type": "user_actor", "user_id": ZOE, "email_address": "zoe@example.com", "name": "Zoë Ångström",
+             "deleted": False}
+    (row,) = named(proxy, fake_anthropic, [{"group": {"actor": actor}}])
+    assert row["group"]["actor"]["user_name"] == "Zoë Ångström"
+    remembered = [r.learned for r in proxy.service.history.load() if r.learned.id == ZOE]
+    assert [(r.id_field, r.provider) for r in remembered] == [("account_id", "anthropic")]
+    proxy.close()
+    # After a restart without the key, the history still names the actor.
+    again = start(environ={})
+    (row,) = named(again, fake_anthropic, [{"group": {"actor": actor}}])
+    assert row["group"]["actor"]["user_name"] == "Zoë Ångström"
 
 
 def test_keys_a_list_without_status_leaves_out_are_found_by_their_status(

@@ -66,11 +66,16 @@ def test_a_page_looks_at_no_more_ids_than_its_budget() -> None:
     assert found.after == ("api_keys", "key_019")
 
 
-def test_an_id_named_by_discovery_for_one_provider_only_has_that_field() -> None:
+def test_an_id_named_by_discovery_for_one_provider_only_has_that_provider_s_fields() -> None:
+    # An Anthropic user names its usage report's account_id and its analytics actor's user_id.
     account = Learned("account_id", "user_01Anthropic", "Ada", provider="anthropic")
     (entry,) = page(current_names({}, [account])).entries
-    assert (entry.table, entry.fields, entry.source, entry.provider) == ("users", ("account_id",), "discovery",
-                                                                         "anthropic")
+    assert (entry.table, entry.fields, entry.source, entry.provider) == (
+        "users", ("user_id", "account_id"), "discovery", "anthropic")
+    key = Learned("api_key_id", "key_openai", "checkout")
+    service_account = Learned("service_account_id", "user-x", "bot")  # OpenAI's: it names nothing
+    (entry,) = page(current_names({}, [key, service_account])).entries
+    assert (entry.table, entry.fields, entry.provider) == ("api_keys", ("api_key_id",), "openai")
 
 
 def test_the_alias_file_escapes_what_toml_must_and_comments_what_it_cannot_spell() -> None:

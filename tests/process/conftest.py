@@ -82,7 +82,7 @@ def costs_daemon(costs_daemon_args: list[str], costs_aliases: str, costs_client_
         running = Daemon(["--upstream", upstream.url, *args, *costs_daemon_args], cwd=directory,
                          env={"OPENAI_ADMIN_KEY": TOKEN})
         try:
-            running.wait_ready().wait_for("Cost series (start)")  # the first refresh (a failure says "refresh")
+            running.wait_ready().wait_for("OpenAI cost series (start)")  # the first refresh (a failure says "refresh")
             yield CostsDaemon(running, upstream, usage, costs_client_token)
         finally:
             code = running.stop()

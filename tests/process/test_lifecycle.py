@@ -207,7 +207,7 @@ def supervised(tmp_path: Path, aliases: Path, upstream: FakeUpstream) -> Iterato
     supervisor = Supervisor(tmp_path, substituted_program(tmp_path, aliases, port),
                             {"ORGPROXY_UPSTREAM": upstream.url})
     try:
-        for started in ("orgproxy serving on", "OpenAI discovery (start) learned", "Cost series (start)"):
+        for started in ("orgproxy serving on", "OpenAI discovery (start) learned", "OpenAI cost series (start)"):
             supervisor.wait_in_log(supervisor.program_log, started)
         yield supervisor, f"http://127.0.0.1:{port}"
     finally:

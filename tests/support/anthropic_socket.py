@@ -2,19 +2,18 @@
 (``fake_analytics.AnalyticsApi``) served on a real socket, by ``FakeUpstream``'s threads: for
 the tests that run the real daemon (``tests/process/``, the README's blocks) and for ``make
 demo``. Their paths (``/v1/organizations/...``) never meet OpenAI's, so one ``FakeUpstream``
-can serve every fake. ``AnthropicOnASocket`` serves the analytics API over its organization's
-usage (``analytics_of``), and ``/v1/organizations/me``."""
+can serve every fake. ``AnthropicOnASocket`` also answers
+``/v1/organizations/me``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.support.fake_analytics import COST, USAGE, AnalyticsApi, Entry
+from tests.support.fake_analytics import COST, USAGE, AnalyticsApi
 from tests.support.fake_anthropic import (
     API_KEYS,
     COSTS,
@@ -30,11 +29,11 @@ from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply
 
 
 class AnthropicOnASocket:
-    """The fake Anthropic's organization and ledgers, served by FakeUpstream's threads."""
+    """The fake Anthropic's organization and ledgers (its analytics ledgers too), served by
+    FakeUpstream's threads."""
 
     def __init__(self, org: AnthropicOrg | None = None) -> None:
         self.fake = FakeAnthropic(org)
-        self.analytics = AnalyticsOnASocket(analytics_of(self.fake.org.usage))
 
     def install(self, upstream: FakeUpstream) -> AnthropicOnASocket:
         routes = {API_KEYS: self.fake.list_api_keys, WORKSPACES: self.fake.list_workspaces,
@@ -42,7 +41,7 @@ class AnthropicOnASocket:
                   ME: lambda pairs: self.fake.example_for("GET", ME)[1]}
         for path, route in routes.items():
             upstream.on(path, self.answering(route))
-        self.analytics.install(upstream)
+        AnalyticsOnASocket(self.fake.org.analytics).install(upstream)
         return self
 
     @staticmethod
@@ -80,26 +79,3 @@ class AnalyticsOnASocket:
 
 
 ME = "/v1/organizations/me"
-# Cents a token (a million tokens at $3 in, $15 out, $0.30 read from the cache), and a web search.
-PRICES = {"uncached_input_tokens": Decimal("0.0003"), "output_tokens": Decimal("0.0015"),
-          "cache_read_input_tokens": Decimal("0.00003")}
-
-
-def analytics_of(usage: list[dict[str, Any]]) -> AnalyticsApi:
-    """The analytics API over an organization's usage ledger (``AnthropicOrg.usage``): its
-    tokens, and what they cost (PRICES), per key, workspace, model and token type."""
-    costs, used = [], []
-    for entry in usage:
-        dimensions = {name: entry.get(name) for name in ("api_key_id", "workspace_id", "model")}
-        tokens = {name: entry.get(name, 0) for name in PRICES}
-        tokens.update(entry.get("cache_creation", {}))
-        tokens["web_search_requests"] = entry.get("web_search_requests", 0)
-        used.append(Entry(entry["day"], dimensions, requests=1, tokens=tokens))
-        for token_type, price in PRICES.items():
-            if entry.get(token_type):
-                costs.append(Entry(entry["day"], {**dimensions, "cost_type": "tokens", "token_type": token_type},
-                                   str(price * entry[token_type]), requests=1))
-        if entry.get("web_search_requests"):
-            costs.append(Entry(entry["day"], {**dimensions, "cost_type": "web_search"},
-                               str(entry["web_search_requests"]), requests=entry["web_search_requests"]))
-    return AnalyticsApi(costs=costs, usage=used)

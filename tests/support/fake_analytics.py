@@ -19,8 +19,9 @@ ledger entries, in exactly the shape of the reference's examples
   and ``requests``, which is null when grouped by ``cost_type`` or ``token_type``;
 - filters: ``api_key_ids[]``, ``workspace_ids[]``, ``models[]``, ``service_tiers[]``,
   ``actor_ids[]`` (the actor's tagged id);
-- rows page by ``limit`` (1..1000, default ``DEFAULT_LIMIT``), in bucket order then ledger
-  order, with an opaque ``next_page`` cursor that only the same query accepts;
+- rows page by ``limit`` (1..1000, by default the API's ``default_limit``, ``DEFAULT_LIMIT``
+  unless told), in bucket order then ledger order, with an opaque ``next_page`` cursor that
+  only the same query accepts;
 - arrays only in the bracket spelling (``group_by[]=a``), as every example writes them;
 - errors in Anthropic's shape.
 
@@ -109,6 +110,7 @@ class AnalyticsApi:
     usage: list[Entry] = field(default_factory=list)
     now: datetime = datetime(2026, 10, 16, 9, 30, tzinfo=UTC)
     data_refreshed_at: str = "2026-10-16T06:00:00Z"
+    default_limit: int = DEFAULT_LIMIT  # rows a page holds when the query gives no limit
 
     def answer(self, path: str, pairs: Sequence[tuple[str, str]], headers: Mapping[str, str]
                ) -> tuple[int, dict[str, Any]]:
@@ -124,7 +126,7 @@ class AnalyticsApi:
             return 400, error_body(400, str(e))
 
     def page(self, cost: bool, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
-        query = Query.read(pairs, COST_DIMENSIONS if cost else USAGE_DIMENSIONS, self.now)
+        query = Query.read(pairs, COST_DIMENSIONS if cost else USAGE_DIMENSIONS, self.now, self.default_limit)
         rows = list(self.rows(cost, query))
         start = query.offset(rows)
         page = rows[start:start + query.limit]
@@ -166,7 +168,8 @@ class Query:
     fingerprint: str  # the query but its page: a cursor belongs to one query
 
     @classmethod
-    def read(cls, pairs: Sequence[tuple[str, str]], dimensions: tuple[str, ...], now: datetime) -> Query:
+    def read(cls, pairs: Sequence[tuple[str, str]], dimensions: tuple[str, ...], now: datetime,
+             default_limit: int = DEFAULT_LIMIT) -> Query:
         single: dict[str, str] = {}
         grouped: list[str] = []
         filters: dict[str, set[str]] = {}
@@ -199,7 +202,7 @@ class Query:
         width = single.get("time_bucket_width")
         if width not in (None, "1d"):
             raise BadRequest(f"time_bucket_width: the fake knows only 1d, not {width!r}")
-        limit = _number(single.get("limit", str(DEFAULT_LIMIT)), "limit", 1, 1000)
+        limit = _number(single.get("limit", str(default_limit)), "limit", 1, 1000)
         fingerprint = hashlib.sha256(repr(sorted(p for p in pairs if p[0] != "page")).encode()).hexdigest()[:12]
         return cls(starting_at, ending_at, width == "1d", tuple(grouped),
                    {k: frozenset(v) for k, v in filters.items()}, frozenset(actors), limit, single.get("page"),

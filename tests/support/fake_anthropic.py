@@ -14,6 +14,11 @@ example bodies in ``tests/fixtures/anthropic-admin-api/`` and the rules its refe
   a token ending in ``=``); rows grouped by the ``group_by[]`` dimensions, every other dimension
   null; the Console's usage has a null ``api_key_id`` and the Default Workspace's a null
   ``workspace_id`` even when grouped by them; cost ``amount`` is a decimal string in cents;
+- ``service_accounts`` pages by token (``page=<next_page>``) and, as its reference says, answers
+  only an OAuth token: an Admin API key (``x-api-key``) gets 403, unless
+  ``org.service_accounts_for_admin_keys``;
+- the Usage and Cost Analytics API (``analytics/cost``, ``analytics/usage``) is
+  ``fake_analytics.AnalyticsApi`` over the organization's analytics ledgers (``org.analytics``);
 - arrays only in the bracket spelling (``group_by[]=a``): whether Anthropic reads ``group_by=a``
   is not documented, so the fake refuses it, the strict reading;
 - errors in Anthropic's shape, ``{"type": "error", "error": {"type", "message"}, "request_id"}``.
@@ -36,6 +41,8 @@ from urllib.parse import parse_qsl
 
 from twisted.web import server
 
+from tests.support.fake_analytics import PREFIX as ANALYTICS
+from tests.support.fake_analytics import AnalyticsApi, Entry
 from tests.support.fake_openai import FakeOpenAI, Received
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "anthropic-admin-api"
@@ -43,6 +50,7 @@ PREFIX = "/v1/organizations"
 API_KEYS = PREFIX + "/api_keys"
 WORKSPACES = PREFIX + "/workspaces"
 USERS = PREFIX + "/users"
+SERVICE_ACCOUNTS = PREFIX + "/service_accounts"
 MESSAGES = PREFIX + "/usage_report/messages"
 COSTS = PREFIX + "/cost_report"
 # The Admin API key discovery is given in the tests; it must never show up in logs or errors.
@@ -112,6 +120,12 @@ def user(id: str, name: str, email: str) -> dict[str, Any]:
     return item
 
 
+def service_account(id: str, name: str) -> dict[str, Any]:
+    item = copy.deepcopy(example_json("get_organizations_service_accounts.response.json")["data"][0])
+    item.update(id=id, name=name, archived_at=None)
+    return item
+
+
 @dataclass
 class AnthropicOrg:
     workspaces: list[dict[str, Any]]  # items as the list answers them; archived ones have archived_at
@@ -122,14 +136,19 @@ class AnthropicOrg:
     usage: list[dict[str, Any]] = field(default_factory=list)
     # {"day", "workspace_id", "description", "amount": "<cents>", and what DESCRIBED names}
     costs: list[dict[str, Any]] = field(default_factory=list)
+    service_accounts: list[dict[str, Any]] = field(default_factory=list)
+    # The Usage and Cost Analytics API over its own ledgers (see sample_analytics()).
+    analytics: AnalyticsApi = field(default_factory=AnalyticsApi)
     page_size: int = 2  # the most items a list page holds, whatever the limit
     unfiltered_key_statuses: frozenset[str] | None = None  # None: a list without status holds every key
+    service_accounts_for_admin_keys: bool = False  # the reference: OAuth tokens only
 
 
 def sample_anthropic_org() -> AnthropicOrg:
     """A ready organization, a fresh copy on every call: three workspaces (one archived),
-    five keys of every status in both item shapes (two sharing a name), three users, and a
-    few days of usage and costs (with Console usage and the Default Workspace's)."""
+    five keys of every status in both item shapes (two sharing a name), three users, a
+    service account, a few days of usage and costs (with Console usage and the Default
+    Workspace's) and the analytics ledgers of ``sample_analytics()``."""
     kinds = {item["id"]: item for item in
              example_json("get_organizations_api_keys.CONSTRUCTED-key-types.response.json")["data"]}
     old_shape = example_json("get_organizations_api_keys.variant-2026-08-principal-id-type.response.json")["data"][0]
@@ -172,10 +191,60 @@ def sample_anthropic_org() -> AnthropicOrg:
                     partial_key_hint="sk-ant-api03-Old...x9QA"),
             kinds[LEGACY_KEY], kinds[PERSONAL_KEY], kinds[BOT_KEY],
         ],
-        users=[user(JANE_DOE, "Jane Doe", "user@emaildomain.com"), user(JANE_SMITH, "Jane Smith", "jane@example.com"),
-               user(ZOE, "Zoë Ångström", "zoe@example.com")],
-        usage=usage, costs=costs,
+        users=sample_users(), usage=usage, costs=costs, service_accounts=[service_account(BOT, "ci-deploy-bot")],
+        analytics=sample_analytics(),
     )
+
+
+def actor(kind: str, id: str) -> dict[str, Any]:
+    """The analytics ``actor`` of a user (with the user's email and name, as the reference
+    shows), a key or a service account."""
+    if kind == "user":
+        person = next(u for u in sample_users() if u["id"] == id)
+        return {"type": "user_actor", "user_id": id, "email_address": person["email"], "name": person["name"],
+                "deleted": False}
+    if kind == "key":
+        return {"type": "api_actor", "api_key_id": id}
+    return {"type": "service_account_actor", "service_account_id": id}
+
+
+def sample_users() -> list[dict[str, Any]]:
+    return [user(JANE_DOE, "Jane Doe", "user@emaildomain.com"), user(JANE_SMITH, "Jane Smith", "jane@example.com"),
+            user(ZOE, "Zoë Ångström", "zoe@example.com")]
+
+
+def sample_analytics() -> AnalyticsApi:
+    """The analytics ledgers of the sample organization, as of 2026-10-16 09:30 UTC (the
+    API's ``now``): each key in its own workspace (the Default Workspace's null for the legacy
+    key and the organization-wide personal key), the Console's usage (no key, the Default
+    Workspace), the two "billing-batch-prod" keys on the same days, amounts in fractional
+    cents whose sums in dollars a double cannot hold exactly (10 + 20 cents: $0.3, which
+    0.1 + 0.2 misses), and August's days of the legacy reports."""
+    def cost(day: str, key: str | None, workspace: str | None, who: dict[str, Any], amount: str,
+             requests: int, cost_type: str = "tokens", listed: str | None = None) -> Entry:
+        return Entry(day, {"api_key_id": key, "workspace_id": workspace, "actor": who, "cost_type": cost_type,
+                           "model": "claude-opus-4-6", "service_tier": "standard"}, amount, listed, requests)
+    costs = [
+        cost("2026-08-01", BILLING_KEY, BILLING, actor("key", BILLING_KEY), "1520.4417", 40, listed="1689.3797"),
+        cost("2026-08-01", BILLING_KEY_OLD, BILLING, actor("key", BILLING_KEY_OLD), "0.0003", 1),
+        cost("2026-08-01", None, None, actor("user", JANE_DOE), "87.5", 3),
+        cost("2026-09-30", BILLING_KEY, BILLING, actor("key", BILLING_KEY), "999.99", 9),
+        cost("2026-09-30", LEGACY_KEY, None, actor("key", LEGACY_KEY), "5", 1),
+        cost("2026-10-01", BILLING_KEY, BILLING, actor("key", BILLING_KEY), "1520.4417", 40, listed="1689.3797"),
+        cost("2026-10-01", BILLING_KEY, BILLING, actor("key", BILLING_KEY), "0.01", 1, "web_search"),
+        cost("2026-10-01", None, None, actor("user", JANE_DOE), "87.5", 3),
+        cost("2026-10-14", BILLING_KEY_OLD, BILLING, actor("key", BILLING_KEY_OLD), "10", 1),
+        cost("2026-10-15", BILLING_KEY, BILLING, actor("key", BILLING_KEY), "0.2", 2),
+        cost("2026-10-15", BILLING_KEY_OLD, BILLING, actor("key", BILLING_KEY_OLD), "20", 1),
+        cost("2026-10-15", PERSONAL_KEY, None, actor("user", JANE_SMITH), "12.345678", 4, listed="13.7174"),
+        cost("2026-10-15", BOT_KEY, PLATFORM, actor("service_account", BOT), "4410.75", 15),
+        cost("2026-10-16", BILLING_KEY, BILLING, actor("key", BILLING_KEY), "33.3", 5),
+    ]
+    usage = [Entry(e.day, {k: v for k, v in e.dimensions.items() if k != "cost_type"}, requests=e.requests,
+                   tokens={"uncached_input_tokens": 100 * e.requests, "output_tokens": 10 * e.requests,
+                           "cache_read_input_tokens": e.requests, "ephemeral_5m_input_tokens": 2 * e.requests})
+             for e in costs if e.dimensions["cost_type"] == "tokens"]
+    return AnalyticsApi(costs=costs, usage=usage)
 
 
 # --- the fake -----------------------------------------------------------------------------------
@@ -200,7 +269,15 @@ class FakeAnthropic(FakeOpenAI):
                   MESSAGES: self.messages_report, COSTS: self.cost_report}
         route = routes.get(path) if received.method == b"GET" else None
         try:
-            if route is not None:
+            if path.startswith(ANALYTICS + "/") and received.method == b"GET":
+                headers = {}
+                for name, value in received.headers:
+                    key = name.decode("latin-1").lower()
+                    headers[key] = ",".join(filter(None, (headers.get(key), value.decode("latin-1"))))
+                status, body = self.org.analytics.answer(path, pairs, headers)
+            elif path == SERVICE_ACCOUNTS and received.method == b"GET":
+                status, body = self.list_service_accounts(received, pairs)
+            elif route is not None:
                 status, body = 200, route(pairs)
             else:
                 status, body = self.example_for(received.method.decode(), path)
@@ -244,6 +321,23 @@ class FakeAnthropic(FakeOpenAI):
 
     def list_users(self, pairs: list[tuple[str, str]]) -> dict[str, Any]:
         return self.page_of(self.org.users, dict(pairs))
+
+    def list_service_accounts(self, received: Received, pairs: list[tuple[str, str]]) -> tuple[int, Any]:
+        """OAuth tokens only (an Admin API key gets 403); paged by token, ``{"data", "next_page"}``."""
+        if received.header("x-api-key") is not None and not self.org.service_accounts_for_admin_keys:
+            return 403, anthropic_error(403, "This endpoint requires an OAuth token with the org:admin scope.")
+        query = dict(pairs)
+        archived_too = query.get("include_archived") == "true"
+        items = [a for a in self.org.service_accounts if archived_too or a["archived_at"] is None]
+        take = min(_number(query.get("limit", "20"), "limit", 1, 100), self.org.page_size)
+        start = 0
+        if "page" in query:
+            tokens = {page_token(i): i for i in range(take, len(items), take)}
+            if query["page"] not in tokens:
+                raise BadRequest("page: not a page of this list")
+            start = tokens[query["page"]]
+        more = start + take < len(items)
+        return 200, {"data": items[start:start + take], "next_page": page_token(start + take) if more else None}
 
     def page_of(self, items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
         limit = _number(query.get("limit", "20"), "limit", 1, 1000)

@@ -61,7 +61,7 @@ svac_01Hk3R9TWxq7CfQak00OiVw4 = "ci-deploy-bot"
 NAMED = {BILLING_KEY: "billing-batch-prod", BILLING_KEY_OLD: "billing-batch-prod", LEGACY_KEY: "legacy default key",
          BILLING: "Billing", PLATFORM: "Platform", JANE_SMITH: "Jane Smith", BOT: "ci-deploy-bot"}
 NAME_FIELD = {"api_key_id": "api_key_name", "workspace_id": "workspace_name", "account_id": "account_name",
-              "service_account_id": "service_account_name"}
+              "service_account_id": "service_account_name", "user_id": "user_name"}
 
 MakeProxy = Callable[..., InMemoryProxy]
 
@@ -98,7 +98,7 @@ def with_names(text: str, named_nulls: dict[str, str]) -> str:
         if comma:
             return f'{indent}"{field}": {raw},\n{indent}{member},'
         return f'{indent}"{field}": {raw}, {member}'
-    pattern = r'^( *)"(api_key_id|workspace_id|account_id|service_account_id)": (null|"[^"]*")(,?)$'
+    pattern = r'^( *)"(' + "|".join(NAME_FIELD) + r')": (null|"[^"]*")(,?)$'
     return re.sub(pattern, insert, text, flags=re.MULTILINE)
 
 

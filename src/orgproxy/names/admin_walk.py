@@ -72,9 +72,10 @@ def last_id(path: str, page: Page) -> str:
     return after
 
 
-def admin_page(path: str, response: UpstreamResponse) -> Page:
-    """An Admin API page ({"data": [...], ...}), or DiscoveryFailed saying why not (the
-    cost series read their pages with it too)."""
+def admin_page(path: str, response: UpstreamResponse, decode: Callable[[bytes], Any] = orjson.loads) -> Page:
+    """An Admin API page ({"data": [...], ...}) read by ``decode``, or DiscoveryFailed
+    saying why not (the cost series read their pages with it too, OpenAI's dollars as
+    Decimal)."""
     if response.status == 429:
         raise DiscoveryFailed(f"{path}: rate limited (429)", _retry_after(response))
     if response.status in (401, 403):
@@ -84,8 +85,8 @@ def admin_page(path: str, response: UpstreamResponse) -> Page:
         raise DiscoveryFailed(f"{path}: the upstream answered {response.status}",
                               _retry_after(response))
     try:
-        page = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
+        page = decode(response.body)
+    except (ValueError, RecursionError):  # orjson's JSONDecodeError is a ValueError too
         # orjson refuses a lone surrogate's escape (``"\ud800"``), which JSON allows and
         # a console may let someone type into a name: one such name must not hide the
         # whole list. The standard library reads it; the name is made text as it enters.

@@ -1,5 +1,5 @@
 """Walking Anthropic's Admin API (``/v1/organizations/``) for the names of workspaces,
-API keys and users.
+API keys, users and service accounts.
 
 - ``workspaces?include_archived=true``: archived workspaces stay in old usage. The
   Default Workspace is not listed (the reports say null for it; the proxy names that
@@ -10,11 +10,14 @@ API keys and users.
   ``principal`` as ``{"type": "user_actor", "user_id"}`` /
   ``{"type": "service_account_actor", "service_account_id"}``, and as ``{"id", "type":
   "user" | "service_account"}``; the key's workspace from ``scope`` or ``workspace_id``.
-- ``users``: the ``account_id`` of usage made with OAuth.
+- ``users``: the ``account_id`` of usage made with OAuth, and the ``user_id`` of the
+  analytics API's user actors (the same ids: the snapshot names both from one record).
+- ``service_accounts?include_archived=true``: the analytics API's service account actors.
+  Anthropic lists them only for an OAuth token, never for an Admin API key: a refusal
+  (401, 403) or a 404 is no failure, and their names then come from the alias file.
 
 Lists page by id (``after_id=<last_id>`` while ``has_more``) or, on Anthropic's token-paged
-lists, by ``page=<next_page>``: the cursor reads either. Service accounts are listed only
-for OAuth tokens, never for an Admin API key, so their names come from the alias file.
+lists (service accounts), by ``page=<next_page>``: the cursor reads either.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ PROVIDER = "anthropic"
 WORKSPACES = "/v1/organizations/workspaces"
 API_KEYS = "/v1/organizations/api_keys"
 USERS = "/v1/organizations/users"
+SERVICE_ACCOUNTS = "/v1/organizations/service_accounts"
+# What the service accounts list answers a credential it does not take (or an API
+# without it): nothing to learn there, not a failed walk.
+NOT_LISTED = (401, 403, 404)
 # Statuses a list without a filter may leave out (undocumented either way).
 KEY_STATUSES = ("inactive", "archived", "expired")
 # The headers every call carries besides the key (the latest version Anthropic lists).
@@ -60,6 +67,9 @@ async def discover(fetch: Fetch, learned: list[Learned]) -> None:
         # "email" in the users list; Anthropic's newer types say "email_address" elsewhere.
         email = text(user.get("email")) or text(user.get("email_address"))
         learned.append(Learned("account_id", user["id"], user["name"], email=email, provider=PROVIDER))
+    for account in await walk(fetch, SERVICE_ACCOUNTS, [("include_archived", "true")], after_id_or_page,
+                              skip=NOT_LISTED):
+        learned.append(Learned("service_account_id", account["id"], account["name"], provider=PROVIDER))
 
 
 def _key(key: dict[str, Any]) -> Learned:

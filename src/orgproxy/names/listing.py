@@ -113,7 +113,8 @@ def _entry(current: CurrentNames, table: str, ident: str, name: str, fields: tup
     for f in fields:
         record = current.names.records.get(f, {}).get(ident)
         if record is not None:
-            key = (record.provider, f, ident)
+            # (The record's own field: Anthropic's user_id is named by an account_id record.)
+            key = (record.provider, record.id_field, ident)
             source = "discovery" if key in current.discovered else "history"
             return Entry(table, ident, name, fields, source, record.provider, at=current.learned_at.get(key))
     return Entry(table, ident, name, fields, "history")  # not reached: a name comes from one of the three

@@ -95,7 +95,8 @@ class Names:
             for record in records:
                 fields = FIELD_SET_OF.get(record.provider)
                 if fields is not None and record.id_field in fields.name_field_for_id:
-                    learned[record.id_field][record.id] = _merged(learned[record.id_field].get(record.id), record)
+                    for id_field in _fields_named_by(fields, record.id_field):
+                        learned[id_field][record.id] = _merged(learned[id_field].get(record.id), record)
                     name_source[(_TABLE_OF[record.id_field], record.id)] = source
                     counted_as[(_TABLE_OF[record.id_field], record.id)] = record.id_field
         by_field: dict[str, dict[str, str]] = {
@@ -152,6 +153,12 @@ class Names:
         share the table (a ``[users]`` entry counts as a user_id, not as an account_id
         too). So the counts add up to count(). Counted by build()."""
         return dict(self.named_by_field)
+
+
+def _fields_named_by(fields: FieldSet, id_field: str) -> tuple[str, ...]:
+    """The id fields a record learned for ``id_field`` names: its own, and those whose ids
+    are its ids (Anthropic's actor ``user_id``, named by what was learned for ``account_id``)."""
+    return (id_field, *(alike for alike, like in fields.named_like.items() if like == id_field))
 
 
 def _merged(old: Learned | None, new: Learned) -> Learned:

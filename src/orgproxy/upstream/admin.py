@@ -35,11 +35,19 @@ class AdminClient:
         self.title = title  # what errors call the upstream
         self.base_url = base_url.rstrip("/")
         self.address = upstream_address(base_url)
+        self.agent = agent
         # treq would undo gzip itself, unbounded; GunzipAgent does it first, within the cap.
         self.http = HTTPClient(GunzipAgent(agent, max_response_bytes))
+        self.credential = tuple(credential)
         self.headers = {name: [value] for name, value in credential}
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
+
+    def with_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> AdminClient:
+        """The same client (same credential, agent and bounds), sending ``headers`` too:
+        Anthropic's analytics beta, for the cost refresh alone."""
+        return AdminClient(self.reactor, self.base_url, self.agent, [*self.credential, *headers], self.timeout,
+                           self.max_response_bytes, self.title)
 
     def get(self, path: str, params: Sequence[tuple[str, str]]) -> Deferred[UpstreamResponse]:
         """The answer to ``GET base_url + path ? params``, or a ProxyError failure."""

@@ -1,26 +1,30 @@
-"""The cost series on /metrics: the daemon in memory, with an admin key, in front of
+"""OpenAI's cost series on /metrics: the daemon in memory, with an admin key, in front of
 FakeUsage's month of costs (paged 7 days at a time), on a clock set to a moment of that
 month. What the series should say is computed from FakeUsage's rows, never through the
-code under test."""
+code under test. (Anthropic's, and both together: test_anthropic_series.py.)"""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from prometheus_client import CollectorRegistry, generate_latest
-
+from orgproxy.costs.collector import cost_families
+from orgproxy.costs.figures import CostFigures, ProviderCosts, Series, bounded
+from orgproxy.costs.openai_costs import query
+from orgproxy.costs.store import FILENAME
+from orgproxy.costs.window import Window
 from orgproxy.names.snapshot import Names
-from orgproxy.ops.costs import COLLECTOR, FILENAME, CostFigures, Figures, Series, Window, bounded, cost_families
-from orgproxy.ops.logs import log
 from orgproxy.ops.reload import ReloadService
+from tests.costs.series import Labels, scrape
 from tests.support.answers import TOKEN
 from tests.support.fake_openai import FakeOpenAI, reply
 from tests.support.fake_usage import ALIASES_TOML, COSTS, DAY, FakeUsage, day_start, name_of
@@ -32,7 +36,7 @@ ADMIN_KEY = {"OPENAI_ADMIN_KEY": TOKEN}
 NOW = day_start(date(2026, 10, 16)) + 9.5 * 3600
 PROJECT_NAMES = {"proj_shop": "shop"}
 SERIES = ("orgproxy_cost_month_to_date_usd", "orgproxy_cost_last_day_usd")
-Labels = tuple[tuple[str, str], ...]
+OPENAI: Labels = (("provider", "openai"),)
 
 
 @pytest.fixture
@@ -64,20 +68,10 @@ def start(make_proxy: Callable[..., InMemoryProxy], names_file: Path) -> Start:
     return started
 
 
-def scrape(proxy: InMemoryProxy) -> dict[str, dict[Labels, float]]:
-    """Every orgproxy_cost_* sample on /metrics: name -> labels -> value."""
-    answer = proxy.get("/metrics")
-    assert answer.status == 200
-    samples: dict[str, dict[Labels, float]] = defaultdict(dict)
-    for family in text_string_to_metric_families(answer.body.decode()):
-        for sample in family.samples:
-            if sample.name.startswith("orgproxy_cost_"):
-                samples[sample.name][tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
 
 
 def labels(key: str | None, project: str | None) -> Labels:
-    return tuple(sorted({"api_key_id": key or "", "api_key_name": name_of(key) if key else "",
+    return tuple(sorted({"provider": "openai", "api_key_id": key or "", "api_key_name": name_of(key) if key else "",
                          "project_id": project or "",
                          "project_name": PROJECT_NAMES.get(project, "unknown") if project else ""}.items()))
 
@@ -114,8 +108,8 @@ def test_month_to_date_and_last_day_per_key_and_project_equal_the_fakes_sums(sta
     assert sum(dict(k)["api_key_name"] == "checkout" for k in month) == 2
     assert {dict(k)["api_key_id"] for k in month if dict(k)["api_key_name"] == "unknown"} == {
         "key_9f8e7d6c5b4a3210", "key_0badc0ffee000042"}
-    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {(): NOW}
-    assert samples["orgproxy_cost_refresh_failures_total"] == {(): 0.0}
+    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {OPENAI: NOW}
+    assert samples["orgproxy_cost_refresh_failures_total"] == {OPENAI: 0.0}
 
 
 def test_one_refresh_walks_every_page_of_the_month_grouped_by_key_and_project(start: Start,
@@ -152,7 +146,7 @@ def test_every_interval_the_series_are_refreshed_for_the_moment_it_is(start: Sta
     samples = scrape(proxy)
     assert_close(samples["orgproxy_cost_month_to_date_usd"], expected(usage, date(2026, 10, 1), date(2026, 10, 17)))
     assert_close(samples["orgproxy_cost_last_day_usd"], expected(usage, date(2026, 10, 16), date(2026, 10, 16)))
-    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {(): NOW + DAY}
+    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {OPENAI: NOW + DAY}
 
 
 def test_a_rename_replaces_the_series_and_never_duplicates_it(start: Start, usage: FakeUsage,
@@ -176,7 +170,8 @@ def test_beyond_cost_series_max_the_smallest_roll_into_other(start: Start, usage
     month = scrape(proxy)["orgproxy_cost_month_to_date_usd"]
     assert len(month) == 3
     largest = sorted(want.items(), key=lambda item: -item[1])[:2]
-    other = tuple(sorted({"api_key_id": "", "api_key_name": "other", "project_id": "", "project_name": ""}.items()))
+    other = tuple(sorted({"provider": "openai", "api_key_id": "", "api_key_name": "other", "project_id": "",
+                          "project_name": ""}.items()))
     assert_close({k: v for k, v in month.items() if k != other}, dict(largest))
     assert month[other] == pytest.approx(sum(want.values()) - sum(v for _, v in largest), abs=1e-9)
 
@@ -198,16 +193,16 @@ def test_a_failed_refresh_keeps_the_last_values_counts_a_failure_and_backs_off(
     samples = scrape(proxy)
     for name in SERIES:
         assert samples[name] == first[name]
-    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {(): NOW}
-    assert samples["orgproxy_cost_refresh_failures_total"] == {(): 3.0}
+    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {OPENAI: NOW}
+    assert samples["orgproxy_cost_refresh_failures_total"] == {OPENAI: 3.0}
     failures = [e for e in logged if e.get("reason", "").startswith("/v1/organization/costs")]
     assert [e["reason"] for e in failures] == ["/v1/organization/costs: the upstream answered 500"] * 3
     # Working again: the values return to the month's, and the failures stay counted.
     serve_in_memory(usage, fake)
     proxy.advance(4)
     samples = scrape(proxy)
-    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {(): NOW + 3600 + 7}
-    assert samples["orgproxy_cost_refresh_failures_total"] == {(): 3.0}
+    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {OPENAI: NOW + 3600 + 7}
+    assert samples["orgproxy_cost_refresh_failures_total"] == {OPENAI: 3.0}
 
 
 def test_a_429_is_retried_after_its_retry_after(start: Start, fake: FakeOpenAI, usage: FakeUsage) -> None:
@@ -219,7 +214,7 @@ def test_a_429_is_retried_after_its_retry_after(start: Start, fake: FakeOpenAI, 
     proxy.advance(119)
     assert len(costs_calls(fake)) == 1
     proxy.advance(1)
-    assert scrape(proxy)["orgproxy_cost_refresh_timestamp_seconds"] == {(): NOW + 120}
+    assert scrape(proxy)["orgproxy_cost_refresh_timestamp_seconds"] == {OPENAI: NOW + 120}
 
 
 @pytest.mark.parametrize("page", [
@@ -232,8 +227,8 @@ def test_a_page_not_shaped_like_openai_s_is_a_failure_not_a_traceback(start: Sta
     fake.on(COSTS, reply(body=page))
     proxy = start()
     samples = scrape(proxy)
-    assert samples["orgproxy_cost_refresh_failures_total"] == {(): 1.0}
-    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {(): 0.0}
+    assert samples["orgproxy_cost_refresh_failures_total"] == {OPENAI: 1.0}
+    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {OPENAI: 0.0}
     assert not samples.get("orgproxy_cost_month_to_date_usd")
 
 
@@ -243,7 +238,7 @@ def test_a_refused_admin_key_is_counted_and_never_shown(start: Start, fake: Fake
                                          "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}))
     proxy = start()
     body = proxy.get("/metrics").body.decode()
-    assert "orgproxy_cost_refresh_failures_total 1.0" in body
+    assert 'orgproxy_cost_refresh_failures_total{provider="openai"} 1.0' in body
     assert TOKEN[:12] not in body and TOKEN[:12] not in repr(logged)
     assert TOKEN not in (tmp_path / "state" / FILENAME).read_text()
     # The key went only to OpenAI, as discovery's does.
@@ -263,7 +258,7 @@ def test_a_worker_fetches_nothing_and_shows_what_the_fetching_process_wrote(
     assert scrape(worker) == shown
     # The fetching process refreshes; the worker's next scrape shows the new values.
     parent.advance(3600)
-    assert scrape(worker)["orgproxy_cost_refresh_timestamp_seconds"] == {(): NOW + 3600}
+    assert scrape(worker)["orgproxy_cost_refresh_timestamp_seconds"] == {OPENAI: NOW + 3600}
 
 
 def test_after_a_restart_the_last_values_are_shown_until_a_refresh_succeeds(
@@ -277,12 +272,14 @@ def test_after_a_restart_the_last_values_are_shown_until_a_refresh_succeeds(
     samples = scrape(again)
     for name in SERIES:
         assert samples[name] == shown[name]
-    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {(): NOW}, "the time of the values shown"
-    assert samples["orgproxy_cost_refresh_failures_total"][()] >= 1
+    assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {OPENAI: NOW}, "the time of the values shown"
+    assert samples["orgproxy_cost_refresh_failures_total"][OPENAI] >= 1
 
 
-@pytest.mark.parametrize("content", [b"", b"[]", b'{"version": 2}', b'{"version": 1, "series": [[1]]}',
-                                     b"\xff\xfe"])
+@pytest.mark.parametrize("content", [b"", b"[]", b'{"version": 2}', b'{"version": 3, "providers": {}}',
+                                     b'{"version": 1, "series": [[1]]}', b'{"version": 2, "providers": {"x": {}}}',
+                                     b'{"version": 2, "providers": {"openai": {"refreshed_at": 1, "failures": 0,'
+                                     b' "series": [["k", "p", "NaN", "1", false]]}}}', b"\xff\xfe"])
 def test_a_broken_figures_file_shows_no_series_and_is_reported_once(
         start: Start, tmp_path: Path, logged: list[dict[str, Any]], content: bytes) -> None:
     (tmp_path / "state").mkdir()
@@ -291,7 +288,7 @@ def test_a_broken_figures_file_shows_no_series_and_is_reported_once(
     for _ in range(3):
         samples = scrape(worker)
         assert not samples.get("orgproxy_cost_month_to_date_usd")
-        assert samples["orgproxy_cost_refresh_timestamp_seconds"] == {(): 0.0}
+        assert not samples.get("orgproxy_cost_refresh_timestamp_seconds")
     assert len([e for e in logged if str(e.get("path", "")).endswith(FILENAME)]) == 1
 
 
@@ -314,31 +311,24 @@ def test_the_window_is_the_month_so_far_and_yesterday_in_utc_days() -> None:
     first = Window.at(at("2026-03-01T00:00:00"))
     assert (first.start_time, first.month_start, first.last_day_start) == (
         at("2026-02-28T00:00:00"), at("2026-03-01T00:00:00"), at("2026-02-28T00:00:00"))
-    assert dict(first.query())["limit"] == "2"
+    assert dict(query(first))["limit"] == "2"
 
 
 def test_bounded_keeps_the_largest_and_adds_up_the_rest_as_one() -> None:
-    totals = {(f"key_{i}", "proj"): Figures(float(i), float(i) / 10) for i in range(1, 6)}
-    assert [(s.api_key_id, s.other) for s in bounded(totals, 5)] == [
+    series = [Series("openai", f"key_{i}", "proj", Decimal(i), Decimal(i) / 10) for i in range(1, 6)]
+    assert [(s.api_key_id, s.other) for s in bounded(series, 5)] == [
         ("key_5", False), ("key_4", False), ("key_3", False), ("key_2", False), ("key_1", False)]
-    kept = bounded(totals, 3)
+    kept = bounded(series, 3)
     assert [(s.api_key_id, s.month_to_date, s.other) for s in kept] == [
-        ("key_5", 5.0, False), ("key_4", 4.0, False), (None, 6.0, True)]
-    assert kept[-1].last_day == pytest.approx(0.6)
+        ("key_5", 5, False), ("key_4", 4, False), (None, 6, True)]
+    assert kept[-1].last_day == Decimal("0.6")
 
 
 def test_the_figures_file_holds_ids_and_dollars_only(start: Start, usage: FakeUsage, tmp_path: Path) -> None:
     start()
     document = json.loads((tmp_path / "state" / FILENAME).read_text())
-    assert set(document) == {"version", "refreshed_at", "failures", "series"}
+    assert set(document) == {"version", "providers"} and set(document["providers"]) == {"openai"}
     assert "checkout" not in json.dumps(document), "names are drawn at each scrape, not stored"
-
-
-@pytest.fixture(autouse=True)
-def _no_cost_series_left_for_other_tests(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(log, "namespace", log.namespace)  # a worker's makeService renames it
-    yield
-    COLLECTOR.source = None
 
 
 class Families:
@@ -356,8 +346,12 @@ def test_the_series_are_written_whatever_the_ids_and_names_hold() -> None:
     lone surrogate or a control character never fails the scrape."""
     names = Names.from_aliases({"api_keys": {"key_a": "bad\ud800name", "key_b": "line\nbreak\x1b[2J"},
                                 "projects": {"proj_\ud800": "p"}})
-    figures = CostFigures((Series("key_a", "proj_\ud800", 1.5, 0.5), Series("key_b", None, 2.0, 1.0),
-                           Series("key_\ud801\r", None, 3.0, 0.0)), 0.0, 0)
+    openai = (Series("openai", "key_a", "proj_\ud800", Decimal("1.5"), Decimal("0.5")),
+              Series("openai", "key_b", None, Decimal(2), Decimal(1)),
+              Series("openai", "key_\ud801\r", None, Decimal(3), Decimal(0)))
+    anthropic = (Series("anthropic", "apikey_\x00", "wrkspc_\udfff", Decimal(4), Decimal(0)),)
+    figures = CostFigures().with_provider("openai", ProviderCosts(openai), 10)
+    figures = figures.with_provider("anthropic", ProviderCosts(anthropic), 10)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(Families(list(cost_families(figures, names))))  # type: ignore[arg-type]
     text = generate_latest(registry).decode("utf-8")
@@ -366,9 +360,11 @@ def test_the_series_are_written_whatever_the_ids_and_names_hold() -> None:
                for sample in family.samples}
     assert samples == {
         (("api_key_id", "key_a"), ("api_key_name", "bad\ufffdname"), ("project_id", "proj_\ufffd"),
-         ("project_name", "p")): 1.5,
+         ("project_name", "p"), ("provider", "openai")): 1.5,
         (("api_key_id", "key_b"), ("api_key_name", "line\ufffdbreak\ufffd[2J"), ("project_id", ""),
-         ("project_name", "")): 2.0,
+         ("project_name", ""), ("provider", "openai")): 2.0,
         (("api_key_id", "key_\ufffd\ufffd"), ("api_key_name", "unknown"), ("project_id", ""),
-         ("project_name", "")): 3.0,
+         ("project_name", ""), ("provider", "openai")): 3.0,
+        (("api_key_id", "apikey_\ufffd"), ("api_key_name", "unknown"), ("provider", "anthropic"),
+         ("workspace_id", "wrkspc_\ufffd"), ("workspace_name", "unknown")): 4.0,
     }
