@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import decimal
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 
-__all__ = ["NotExact", "add", "cents_to_dollars", "decimal_text", "exact", "plain"]
+__all__ = ["NotExact", "add", "cents_to_dollars", "decimal_text", "exact", "plain", "total"]
 
 # An amount as a decimal string: plain notation (no exponent, no sign but a minus), at
 # most LONGEST characters, so that sums of them always fit the exact context below.
@@ -48,6 +49,16 @@ def add(a: Decimal, b: Decimal) -> Decimal:
     """``a + b``, exactly; NotExact where that cannot be."""
     try:
         return _EXACT.add(a, b)
+    except decimal.DecimalException as e:
+        raise NotExact(str(e)) from None
+
+
+def total(amounts: Iterable[Decimal]) -> Decimal:
+    """The sum of ``amounts``, exactly (one context for them all: many amounts at C speed);
+    NotExact where that cannot be."""
+    try:
+        with decimal.localcontext(_EXACT):
+            return sum(amounts, Decimal(0))
     except decimal.DecimalException as e:
         raise NotExact(str(e)) from None
 
