@@ -36,7 +36,7 @@ def escaped(text: str) -> str:
 def dollars(amount: Decimal, cents: bool = True) -> str:
     """``$1,234.57``: rounded half up to the cent (or to the dollar), a minus for a credit."""
     rounded = amount.quantize(CENT if cents else Decimal(1), rounding=ROUND_HALF_UP, context=WIDE)
-    text = f"{abs(rounded):,.2f}" if cents else f"{abs(rounded):,.0f}"
+    text = f"{rounded.copy_abs():,f}"  # as quantized: abs() or a precision would round again (28 digits)
     return f"-${text}" if rounded < 0 else f"${text}"
 
 
