@@ -10,10 +10,11 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from orgproxy.costs.figures import CostFigures, ProviderCosts, Series, bounded
+from orgproxy.costs.figures import CostFigures, ProviderCosts, Series, bounded, dense
 from orgproxy.costs.store import FILENAME
 from tests.costs.series import scrape
 from tests.support.answers import TOKEN
@@ -63,7 +64,8 @@ def daily_from_rows(usage: FakeUsage) -> dict[tuple[str | None, str | None], dic
 def test_every_key_s_cost_on_each_of_the_last_30_days_is_kept_exactly(started: InMemoryProxy, usage: FakeUsage,
                                                                       tmp_path: Path) -> None:
     (openai,) = stored(tmp_path).providers.values()
-    got = {(s.api_key_id, s.group_id): dict(s.daily) for s in openai.series}
+    got = {(s.api_key_id, s.group_id): {day: dollars for day, dollars in s.by_day() if dollars}
+           for s in openai.series}
     want = daily_from_rows(usage)
     assert got == want
     assert all(day_start(LAST_30_DAYS[0]) <= day <= day_start(LAST_30_DAYS[-1]) for days in got.values() for day in days)
@@ -98,24 +100,29 @@ def day(n: int) -> int:
     return day_start(date(2026, 10, n))
 
 
+def daily(by_day: dict[int, str]) -> dict[str, Any]:
+    days_from, amounts = dense({d: Decimal(a) for d, a in by_day.items()})
+    return {"days_from": days_from, "daily": amounts}
+
+
 def test_the_roll_up_into_other_adds_up_each_day_and_ranks_by_the_month_then_the_30_days() -> None:
-    series = [Series("openai", "big", None, Decimal(9), Decimal(1), daily=((day(1), Decimal("0.1")),)),
-              Series("openai", "old", None, Decimal(0), Decimal(0), daily=((day(1), Decimal(50)),), exported=False),
-              Series("openai", "older", None, Decimal(0), Decimal(0), daily=((day(2), Decimal(1)),), exported=False),
-              Series("openai", "small", None, Decimal(2), Decimal(0),
-                     daily=((day(1), Decimal("0.2")), (day(2), Decimal("0.3"))))]
+    series = [Series("openai", "big", None, Decimal(9), Decimal(1), **daily({day(1): "0.1"})),
+              Series("openai", "old", None, Decimal(0), Decimal(0), **daily({day(1): "50"}), exported=False),
+              Series("openai", "older", None, Decimal(0), Decimal(0), **daily({day(3): "1"}), exported=False),
+              Series("openai", "small", None, Decimal(2), Decimal(0), **daily({day(1): "0.2", day(2): "0.3"}))]
     kept = bounded(series, 3)
     assert [s.api_key_id for s in kept] == ["big", "small", None]
     other = kept[-1]
     assert other.other and not other.exported, "only keys with no cost this month went into it"
-    assert other.daily == ((day(1), Decimal(50)), (day(2), Decimal(1)))
+    assert (other.days_from, other.daily) == (day(1), (Decimal(50), Decimal(0), Decimal(1)))
     rolled = bounded(series, 2)[-1]
-    assert rolled.exported and rolled.daily == ((day(1), Decimal("50.2")), (day(2), Decimal("1.3")))
+    assert rolled.exported and rolled.by_day() == [(day(1), Decimal("50.2")), (day(2), Decimal("0.3")),
+                                                   (day(3), Decimal(1))]
 
 
 def test_the_file_holds_each_day_and_the_last_failure_and_reads_back_the_same() -> None:
     exact = Series("anthropic", "apikey_1", None, Decimal("0.3"), Decimal("0.1"),
-                   daily=((day(1), Decimal("0.10000000000000000001")), (day(2), Decimal("0.2"))), exported=False)
+                   **daily({day(1): "0.10000000000000000001", day(3): "0.2"}), exported=False)
     costs = ProviderCosts((exact,), 5.0, 2, failed_at=7.5, failure="/v1/organizations/analytics/cost: timed out")
     figures = CostFigures().with_provider("anthropic", costs, 10)
     assert CostFigures.from_json(figures.to_json()) == figures

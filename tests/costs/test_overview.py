@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from html.parser import HTMLParser
 
-from orgproxy.costs.figures import CostFigures, ProviderCosts, Series
+from orgproxy.costs.figures import CostFigures, ProviderCosts, Series, dense
 from orgproxy.costs.overview import overview
 from orgproxy.names.snapshot import Names
 from orgproxy.names.unknown import UnknownIds
@@ -26,8 +26,9 @@ def day(n: int, month: int = 10) -> int:
 
 def series(provider: str, key: str | None, group: str | None, month: str, *days: tuple[int, str],
            other: bool = False) -> Series:
-    return Series(provider, key, group, Decimal(month), Decimal(0), other,
-                  tuple((d, Decimal(a)) for d, a in days), exported=Decimal(month) != 0)
+    days_from, daily = dense({d: Decimal(a) for d, a in days})
+    return Series(provider, key, group, Decimal(month), Decimal(0), other, days_from, daily,
+                  exported=Decimal(month) != 0)
 
 
 def figures(**providers: ProviderCosts) -> CostFigures:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from orgproxy.costs.window import Window
+from orgproxy.costs.window import DAY, Window
 from orgproxy.fields import FIELD_SET_OF
 from orgproxy.money import add, total
 
@@ -22,7 +22,15 @@ Pair = tuple[str | None, str | None]
 # 2 (read only): per provider, dollars as decimal strings; 1 (read only): OpenAI's, as floats
 FORMAT = 3
 ZERO = Decimal(0)
-Daily = tuple[tuple[int, Decimal], ...]  # (the UTC day's start, dollars), by day
+
+def dense(by_day: Mapping[int, Decimal]) -> tuple[int, tuple[Decimal, ...]]:
+    """Dollars by UTC day (its start) as a series holds them: the first day, and every day's
+    dollars from it to the last, in order (0 where nothing was spent). Each day in its place
+    lets the dashboard add series up a day at a time without a loop of Python per day."""
+    if not by_day:
+        return 0, ()
+    first, last = min(by_day), max(by_day)
+    return first, tuple(by_day.get(day, ZERO) for day in range(first, last + DAY, DAY))
 
 
 @dataclass
@@ -53,7 +61,7 @@ class Figures:
         self.month_to_date = add(self.month_to_date, series.month_to_date)
         self.last_day = add(self.last_day, series.last_day)
         self.exported = self.exported or series.exported
-        for day, dollars in series.daily:
+        for day, dollars in series.by_day():
             self.daily[day] = add(self.daily.get(day, ZERO), dollars)
 
 
@@ -70,17 +78,27 @@ class Series:
     month_to_date: Decimal
     last_day: Decimal
     other: bool = False
-    daily: Daily = ()
+    days_from: int = 0  # the UTC day (its start) of the first of ``daily``
+    daily: tuple[Decimal, ...] = ()  # dollars on each day from it (see ``dense``)
     exported: bool = True  # a series on /metrics (see Figures)
+
+    def by_day(self) -> list[tuple[int, Decimal]]:
+        """(day, dollars) of each day it holds."""
+        return [(self.days_from + n * DAY, dollars) for n, dollars in enumerate(self.daily)]
+
+
+def _series_of(provider: str, key: str | None, group: str | None, figures: Figures, other: bool = False) -> Series:
+    days_from, daily = dense(figures.daily)
+    return Series(provider, key, group, figures.month_to_date, figures.last_day, other, days_from, daily,
+                  figures.exported)
 
 
 def series_of(provider: str, totals: Totals) -> list[Series]:
-    return [Series(provider, key, group, f.month_to_date, f.last_day, daily=tuple(sorted(f.daily.items())),
-                   exported=f.exported) for (key, group), f in totals.items()]
+    return [_series_of(provider, key, group, f) for (key, group), f in totals.items()]
 
 
 def _rank(series: Series) -> tuple[Decimal, Decimal, Decimal, str, str]:
-    return (-series.month_to_date, -series.last_day, -total(dollars for _, dollars in series.daily),
+    return (-series.month_to_date, -series.last_day, -total(series.daily),
             series.provider, str((series.api_key_id, series.group_id)))
 
 
@@ -99,9 +117,7 @@ def bounded(series: Iterable[Series], most: int) -> list[Series]:
     roll: dict[str, Figures] = {}
     for s in [*regular[keep:], *rolled]:
         roll.setdefault(s.provider, Figures()).add_series(s)
-    return regular[:keep] + [Series(provider, None, None, f.month_to_date, f.last_day, other=True,
-                                    daily=tuple(sorted(f.daily.items())), exported=f.exported)
-                             for provider, f in roll.items()]
+    return regular[:keep] + [_series_of(provider, None, None, f, other=True) for provider, f in roll.items()]
 
 
 @dataclass(frozen=True)
@@ -143,7 +159,7 @@ class CostFigures:
             name: {"refreshed_at": p.refreshed_at, "failures": p.failures, "failed_at": p.failed_at,
                    "failure": p.failure,
                    "series": [[s.api_key_id, s.group_id, str(s.month_to_date), str(s.last_day), s.other,
-                               s.exported, [[day, str(dollars)] for day, dollars in s.daily]]
+                               s.exported, s.days_from, [str(dollars) for dollars in s.daily]]
                               for s in p.series]}
             for name, p in self.providers.items()}}, separators=(",", ":")).encode()
 
@@ -168,10 +184,10 @@ def _provider_costs(provider: str, document: Any) -> ProviderCosts:
 
 
 def _series(provider: str, key: object, group: object, month_to_date: object, last_day: object, other: object,
-            exported: object = True, daily: Iterable[tuple[object, object]] = ()) -> Series:
+            exported: object = True, days_from: object = 0, daily: Iterable[object] = ()) -> Series:
     """A series as the file holds it (versions 1 and 2: its first five fields)."""
     return Series(provider, _id(key), _id(group), _dollars(month_to_date), _dollars(last_day), bool(other),
-                  tuple((_day(day), _dollars(dollars)) for day, dollars in daily), bool(exported))
+                  _day(days_from), tuple(_dollars(dollars) for dollars in daily), bool(exported))
 
 
 def _time(value: object) -> float | None:

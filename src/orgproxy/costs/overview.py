@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from operator import add
 from typing import Any
 
 from orgproxy.costs.budgets import Budgets
@@ -195,8 +196,8 @@ def provider_view(provider: str, title: str, costs: ProviderCosts, names: Names,
     null_key = fields.null_names.get("api_key_id", NO_KEY)
     last = datetime.fromtimestamp(costs.refreshed_at if costs.refreshed_at is not None else now, UTC).date()
     end = int(datetime(last.year, last.month, last.day, tzinfo=UTC).timestamp())
-    starts = [end - (DAILY_DAYS - 1 - n) * DAY for n in range(DAILY_DAYS)]
-    column = {start: n for n, start in enumerate(starts)}
+    first = end - (DAILY_DAYS - 1) * DAY
+    starts = [first + n * DAY for n in range(DAILY_DAYS)]
     month: dict[tuple[str, str], Decimal] = {}
     this_month: set[tuple[str, str]] = set()
     ids: dict[tuple[str, str], set[str]] = {}
@@ -211,13 +212,7 @@ def provider_view(provider: str, title: str, costs: ProviderCosts, names: Names,
             if series.api_key_id is not None and series.exported:
                 ids.setdefault(key, set()).add(series.api_key_id)
             if series.daily:
-                row = daily.get(key)
-                if row is None:
-                    row = daily[key] = [ZERO] * DAILY_DAYS
-                for day, dollars in series.daily:
-                    n = column.get(day)
-                    if n is not None:
-                        row[n] += dollars
+                _add_days(daily, key, series.daily, (series.days_from - first) // DAY)
             if not series.other:
                 groups[series.group_id] = groups.get(series.group_id, ZERO) + series.month_to_date
         bars = sorted((Bar(label, kind, tuple(sorted(ids.get((kind, label), ()))), amount)
@@ -233,6 +228,26 @@ def provider_view(provider: str, title: str, costs: ProviderCosts, names: Names,
                         costs.refreshed_at, costs.failed_at, costs.failure, costs.failures, last.replace(day=1),
                         total, tuple(bars), tuple(group_totals),
                         tuple(datetime.fromtimestamp(start, UTC).date() for start in starts), stacks)
+
+
+def _add_days(daily: dict[tuple[str, str], list[Decimal]], key: tuple[str, str], amounts: tuple[Decimal, ...],
+              at: int) -> None:
+    """A series' dollars of each day added into ``key``'s row of the chart's days, where
+    its first day is the row's ``at`` (before it, or after, where the days are not all
+    the chart's); each day added by ``map``, not a loop of Python."""
+    if at < 0:
+        amounts, at = amounts[-at:], 0
+    if at >= DAILY_DAYS:
+        return
+    amounts = amounts[:DAILY_DAYS - at]
+    if not amounts:
+        return
+    row = daily.get(key)
+    if row is None:  # a name's first key (most names have one): its days as they are
+        daily[key] = row = [ZERO] * DAILY_DAYS
+        row[at:at + len(amounts)] = amounts
+    else:
+        row[at:at + len(amounts)] = map(add, row[at:at + len(amounts)], amounts)
 
 
 def _label(api_key_id: str | None, other: bool, key_names: Mapping[str, str], null_key: str) -> tuple[str, str]:
@@ -261,11 +276,12 @@ def _stacks(daily: Mapping[tuple[str, str], list[Decimal]]) -> tuple[Stack, ...]
     top = ranked[:TOP_NAMES]
     kept = {(kind, label) for _, kind, label in top}
     stacks = [Stack(label, kind, tuple(daily[(kind, label)]), t) for t, kind, label in top]
-    rest = [row for key, row in daily.items() if key not in kept]
-    if rest:
-        amounts = tuple(sum(column, ZERO) for column in zip(*rest, strict=True))
-        if any(amounts):
-            stacks.append(Stack(OTHER, "other", amounts, sum(amounts, ZERO)))
+    other = [ZERO] * DAILY_DAYS
+    for key, row in daily.items():
+        if key not in kept:
+            other[:] = map(add, other, row)
+    if any(other):
+        stacks.append(Stack(OTHER, "other", tuple(other), sum(other, ZERO)))
     return tuple(stacks)
 
 

@@ -12,6 +12,7 @@ decimals, rounded to the cent (ROUND_HALF_UP) and so stated on the page.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from datetime import date
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Context, Decimal
@@ -26,10 +27,16 @@ TICKS = 5  # about this many dollar lines on the axis
 BAR_WIDTH = 1000  # the viewBox width of one amount's bar
 
 
+# What escaped() changes: markup characters, and what valid_text() replaces.
+_TO_ESCAPE = re.compile("[<>&\"'\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def escaped(text: str) -> str:
     """Text from outside (a name, an id) as HTML or SVG text or an attribute's value: every
     markup character escaped, quotes too, and what is not text (a control character, a lone
     surrogate) as U+FFFD."""
+    if _TO_ESCAPE.search(text) is None:
+        return text  # most names: one scan, where escaping would be six
     return html.escape(valid_text(text), quote=True)
 
 
@@ -57,15 +64,18 @@ def _n(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
-def bar_svg(amount: Decimal, scale: Decimal, budget: Decimal | None, title: str) -> str:
+def bar_svg(amount: Decimal, scale: Decimal, budget: Decimal | None, title: str | None = None) -> str:
     """One amount as a bar of the row's width, ``scale`` the amount of the full width; a
-    marker where ``budget`` falls; ``title`` (already escaped) shown on hover."""
+    marker where ``budget`` falls; ``title`` (already escaped), if any, shown on hover."""
+    per_dollar = BAR_WIDTH / float(scale) if scale > 0 else 0.0
+
     def x(value: Decimal) -> str:
-        return _n(max(0.0, min(1.0, float(value / scale))) * BAR_WIDTH if scale > 0 else 0.0)
+        return _n(max(0.0, min(float(BAR_WIDTH), float(value) * per_dollar)))
     marker = (f'<line class="budget" x1="{x(budget)}" x2="{x(budget)}" y1="0" y2="14"'
               ' vector-effect="non-scaling-stroke"/>' if budget is not None else "")
-    return (f'<svg class="bar" viewBox="0 0 {BAR_WIDTH} 14" preserveAspectRatio="none" role="img">'
-            f'<title>{title}</title><rect class="fill" x="0" y="2" width="{x(amount)}" height="10"/>{marker}</svg>')
+    hover = f"<title>{title}</title>" if title is not None else ""
+    return (f'<svg class="bar" viewBox="0 0 {BAR_WIDTH} 14" preserveAspectRatio="none" aria-hidden="true">'
+            f'{hover}<rect class="fill" x="0" y="2" width="{x(amount)}" height="10"/>{marker}</svg>')
 
 
 def stacked_chart(days: Sequence[date], series: Sequence[tuple[str, Sequence[Decimal]]], classes: Sequence[str]

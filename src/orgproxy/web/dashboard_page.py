@@ -104,23 +104,28 @@ def _scale(amounts: Iterable[Decimal]) -> Decimal:
 
 
 def _bars_table(heading: str, bars: tuple[Bar, ...], title: str) -> str:
+    """A row per bar: its label, amount and budget as text (the bar beside them shows the
+    amount again, and where there is a budget, its marker and, on hover, the name's cost on
+    both providers)."""
     scale = _scale([*(b.amount for b in bars), *(b.budget for b in bars if b.budget is not None)])
+    at = f" this month at {escaped(title)}"
     rows = []
     for bar in bars:
         name = escaped(bar.label)
+        amount = dollars(bar.amount)
         note = KIND_NOTE.get(bar.kind, "")
         extra = f'<span class="kind">{escaped(note)}</span>' if note else ""
-        hover = f"{name}: {dollars(bar.amount)} this month at {escaped(title)}"
+        budget, hover = '<td class="num" data-value="0"></td>', None
         if bar.budget is not None and bar.spent is not None:
-            hover += (f"; budget {dollars(bar.budget)} a month for both providers, spent {dollars(bar.spent)}"
-                      + (" (over)" if bar.over else ""))
+            limit = dollars(bar.budget)
+            hover = (f"{name}: {amount}{at}; budget {limit} a month for both providers, spent"
+                     f" {dollars(bar.spent)}" + (" (over)" if bar.over else ""))
             extra += '<span class="badge">over budget</span>' if bar.over else ""
-        budget = (f'<td class="num" data-value="{plain(bar.budget)}">{dollars(bar.budget)}</td>'
-                  if bar.budget is not None else '<td class="num" data-value="0"></td>')
-        row_class = " ".join(c for c in ("bar-row", bar.kind, "over" if bar.over else "") if c)
-        ids = escaped(", ".join(bar.key_ids))
-        rows.append(f'<tr class="{row_class}" data-label="{name}"><td class="label" title="{ids}"><bdi>{name}</bdi>'
-                    f'{extra}</td><td class="num amount" data-value="{plain(bar.amount)}">{dollars(bar.amount)}</td>'
+            budget = f'<td class="num" data-value="{plain(bar.budget)}">{limit}</td>'
+        row_class = f"bar-row {bar.kind} over" if bar.over else f"bar-row {bar.kind}"
+        ids = f' title="{escaped(", ".join(bar.key_ids))}"' if bar.kind == "name" else ""
+        rows.append(f'<tr class="{row_class}" data-label="{name}"><td class="label"{ids}><bdi>{name}</bdi>'
+                    f'{extra}</td><td class="num amount" data-value="{plain(bar.amount)}">{amount}</td>'
                     f'{budget}<td class="barcell">{bar_svg(bar.amount, scale, bar.budget, hover)}</td></tr>')
     return ('<table class="bars sortable"><thead><tr><th data-sort="text">' + heading + '</th>'
             '<th class="num" data-sort="number">This month</th><th class="num" data-sort="number">Budget</th>'
@@ -131,11 +136,10 @@ def _groups_table(view: ProviderView) -> str:
     scale = _scale(g.amount for g in view.groups)
     rows = []
     for group in view.groups:
-        name = escaped(group.label)
-        hover = f"{name}: {dollars(group.amount)} this month"
+        name, amount = escaped(group.label), dollars(group.amount)
         rows.append(f'<tr class="group-row {group.kind}" data-label="{name}"><td class="label"><bdi>{name}</bdi>'
-                    f'</td><td class="num amount" data-value="{plain(group.amount)}">{dollars(group.amount)}</td>'
-                    f'<td class="barcell">{bar_svg(group.amount, scale, None, hover)}</td></tr>')
+                    f'</td><td class="num amount" data-value="{plain(group.amount)}">{amount}</td>'
+                    f'<td class="barcell">{bar_svg(group.amount, scale, None)}</td></tr>')
     return (f'<table class="groups sortable"><thead><tr><th data-sort="text">{view.group_title.title()}</th>'
             '<th class="num" data-sort="number">This month</th><th></th></tr></thead><tbody>'
             + "".join(rows) + "</tbody></table>")
