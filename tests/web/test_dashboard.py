@@ -292,6 +292,12 @@ def test_with_a_client_token_the_dashboard_asks_for_basic_credentials(guarded: I
         assert guarded.get(path, headers).status == 200, headers
 
 
+def test_the_address_without_its_slash_asks_too_and_then_redirects(guarded: InMemoryProxy) -> None:
+    assert guarded.get("/orgproxy").header("www-authenticate") == 'Basic realm="orgproxy", charset="UTF-8"'
+    answer = guarded.get("/orgproxy", basic("anyone", CLIENT_TOKEN))
+    assert (answer.status, answer.header("location")) == (301, "/orgproxy/")
+
+
 @pytest.mark.parametrize("path", ["/metrics", "/orgproxy/names", "/orgproxy/unknown"])
 def test_nothing_else_takes_basic_credentials(guarded: InMemoryProxy, path: str) -> None:
     refused = guarded.get(path, basic("anyone", CLIENT_TOKEN))

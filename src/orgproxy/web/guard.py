@@ -43,8 +43,9 @@ BEARER_TOKEN_ALLOWED = frozenset({b"metrics"})
 _ROUTE_OF_SEGMENT = {b"health": "health", b"metrics": "metrics", b"orgproxy": "unknown_report",
                      b"v1": "proxy"}
 _ROUTE_UNDER_ORGPROXY = {b"names": "names", b"": DASHBOARD_ROUTE, b"costs.json": DASHBOARD_ROUTE}
-# The paths (first two segments) that take the client token as HTTP Basic's password.
-BASIC_ALLOWED = frozenset({(b"orgproxy", b""), (b"orgproxy", b"costs.json")})
+# The paths (first two segments) that take the client token as HTTP Basic's password: the
+# dashboard, its JSON, and its address without the slash (which redirects to it).
+BASIC_ALLOWED = frozenset({(b"orgproxy", b""), (b"orgproxy", b"costs.json"), (b"orgproxy", None)})
 
 
 def route_of(segment: bytes, then: bytes | None = None) -> str:
