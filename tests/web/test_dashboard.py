@@ -311,3 +311,14 @@ def test_a_forwarded_request_s_basic_credentials_do_not_pass_the_guard(guarded: 
     assert guarded.get(COSTS + "?start_time=1", basic("anyone", CLIENT_TOKEN)).status == 401
     assert len(fake.received) == before
 
+
+
+def test_a_worker_shows_what_the_fetching_process_wrote(start: Start, fake: FakeOpenAI) -> None:
+    def costs_calls() -> int:
+        return sum(r.path == COSTS.encode() for r in fake.received)
+    parent = start()
+    calls = costs_calls()
+    worker = start("--worker-number", "1")  # as --workers' worker: it fetches no costs
+    shown = worker.get("/orgproxy/costs.json").json()
+    assert shown["providers"] == parent.get("/orgproxy/costs.json").json()["providers"]
+    assert shown["budgets"] and costs_calls() == calls
