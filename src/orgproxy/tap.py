@@ -24,6 +24,8 @@ from twisted.python.components import Componentized
 
 from orgproxy.body.amend import Amended
 from orgproxy.costs import anthropic_costs, openai_costs
+from orgproxy.costs.budget_file import BudgetsReloader
+from orgproxy.costs.budgets import BudgetsFileError
 from orgproxy.costs.collector import COLLECTOR
 from orgproxy.costs.refresher import CostRefresher
 from orgproxy.costs.store import CostStore, store_path
@@ -65,6 +67,7 @@ from orgproxy.web.connections import (
     open_files_limit,
     said_out_of_descriptors,
 )
+from orgproxy.web.dashboard import DashboardSources
 from orgproxy.web.proxy import InFlight, OrganizationProxy
 from orgproxy.web.resources import Health, UnknownReport
 from orgproxy.web.site import MAX_BUFFERED_REQUEST_BYTES, OrgproxySite, make_site
@@ -99,7 +102,7 @@ DEFAULTS: Mapping[str, str] = {
 
 # Options naming files or directories.
 PATH_OPTIONS = ("aliases", "admin-key-file", "anthropic-admin-key-file", "state-dir", "client-token-file",
-                "upstream-ca")
+                "upstream-ca", "budgets")
 # Options that differ per process with --workers.
 WORKER_OWN_OPTIONS = ("workers", "worker-fd", "worker-number")
 # Options the daemon gives its own workers, not for people: left out of --help.
@@ -206,6 +209,10 @@ class Options(usage.Options):
         ["cost-series-max", None, None,
          "Most series of cost on /metrics, both providers together; beyond, the smallest of each"
          f" are added up as api_key_name=\"other\". [default: {DEFAULTS['cost-series-max']}]"],
+        ["budgets", None, None,
+         "TOML file of monthly budgets in dollars per key name (a [budgets] table), for both providers"
+         " together: shown on the dashboard (/orgproxy/) and on /metrics as orgproxy_budget_monthly_usd,"
+         " which the shipped rules alert on; read again on SIGHUP and when it changes."],
         ["idle-trim", None, None,
          "Seconds without a request in flight after which the memory freed since is handed back to"
          f" the system (glibc); 0 is off. [default: {DEFAULTS['idle-trim']}]"],
@@ -598,10 +605,11 @@ def anthropic_discovery(options: Options, reactor: Any, admin: AdminClient | Non
 
 
 def cost_series(options: Options, reactor: Any, openai: AdminClient | None, anthropic: AdminClient | None,
-                current: CurrentNames) -> list[CostRefresher]:
+                current: CurrentNames) -> tuple[CostStore | None, list[CostRefresher]]:
     """The cost series on /metrics (with either admin key, unless --cost-interval is 0):
-    every process draws them from the figures in the state directory; the one process that
-    is not a --workers worker fetches them, with a refresher per provider (returned)."""
+    every process draws them from the figures in the state directory (the store, returned
+    for the dashboard; None without them); the one process that is not a --workers worker
+    fetches them, with a refresher per provider (returned)."""
     worker = options["worker-number"] > 0  # a --workers worker, which holds no admin key
     # Anthropic's costs come from its analytics API, which asks for its beta.
     analytics = anthropic.with_headers([(b"anthropic-beta", anthropic_costs.BETA)]) if anthropic is not None else None
@@ -609,15 +617,27 @@ def cost_series(options: Options, reactor: Any, openai: AdminClient | None, anth
         (OPENAI, openai, openai_costs.fetch_costs), (ANTHROPIC, analytics, anthropic_costs.fetch_costs))
         if admin is not None]
     if options["cost-interval"] == 0 or (not sources and not worker):
-        return []
+        return None, []
     if worker:
         sources = []
     store = CostStore(store_path(options["state-dir"]), writer=not worker, most=options["cost-series-max"],
                       providers=tuple(provider.name for provider, _, _ in sources))
     COLLECTOR.follow(store, lambda: current.names)
     metrics.installed().register(COLLECTOR)
-    return [CostRefresher(reactor, provider.name, provider.title, partial(fetch_costs, admin.get), store,
-                          options["cost-interval"]) for provider, admin, fetch_costs in sources]
+    return store, [CostRefresher(reactor, provider.name, provider.title, partial(fetch_costs, admin.get), store,
+                                 options["cost-interval"]) for provider, admin, fetch_costs in sources]
+
+
+def load_budgets(path: str | None, reactor: Any) -> BudgetsReloader | None:
+    """The budgets of --budgets; a broken file ends the start-up with one line."""
+    if path is None:
+        return None
+    budgets = BudgetsReloader(path, reactor)
+    try:
+        budgets.load_first()
+    except BudgetsFileError as e:
+        raise SystemExit(f"orgproxy: --budgets: {e}") from None
+    return budgets
 
 
 def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpointFactory | None = None
@@ -640,6 +660,7 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
     if is_worker:
         log.namespace = f"orgproxy.worker{options['worker-number']}"
     names, reloader = load_names(options["aliases"], reactor)
+    budgets = load_budgets(options["budgets"], reactor)
     history, history_problem = (None, None) if is_worker else open_history(options["state-dir"], names, reactor)
     run = run_directory(options)
     # Before any metric exists: with workers, every process writes its own to the run
@@ -674,7 +695,9 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
     admin_of_anthropic = None if is_worker else anthropic_admin_client(options, reactor, agent)
     discovery_of_anthropic = anthropic_discovery(options, reactor, admin_of_anthropic, names, history)
     discoveries = [found for found in (discovery, discovery_of_anthropic) if found is not None]
-    cost_refreshers = cost_series(options, reactor, admin, admin_of_anthropic, names)
+    cost_store, cost_refreshers = cost_series(options, reactor, admin, admin_of_anthropic, names)
+    if budgets is not None:
+        process_metrics.register(budgets)  # orgproxy_budget_monthly_usd
     cache = (ResponseCache(reactor, options["cache-ttl"], options["cache-max-bytes"], options["cache-max-entries"])
              if options["cache-ttl"] > 0 else None)
     idle_trim = IdleTrim(reactor, options["idle-trim"], heap_trimmer()) if options["idle-trim"] > 0 else None
@@ -708,14 +731,15 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
                                                                     discovery_of_anthropic or anthropic_status)})
     files_limit = open_files_limit()
     max_connections = options["max-connections"] or default_max_connections(options["max-concurrency"], files_limit)
-    site = make_site(proxy=proxy, anthropic_proxy=anthropic_proxy, health=health,
-                     unknown_report=UnknownReport(shared_unknown.merged if shared_unknown is not None
-                                                  else (lambda: unknown), names),
+    unknown_report = UnknownReport(shared_unknown.merged if shared_unknown is not None else (lambda: unknown), names)
+    site = make_site(proxy=proxy, anthropic_proxy=anthropic_proxy, health=health, unknown_report=unknown_report,
                      allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor,
                      header_timeout=options["header-timeout"], max_connections=max_connections,
                      max_connections_per_source=(options["max-connections-per-source"]
                                                  or default_max_connections_per_source(max_connections)),
-                     max_buffered_request_bytes=options["max-buffered-request-bytes"])
+                     max_buffered_request_bytes=options["max-buffered-request-bytes"],
+                     dashboard=DashboardSources(reactor, names, unknown_report.unknown, cost_store, budgets,
+                                                options["cost-interval"], client_token is not None))
     process_metrics.follow_names(lambda: names.names)
     service.site, service.discovery, service.unknown, service.cache = site, discovery, unknown, cache
     service.anthropic_discovery = discovery_of_anthropic
@@ -763,7 +787,8 @@ def makeService(options: Options, reactor: Any = None, endpoints: IAgentEndpoint
         listening.setServiceParent(service)
         if options["workers"] > 1:
             pool_of_workers.setServiceParent(service)
-    ReloadService(reactor, reloader, options["watch"], on_sighup).setServiceParent(service)
+    ReloadService(reactor, reloader, options["watch"], on_sighup,
+                  [budgets] if budgets is not None else []).setServiceParent(service)
     metrics.MetricsFlush(process_metrics, reactor).setServiceParent(service)
     if cache is not None:
         # Swept at least every second, at most every TTL: memory comes back within a TTL
