@@ -29,7 +29,7 @@ INSTALL_PYTHON ?= $(shell for p in /usr/bin/python3.11 /usr/bin/python3 /usr/loc
 # service user cannot write it, and Twisted would try at every start and log that it could not.
 PLUGIN_CACHE := -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
 
-.PHONY: run test demo clean bench install
+.PHONY: run test demo clean bench bench-report install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,10 @@ clean:
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+# orgproxy-report at scale: a month of daily costs for 5,000 and 10,000 keys of each vendor.
+bench-report: $(VENV)/.installed
+	$(BIN)/python bench/report_bench.py $(BENCH_ARGS)
 
 # Readable by every user whatever the installer's umask (a service runs as its own user);
 # the package itself, not editable, with what running needs.

@@ -6,7 +6,8 @@ without admin keys yet.
 Serves the demo's organizations (``demo.upstream``) on a free loopback port, starts ``twistd
 orgproxy`` in front of them with the demo's admin keys (discovery and the cost series on),
 prints the dashboard's address once the daemon serves, and stops both on Ctrl-C (SIGINT) or
-SIGTERM. Options it does not know are the daemon's. The daemon's state (its history of names)
+SIGTERM. The daemon is given the demo's budgets (``demo/budgets.toml``). Options it does not
+know are the daemon's. The daemon's state (its history of names)
 goes to a temporary directory removed at the end, unless ``--state-dir`` says where.
 """
 
@@ -26,6 +27,7 @@ from demo.organization import today_utc
 from demo.upstream import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY, DemoUpstream, serve
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
+BUDGETS = Path(__file__).with_name("budgets.toml")
 READY = "orgproxy serving on"
 # Discovery every minute rather than every 15: the deleted keys leave the lists within a minute.
 DISCOVERY_INTERVAL = "60"
@@ -34,7 +36,7 @@ DISCOVERY_INTERVAL = "60"
 def daemon_command(port: int, upstream: str, state_dir: str, more: Sequence[str]) -> list[str]:
     return [TWISTD, "--nodaemon", "--pidfile=", "orgproxy", "--port", f"tcp:{port}:interface=127.0.0.1",
             "--upstream", upstream, "--anthropic-upstream", upstream, "--state-dir", state_dir,
-            "--discovery-interval", DISCOVERY_INTERVAL, *more]
+            "--discovery-interval", DISCOVERY_INTERVAL, "--budgets", str(BUDGETS), *more]
 
 
 def daemon_environment() -> dict[str, str]:

@@ -44,7 +44,9 @@ collect_ignore = [module for module, present in (("report/test_focus_validator.p
 ONE_PROCESS = {
     "tests/support/test_browser.py": "chromium",
     "tests/process/test_browser.py": "chromium",
+    "tests/process/test_dashboard.py": "chromium",
     "tests/process/test_prometheus_server.py": "prometheus",
+    "tests/report/test_focus_validator.py": "focus-validator",  # one validator run, for three files
 }
 
 

@@ -15,14 +15,17 @@ The order, from the bottom up (written here once; DESIGN.md's table is the pictu
    metrics registry; it knows no feature.
 2. ``upstream/`` (HTTP out, and reading an Admin API's page, which discovery and the cost
    series both do) and ``body/`` (the pure core), side by side.
-3. ``names/`` and ``costs/``: the features, side by side. The cost series read the Admin API's
-   pages as discovery does, from ``upstream/`` (not from ``names/``), and label with the
-   snapshot (not with ``names/``).
-4. ``web/`` (HTTP in) and ``ops/`` (reload, workers, the first process), side by side.
-5. ``daemon/``: the options, the service, one builder per concern. (DESIGN.md has them
+3. ``names/``: the names' sources (alias files, discovery, the history) and the ids unnamed.
+4. ``costs/``: the cost series, the budgets and what the dashboard shows. DESIGN.md has it
+   beside ``names/``; it builds on it: the budgets file is read and its errors located as
+   an alias file's are, and the dashboard's figures show the unknown ids beside the costs.
+   (The Admin API's pages it reads from ``upstream/``, as discovery does, and it labels with
+   the snapshot.)
+5. ``web/`` (HTTP in) and ``ops/`` (reload, workers, the first process), side by side.
+6. ``daemon/``: the options, the service, one builder per concern. (DESIGN.md has them
    beside ``tap.py``, in its layer; in a package of their own, a layer below, ``tap.py``
    only composes what they build.)
-6. ``tap.py``: the twistd face, composing the daemon's parts.
+7. ``tap.py``: the twistd face, composing the daemon's parts.
 
 Packages of one layer never import each other, so that a feature can change without
 the other. ``report/`` stands apart: the ``orgproxy-report`` client, it may import the pure
@@ -45,7 +48,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (PURE_HELPERS,),
     ("infra",),
     ("upstream", "body"),
-    ("names", "costs"),
+    ("names",),
+    ("costs",),
     ("web", "ops"),
     ("daemon",),
     ("tap",),
@@ -125,7 +129,8 @@ def test_no_package_imports_from_its_own_layer_or_above() -> None:
 
 @pytest.mark.parametrize(("importer", "statement"), [
     ("infra", "from orgproxy.names.current import CurrentNames"),  # infrastructure reaching a feature
-    ("names", "from orgproxy.costs import store"),  # a feature reaching its neighbour
+    ("names", "from orgproxy.costs import store"),  # a feature reaching one above it
+    ("web", "from orgproxy.ops import reload"),  # or its neighbour
     ("body", "import orgproxy.web.proxy"),
     ("fields.py", "from orgproxy.infra.logs import log"),  # a pure helper reaching up
     ("report", "from orgproxy.infra import logs"),

@@ -140,6 +140,8 @@ def test_make_demo_shows_named_costs_and_both_providers_discovery_then_stops_on_
         assert dashboard.wait(60), "".join(lines)
         providers = poll("discovery of both providers", lambda: discovered_by_both(base))
         names, refreshed = poll("cost series", lambda: month_to_date(base))  # named as of now
+        shown = json.loads(call(base, "/orgproxy/costs.json").body)
+        page = call(base, "/orgproxy/")
     finally:
         os.killpg(running.pid, signal.SIGINT)  # Ctrl-C: make and the demo (which stops the daemon)
         running.wait(30)
@@ -159,6 +161,14 @@ def test_make_demo_shows_named_costs_and_both_providers_discovery_then_stops_on_
     spent = {e.dimensions["api_key_id"] for e in anthropic.costs if e.day >= today.replace(day=1).isoformat()}
     assert names["anthropic"] == {key or "": anthropic.names[key] if key else "Console" for key in spent}
     assert providers["anthropic"]["discovery"]["names"] > 0 and providers["openai"]["discovery"]["names"] > 0
+    # The dashboard: both providers' blocks, with the demo's names, and its budgets (one over).
+    assert page.status == 200 and b'<section class="provider" id="anthropic"' in page.body
+    for provider in ("openai", "anthropic"):
+        labels = {key["label"] for key in shown["providers"][provider]["keys"]}
+        named = {name for name in names[provider].values() if name != "unknown"}
+        assert named <= labels and len(named) >= 6, (provider, named - labels)
+        assert len(shown["providers"][provider]["daily"]["series"]) == 9  # the top 8 and other
+    assert {line["api_key_name"] for line in shown["budgets"] if line["over"]} >= {"storefront-staging"}
     assert "orgproxy demo: stopped (the daemon exited with 0)" in output, output
     assert "Traceback" not in output, output
     with pytest.raises(ConnectionRefusedError):

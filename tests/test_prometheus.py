@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,9 +33,12 @@ def readme_prometheus_additions() -> dict[str, str]:
 
 
 @pytest.fixture
-def scraped(make_proxy: Callable[..., InMemoryProxy]) -> Iterator[set[str]]:
-    """Every sample name orgproxy exports with discovery and the cost series on, both run."""
-    proxy = make_proxy(environ={"OPENAI_ADMIN_KEY": TOKEN})
+def scraped(make_proxy: Callable[..., InMemoryProxy], tmp_path: Path) -> Iterator[set[str]]:
+    """Every sample name orgproxy exports with discovery, the cost series and budgets on,
+    both run."""
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text("[budgets]\ncheckout = 1000\n")
+    proxy = make_proxy("--budgets", str(budgets), environ={"OPENAI_ADMIN_KEY": TOKEN})
     proxy.start_service()
     proxy.flush()
     answer = proxy.get("/metrics")
@@ -49,7 +53,8 @@ def test_every_metric_the_rules_name_is_one_orgproxy_exports(scraped: set[str]) 
     # (level:metric:operation names, which a colon gives away).
     lines = [line for line in RULES.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#")]
     named = set(re.findall(r"(?<![:\w])orgproxy_[a-z_]+\b(?!:)", "\n".join(lines)))
-    assert named >= {"orgproxy_cost_month_to_date_usd", "orgproxy_cost_refresh_timestamp_seconds",
+    assert named >= {"orgproxy_cost_month_to_date_usd", "orgproxy_cost_last_day_usd",
+                     "orgproxy_cost_refresh_timestamp_seconds", "orgproxy_budget_monthly_usd",
                      "orgproxy_discovery_runs_total"}
     assert named <= scraped, named - scraped
 

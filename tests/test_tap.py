@@ -105,6 +105,7 @@ SAMPLES = {
                    ("127.0.0.1,fd00::/8", (ip_network("127.0.0.1/32"), ip_network("fd00::/8")))),
     "client-token-file": (("/run/secrets/token",) * 2, ("token.txt", os.path.abspath("token.txt"))),
     "upstream-ca": (("/etc/ssl/gateway.pem",) * 2, ("ca.pem", os.path.abspath("ca.pem"))),
+    "budgets": (("/etc/orgproxy/budgets.toml",) * 2, ("budgets.toml", os.path.abspath("budgets.toml"))),
     "max-concurrency": (("100", 100), ("8", 8)),
     "workers": (("2", 2), ("3", 3)),
     "cache-ttl": (("30", 30.0), ("0", 0.0)),

@@ -43,7 +43,8 @@ def service_of(parts: Parts) -> OrgproxyService:
     if listening.pool is not None:
         listening.pool.setServiceParent(service)
         on_sighup.append(listening.pool.on_sighup)
-    ReloadService(reactor, names.reloader, options["watch"], on_sighup).setServiceParent(service)
+    budgets = [parts.costs.budgets] if parts.costs.budgets is not None else []
+    ReloadService(reactor, names.reloader, options["watch"], on_sighup, budgets).setServiceParent(service)
     MetricsFlush(parts.process.metrics, reactor).setServiceParent(service)
     if front.cache is not None:
         # Swept at least every second, at most every TTL: memory comes back within a TTL
@@ -54,7 +55,7 @@ def service_of(parts: Parts) -> OrgproxyService:
     for shares in (names.shared_unknown, names.follower, parts.first_process):
         if shares is not None:
             shares.setServiceParent(service)
-    for refresher in parts.cost_series:
+    for refresher in parts.costs.refreshers:
         refresher.setServiceParent(service)
     if front.idle_trim is not None:
         front.idle_trim.setServiceParent(service)

@@ -118,15 +118,17 @@ def test_one_refresh_asks_the_analytics_api_by_key_and_workspace_daily_every_pag
     fake_anthropic.org.analytics.default_limit = 3
     start()
     calls = analytics_calls(fake_anthropic)
-    assert len(calls) == 3, "8 rows in pages of 3"
     queries = [parse_qsl(c.target.decode().partition("?")[2]) for c in calls]
     for query in queries:
         assert [v for k, v in query if k == "group_by[]"] == ["api_key_id", "workspace_id"]
-        assert dict(query)["starting_at"] == "2026-10-01T00:00:00Z"
+        # The last 30 days (today's so far the last), which hold this month's 16.
+        assert dict(query)["starting_at"] == "2026-09-17T00:00:00Z"
         assert dict(query)["time_bucket_width"] == "1d"
     pages = [json.loads(body) for body in fake_anthropic.answered if b'"data_refreshed_at"' in body]
-    assert [page["has_more"] for page in pages] == [True, True, False]
-    assert [dict(q).get("page") for q in queries] == [None] + [page["next_page"] for page in pages[:2]]
+    rows = sum(len(page["data"]) for page in pages)
+    assert len(calls) == len(pages) == -(-rows // 3) > 1, "every page of 3 rows"
+    assert [page["has_more"] for page in pages] == [True] * (len(pages) - 1) + [False]
+    assert [dict(q).get("page") for q in queries] == [None] + [page["next_page"] for page in pages[:-1]]
     for call in calls:
         assert call.header("x-api-key") == ADMIN_KEY.encode()
         assert call.header("anthropic-beta") == BETA.encode()
@@ -143,8 +145,9 @@ def test_on_the_first_of_a_month_the_last_day_is_the_previous_month_s_last(
     proxy = start(at=day_start(date(2026, 10, 1)) + 3600)
     samples = scrape(proxy)
     assert anthropic_series(samples, LAST_DAY)[labels(BILLING_KEY, BILLING)] == float(Decimal("999.99") / 100)
+    # The last 30 days: from September 2nd, yesterday the 30th among them.
     assert dict(parse_qsl(analytics_calls(fake_anthropic)[0].target.decode().partition("?")[2]))["starting_at"] == (
-        "2026-09-30T00:00:00Z")
+        "2026-09-02T00:00:00Z")
 
 
 # --- both providers ---------------------------------------------------------------------------

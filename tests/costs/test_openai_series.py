@@ -116,13 +116,14 @@ def test_one_refresh_walks_every_page_of_the_month_grouped_by_key_and_project(st
                                                                               usage: FakeUsage) -> None:
     start()
     served = usage.served_for(COSTS)
-    assert len(served) == 3, "16 days in pages of at most 7 buckets"
-    assert {(s.start_time, s.end_time) for s in served} == {(day_start(date(2026, 10, 1)),
+    assert len(served) == 5, "30 days in pages of at most 7 buckets"
+    # The last 30 days, today's so far the last: they hold the month's 16.
+    assert {(s.start_time, s.end_time) for s in served} == {(day_start(date(2026, 9, 17)),
                                                              day_start(date(2026, 10, 17)))}
     assert all(set(s.group_by) == {"api_key_id", "project_id"} for s in served)
     assert [s.page for s in served[1:]] == [s.next_page for s in served[:-1]]
     assert not served[-1].has_more
-    assert sorted(b for s in served for b in s.buckets) == list(range(day_start(date(2026, 10, 1)),
+    assert sorted(b for s in served for b in s.buckets) == list(range(day_start(date(2026, 9, 17)),
                                                                       day_start(date(2026, 10, 17)), DAY))
 
 
@@ -138,9 +139,9 @@ def test_on_the_first_of_a_month_the_last_day_is_the_previous_month_s_last(
 def test_every_interval_the_series_are_refreshed_for_the_moment_it_is(start: Start, usage: FakeUsage) -> None:
     proxy = start("--cost-interval", "3600")
     proxy.advance(3599)
-    assert len(usage.served_for(COSTS)) == 3
+    assert len(usage.served_for(COSTS)) == 5
     proxy.advance(1)
-    assert len(usage.served_for(COSTS)) == 6
+    assert len(usage.served_for(COSTS)) == 10
     # A day later (hourly refreshes in between), the month so far has one more day.
     proxy.advance(DAY - 3600)
     samples = scrape(proxy)
@@ -276,7 +277,7 @@ def test_after_a_restart_the_last_values_are_shown_until_a_refresh_succeeds(
     assert samples["orgproxy_cost_refresh_failures_total"][OPENAI] >= 1
 
 
-@pytest.mark.parametrize("content", [b"", b"[]", b'{"version": 2}', b'{"version": 3, "providers": {}}',
+@pytest.mark.parametrize("content", [b"", b"[]", b'{"version": 2}', b'{"version": 4, "providers": {}}',
                                      b'{"version": 1, "series": [[1]]}', b'{"version": 2, "providers": {"x": {}}}',
                                      b'{"version": 2, "providers": {"openai": {"refreshed_at": 1, "failures": 0,'
                                      b' "series": [["k", "p", "NaN", "1", false]]}}}', b"\xff\xfe"])
@@ -302,16 +303,21 @@ def test_cost_interval_0_or_no_admin_key_means_no_cost_series_and_no_costs_calls
 
 # --- the pure parts ---------------------------------------------------------------------------
 
-def test_the_window_is_the_month_so_far_and_yesterday_in_utc_days() -> None:
+def test_the_window_is_the_month_so_far_and_the_last_30_days_in_utc_days() -> None:
     def at(text: str) -> float:
         return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
     window = Window.at(at("2026-10-16T23:59:59"))
-    assert (window.start_time, window.end_time) == (at("2026-10-01T00:00:00"), at("2026-10-17T00:00:00"))
+    assert (window.start_time, window.end_time) == (at("2026-09-17T00:00:00"), at("2026-10-17T00:00:00"))
     assert (window.month_start, window.last_day_start) == (at("2026-10-01T00:00:00"), at("2026-10-15T00:00:00"))
+    assert dict(query(window))["limit"] == "30"
     first = Window.at(at("2026-03-01T00:00:00"))
     assert (first.start_time, first.month_start, first.last_day_start) == (
-        at("2026-02-28T00:00:00"), at("2026-03-01T00:00:00"), at("2026-02-28T00:00:00"))
-    assert dict(query(first))["limit"] == "2"
+        at("2026-01-31T00:00:00"), at("2026-03-01T00:00:00"), at("2026-02-28T00:00:00"))
+    # On the 31st the month is the longer: 31 days.
+    last = Window.at(at("2026-12-31T12:00:00"))
+    assert (last.start_time, last.days) == (at("2026-12-01T00:00:00"), 31)
+    assert last.day_of(int(at("2026-12-05T00:00:00"))) == at("2026-12-05T00:00:00")
+    assert last.day_of(int(at("2026-11-30T00:00:00"))) is None and last.day_of(int(at("2027-01-01T00:00:00"))) is None
 
 
 def test_bounded_keeps_the_largest_and_adds_up_the_rest_as_one() -> None:

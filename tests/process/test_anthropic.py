@@ -62,8 +62,8 @@ def test_the_daemon_forwards_organizations_to_anthropic_and_names_what_discovery
 
 
 def test_the_report_through_the_daemon_merges_rotated_keys_by_name(
-        daemon: Daemon, anthropic: AnthropicOnASocket) -> None:
-    ran = subprocess.run([REPORT, "--provider", "anthropic", "usage", "messages", "--since", "2026-08-01",
+        daemon: Daemon, anthropic: AnthropicOnASocket, upstream: FakeUpstream) -> None:
+    ran = subprocess.run([REPORT, "--provider", "anthropic", "usage", "--since", "2026-08-01",
                           "--until", "2026-08-04", "--by", "api_key_name", "--format", "json", "--proxy", daemon.url],
                          env=daemon_env({"ANTHROPIC_ADMIN_KEY": CALLER_KEY}), capture_output=True, text=True,
                          timeout=60)
@@ -71,8 +71,16 @@ def test_the_report_through_the_daemon_merges_rotated_keys_by_name(
     document = json.loads(ran.stdout)
     totals = {t["api_key_name"]: t for t in document["totals"]}
     # Two keys named billing-batch-prod (one expired), one line; the Console named.
-    assert totals["billing-batch-prod"]["uncached_input_tokens"] == 15800 + 100
-    assert totals["Console"]["output_tokens"] == 410
-    assert {"legacy-default-workspace-key", "jane-laptop", "ci-deploy-bot key"} <= set(totals)
+    august = [e for e in anthropic.fake.org.analytics.usage if "2026-08-01" <= e.day < "2026-08-04"]
+    billing = {k["id"] for k in anthropic.fake.org.api_keys if k["name"] == "billing-batch-prod"}
+    assert totals["billing-batch-prod"]["uncached_input_tokens"] == sum(
+        e.tokens["uncached_input_tokens"] for e in august if e.dimensions["api_key_id"] in billing) > 0
+    assert totals["Console"]["output_tokens"] == sum(
+        e.tokens["output_tokens"] for e in august if e.dimensions["api_key_id"] is None) > 0
+    assert set(totals) == {"billing-batch-prod", "Console"}
     daily = [row for row in document["rows"] if row["api_key_name"] == "billing-batch-prod"]
     assert [row["date"] for row in daily] == ["2026-08-01"]
+    assert len(totals["billing-batch-prod"]["api_key_ids"]) == 2 and totals["Console"]["api_key_ids"] == []
+    # From the analytics API, with its beta header, through the daemon.
+    asked = [r for r in upstream.received if r.target.startswith(b"/v1/organizations/analytics/usage")]
+    assert asked and all(r.header("anthropic-beta") == "analytics-usage-cost-2026-08-24" for r in asked)

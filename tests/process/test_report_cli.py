@@ -10,6 +10,9 @@ windows, paging, each failure) is tested in the test process: tests/report/.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,7 +32,7 @@ from tests.support.fake_usage import (
     USAGE_NUMBERS,
     FakeUsage,
 )
-from tests.support.focus_rules import assert_focus_rules
+from tests.support.focus14_rules import assert_focus_1_4_rules
 from tests.support.tcp_upstream import FakeUpstream, upstream_fixture
 from tests.support.usage_expected import (
     MONTH,
@@ -87,6 +90,29 @@ def run(daemon: Daemon, *args: str, key: str = TOKEN, client_token_file: Path | 
                           encoding="utf-8", env=env, timeout=60, check=False)
 
 
+def run_on_a_terminal(daemon: Daemon, *args: str, client_token_file: Path) -> tuple[str, bytes]:
+    """``run``, with stderr a terminal (a pseudo-terminal): (stdout, what stderr's terminal got)."""
+    leader, follower = pty.openpty()
+    env = daemon_env({"OPENAI_ADMIN_KEY": TOKEN, "ORGPROXY_CLIENT_TOKEN_FILE": str(client_token_file)})
+    try:
+        done = subprocess.run([REPORT, *args, "--proxy", daemon.url], stdout=subprocess.PIPE, stderr=follower,
+                              env=env, timeout=60, check=False)
+        os.close(follower)
+        drawn = b""
+        while select.select([leader], [], [], 0)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal is closed and read to its end
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0, drawn
+    return done.stdout.decode(), drawn
+
+
 def succeeded(done: subprocess.CompletedProcess[str]) -> str:
     assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.stderr == "", done.stderr
@@ -126,7 +152,7 @@ def test_focus_export_through_the_daemon_keeps_every_rule_and_every_cent(daemon:
     succeeded(run(daemon, "costs", *MONTH, "--format", "focus", "--billing-account-id", "org-EXAMPLE123",
                   "--billing-account-name", "Example Corp", "--output", str(target),
                   client_token_file=work / "client-token"))
-    rows = assert_focus_rules(target.read_text(encoding="utf-8"))
+    rows = assert_focus_1_4_rules(target.read_text(encoding="utf-8"))
     assert {frozenset(s.group_by) for s in usage.served_for(COSTS)} == {
         frozenset({"project_id", "api_key_id", "line_item"})}, "by id: the daemon merges nothing"
     assert sum(Decimal(r["BilledCost"]) for r in rows) == sum(Decimal(json.dumps(c.value)) for c in usage.costs_rows)
@@ -134,7 +160,19 @@ def test_focus_export_through_the_daemon_keeps_every_rule_and_every_cent(daemon:
     names = {r["ResourceId"]: r["ResourceName"] for r in rows}
     assert names == {c.api_key_id: ALIASES.get(c.api_key_id) for c in usage.costs_rows}
     assert {r["SubAccountName"] for r in rows if r["SubAccountId"] == "proj_shop"} == {"shop"}
-    assert (tmp_path / "costs.csv.metadata.json").exists()
+    assert json.loads((tmp_path / "costs.csv.metadata.json").read_text())["Schema"]["FocusVersion"] == "1.4"
+
+
+def test_on_a_terminal_a_progress_line_is_drawn_on_stderr_and_wiped_and_quiet_draws_none(
+        daemon: Daemon, usage: FakeUsage, work: Path) -> None:
+    for quiet in ([], ["--quiet"]):
+        table, drawn = run_on_a_terminal(daemon, "costs", *MONTH, *quiet, client_token_file=work / "client-token")
+        assert_costs_table(table, usage)
+        if quiet:
+            assert drawn == b""
+            continue
+        assert drawn.startswith(b"\rorgproxy-report: ") and b" rows" in drawn
+        assert drawn.endswith(b"\r") and drawn.rsplit(b"\r", 2)[-2].strip() == b"", drawn
 
 
 def test_without_the_client_token_the_daemon_refuses_and_the_report_exits_1_with_one_line(

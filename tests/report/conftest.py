@@ -16,11 +16,13 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from orgproxy.report.cli import main
+from tests.support.analytics_month import AnalyticsNamesBesideIds
 from tests.support.answers import TOKEN
 from tests.support.fake_usage import COMPLETIONS, COSTS, FakeUsage, name_of
 from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply
@@ -93,6 +95,17 @@ def install_usage(upstream: FakeUpstream) -> Callable[..., FakeUsage]:
     return install
 
 
+ANTHROPIC_KEY = "sk-ant-admin01-report-key-never-logged"
+
+
+@pytest.fixture
+def analytics(upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> AnalyticsNamesBesideIds:
+    """Anthropic's analytics month (tests/support/analytics_month.py), with names beside the
+    ids, at ``upstream.url``; its admin key in ANTHROPIC_ADMIN_KEY."""
+    monkeypatch.setenv("ANTHROPIC_ADMIN_KEY", ANTHROPIC_KEY)
+    return AnalyticsNamesBesideIds().install(upstream)
+
+
 @dataclass
 class Ran:
     code: int
@@ -105,10 +118,11 @@ class Ran:
         assert "Traceback" not in self.err, self.err
         return self.out
 
-    def json(self) -> dict[str, Any]:
+    def json(self, exact: bool = False) -> dict[str, Any]:
+        """The JSON printed; ``exact``: its numbers with a point as Decimal."""
         out = self.ok()
         try:
-            return json.loads(out)
+            return json.loads(out, parse_float=Decimal) if exact else json.loads(out)
         except ValueError:
             raise AssertionError(f"--format json printed no JSON:\n{out}") from None
 

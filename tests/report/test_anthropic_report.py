@@ -1,6 +1,7 @@
-"""``orgproxy-report --provider anthropic``: Anthropic's messages usage and cost reports, asked
-for in Anthropic's spelling (RFC 3339 days, ``group_by[]``, the key as ``x-api-key`` with
-``anthropic-version``), every ``next_page`` walked, and the same outputs as OpenAI's.
+"""``orgproxy-report --provider anthropic --legacy``: Anthropic's legacy messages usage and cost
+reports, asked for in Anthropic's spelling (RFC 3339 days, ``group_by[]``, the key as
+``x-api-key`` with ``anthropic-version``), every ``next_page`` walked, and the same outputs as
+OpenAI's. (Its analytics API, the default: test_anthropic_analytics_report.py.)
 
 Against the fake Anthropic's ledgers on a real socket, behind a stand-in for orgproxy that
 only puts names beside the ids (as tests/report/conftest.py's does for OpenAI): rows of two
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
 
-from orgproxy.report.apis import AnthropicReports
+from orgproxy.report.apis import AnthropicLegacyReports
 from tests.report.conftest import Run
 from tests.support.fake_anthropic import COSTS, MESSAGES, BadRequest, FakeAnthropic, anthropic_error
 from tests.support.tcp_upstream import FakeUpstream, Handler, Received, Reply
@@ -76,7 +78,7 @@ def tokens(entry: dict[str, Any]) -> int:
 
 def test_messages_usage_per_key_name_adds_up_rotated_keys_and_names_the_console(
         report: Run, upstream: FakeUpstream, anthropic: NamesBesideAnthropicIds) -> None:
-    document = report("--provider", "anthropic", "usage", "messages", *AUGUST, "--format", "json",
+    document = report("--provider", "anthropic", "--legacy", "usage", "messages", *AUGUST, "--format", "json",
                       "--proxy", upstream.url, key=None).json()
     assert document["kind"] == "usage/messages" and document["by"] == ["api_key_name"]
     expected: dict[str, int] = {}
@@ -84,8 +86,11 @@ def test_messages_usage_per_key_name_adds_up_rotated_keys_and_names_the_console(
         name = anthropic.names[entry["api_key_id"]] if entry["api_key_id"] else "Console"
         expected[name] = expected.get(name, 0) + tokens(entry)
     totals = {t["api_key_name"]: t for t in document["totals"]}
-    assert {name: sum(v for k, v in t.items() if k != "api_key_name" and k != "server_tool_use.web_search_requests")
+    assert {name: sum(v for k, v in t.items() if type(v) is int and k != "server_tool_use.web_search_requests")
             for name, t in totals.items()} == expected
+    # Beside each name, the ids it stood for: two keys for the rotated one, none for the Console.
+    assert totals["billing-batch-prod"]["api_key_id"] is None and len(totals["billing-batch-prod"]["api_key_ids"]) == 2
+    assert (totals["Console"]["api_key_id"], totals["Console"]["api_key_ids"]) == (None, [])
     assert totals["billing-batch-prod"]["uncached_input_tokens"] == 15800 + 100  # two keys, one name
     assert totals["legacy-default-workspace-key"]["cache_creation.ephemeral_1h_input_tokens"] == 2000
     assert [t["api_key_name"] for t in document["totals"]][0] == "legacy-default-workspace-key"  # most tokens first
@@ -93,9 +98,13 @@ def test_messages_usage_per_key_name_adds_up_rotated_keys_and_names_the_console(
     asked = [r for r in upstream.received if r.target.startswith(MESSAGES.encode())]
     assert len(asked) == 2 == anthropic.pages
     first = parse_qsl(asked[0].target.decode().partition("?")[2])
-    assert first == [("starting_at", "2026-08-01T00:00:00Z"), ("ending_at", "2026-08-04T00:00:00Z"),
-                     ("bucket_width", "1d"), ("limit", "3"), ("group_by[]", "api_key_name")]
-    assert dict(parse_qsl(asked[1].target.decode().partition("?")[2]))["page"].endswith("=")
+    # The first call is a day; the next as many as keep a call small (all the rest, here).
+    assert first == [("starting_at", "2026-08-01T00:00:00Z"), ("ending_at", "2026-08-02T00:00:00Z"),
+                     ("bucket_width", "1d"), ("limit", "1"), ("group_by[]", "api_key_name")]
+    second = parse_qsl(asked[1].target.decode().partition("?")[2])
+    assert second[:4] == [("starting_at", "2026-08-02T00:00:00Z"), ("ending_at", "2026-08-04T00:00:00Z"),
+                          ("bucket_width", "1d"), ("limit", "2")]
+    assert not any(dict(parse_qsl(a.target.decode().partition("?")[2])).get("page") for a in asked)
     for received in asked:
         assert received.header("x-api-key") == KEY and received.header("anthropic-version") == "2023-06-01"
         assert received.header("Authorization") is None
@@ -103,12 +112,14 @@ def test_messages_usage_per_key_name_adds_up_rotated_keys_and_names_the_console(
 
 def test_costs_default_to_workspace_names_in_dollars_from_cents(
         report: Run, upstream: FakeUpstream, anthropic: NamesBesideAnthropicIds) -> None:
-    document = report("--provider", "anthropic", "costs", *AUGUST, "--format", "json", "--proxy", upstream.url,
-                      key=None).json()
+    document = report("--provider", "anthropic", "--legacy", "costs", *AUGUST, "--format", "json",
+                      "--proxy", upstream.url, key=None).json()
     assert document["by"] == ["workspace_name"]
     totals = {t["workspace_name"]: t["cost"] for t in document["totals"]}
-    assert totals == pytest.approx({"Billing": (1520.4417 + 0.01) / 100, "Default": 0.875, "Platform": 1.2378912})
-    table = report("--provider", "anthropic", "costs", *AUGUST, "--proxy", upstream.url, key=None).ok()
+    assert totals == {"Billing": 15.204517, "Default": 0.875, "Platform": 1.2378912}, "exact: cents / 100"
+    assert '"cost": 15.204517' in report("--provider", "anthropic", "--legacy", "costs", *AUGUST, "--format", "json",
+                                          "--proxy", upstream.url, key=None).ok()
+    table = report("--provider", "anthropic", "--legacy", "costs", *AUGUST, "--proxy", upstream.url, key=None).ok()
     assert "Billing" in table and "$15.20" in table and "$17.32" in table.splitlines()[-1]
 
 
@@ -116,28 +127,30 @@ def test_a_key_file_and_anthropic_s_errors_read_as_one_line(
         report: Run, upstream: FakeUpstream, anthropic: NamesBesideAnthropicIds, tmp_path: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_ADMIN_KEY")
-    missing = report("--provider", "anthropic", "costs", *AUGUST, "--proxy", upstream.url, key=None)
+    missing = report("--provider", "anthropic", "--legacy", "costs", *AUGUST, "--proxy", upstream.url, key=None)
     assert missing.code == 1 and "ANTHROPIC_ADMIN_KEY" in missing.err
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
     refused = json.dumps(anthropic_error(401, "invalid x-api-key")).encode()
     upstream.on(COSTS, lambda handler, received: handler.send_reply(Reply(401, body=refused)))
-    failed = report("--provider", "anthropic", "costs", *AUGUST, "--admin-key-file", str(key_file),
+    failed = report("--provider", "anthropic", "--legacy", "costs", *AUGUST, "--admin-key-file", str(key_file),
                     "--proxy", upstream.url, key=None)
     assert failed.code == 1 and failed.err.strip() == f"orgproxy-report: {COSTS}: 401: invalid x-api-key"
     assert upstream.last().header("x-api-key") == KEY
-    other = report("--provider", "anthropic", "usage", "claude_code", *AUGUST, "--proxy", upstream.url, key=None)
+    other = report("--provider", "anthropic", "--legacy", "usage", "claude_code", *AUGUST, "--proxy", upstream.url,
+                   key=None)
     assert other.code == 1 and "messages" in other.err
 
 
 def test_the_anthropic_window_query_and_day_of_a_bucket() -> None:
     from datetime import date
 
-    api = AnthropicReports()
+    api = AnthropicLegacyReports()
     assert api.path("costs") == COSTS and api.path("usage/messages") == MESSAGES
     assert api.max_days("costs") == api.max_days("usage/messages") == 31
-    assert api.day({"starting_at": "2026-08-03T00:00:00Z"}) == "2026-08-03"
-    assert api.cost({"amount": "123.78912"}) == pytest.approx(1.2378912)
+    bucket = {"starting_at": "2026-08-03T00:00:00Z", "results": [{"amount": "123.78912", "workspace_id": None}]}
+    assert list(api.entries("costs", bucket)) == [
+        ("2026-08-03", bucket["results"][0], {"cost": Decimal("1.2378912")})], "cents to dollars, exactly"
     assert api.window_query(date(2026, 8, 1), date(2026, 9, 1), ["workspace_name", "description"])[-2:] == [
         ("group_by[]", "workspace_name"), ("group_by[]", "description")]
 
@@ -145,23 +158,25 @@ def test_the_anthropic_window_query_and_day_of_a_bucket() -> None:
 def test_by_is_checked_against_anthropic_s_group_by_values_before_anything_is_asked(
         report: Run, upstream: FakeUpstream, anthropic: NamesBesideAnthropicIds) -> None:
     for kind, wrong in ((("costs",), "api_key_name"), (("usage", "messages"), "project_name")):
-        refused = report("--provider", "anthropic", *kind, *AUGUST, "--by", wrong, "--proxy", upstream.url, key=None)
+        refused = report("--provider", "anthropic", "--legacy", *kind, *AUGUST, "--by", wrong, "--proxy", upstream.url,
+                         key=None)
         assert refused.code == 1 and refused.out == ""
         assert f"cannot be grouped by {wrong}" in refused.err and "(default: " in refused.err
     assert upstream.received == []
-    document = report("--provider", "anthropic", "usage", "messages", *AUGUST, "--by", "workspace_name,model",
-                      "--format", "json", "--proxy", upstream.url, key=None).json()
+    document = report("--provider", "anthropic", "--legacy", "usage", "messages", *AUGUST, "--by",
+                      "workspace_name,model", "--format", "json", "--proxy", upstream.url, key=None).json()
     assert document["by"] == ["workspace_name", "model"]
     asked = parse_qsl(upstream.received[0].target.decode().partition("?")[2])
     assert [v for k, v in asked if k == "group_by[]"] == ["workspace_name", "model"]
 
 
-def test_the_focus_export_is_refused_for_anthropic_in_one_line(
+def test_the_focus_export_is_refused_from_the_legacy_reports_in_one_line(
         report: Run, upstream: FakeUpstream, anthropic: NamesBesideAnthropicIds) -> None:
-    refused = report("--provider", "anthropic", "costs", *AUGUST, "--format", "focus", "--billing-account-id",
-                     "org-x", "--billing-account-name", "X", "--proxy", upstream.url, key=None)
+    refused = report("--provider", "anthropic", "--legacy", "costs", *AUGUST, "--format", "focus",
+                     "--billing-account-id", "org-x", "--billing-account-name", "X", "--proxy", upstream.url, key=None)
     assert refused.code == 1 and refused.out == "" and upstream.received == []
-    assert refused.err == "orgproxy-report: --format focus is for OpenAI's costs only, not --provider anthropic\n"
+    assert refused.err == ("orgproxy-report: --format focus reads Anthropic's analytics API (costs per key),"
+                           " not --legacy\n")
 
 
 def test_the_client_token_goes_beside_anthropic_s_key_and_output_goes_to_its_file(
@@ -169,9 +184,9 @@ def test_the_client_token_goes_beside_anthropic_s_key_and_output_goes_to_its_fil
     token_file = tmp_path / "client-token"
     token_file.write_text("team-token-5b2c\n")
     written = tmp_path / "costs.csv"
-    ran = report("--provider", "anthropic", "costs", *AUGUST, "--format", "csv", "--client-token-file",
+    ran = report("--provider", "anthropic", "--legacy", "costs", *AUGUST, "--format", "csv", "--client-token-file",
                  str(token_file), "--output", str(written), "--proxy", upstream.url, key=None)
     assert ran.ok() == ""
-    assert written.read_text().splitlines()[0] == "date,workspace_name,cost"
+    assert written.read_text().splitlines()[0] == "date,workspace_name,workspace_id,cost"
     for received in upstream.received:
         assert received.header("X-Orgproxy-Token") == "team-token-5b2c" and received.header("x-api-key") == KEY

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,17 +21,19 @@ def month_of_costs() -> Report:
     fake = FakeUsage()
     report = Report("costs", fake.since, fake.until, ["api_key_name"])
     for row in fake.costs_rows:
-        report.add(row.day.isoformat(), {"api_key_id": row.api_key_id, "api_key_name": row.name,
-                                         "amount": {"value": row.value, "currency": "usd"}})
+        report.add(row.day.isoformat(), {"api_key_id": row.api_key_id, "api_key_name": row.name},
+                   {"cost": Decimal(repr(row.value))})
     return report
 
 
 def small() -> Report:
     report = Report("usage/completions", date(2026, 10, 1), date(2026, 10, 3), ["api_key_name", "model"])
-    report.days = {("2026-10-01", ("a", "gpt-4o")): {"input_tokens": 10, "output_tokens": 5},
-                   ("2026-10-02", ("a", "gpt-4o")): {"input_tokens": 1, "output_tokens": 1},
-                   ("2026-10-02", ("b", None)): {"input_tokens": 3, "output_tokens": 0, "num_model_requests": 99},
-                   ("2026-10-02", ("c", "o3")): {"input_tokens": 2, "output_tokens": 0}}
+    for day, (name, model), measures in [
+            ("2026-10-01", ("a", "gpt-4o"), {"input_tokens": 10, "output_tokens": 5}),
+            ("2026-10-02", ("a", "gpt-4o"), {"input_tokens": 1, "output_tokens": 1}),
+            ("2026-10-02", ("b", None), {"input_tokens": 3, "output_tokens": 0, "num_model_requests": 99}),
+            ("2026-10-02", ("c", "o3"), {"input_tokens": 2, "output_tokens": 0})]:
+        report.add(day, {"api_key_name": name, "model": model}, measures)
     return report
 
 
@@ -49,7 +52,7 @@ def test_each_day_s_stack_adds_up_to_that_day_s_total() -> None:
     report = month_of_costs()
     days, series = daily_series(report, top=3)
     for i, day in enumerate(days):
-        day_total = math.fsum(values["cost"] for (d, _), values in report.days.items() if d == day)
+        day_total = float(sum(values["cost"] for (d, _), values in report.sums().items() if d == day))
         assert math.isclose(math.fsum(values[i] for values in series.values()), day_total, rel_tol=1e-9), day
 
 

@@ -11,19 +11,22 @@ import re
 import sys
 import tomllib
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orgproxy.report.cli import main
 from orgproxy.report.groups import GROUP_BY, describe
+from orgproxy.report.progress import ProgressLine
 from tests.conftest import ROOT
 from tests.report.conftest import Ran, Run
 from tests.support.answers import TOKEN
 from tests.support.daemon import free_port
-from tests.support.fake_usage import ALIASES, COSTS, USAGE_NUMBERS, FakeUsage, day_of
-from tests.support.tcp_upstream import FakeUpstream
+from tests.support.fake_usage import ALIASES, COSTS, UNKNOWN_KEYS, USAGE_NUMBERS, FakeUsage, day_of
+from tests.support.tcp_upstream import FakeUpstream, reply
 from tests.support.usage_expected import (
     MONTH,
     PLAIN_NUMBER,
@@ -40,6 +43,7 @@ from tests.support.usage_expected import (
 )
 
 NAMES = sorted(set(ALIASES.values()))
+ALIASES_KEY = {name: key for key, name in ALIASES.items()}  # the keys of one name
 
 
 def one_error_line(ran: Ran) -> str:
@@ -55,12 +59,16 @@ def test_costs_json_totals_per_name_equal_the_fakes_sums(report: Run, upstream: 
     assert ran.out.endswith("}\n") and not ran.out.endswith("\n\n")  # a line like any other
     assert_header(document, "costs", ["api_key_name"])
     totals = document["totals"]
-    assert all(set(entry) == {"api_key_name", "cost"} for entry in totals), totals
+    assert all(set(entry) == {"api_key_name", "api_key_id", "api_key_ids", "cost"} for entry in totals), totals
     assert_groups(totals, ["api_key_name"], ["cost"], cost_contributions(usage, ["api_key_name"]), what="totals")
-    # "checkout" is two keys, added up; the two unknown keys are kept apart by their ids.
+    # "checkout" is two keys, added up; the two unknown keys are kept apart, each with its id.
     assert {e["api_key_name"] for e in totals if not is_unknown(e["api_key_name"])} == set(NAMES)
-    assert sorted(e["api_key_name"] for e in totals if is_unknown(e["api_key_name"])) == [
-        "unknown (key_0badc0ffee000042)", "unknown (key_9f8e7d6c5b4a3210)"]
+    assert sorted(e["api_key_id"] for e in totals if is_unknown(e["api_key_name"])) == [
+        "key_0badc0ffee000042", "key_9f8e7d6c5b4a3210"]
+    checkout = next(e for e in totals if e["api_key_name"] == "checkout")
+    assert (checkout["api_key_id"], checkout["api_key_ids"]) == (None, ["key_3f9a1c0d7e2b4a01", "key_8b2e6f4a1d9c3e02"])
+    assert all(e["api_key_ids"] == [ALIASES_KEY[e["api_key_name"]]] for e in totals if e["api_key_name"] in (
+        "mobile-app", "batch-jobs"))
     costs = [entry["cost"] for entry in totals]
     assert costs == sorted(costs, reverse=True), "totals are sorted by cost, descending"
     assert totals[0]["api_key_name"] == "checkout"
@@ -98,12 +106,14 @@ def test_costs_csv_has_one_row_per_day_and_group_with_plain_numbers_matching_the
     text = report("costs", *MONTH, "--by", "api_key_name,line_item", "--format", "csv",
                   "--proxy", upstream.url).ok()
     header, rows = read_csv(text)
-    assert header == ["date", "api_key_name", "line_item", "cost"]
+    assert header == ["date", "api_key_name", "api_key_id", "line_item", "cost"]
     entries = []
     for row in rows:
         assert None not in row and all(v is not None for v in row.values()), f"ragged row {row}"
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", row["date"]), row
         assert PLAIN_NUMBER.fullmatch(row["cost"]), f"not a plain number: {row['cost']!r}"
+        assert set(row["api_key_id"].split()) <= {k for k in ALIASES if ALIASES[k] == row["api_key_name"]} or (
+            row["api_key_name"] == "unknown" and row["api_key_id"] in UNKNOWN_KEYS), row
         entries.append({**row, "cost": float(row["cost"])})
     # Line items hold commas ("gpt-4o-2024-08-06, input"): quoted, they come back whole.
     assert any(", " in entry["line_item"] for entry in entries)
@@ -117,8 +127,8 @@ def test_usage_csv_has_one_row_per_day_and_group_with_integer_tokens_matching_th
     text = report("usage", "completions", *MONTH, "--by", "api_key_name,model", "--format", "csv",
                   "--proxy", upstream.url).ok()
     header, rows = read_csv(text)
-    assert header[:3] == ["date", "api_key_name", "model"], header
-    assert set(USAGE_NUMBERS) <= set(header[3:]), header
+    assert header[:4] == ["date", "api_key_name", "api_key_id", "model"], header
+    assert set(USAGE_NUMBERS) <= set(header[4:]), header
     entries = []
     for row in rows:
         assert None not in row and all(v is not None for v in row.values()), f"ragged row {row}"
@@ -144,7 +154,7 @@ def test_chart_svg_parses_as_xml_and_names_the_top_names_and_other_as_text(
     chart = tmp_path / "out.svg"
     printed = report("costs", *MONTH, "--by", "api_key_name", "--chart", str(chart), "--top", "3",
                      "--format", "csv", "--proxy", upstream.url).ok()
-    assert read_csv(printed)[0] == ["date", "api_key_name", "cost"], "the chart comes beside the output"
+    assert read_csv(printed)[0] == ["date", "api_key_name", "api_key_id", "cost"], "the chart comes beside the output"
     root = ET.parse(chart).getroot()
     assert root.tag.endswith("svg"), root.tag
     text = " ".join(" ".join(element.itertext()) for element in root.iter())
@@ -253,35 +263,65 @@ def test_until_defaults_to_today_utc(report: Run, upstream: FakeUpstream, usage:
     assert (document["since"], document["until"]) == (iso(today - timedelta(days=2)), iso(today))
 
 
-# A bar of pages on a terminal.
+# A progress line on a terminal.
 
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
 
 
-def test_on_a_terminal_a_progress_bar_of_pages_is_drawn_on_stderr_and_cleared(
-        upstream: FakeUpstream, usage: FakeUsage, monkeypatch: pytest.MonkeyPatch, report: Run) -> None:
-    plain = report("costs", *MONTH, "--proxy", upstream.url)
+def test_on_a_terminal_a_progress_line_of_days_pages_and_rows_is_drawn_on_stderr_and_wiped(
+        upstream: FakeUpstream, install_usage: Callable[..., FakeUsage], monkeypatch: pytest.MonkeyPatch,
+        report: Run) -> None:
+    install_usage(since=date(2026, 3, 1), until=date(2026, 10, 1), page_size=31)
+    months = ("--since", "2026-03-01", "--until", "2026-10-01")
+    plain = report("costs", *months, "--proxy", upstream.url)
+    upstream.received.clear()
+    monkeypatch.setattr(ProgressLine, "INTERVAL", 0)  # every change drawn, for the test to read
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    on_terminal = report("costs", *MONTH, "--proxy", upstream.url)
+    on_terminal = report("costs", *months, "--proxy", upstream.url)
     assert on_terminal.ok() == plain.ok()
     drawn = terminal.getvalue()
-    assert drawn.startswith("\rpages: "), drawn
-    assert drawn.endswith("\r") and drawn.rsplit("\r", 2)[-2].strip() == "", f"the bar is left behind: {drawn!r}"
-    assert plain.err == "", "no bar where nobody watches"
+    assert plain.err == "", "no line where nobody watches"
+    states = [part.strip() for part in drawn.split("\r") if part.strip()]
+    assert states[0] == "orgproxy-report: openai 0 of 214 days, 0 pages, 0 rows"
+    pages = len([r for r in upstream.received if r.target.startswith(COSTS.encode())])
+    assert states[-1].startswith(f"orgproxy-report: openai 214 of 214 days, {pages} pages, ") and pages >= 7
+    days = [int(state.split()[2]) for state in states]
+    assert days == sorted(days) and len(set(days)) > 3, "the days covered, as they grow"
+    rows = [int(state.rsplit(", ", 1)[1].removesuffix(" rows").replace(",", "")) for state in states]
+    assert rows == sorted(rows) and rows[-1] > 1000, "rows read so far, with thousands separators"
+    assert drawn.endswith("\r") and drawn.rsplit("\r", 2)[-2].strip() == "", f"the line is left behind: {drawn!r}"
 
 
-def test_without_tqdm_the_report_runs_on_a_terminal_with_no_bar(
+def test_quiet_draws_nothing_even_on_a_terminal_and_nothing_optional_is_needed(
         upstream: FakeUpstream, usage: FakeUsage, monkeypatch: pytest.MonkeyPatch, report: Run) -> None:
-    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm raises ImportError
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the line needs nothing beyond the standard library
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    document = report("costs", *MONTH, "--format", "json", "--proxy", upstream.url).json()
-    assert_groups(document["totals"], ["api_key_name"], ["cost"], cost_contributions(usage, ["api_key_name"]),
+    drawn = report("costs", *MONTH, "--format", "json", "--proxy", upstream.url)
+    assert_groups(drawn.json()["totals"], ["api_key_name"], ["cost"], cost_contributions(usage, ["api_key_name"]),
                   what="totals")
-    assert terminal.getvalue() == ""
+    assert terminal.getvalue().startswith("\rorgproxy-report: ")
+    terminal.truncate(0)
+    for quiet in (["--quiet", "costs"], ["costs", "--quiet"]):
+        report(*quiet, *MONTH, "--format", "json", "--proxy", upstream.url).ok()
+        assert terminal.getvalue() == "", quiet
+
+
+def test_the_line_is_drawn_at_most_ten_times_a_second() -> None:
+    terminal = Terminal()
+    now = [0.0]
+    line = ProgressLine(terminal, clock=lambda: now[0])
+    for _ in range(5):
+        line.fetched(10)
+    now[0] = 0.11
+    line.fetched(10)
+    assert [part for part in terminal.getvalue().split("\r") if part.strip()] == [
+        "orgproxy-report: 1 page, 10 rows", "orgproxy-report: 6 pages, 60 rows"]
+    line.close()
+    assert terminal.getvalue().endswith("\r" + " " * len("orgproxy-report: 6 pages, 60 rows") + "\r")
 
 
 # Failures: one line on stderr, exit 1.
@@ -332,3 +372,72 @@ def test_proxy_not_running_exits_1_with_one_line_on_stderr(report: Run) -> None:
 def test_a_proxy_that_hangs_up_without_answering_exits_1_with_one_line(report: Run, hangs_up: str) -> None:
     assert "hung up" in one_error_line(report("costs", *MONTH, "--proxy", hangs_up))
 
+
+
+# Where options go, and what --help says.
+
+@pytest.mark.parametrize("order", [
+    ["--provider", "anthropic", "costs"], ["costs", "--provider", "anthropic"],
+    ["--provider", "openai", "costs", "--provider", "anthropic"],  # the later one wins
+])
+def test_provider_is_taken_before_or_after_the_command(report: Run, upstream: FakeUpstream, analytics: Any,
+                                                       order: list[str]) -> None:
+    document = report(*order, *MONTH, "--format", "json", "--proxy", upstream.url).json()
+    assert document["by"] == ["api_key_name"] and document["totals"]
+    assert {r.target.split(b"?")[0] for r in upstream.received} == {b"/v1/organizations/analytics/cost"}
+
+
+def test_options_before_the_command_are_kept_when_the_command_has_its_own(report: Run, upstream: FakeUpstream,
+                                                                          analytics: Any) -> None:
+    report("--provider", "anthropic", "--quiet", "usage", *MONTH, "--proxy", upstream.url).ok()
+    assert {r.target.split(b"?")[0] for r in upstream.received} == {b"/v1/organizations/analytics/usage"}
+
+
+@pytest.mark.parametrize("command", [[], ["costs"], ["usage"]])
+def test_help_is_plain_text(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main([*command, "--help"])
+    assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    assert "``" not in shown and "::" not in shown and shown.startswith("usage: orgproxy-report")
+    assert "--provider" in shown and "--quiet" in shown
+    if not command:
+        assert "examples:\n  orgproxy-report costs --since" in shown
+
+
+# Exact amounts.
+
+def test_amounts_are_summed_and_written_exactly(report: Run, upstream: FakeUpstream) -> None:
+    day = 1790812800  # 2026-10-01
+    results = [{"amount": {"value": value, "currency": "usd"}, "api_key_id": "key_a", "api_key_name": "a"}
+               for value in (0.1, 0.2, 10.2374875146, 1e-07)]
+    upstream.on(COSTS, reply(body={"object": "page", "has_more": False, "next_page": None, "data": [
+        {"object": "bucket", "start_time": day, "end_time": day + 86400, "results": results}]}))
+    week = ("--since", "2026-10-01", "--until", "2026-10-02")
+    text = report("costs", *week, "--format", "csv", "--proxy", upstream.url).ok()
+    assert text.splitlines()[1] == "2026-10-01,a,key_a,10.5374876146"  # not 10.537487614600002
+    printed = report("costs", *week, "--format", "json", "--proxy", upstream.url).ok()
+    assert '"cost": 10.5374876146\n' in printed
+    assert report("costs", *week, "--proxy", upstream.url).ok().splitlines()[-1].endswith("$10.54")
+
+
+def test_an_amount_of_absurd_size_counts_for_nothing_rather_than_a_million_digits(report: Run,
+                                                                                 upstream: FakeUpstream) -> None:
+    day = 1790812800
+    body = (b'{"has_more": false, "data": [{"start_time": %d, "end_time": %d, "results": ['
+            b'{"amount": {"value": 1e999999, "currency": "usd"}, "api_key_id": "key_a", "api_key_name": "a"},'
+            b'{"amount": {"value": 0.5, "currency": "usd"}, "api_key_id": "key_a", "api_key_name": "a"}]}]}'
+            % (day, day + 86400))
+    upstream.on(COSTS, reply(body=body))
+    text = report("costs", "--since", "2026-10-01", "--until", "2026-10-02", "--format", "csv",
+                  "--proxy", upstream.url).ok()
+    assert text.splitlines()[1] == "2026-10-01,a,key_a,0.5"
+
+
+def test_a_wide_table_fits_120_columns_unless_wide(report: Run, upstream: FakeUpstream, usage: FakeUsage) -> None:
+    narrow = report("usage", "completions", *MONTH, "--by", "api_key_name,model", "--proxy", upstream.url).ok()
+    wide = report("usage", "completions", *MONTH, "--by", "api_key_name,model", "--wide", "--proxy",
+                  upstream.url).ok()
+    assert max(map(len, narrow.splitlines())) <= 120 < max(map(len, wide.splitlines()))
+    assert all(number in wide.splitlines()[2] for number in USAGE_NUMBERS)
+    assert "--wide shows every column" in narrow and "--wide" not in wide

@@ -3,11 +3,16 @@ against FakeUsage on a real socket, no daemon."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from datetime import date
 
+import pytest
+
 from orgproxy.report.collect import collect, window_query
+from orgproxy.report.errors import ReportError
 from orgproxy.report.fetch import Fetcher
+from orgproxy.report.progress import Progress
 from tests.support.answers import TOKEN
 from tests.support.fake_usage import (
     COMPLETIONS,
@@ -88,5 +93,27 @@ def test_each_bucket_s_rows_count_on_its_start_day_and_what_is_not_a_row_is_skip
         {"object": "bucket", "start_time": day, "end_time": day + DAY, "results": [row, None, "row", 3, row]},
         {"object": "bucket", "start_time": day + DAY, "end_time": day + 2 * DAY, "results": None},
         {"object": "bucket", "start_time": day + 2 * DAY, "end_time": day + 3 * DAY}]}))
-    report = collect(Fetcher(upstream.url, TOKEN), "costs", *OCTOBER, ["api_key_name"])
-    assert report.days == {("2026-10-02", ("a",)): {"cost": 3.0}}
+    report = collect(Fetcher(upstream.url, TOKEN), "costs", date(2026, 10, 2), date(2026, 10, 3), ["api_key_name"])
+    assert report.sums() == {("2026-10-02", ("a",)): {"cost": 3}}
+
+
+class Watching(Progress):
+    """Notes whether the cycle collector runs as each page comes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collecting: list[bool] = []
+
+    def fetched(self, rows: int) -> None:
+        self.collecting.append(gc.isenabled())
+        super().fetched(rows)
+
+
+def test_the_cycle_collector_is_paused_while_rows_are_added_and_runs_again_after(
+        upstream: FakeUpstream, usage: FakeUsage, hangs_up: str) -> None:
+    watching = Watching()
+    collect(Fetcher(upstream.url, TOKEN, progress=watching), "costs", *OCTOBER, ["api_key_name"])
+    assert watching.collecting and not any(watching.collecting) and gc.isenabled()
+    with pytest.raises(ReportError):
+        collect(Fetcher(hangs_up, TOKEN), "costs", *OCTOBER, ["api_key_name"])
+    assert gc.isenabled(), "and after a failure too"

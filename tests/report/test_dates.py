@@ -1,13 +1,12 @@
-"""Days as the user writes them, and ranges cut into the windows one call may cover."""
+"""Days as the user writes them, and when a day starts."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from itertools import pairwise
 
 import pytest
 
-from orgproxy.report.dates import midnight, parse_day, windows
+from orgproxy.report.dates import midnight, parse_day
 from orgproxy.report.errors import ReportError
 
 TODAY = date(2026, 11, 15)
@@ -39,18 +38,3 @@ def test_anything_else_is_a_report_error_naming_the_text(text: str) -> None:
 def test_midnight_is_the_start_of_the_utc_day() -> None:
     assert midnight(date(2024, 11, 1)) == 1730419200
     assert datetime.fromtimestamp(midnight(date(2026, 10, 1)), UTC) == datetime(2026, 10, 1, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(("days", "max_days"), [(1, 31), (31, 31), (32, 31), (62, 31), (214, 180), (180, 180)])
-def test_windows_cover_the_range_end_to_end_each_at_most_max_days(days: int, max_days: int) -> None:
-    since = date(2026, 3, 1)
-    until = since + timedelta(days=days)
-    cut = list(windows(since, until, max_days))
-    assert cut[0][0] == since and cut[-1][1] == until
-    assert all(end == next_start for (_, end), (next_start, _) in pairwise(cut)), cut
-    assert all(0 < (end - start).days <= max_days for start, end in cut), cut
-    assert len(cut) == -(-days // max_days), "no more windows than needed"
-
-
-def test_an_empty_range_has_no_windows() -> None:
-    assert list(windows(date(2026, 10, 1), date(2026, 10, 1), 31)) == []

@@ -4,12 +4,14 @@ fetch fails turned into one line."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 
 from orgproxy.report import fetch
 from orgproxy.report.errors import ReportError
 from orgproxy.report.fetch import Fetcher
+from orgproxy.report.progress import Progress
 from tests.support.answers import TOKEN
 from tests.support.daemon import free_port
 from tests.support.fake_usage import COSTS, UNAUTHORIZED, FakeUsage
@@ -40,25 +42,34 @@ def test_a_page_is_asked_with_the_admin_key_and_the_query_url_encoded(upstream: 
                                b"&limit=7&group_by=api_key_name&page=page_%2B%2F8%3D")
 
 
-class Counter:
+class Counter(Progress):
     def __init__(self) -> None:
-        self.updates: list[int] = []
+        super().__init__()
+        self.updates: list[tuple[int, int]] = []
 
-    def update(self, n: int = 1) -> None:
-        self.updates.append(n)
+    def shown(self) -> None:
+        self.updates.append((self.pages, self.rows))
 
     def close(self) -> None:
-        raise AssertionError("the fetcher does not close the bar it was given")
+        raise AssertionError("the fetcher does not close the progress it was given")
 
 
-def test_buckets_walks_every_page_and_counts_each_on_the_progress_bar(upstream: FakeUpstream) -> None:
+def test_buckets_walks_every_page_and_counts_each_page_and_its_rows_on_the_progress(upstream: FakeUpstream) -> None:
     usage = FakeUsage(token=TOKEN, page_size=3).install(upstream)
     counter = Counter()
     fetcher = Fetcher(upstream.url, TOKEN, progress=counter)
     buckets = list(fetcher.buckets(COSTS, WEEK))
     assert [b["start_time"] for b in buckets] == list(range(1790812800, 1791417600, 86400))
     assert len(usage.served) == 3  # 3 + 3 + 1 buckets
-    assert fetcher.pages == 3 and counter.updates == [1, 1, 1]
+    rows = [sum(len(b["results"]) for b in buckets[:n]) for n in (3, 6, 7)]
+    assert fetcher.pages == 3 and counter.updates == [(1, rows[0]), (2, rows[1]), (3, rows[2])]
+
+
+def test_pages_are_read_with_exact_decimals(upstream: FakeUpstream) -> None:
+    upstream.on(COSTS, reply(body=b'{"data": [{"amount": 0.1, "big": 12345678901234567890.123456789}],'
+                                  b' "has_more": false}'))
+    (item,) = Fetcher(upstream.url, TOKEN).buckets(COSTS, WEEK)
+    assert item == {"amount": Decimal("0.1"), "big": Decimal("12345678901234567890.123456789")}
 
 
 def test_an_error_answer_is_its_path_status_and_error_message(upstream: FakeUpstream) -> None:

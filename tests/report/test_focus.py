@@ -1,49 +1,72 @@
-"""``orgproxy-report costs --format focus``: OpenAI's costs as FOCUS 1.2.
-
-The mapping is checked on a page shaped like orgproxy's answers (tests/fixtures/focus/),
-every FOCUS rule on that and on FakeUsage's whole month fetched through the command, the
-files it writes (CSV, Parquet, the metadata sidecar), and its one-line errors.
+"""The FOCUS mapping of OpenAI's costs, on a page shaped like orgproxy's answers
+(tests/fixtures/focus/): FOCUS 1.2 as it always was (byte for byte), and 1.4. Anthropic's:
+test_focus_anthropic.py; the command and the files it writes: test_focus_export.py.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import sys
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pyarrow
-import pyarrow.parquet
 import pytest
 
-from orgproxy.report.focus import BillingAccount, as_csv, focus_rows
-from orgproxy.report.focus_export import exact_json
-from tests.report.conftest import Ran, Run
 from orgproxy.report.errors import ReportError
-from tests.support.fake_usage import COSTS, FakeUsage
-from tests.support.focus_rules import MANDATORY, assert_focus_rules, assert_round_trip, read
-from tests.support.tcp_upstream import FakeUpstream
-from tests.support.usage_expected import MONTH, assert_one_error_line
+from orgproxy.report.fetch import exact_json
+from orgproxy.report.focus import COLUMNS, ROW_OF
+from orgproxy.report.focus_charge import BillingAccount, Charge
+from orgproxy.report.focus_openai import openai_charges
+from orgproxy.report.focus_write import CsvSink
+from tests.support.focus14_rules import assert_focus_1_4_rules, assert_round_trip_1_4
+from tests.support.focus_rules import assert_focus_rules, assert_round_trip, read
 
-PAGE = Path(__file__).resolve().parents[1] / "fixtures" / "focus" / "openai-costs-two-days.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "focus"
+PAGE = FIXTURES / "openai-costs-two-days.json"
 ACCOUNT = BillingAccount("org-EXAMPLE123", "Example Corp")
-ORG = ("--billing-account-id", "org-EXAMPLE123", "--billing-account-name", "Example Corp")
 
 
 def page() -> dict[str, Any]:
     return exact_json(PAGE.read_bytes())
 
 
+def focus_csv(charges: Iterable[Charge], version: str) -> str:
+    """The charges as the export writes them, in FOCUS ``version``."""
+    out = io.StringIO()
+    sink = CsvSink(out, tuple(name for name, _ in COLUMNS[version]))
+    for charge in charges:
+        sink.write(ROW_OF[version](charge))
+    sink.close()
+    return out.getvalue()
+
+
+def focus_rows(buckets: Iterable[Any], account: BillingAccount) -> list[dict[str, Any]]:
+    """The 1.2 rows of OpenAI's buckets, as values (Decimal, datetime) before they are text."""
+    return [ROW_OF["1.2"](charge) for charge in openai_charges(buckets, account)]
+
+
 def example_rows() -> list[dict[str, str | None]]:
-    text = as_csv(focus_rows(page()["data"], ACCOUNT))
+    text = focus_csv(openai_charges(page()["data"], ACCOUNT), "1.2")
     rows = assert_focus_rules(text)
     assert_round_trip(rows, [page()])
     return rows
 
 
-# --- the mapping, on one page -----------------------------------------------------------------
+def example_rows_1_4() -> list[dict[str, str | None]]:
+    rows = assert_focus_1_4_rules(focus_csv(openai_charges(page()["data"], ACCOUNT), "1.4"))
+    assert_round_trip_1_4(rows, [page()], [])
+    return rows
+
+
+# --- 1.2, as it always was ---------------------------------------------------------------------
+
+def test_1_2_is_byte_for_byte_what_it_was_before_1_4() -> None:
+    assert focus_csv(openai_charges(page()["data"], ACCOUNT), "1.2") == (
+        FIXTURES / "openai-costs-two-days.focus-1.2.csv").read_text(encoding="utf-8")
+
+
 
 def test_every_focus_rule_holds_and_each_result_is_one_row_with_its_exact_amount() -> None:
     rows = example_rows()
@@ -132,7 +155,10 @@ def test_with_replace_ids_the_original_ids_are_the_resource_and_sub_account_ids(
 @pytest.mark.parametrize(("change", "message"), [
     (lambda b: b.pop("start_time"), "a bucket without start_time and end_time"),
     (lambda b: b.update(results=None), "a bucket without results"),
-    (lambda b: b["results"][0].update(amount={"value": "0.3", "currency": "usd"}), "without a number in amount.value"),
+    (lambda b: b["results"][0].update(amount={"value": "0.3e", "currency": "usd"}), "without a number in amount.value"),
+    (lambda b: b["results"][0].update(amount={"value": True, "currency": "usd"}), "without a number in amount.value"),
+    (lambda b: b["results"][0].update(amount={"value": Decimal("1e999999"), "currency": "usd"}),
+     "without a number in amount.value"),
     (lambda b: b["results"][0].update(amount={"value": Decimal("NaN"), "currency": "usd"}), "amount.value"),
     (lambda b: b["results"][0]["amount"].update(currency="dollars"), "without a currency code"),
     (lambda b: b["results"].append(["not", "an", "object"]), "a result that is not an object"),
@@ -141,123 +167,52 @@ def test_a_page_not_shaped_like_openai_s_is_one_clear_error(change: Any, message
     bucket = page()["data"][0]
     change(bucket)
     with pytest.raises(ReportError, match=message):
-        list(focus_rows([bucket], ACCOUNT))
+        list(openai_charges([bucket], ACCOUNT))
 
 
-# --- the command, over FakeUsage's month ------------------------------------------------------
-
-def test_the_month_as_focus_keeps_every_rule_and_adds_up_to_the_pages_amounts(
-        report: Run, upstream: FakeUpstream, usage: FakeUsage) -> None:
-    text = report("costs", *MONTH, "--format", "focus", *ORG, "--proxy", upstream.url).ok()
-    rows = assert_focus_rules(text)
-    assert {frozenset(s.group_by) for s in usage.served_for(COSTS)} == {
-        frozenset({"project_id", "api_key_id", "line_item"})}
-    assert len(rows) == len(usage.costs_rows), "one row per day, key, project and line item"
-    assert len(MANDATORY) == 21
-    # The billed costs add up exactly to the amounts in OpenAI's JSON, and so to the cent.
-    pages_total = sum(Decimal(json.dumps(row.value)) for row in usage.costs_rows)
-    billed = sum(Decimal(row["BilledCost"]) for row in rows)
-    assert billed == pages_total
-    assert billed.quantize(Decimal("0.01")) == Decimal(repr(round(sum(r.value for r in usage.costs_rows), 2)))
-    per_day: dict[str, Decimal] = {}
-    for row in rows:
-        per_day[row["ChargePeriodStart"][:10]] = per_day.get(row["ChargePeriodStart"][:10], Decimal()) + Decimal(
-            row["BilledCost"])
-    want: dict[str, Decimal] = {}
-    for cost in usage.costs_rows:
-        want[cost.day.isoformat()] = want.get(cost.day.isoformat(), Decimal()) + Decimal(json.dumps(cost.value))
-    assert per_day == want
+def test_an_amount_sent_as_a_decimal_string_is_read_as_that_decimal() -> None:
+    bucket = page()["data"][0]
+    bucket["results"][0]["amount"]["value"] = "0.30000000000000004"
+    (charge, *_) = openai_charges([bucket], ACCOUNT)
+    assert charge.billed == Decimal("0.30000000000000004")
 
 
-def test_the_rotated_checkout_keys_are_two_resources_of_one_name_and_unknown_keys_have_none(
-        report: Run, upstream: FakeUpstream, usage: FakeUsage) -> None:
-    _, rows = read(report("costs", *MONTH, "--format", "focus", *ORG, "--proxy", upstream.url).ok())
-    checkout = {r["ResourceId"] for r in rows if r["ResourceName"] == "checkout"}
-    assert checkout == {"key_3f9a1c0d7e2b4a01", "key_8b2e6f4a1d9c3e02"}
-    unknown = {r["ResourceId"]: r["ResourceName"] for r in rows
-               if r["ResourceId"] in ("key_9f8e7d6c5b4a3210", "key_0badc0ffee000042")}
-    assert unknown == {"key_9f8e7d6c5b4a3210": None, "key_0badc0ffee000042": None}
+# --- 1.4 ----------------------------------------------------------------------------------------
+
+def test_1_4_keeps_every_rule_with_openai_as_every_party_and_no_removed_column() -> None:
+    for row in example_rows_1_4():
+        assert row["ServiceProviderName"] == row["HostProviderName"] == row["InvoiceIssuerName"] == "OpenAI"
+        assert (row["BillingAccountId"], row["BillingAccountType"]) == ("org-EXAMPLE123", "Organization")
+        assert row["x_SourceEndpoint"] == "/v1/organization/costs" and row["x_SourceAmountUnit"] == "usd"
 
 
-def test_output_writes_the_csv_and_its_metadata_sidecar(report: Run, upstream: FakeUpstream, usage: FakeUsage,
-                                                        tmp_path: Path) -> None:
-    target = tmp_path / "costs.csv"
-    assert report("costs", *MONTH, "--format", "focus", *ORG, "--proxy", upstream.url, "--output",
-                  str(target)).ok() == ""
-    header, rows = read(target.read_text(encoding="utf-8"))
-    assert_focus_rules(target.read_text(encoding="utf-8"))
-    described = json.loads((tmp_path / "costs.csv.metadata.json").read_text(encoding="utf-8"))
-    assert described["FocusVersion"] == "1.2"
-    assert described["DataGenerator"].startswith("orgproxy-report ")
-    assert len(described["SchemaId"]) == 36
-    created = datetime.strptime(described["CreationDate"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    assert abs(created - datetime.now(UTC)) < timedelta(minutes=10)
-    assert [c["ColumnName"] for c in described["ColumnDefinition"]] == header
-    kinds = {c["ColumnName"]: c["DataType"] for c in described["ColumnDefinition"]}
-    assert {kinds[c] for c in ("BilledCost", "PricingQuantity")} == {"DECIMAL"}
-    assert {kinds[c] for c in ("ChargePeriodStart", "BillingPeriodEnd")} == {"DATETIME"}
-    assert kinds["Tags"] == "JSON" and kinds["ResourceName"] == "STRING"
-    longest = max(len(r["ChargeDescription"]) for r in rows)
-    assert next(c for c in described["ColumnDefinition"] if c["ColumnName"] == "ChargeDescription")[
-        "StringMaxLength"] == longest
+def test_1_4_prices_tokens_per_million_with_unit_prices_that_give_the_cost_back() -> None:
+    rows = example_rows_1_4()
+    first = rows[0]  # 120000 tokens of gpt-4o input for $0.30
+    assert (first["ConsumedQuantity"], first["ConsumedUnit"]) == ("120000.0", "Tokens")
+    assert (first["PricingQuantity"], first["PricingUnit"]) == ("0.120000", "1000000 Tokens")
+    assert first["ListUnitPrice"] == first["ContractedUnitPrice"] == "2.5"
+    assert (first["SkuId"], first["SkuPriceId"]) == (
+        "openai:gpt-4o-2024-08-06, input", "openai:gpt-4o-2024-08-06, input per 1000000 Tokens")
+    refund = rows[-1]  # -$0.25 for 1.5 thousand tokens ($166.66... a million): one unit, negative, at $0.25
+    assert (refund["BilledCost"], refund["ConsumedQuantity"], refund["ConsumedUnit"]) == ("-0.25", "1.5", "1000 Tokens")
+    assert (refund["PricingQuantity"], refund["PricingUnit"], refund["ListUnitPrice"]) == ("-1.0", "Count", "0.25")
+    searches = rows[5]  # no unit: the charge is one unit of its own
+    assert (searches["PricingQuantity"], searches["PricingUnit"], searches["ListUnitPrice"]) == ("1.0", "Count",
+                                                                                                 "0.00001")
 
 
-def test_parquet_holds_the_same_rows_with_decimal_and_timestamp_types(
-        report: Run, upstream: FakeUpstream, usage: FakeUsage, tmp_path: Path) -> None:
-    csv_text = report("costs", *MONTH, "--format", "focus", *ORG, "--proxy", upstream.url).ok()
-    target = tmp_path / "costs.parquet"
-    report("costs", *MONTH, "--format", "focus-parquet", *ORG, "--proxy", upstream.url, "--output", str(target)).ok()
-    table = pyarrow.parquet.read_table(target)
-    header, rows = read(csv_text)
-    assert table.column_names == header and table.num_rows == len(rows)
-    assert pyarrow.types.is_decimal(table.schema.field("BilledCost").type)
-    moment = table.schema.field("ChargePeriodStart").type  # Parquet keeps seconds as milliseconds
-    assert pyarrow.types.is_timestamp(moment) and moment.tz == "UTC"
-    assert [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in table.column("ChargePeriodStart").to_pylist()] == [
-        r["ChargePeriodStart"] for r in rows]
-    billed = table.column("BilledCost").to_pylist()
-    assert [b.normalize() for b in billed] == [Decimal(r["BilledCost"]).normalize() for r in rows]
-    assert table.column("ResourceName").to_pylist() == [r["ResourceName"] for r in rows]
-    assert (tmp_path / "costs.parquet.metadata.json").exists()
-
-
-def test_without_pyarrow_parquet_is_one_line_and_nothing_is_fetched(
-        report: Run, upstream: FakeUpstream, usage: FakeUsage, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pyarrow", None)  # an import of it fails, as where it is not installed
-    ran = report("costs", *MONTH, "--format", "focus-parquet", *ORG, "--proxy", upstream.url,
-                 "--output", str(tmp_path / "x.parquet"))
-    assert "needs pyarrow: pip install 'orgproxy[report]'" in one_error_line(ran)
-    assert not usage.served_for(COSTS)
-
-
-@pytest.mark.parametrize(("args", "message"), [
-    (("--billing-account-id", "org-1"), "needs --billing-account-id and --billing-account-name"),
-    (("--billing-account-name", "Example"), "needs --billing-account-id and --billing-account-name"),
-    ((*ORG, "--chart", "x.svg"), "--chart does not go with --format focus"),
-])
-def test_focus_without_the_organization_or_with_a_chart_is_one_line_and_nothing_is_fetched(
-        report: Run, upstream: FakeUpstream, usage: FakeUsage, args: tuple[str, ...], message: str) -> None:
-    assert message in one_error_line(report("costs", *MONTH, "--format", "focus", *args, "--proxy", upstream.url))
-    assert not usage.served_for(COSTS)
-
-
-def test_an_output_file_that_cannot_be_written_is_one_line(report: Run, upstream: FakeUpstream, usage: FakeUsage,
-                                                            tmp_path: Path) -> None:
-    ran = report("costs", *MONTH, "--format", "focus", *ORG, "--proxy", upstream.url,
-                 "--output", str(tmp_path / "no-such-dir" / "costs.csv"))
-    assert "No such file or directory" in one_error_line(ran)
-
-
-def test_output_works_for_the_other_formats_too(report: Run, upstream: FakeUpstream, usage: FakeUsage,
-                                                tmp_path: Path) -> None:
-    printed = report("costs", *MONTH, "--format", "csv", "--proxy", upstream.url).ok()
-    target = tmp_path / "costs.csv"
-    assert report("costs", *MONTH, "--format", "csv", "--proxy", upstream.url, "--output", str(target)).ok() == ""
-    assert target.read_text(encoding="utf-8") == printed
-    assert not (tmp_path / "costs.csv.metadata.json").exists(), "a sidecar only for FOCUS"
-
-
-def one_error_line(ran: Ran) -> str:
-    return assert_one_error_line(ran.code, ran.out, ran.err)
-
+def test_1_4_prices_a_charge_as_one_unit_where_the_division_is_not_exact() -> None:
+    def result(value: str, quantity: int) -> dict[str, Any]:
+        return {"amount": {"value": Decimal(value), "currency": "usd"}, "line_item": "gpt-4o, input",
+                "quantity": quantity, "quantity_unit": "tokens", "api_key_id": "key_abc", "api_key_name": "ci-bot"}
+    bucket = {"start_time": 1751241600, "end_time": 1751328000,
+              "results": [result("0.1", 3), result("-0.5", 200000), result("0", 0)]}
+    inexact, refund, nothing = assert_focus_1_4_rules(focus_csv(openai_charges([bucket], ACCOUNT), "1.4"))
+    assert (inexact["ConsumedQuantity"], inexact["ConsumedUnit"]) == ("3.0", "Tokens")
+    assert (inexact["PricingQuantity"], inexact["PricingUnit"], inexact["ContractedUnitPrice"]) == ("1.0", "Count",
+                                                                                                  "0.1")
+    assert (refund["PricingQuantity"], refund["PricingUnit"], refund["ContractedUnitPrice"]) == (
+        "-0.200000", "1000000 Tokens", "2.5"), "a refund: a negative quantity at a positive price"
+    assert (nothing["PricingQuantity"], nothing["PricingUnit"], nothing["ContractedUnitPrice"]) == ("1.0", "Count",
+                                                                                                  "0.0")

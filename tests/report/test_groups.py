@@ -8,7 +8,15 @@ import json
 import pytest
 
 from orgproxy.report.errors import ReportError
-from orgproxy.report.groups import GROUP_BY, checked_groups, default_group, describe, valid_groups
+from orgproxy.report.groups import (
+    GROUP_BY,
+    asked_of,
+    checked_groups,
+    checked_groups_across,
+    default_group,
+    describe,
+    valid_groups,
+)
 from tests.conftest import ROOT
 
 # Taken from OpenAI's spec: each endpoint's group_by enum (see the fixtures' README).
@@ -56,17 +64,42 @@ def test_an_endpoint_newer_than_the_spec_is_not_checked() -> None:
         checked_groups("usage/decisions", ",")
 
 
-def test_anthropic_s_reports_take_its_own_group_by_values_with_names_first() -> None:
+def test_anthropic_s_legacy_reports_take_their_own_group_by_values_with_names_first() -> None:
     # Anthropic's Admin API reference: the messages usage report's and the cost report's group_by[].
-    assert valid_groups("usage/messages", "anthropic") == (
+    assert valid_groups("usage/messages", "anthropic-legacy") == (
         "api_key_name", "workspace_name", "account_name", "service_account_name", "api_key_id", "workspace_id",
         "model", "service_tier", "context_window", "inference_geo", "speed", "account_id", "service_account_id")
-    assert valid_groups("costs", "anthropic") == ("workspace_name", "workspace_id", "description")
+    assert valid_groups("costs", "anthropic-legacy") == ("workspace_name", "workspace_id", "description")
     # Its cost report has no key dimension: the default is the workspace's name.
-    assert (default_group("costs", "anthropic"), default_group("usage/messages", "anthropic")) == (
+    assert (default_group("costs", "anthropic-legacy"), default_group("usage/messages", "anthropic-legacy")) == (
         "workspace_name", "api_key_name")
-    assert checked_groups("costs", "workspace_name,description", "anthropic") == ["workspace_name", "description"]
+    assert checked_groups("costs", "workspace_name,description", "anthropic-legacy") == [
+        "workspace_name", "description"]
     with pytest.raises(ReportError) as refused:
-        checked_groups("costs", "api_key_name", "anthropic")
-    assert str(refused.value) == ("Anthropic's costs cannot be grouped by api_key_name; --by takes"
+        checked_groups("costs", "api_key_name", "anthropic-legacy")
+    assert str(refused.value) == ("Anthropic's legacy costs cannot be grouped by api_key_name; --by takes"
                                   " workspace_name, workspace_id, description (default: workspace_name)")
+
+
+def test_anthropic_s_analytics_api_groups_by_key_and_every_scalar_dimension_of_a_row() -> None:
+    # Every key of a row's group in the reference's examples but the actor (an object).
+    example = json.loads((ROOT / "tests" / "fixtures" / "anthropic-admin-api" / "analytics" /
+                          "03-cost-by-api-key-workspace-cost-type.json").read_text())
+    dimensions = set(example["data"][0]["group"]) - {"actor"}
+    assert set(valid_groups("costs", "anthropic")) == dimensions | {"api_key_name", "workspace_name"}
+    assert set(valid_groups("usage", "anthropic")) == dimensions - {"cost_type", "token_type"} | {
+        "api_key_name", "workspace_name"}
+    assert default_group("costs", "anthropic") == default_group("usage", "anthropic") == "api_key_name"
+
+
+def test_several_providers_take_a_field_any_of_them_groups_by_and_each_is_asked_for_its_own() -> None:
+    kinds = {"openai": "costs", "anthropic": "costs"}
+    assert checked_groups_across(kinds, None) == ["api_key_name"]
+    assert checked_groups_across(kinds, "api_key_name,project_name,workspace_name") == [
+        "api_key_name", "project_name", "workspace_name"]
+    assert asked_of("costs", "openai", ["api_key_name", "project_name", "workspace_name"]) == [
+        "api_key_name", "project_name"]
+    assert asked_of("costs", "anthropic", ["api_key_name", "project_name", "workspace_name"]) == [
+        "api_key_name", "workspace_name"]
+    with pytest.raises(ReportError, match="none of the reports can be grouped by colour"):
+        checked_groups_across(kinds, "api_key_name,colour")

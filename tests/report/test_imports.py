@@ -1,5 +1,6 @@
 """The report is a small client: importing it pulls in none of the daemon's machinery or
-the optional extras (matplotlib and tqdm load only when a chart or a bar is drawn)."""
+the optional extras (matplotlib loads only when a chart is drawn, pyarrow only for
+Parquet); its progress line needs nothing beyond the standard library."""
 
 from __future__ import annotations
 

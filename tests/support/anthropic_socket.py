@@ -2,7 +2,8 @@
 (``fake_analytics.AnalyticsApi``) served on a real socket, by ``FakeUpstream``'s threads: for
 the tests that run the real daemon (``tests/process/``, the README's blocks) and for ``make
 demo``. Their paths (``/v1/organizations/...``) never meet OpenAI's, so one ``FakeUpstream``
-can serve every fake."""
+can serve every fake. ``AnthropicOnASocket`` also answers
+``/v1/organizations/me``."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ class AnthropicOnASocket:
 
     def install(self, upstream: FakeUpstream) -> AnthropicOnASocket:
         routes = {API_KEYS: self.fake.list_api_keys, WORKSPACES: self.fake.list_workspaces,
-                  USERS: self.fake.list_users, MESSAGES: self.fake.messages_report, COSTS: self.fake.cost_report}
+                  USERS: self.fake.list_users, MESSAGES: self.fake.messages_report, COSTS: self.fake.cost_report,
+                  ME: lambda pairs: self.fake.example_for("GET", ME)[1]}
         for path, route in routes.items():
             upstream.on(path, self.answering(route))
         AnalyticsOnASocket(self.fake.org.analytics).install(upstream)
@@ -74,3 +76,6 @@ class AnalyticsOnASocket:
         status, body = self.api.answer(path, parse_qsl(query, keep_blank_values=True),
                                        {name.lower(): value for name, value in received.headers})
         handler.send_reply(Reply(status, body=json.dumps(body, indent=2).encode()))
+
+
+ME = "/v1/organizations/me"

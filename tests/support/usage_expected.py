@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from tests.support.fake_usage import UNKNOWN_KEYS, FakeUsage, day_of, day_start
@@ -54,7 +55,7 @@ def add(into: dict[str, Any], measures: dict[str, Any]) -> None:
 def close(actual: Any, expected: Any) -> bool:
     if isinstance(expected, int):
         return actual == expected
-    return isinstance(actual, (int, float)) and math.isclose(actual, expected, rel_tol=REL)
+    return isinstance(actual, (int, float, Decimal)) and math.isclose(float(actual), expected, rel_tol=REL)
 
 
 def is_unknown(value: Any) -> bool:

@@ -19,8 +19,8 @@ BETA = b"analytics-usage-cost-2026-08-24"
 
 
 def query(window: Window) -> list[tuple[str, str]]:
-    """From the window's first day; no ``ending_at``: the API then ends at the earlier of
-    now and 31 days on, which is today's bucket, so far."""
+    """From the window's first day (at most 31 days ago); no ``ending_at``: the API then
+    ends at the earlier of now and 31 days on, which is today's bucket, so far."""
     return [("starting_at", rfc3339(window.start_time)), ("time_bucket_width", "1d"),
             ("group_by[]", "api_key_id"), ("group_by[]", "workspace_id")]
 
@@ -39,8 +39,7 @@ def add_page(totals: Totals, page: Page, window: Window) -> None:
         if str(cost.get("currency", "USD")).upper() != "USD":
             continue  # the series are in dollars; Anthropic bills in dollars
         pair = (text(group.get("api_key_id")), text(group.get("workspace_id")))
-        totals.setdefault(pair, Figures()).add(cents_to_dollars(cents), window.counts_in_month(start),
-                                               window.is_last_day(start))
+        totals.setdefault(pair, Figures()).add_bucket(cents_to_dollars(cents), window, start)
 
 
 async def fetch_costs(fetch: Fetch, window: Window) -> Totals:

@@ -39,7 +39,7 @@ def cost_families(figures: CostFigures, names: Names) -> Iterator[Metric]:
                    " (OpenAI) or workspace (Anthropic).", "gauge")
     last_day = Metric(LAST_DAY, "Billed cost on the last complete UTC day, in USD, by provider, key and project"
                       " (OpenAI) or workspace (Anthropic).", "gauge")
-    for series in (s for costs in figures.providers.values() for s in costs.series):
+    for series in (s for costs in figures.providers.values() for s in costs.series if s.exported):
         # Names are made text as they enter, but an id is the upstream's to choose: a lone
         # surrogate would fail the whole scrape (the text format is UTF-8).
         labels = {label: valid_text(value) for label, value in _labels(series, names).items()}

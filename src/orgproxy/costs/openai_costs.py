@@ -40,7 +40,7 @@ def add_page(totals: Totals, page: Page, window: Window) -> None:
             if str(amount.get("currency", "usd")).lower() != "usd":  # type: ignore[union-attr]
                 continue  # the series are in dollars; OpenAI bills in dollars
             pair = (text(row.get("api_key_id")), text(row.get("project_id")))
-            totals.setdefault(pair, Figures()).add(dollars, window.counts_in_month(start), window.is_last_day(start))
+            totals.setdefault(pair, Figures()).add_bucket(dollars, window, start)
 
 
 def _dollars(value: Any) -> Decimal | None:

@@ -5,6 +5,7 @@ process that holds the admin key. A failure keeps the last values and counts one
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import CancelledError
@@ -12,9 +13,10 @@ from twisted.internet.defer import CancelledError
 from orgproxy.costs.figures import ProviderCosts, Totals, series_of
 from orgproxy.costs.store import CostStore
 from orgproxy.costs.window import Window
-from orgproxy.upstream.admin_pages import AdminApiFailed
 from orgproxy.infra.logs import log
 from orgproxy.infra.periodic import Periodic
+from orgproxy.money import total
+from orgproxy.upstream.admin_pages import AdminApiFailed
 
 # The window's costs per (key, project or workspace), from one provider's API.
 FetchCosts = Callable[[Window], Awaitable[Totals]]
@@ -32,7 +34,7 @@ class CostRefresher(Periodic):
         self.store = store
 
     def startService(self) -> None:
-        self.store.load()  # the last values, until the first refresh
+        self.store.start()  # the last values, until the first refresh
         super().startService()
 
     async def work(self, why: str) -> None:
@@ -52,14 +54,15 @@ class CostRefresher(Periodic):
             self.store.replace(self.provider, ProviderCosts(tuple(series_of(self.provider, totals)),
                                                             self.reactor.seconds(), previous.failures))
             log.info("{provider} cost series ({why}): {count} series, ${total:,.2f} this month, in {seconds:.1f} s",
-                     event="cost_refreshed", provider=self.title, why=why, count=len(totals),
-                     total=sum(f.month_to_date for f in totals.values()),
+                     event="cost_refreshed", provider=self.title, why=why, count=sum(f.exported for f in totals.values()),
+                     total=total(f.month_to_date for f in totals.values()),
                      seconds=self.reactor.seconds() - started)
             self.succeeded("every --cost-interval")
 
     def failed(self, why: str, reason: str, retry_after: float | None) -> None:
         previous = self.store.figures.of(self.provider)
-        self.store.replace(self.provider, ProviderCosts(previous.series, previous.refreshed_at, previous.failures + 1))
+        self.store.replace(self.provider, replace(previous, failures=previous.failures + 1,
+                                                  failed_at=self.reactor.seconds(), failure=reason))
         delay, how = self.retry(retry_after)
         log.warn("{provider} cost series refresh ({why}) failed: {reason}; keeping the last values;"
                  " retrying in {delay:g} s ({how})", event="cost_refresh_failed",

@@ -52,6 +52,14 @@ class CostStore:
             log.warn("Ignoring the cost series in {path}: {error}", event="cost_store_ignored",
                      path=self.path, error=str(e))
 
+    def start(self) -> None:
+        """Read the last figures; the writer writes its providers in at once, so that every
+        process shows them (as never refreshed) before the first refresh ends."""
+        self.load()
+        if self.writer and any(p not in self.figures.providers for p in self.providers):
+            self.current()
+            self.write()
+
     def current(self) -> CostFigures:
         if not self.writer:
             self.load()
@@ -65,6 +73,9 @@ class CostStore:
         """Keep ``costs`` as ``provider``'s (bounded with the others'), and write them all
         for the other processes (and the next start)."""
         self.figures = self.figures.with_provider(provider, costs, self.most)
+        self.write()
+
+    def write(self) -> None:
         temporary = f"{self.path}.{os.getpid()}.tmp"
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

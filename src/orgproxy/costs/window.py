@@ -1,4 +1,5 @@
-"""Which UTC days one refresh of the cost series asks for. Pure."""
+"""Which UTC days one refresh of the cost series asks for: this month so far and the last
+30 days (today's so far included), in daily buckets. Pure."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 DAY = 86400
+DAILY_DAYS = 30  # the days of daily figures the dashboard charts: today and the 29 before
 
 
 @dataclass(frozen=True)
 class Window:
-    """From the first of the month (or yesterday, on the 1st) to the end of today, in UTC
-    days (POSIX seconds)."""
+    """From the first of the month or the first of the last 30 days, whichever is earlier,
+    to the end of today, in UTC days (POSIX seconds): 30 or 31 days."""
 
     start_time: int
     end_time: int
@@ -24,7 +26,8 @@ class Window:
         month_start = int(today.replace(day=1).timestamp())
         last_day_start = int((today - timedelta(days=1)).timestamp())
         today_start = int(today.timestamp())
-        return cls(min(month_start, last_day_start), today_start + DAY, month_start, last_day_start)
+        daily_start = today_start - (DAILY_DAYS - 1) * DAY
+        return cls(min(month_start, daily_start), today_start + DAY, month_start, last_day_start)
 
     @property
     def days(self) -> int:
@@ -35,6 +38,12 @@ class Window:
 
     def is_last_day(self, bucket_start: int) -> bool:
         return bucket_start == self.last_day_start
+
+    def day_of(self, bucket_start: int) -> int | None:
+        """The UTC day (its start) a bucket's costs are kept under, None outside the window."""
+        if not self.start_time <= bucket_start < self.end_time:
+            return None
+        return bucket_start - (bucket_start - self.start_time) % DAY
 
 
 def rfc3339(seconds: int) -> str:

@@ -112,6 +112,9 @@ SETTINGS: tuple[Setting, ...] = (
             " with each provider's admin key); 0 is off. [default: {default}]", seconds_or_off, "3600"),
     Setting("cost-series-max", "Most series of cost on /metrics, both providers together; beyond, the smallest of"
             " each are added up as api_key_name=\"other\". [default: {default}]", positive(int), "2000"),
+    Setting("budgets", "TOML file of monthly budgets in dollars per key name (a [budgets] table), for both providers"
+            " together: shown on the dashboard (/orgproxy/) and on /metrics as orgproxy_budget_monthly_usd,"
+            " which the shipped rules alert on; read again on SIGHUP and when it changes.", absolute_path),
     Setting("idle-trim", "Seconds without a request in flight after which the memory freed since is handed back to"
             " the system (glibc); 0 is off. [default: {default}]", seconds_or_off, f"{IDLE_TRIM_DELAY:g}"),
     Setting("worker-fd", "Internal: the listening socket a worker adopts.", internal=True),

@@ -9,8 +9,7 @@ from typing import Any
 
 from twisted.web.iweb import IAgentEndpointFactory
 
-from orgproxy.costs.refresher import CostRefresher
-from orgproxy.daemon.costs import build_cost_series
+from orgproxy.daemon.costs import Costs, build_costs, load_budgets
 from orgproxy.daemon.discovery import Discovery, build_discovery
 from orgproxy.daemon.names import NamesPart, build_names
 from orgproxy.daemon.options import Options
@@ -32,7 +31,7 @@ class Parts:
     upstreams: Upstreams
     discovery: Discovery
     first_process: FirstProcessLink | None  # a worker's
-    cost_series: list[CostRefresher]
+    costs: Costs
     front: Front
     listening: Listening
 
@@ -53,11 +52,11 @@ def build_parts(options: Options, reactor: Any, endpoints: IAgentEndpointFactory
     stop = DaemonStop(reactor)
     process = start_process(options)
     names = build_names(options, reactor, process)
+    budgets = load_budgets(options, reactor)
     upstreams = build_upstreams(options, reactor, endpoints)
     discovery = build_discovery(options, reactor, upstreams, names, process)
     first_process = first_process_link(options, reactor, process, stop)
-    cost_series = build_cost_series(options, reactor, discovery, names.current, process)
-    front = build_site(options, reactor, process, upstreams, names, discovery, first_process)
+    costs = build_costs(options, reactor, discovery, names.current, process, budgets)
+    front = build_site(options, reactor, process, upstreams, names, discovery, costs, first_process)
     listening = build_listening(options, reactor, front.site, process, names, discovery, stop, process.twistd_options)
-    return Parts(options, reactor, stop, process, names, upstreams, discovery, first_process, cost_series, front,
-                 listening)
+    return Parts(options, reactor, stop, process, names, upstreams, discovery, first_process, costs, front, listening)

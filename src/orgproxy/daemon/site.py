@@ -1,11 +1,13 @@
 """The front: the proxy leaves (one per provider, sharing the cache, the requests in
-flight and the idle trim), the pages, the guard's client token and the admission caps."""
+flight and the idle trim), the pages and the dashboard, the guard's client token and the
+admission caps."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from orgproxy.daemon.costs import Costs
 from orgproxy.daemon.discovery import Discovery
 from orgproxy.daemon.names import NamesPart, SeesUnknownIds, unknown_ids_noted
 from orgproxy.daemon.options import Options
@@ -23,6 +25,7 @@ from orgproxy.web.connections import (
     default_max_connections_per_source,
     open_files_limit,
 )
+from orgproxy.web.dashboard import DashboardSources
 from orgproxy.web.proxy import InFlight, OrganizationProxy
 from orgproxy.web.resources import Health, UnknownReport
 from orgproxy.web.site import OrgproxySite, make_site
@@ -40,7 +43,7 @@ class Front:
 
 
 def build_site(options: Options, reactor: Any, process: ThisProcess, upstreams: Upstreams, names: NamesPart,
-               discovery: Discovery, first_process: FirstProcessLink | None) -> Front:
+               discovery: Discovery, costs: Costs, first_process: FirstProcessLink | None) -> Front:
     """``first_process``: a worker's link to the first process, which discovers for it."""
     client_token = None
     if options["client-token-file"]:
@@ -65,21 +68,23 @@ def build_site(options: Options, reactor: Any, process: ThisProcess, upstreams: 
                                         unknown_ids_noted(names, reactor, anthropic_asks, anthropic.name),
                                         replace_ids=options["replace-ids"], cache=cache, provider=anthropic)
     follower = names.follower
+    anthropic_status = discovery.anthropic or (follower.status_of(anthropic.name) if follower is not None else None)
     health = Health(names.current, discovery.openai or follower, {
         OPENAI.name: (options["upstream"], discovery.openai or follower),
-        anthropic.name: (anthropic.upstream,
-                         discovery.anthropic or (follower.status_of(anthropic.name) if follower is not None else None))})
+        anthropic.name: (anthropic.upstream, anthropic_status)})
     shared_unknown = names.shared_unknown
     files_limit = open_files_limit()
     max_connections = options["max-connections"] or default_max_connections(options["max-concurrency"], files_limit)
-    site = make_site(proxy=proxy, anthropic_proxy=anthropic_proxy, health=health,
-                     unknown_report=UnknownReport(shared_unknown.merged if shared_unknown is not None
-                                                  else (lambda: names.unknown), names.current),
+    unknown_report = UnknownReport(shared_unknown.merged if shared_unknown is not None else (lambda: names.unknown),
+                                   names.current)
+    site = make_site(proxy=proxy, anthropic_proxy=anthropic_proxy, health=health, unknown_report=unknown_report,
                      allow=AllowList(options["allow-from"]), client_token=client_token, reactor=reactor,
                      header_timeout=options["header-timeout"], max_connections=max_connections,
                      max_connections_per_source=(options["max-connections-per-source"]
                                                  or default_max_connections_per_source(max_connections)),
-                     max_buffered_request_bytes=options["max-buffered-request-bytes"])
+                     max_buffered_request_bytes=options["max-buffered-request-bytes"],
+                     dashboard=DashboardSources(reactor, names.current, unknown_report.unknown, costs.store,
+                                                costs.budgets, options["cost-interval"], client_token is not None))
     process.metrics.follow_names(lambda: names.current.names.by_source)
     notes = []
     if not is_loopback_only(options["port"]) and client_token is None and not options.allow_from_chosen:

@@ -1,13 +1,13 @@
 """Noticing that a file changed: inotify where the platform has it, polling elsewhere.
 
 The watcher only says "look again"; whether the file really changed is decided by its
-stamp (see ``reload.py``), so spurious wake-ups cost one ``stat``.
+stamp (``file_stamp``), so spurious wake-ups cost one ``stat``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
@@ -19,6 +19,21 @@ from orgproxy.infra.logs import log
 MODES = ("auto", "inotify", "poll", "off")
 POLL_INTERVAL = 0.5  # seconds; changes are noticed within a second
 SETTLE = 0.1  # seconds without events before looking: a burst of events is one change
+
+
+def file_stamp(path: str) -> Hashable | None:
+    """What identifies a version of the file at ``path`` (through symlinks); None if it is
+    absent."""
+    try:
+        return status_stamp(os.stat(path))
+    except OSError:
+        return None
+
+
+def status_stamp(status: os.stat_result) -> tuple[int, int, int, int]:
+    """A file's device, inode, mtime and size: a file replaced by rename has another inode,
+    one written in place another mtime or size."""
+    return status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size
 
 
 def inotify_available() -> bool:

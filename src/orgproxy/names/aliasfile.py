@@ -39,7 +39,8 @@ from orgproxy.names.aliaslines import Lines, entry_lines, locate
 from orgproxy.text import escaped, not_text_because
 
 __all__ = ["FIELDS", "MAX_BYTES", "AliasFileError", "Aliases", "alias_entry_lines", "entry_error", "key_path", "load_alias_file",
-           "load_aliases", "parse_alias_file", "parse_aliases", "read_alias_bytes"]
+           "load_aliases", "parse_alias_file", "parse_aliases", "read_alias_bytes",
+           "decode_text", "toml_syntax_error"]
 
 FIELDS = ALIAS_TABLES
 # The most an alias file (or a directory of them, together) may hold: a million
@@ -91,8 +92,9 @@ class _Invalid(Exception):
         self.occurrence = occurrence
 
 
-def read_alias_bytes(path: str, limit: int = MAX_BYTES) -> bytes:
-    """The bytes of the regular file at ``path`` (through symlinks), at most ``limit``.
+def read_alias_bytes(path: str, limit: int = MAX_BYTES, what: str = "alias files") -> bytes:
+    """The bytes of the regular file at ``path`` (through symlinks), at most ``limit``
+    (the most ``what`` may hold, an error says).
 
     Never blocks: opened non-blocking, so a FIFO is refused rather than waited on.
     """
@@ -105,7 +107,7 @@ def read_alias_bytes(path: str, limit: int = MAX_BYTES) -> bytes:
         if not stat.S_ISREG(status.st_mode):
             raise AliasFileError(path, None, f"cannot read: not a regular file ({_file_kind(status.st_mode)})")
         if status.st_size > limit:
-            raise AliasFileError(path, None, f"larger than {_in_mib(limit)}, the most alias files may hold")
+            raise AliasFileError(path, None, f"larger than {_in_mib(limit)}, the most {what} may hold")
         chunks: list[bytes] = []
         size = 0
         # Read to the end, not to the size stat gave: the file may grow meanwhile.
@@ -113,7 +115,7 @@ def read_alias_bytes(path: str, limit: int = MAX_BYTES) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
-                raise AliasFileError(path, None, f"larger than {_in_mib(limit)}, the most alias files may hold")
+                raise AliasFileError(path, None, f"larger than {_in_mib(limit)}, the most {what} may hold")
         return b"".join(chunks)
     except OSError as e:
         raise AliasFileError(path, None, f"cannot read: {e.strerror or e}") from e
@@ -153,7 +155,7 @@ def parse_alias_file(text: bytes, path: str) -> tuple[Aliases, bool]:
     """The alias map in ``text``, and whether the file is blank: nothing but whitespace
     and comments, no table at all. (A file with its tables and no entries is not blank:
     it says on purpose that there are no names.)"""
-    source = _decode(text, path)
+    source = decode_text(text, path)
     if not source.strip():
         # An empty file is a valid "no aliases yet", in either format.
         return _empty(), True
@@ -170,13 +172,13 @@ def parse_alias_file(text: bytes, path: str) -> tuple[Aliases, bool]:
 def entry_error(text: bytes, path: str, table: str, ident: str, reason: str) -> AliasFileError:
     """An error about the entry ``table.ident`` of the file ``path`` (whose ``text`` has
     parsed), at the line (and column) where it is written: ``reason`` names it."""
-    source = _decode(text, path)
+    source = decode_text(text, path)
     return _located(source, _is_json(path, source), path, reason, (table, ident), 0)
 
 
 def alias_entry_lines(text: bytes, path: str, aliases: Aliases) -> Lines:
     """The line of each entry of ``aliases``, what the file ``path``'s ``text`` parsed to."""
-    source = _decode(text, path)
+    source = decode_text(text, path)
     return entry_lines(source, _is_json(path, source), aliases) if source.strip() else {}
 
 
@@ -197,7 +199,7 @@ def _empty() -> Aliases:
     return {field: {} for field in FIELDS}
 
 
-def _decode(text: bytes, path: str) -> str:
+def decode_text(text: bytes, path: str) -> str:
     try:
         source = text.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -290,12 +292,12 @@ def _load_toml(source: str, path: str) -> dict[str, Any]:
     try:
         return tomllib.loads(source)
     except tomllib.TOMLDecodeError as e:
-        raise _toml_syntax_error(str(e), source, path) from None
+        raise toml_syntax_error(str(e), source, path) from None
     except RecursionError:
         raise AliasFileError(path, None, "nested too deeply") from None
 
 
-def _toml_syntax_error(message: str, source: str, path: str) -> AliasFileError:
+def toml_syntax_error(message: str, source: str, path: str) -> AliasFileError:
     # Python 3.11's TOMLDecodeError has no line attribute: the line is in its message.
     match = _TOML_POSITION.search(message)
     if match:

@@ -27,6 +27,7 @@ from orgproxy.names.aliasfile import (
     parse_alias_file,
     read_alias_bytes,
 )
+from orgproxy.infra.watch import status_stamp
 from orgproxy.names.aliaslines import Lines
 
 __all__ = ["AliasSource", "alias_file_names", "read_source", "stamp"]
@@ -125,7 +126,7 @@ def stamp(path: str) -> Hashable | None:
     except OSError:
         return None
     if not stat.S_ISDIR(status.st_mode):
-        return _file_stamp(status)
+        return status_stamp(status)
     try:
         names = alias_file_names(path)
     except OSError:
@@ -133,11 +134,7 @@ def stamp(path: str) -> Hashable | None:
     files = []
     for name in names:
         try:
-            files.append((name, _file_stamp(os.stat(os.path.join(path, name)))))
+            files.append((name, status_stamp(os.stat(os.path.join(path, name)))))
         except OSError:
             files.append((name, None))
     return status.st_dev, status.st_ino, tuple(files)
-
-
-def _file_stamp(status: os.stat_result) -> tuple[int, int, int, int]:
-    return status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size

@@ -31,9 +31,8 @@ from twisted.application.service import Service
 from orgproxy.snapshot import Learned
 from orgproxy.names.current import CurrentNames
 from orgproxy.infra.logs import log
-from orgproxy.names.aliassource import stamp
 from orgproxy.infra.rundir import read_whole, write_whole
-from orgproxy.infra.watch import FileWatcher
+from orgproxy.infra.watch import FileWatcher, file_stamp
 
 FILENAME = "names.json"
 FORMAT = 2  # 2: records carry their provider; listed keys and discovery status per provider
@@ -142,12 +141,12 @@ class NamesFollower(Service):
 
     def look(self) -> None:
         """Read the file again if it is not the version last read."""
-        if stamp(self.path) != self.seen:
+        if file_stamp(self.path) != self.seen:
             self.load()
 
     def load(self) -> bool:
         """Read the file and put its names in force; on a problem, keep the names in force."""
-        self.seen = stamp(self.path)
+        self.seen = file_stamp(self.path)
         try:
             document = json.loads(read_whole(self.path, MAX_BYTES))
             if not isinstance(document, dict) or document.get("format") != FORMAT:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -158,35 +158,54 @@ def _count(aliases: Aliases) -> int:
     return sum(len(table) for table in aliases.values())
 
 
+class ReloadsFile(Protocol):
+    """Another file read again on SIGHUP and when it changes (the budgets)."""
+
+    path: str
+
+    def reload(self, why: str) -> object: ...
+
+    def reload_if_changed(self) -> None: ...
+
+
 class ReloadService(Service):
-    """Reloads on SIGHUP, and on changes the watcher reports, while running."""
+    """Reloads on SIGHUP, and on changes the watchers report, while running: the alias
+    source, and ``more_files``."""
 
     def __init__(self, reactor: IReactorCore, reloader: AliasReloader | None, watch: str,
-                 also_on_sighup: Sequence[Callable[[str], None]] = ()):
+                 also_on_sighup: Sequence[Callable[[str], None]] = (), more_files: Sequence[ReloadsFile] = ()):
         self.reloader = reloader
         self.also_on_sighup = list(also_on_sighup)  # discovery, the other workers
+        self.more_files = list(more_files)
         # twistd installs no SIGHUP handler, and an unhandled SIGHUP ends the process:
         # ours is installed even with no alias file, so a stray HUP is harmless.
         self.sighup = SignalHandler(reactor, signal.SIGHUP, self.on_sighup)
         self.watcher = (FileWatcher(reactor, reloader.path, reloader.reload_if_changed, watch)
                         if reloader is not None and watch != "off" else None)
+        self.more_watchers = ([FileWatcher(reactor, file.path, file.reload_if_changed, watch)
+                               for file in self.more_files] if watch != "off" else [])
 
     def on_sighup(self) -> None:
         if self.reloader is None:
             log.info("SIGHUP: no alias file to reload", event="no_aliases_to_reload")
         else:
             self.reloader.reload("SIGHUP")
+        for file in self.more_files:
+            file.reload("SIGHUP")
         for also in self.also_on_sighup:
             also("SIGHUP")
 
     def startService(self) -> None:
         super().startService()
         self.sighup.install()
-        if self.watcher is not None:
-            self.watcher.start()
+        for watcher in self.watchers():
+            watcher.start()
 
     def stopService(self) -> None:
         self.sighup.uninstall()
-        if self.watcher is not None:
-            self.watcher.stop()
+        for watcher in self.watchers():
+            watcher.stop()
         super().stopService()
+
+    def watchers(self) -> list[FileWatcher]:
+        return [*([self.watcher] if self.watcher is not None else []), *self.more_watchers]

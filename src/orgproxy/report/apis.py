@@ -1,24 +1,67 @@
-"""What differs between the two providers' usage and cost reports, for orgproxy-report:
-the paths, the query of one window, the day of a bucket, the credential's headers, and
-how a row is read (OpenAI's cost is dollars in ``amount.value``; Anthropic's a decimal
-string of cents in ``amount``)."""
+"""What differs between the providers' usage and cost reports, for orgproxy-report: the
+paths, the query of one window, the credential's headers, and how a page is read into
+entries (a day, the row's fields, its measures).
+
+- OpenAI's ``/v1/organization/costs`` and ``/usage/<kind>``: buckets of ``results``, cost
+  in dollars in ``amount.value``;
+- Anthropic's Usage and Cost Analytics API (``/v1/organizations/analytics/cost`` and
+  ``/usage``, beta): one row per bucket and group, the group's fields in ``group``, the
+  cost a decimal string of cents in ``cost.amount``;
+- Anthropic's legacy reports (``/v1/organizations/cost_report``, ``/usage_report/messages``,
+  with ``--legacy``): buckets of ``results``, cost in cents in ``amount``.
+
+Pages are read with exact decimals (``json.loads(parse_float=Decimal)``): every amount
+stays a Decimal, every count an int.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from orgproxy.jsonvalues import is_number
+from orgproxy.report.amounts import decimal_of, is_amount
 from orgproxy.report.dates import midnight
+
+Measures = dict[str, Any]  # measure -> Decimal (money) or int (counts)
+Entry = tuple[str, Mapping[str, Any], Measures]  # (day, the row's fields, its measures)
+ZERO = Decimal(0)
+
+
+def numbers(row: Mapping[str, Any]) -> Measures:
+    """Every number of a row (of sane size), and those of its objects as
+    ``cache_creation.ephemeral_1h_input_tokens``."""
+    found: Measures = {}
+    for name, value in row.items():
+        if is_amount(value) and decimal_of(value) is not None:
+            found[name] = value
+        elif isinstance(value, dict):
+            found.update({f"{name}.{inner}": v for inner, v in value.items()
+                          if is_amount(v) and decimal_of(v) is not None})
+    return found
+
+
+def cents(value: object) -> Decimal:
+    """Dollars from a decimal string of cents, exactly; zero for anything else."""
+    amount = decimal_of(value)
+    return amount.scaleb(-2) if amount is not None else ZERO
+
+
+def _bucket_results(bucket: Any) -> Iterator[Mapping[str, Any]]:
+    results = bucket.get("results") if isinstance(bucket, dict) else None
+    return (row for row in results or () if isinstance(row, dict))
 
 
 class OpenAIReports:
     """``/v1/organization/costs`` and ``/v1/organization/usage/<kind>``."""
 
     name = "openai"
+    endpoints = "openai"  # which group_by values it takes (groups.GROUP_BY_OF)
     key_variable = "OPENAI_ADMIN_KEY"
+    DEFAULT_USAGE = "completions"
+    MAIN_MEASURES = ("cost", "input_tokens", "output_tokens")  # what a table shows first
+    PAGES_BY_DAYS = True  # a page holds every row of its days: calls are sized by rows (calls.Calls)
 
     def path(self, kind: str) -> str:
         return "/v1/organization/" + kind
@@ -32,73 +75,117 @@ class OpenAIReports:
                  ("bucket_width", "1d"), ("limit", str((end - start).days))]
         return query + [("group_by", field_) for field_ in by]
 
-    def day(self, bucket: Mapping[str, Any]) -> str:
-        return datetime.fromtimestamp(int(bucket.get("start_time", 0)), UTC).date().isoformat()
-
     def headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
-    def cost(self, row: Mapping[str, Any]) -> float:
-        """Dollars."""
-        amount = row.get("amount") or {}
-        return float(amount.get("value") or 0)
+    def rows_in(self, page: Mapping[str, Any]) -> int:
+        return sum(len(bucket.get("results") or ()) for bucket in page["data"] if isinstance(bucket, dict))
 
-    def measures(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {name: value for name, value in row.items() if is_number(value)}
+    def entries(self, kind: str, bucket: Any) -> Iterator[Entry]:
+        if not isinstance(bucket, dict):
+            return
+        day = datetime.fromtimestamp(int(bucket.get("start_time", 0)), UTC).date().isoformat()
+        for row in _bucket_results(bucket):
+            yield day, row, {"cost": self.cost(row)} if kind == "costs" else numbers(row)
 
-    def tokens(self, values: Mapping[str, float]) -> float:
+    def cost(self, row: Mapping[str, Any]) -> Decimal:
+        """Dollars, as sent in ``amount.value`` (a number, or a decimal string)."""
+        amount = row.get("amount")
+        value = decimal_of(amount.get("value")) if isinstance(amount, dict) else None
+        return value if value is not None else ZERO
+
+    def tokens(self, values: Mapping[str, Any]) -> Any:
         """What usage groups are ranked by: input + output tokens."""
         return values.get("input_tokens", 0) + values.get("output_tokens", 0)
 
 
-class AnthropicReports:
-    """``/v1/organizations/cost_report`` and ``/v1/organizations/usage_report/messages``."""
+class AnthropicAnalytics:
+    """The Usage and Cost Analytics API: ``/v1/organizations/analytics/cost`` and ``/usage``."""
 
     name = "anthropic"
+    endpoints = "anthropic"
     key_variable = "ANTHROPIC_ADMIN_KEY"
     VERSION = "2023-06-01"
+    BETA = "analytics-usage-cost-2026-08-24"
+    EARLIEST = date(2026, 1, 1)  # the API has nothing before
     INPUTS = ("uncached_input_tokens", "cache_read_input_tokens", "cache_creation.ephemeral_1h_input_tokens",
               "cache_creation.ephemeral_5m_input_tokens")
+    DEFAULT_USAGE = None  # one usage endpoint, of no kind
+    PAGES_BY_DAYS = False  # it pages by rows
+    MAIN_MEASURES = ("cost", "uncached_input_tokens", "output_tokens", *INPUTS[1:])
+
+    def path(self, kind: str) -> str:
+        return "/v1/organizations/analytics/" + ("cost" if kind == "costs" else "usage")
+
+    def max_days(self, kind: str) -> int:
+        return 31  # what one call covers when ending_at is left out: the longest range it documents
+
+    def window_query(self, start: date, end: date, by: list[str]) -> list[tuple[str, str]]:
+        query = [("starting_at", f"{start.isoformat()}T00:00:00Z"), ("ending_at", f"{end.isoformat()}T00:00:00Z"),
+                 ("time_bucket_width", "1d")]
+        return query + [("group_by[]", field_) for field_ in by]  # Anthropic's array spelling
+
+    def headers(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key, "anthropic-version": self.VERSION, "anthropic-beta": self.BETA}
+
+    def rows_in(self, page: Mapping[str, Any]) -> int:
+        return len(page["data"])
+
+    def entries(self, kind: str, row: Any) -> Iterator[Entry]:
+        if not isinstance(row, dict) or not isinstance(row.get("group"), dict):
+            return
+        day = str(row.get("starting_at", ""))[:10]
+        if kind == "costs":
+            cost = row.get("cost")
+            yield day, row["group"], {"cost": cents(cost.get("amount") if isinstance(cost, dict) else None)}
+        else:
+            usage = row.get("usage")
+            yield day, row["group"], numbers(usage) if isinstance(usage, dict) else {}
+
+    def tokens(self, values: Mapping[str, Any]) -> Any:
+        return sum(values.get(name, 0) for name in self.INPUTS) + values.get("output_tokens", 0)
+
+
+class AnthropicLegacyReports(AnthropicAnalytics):
+    """``/v1/organizations/cost_report`` and ``/v1/organizations/usage_report/messages``."""
+
+    endpoints = "anthropic-legacy"
+    PAGES_BY_DAYS = True
+    DEFAULT_USAGE = "messages"
+    EARLIEST = date.min
 
     def path(self, kind: str) -> str:
         return "/v1/organizations/cost_report" if kind == "costs" else "/v1/organizations/usage_report/" + \
             kind.removeprefix("usage/")
 
-    def max_days(self, kind: str) -> int:
-        return 31  # both reports: at most 31 daily buckets a page
-
     def window_query(self, start: date, end: date, by: list[str]) -> list[tuple[str, str]]:
         query = [("starting_at", f"{start.isoformat()}T00:00:00Z"), ("ending_at", f"{end.isoformat()}T00:00:00Z"),
                  ("bucket_width", "1d"), ("limit", str((end - start).days))]
-        return query + [("group_by[]", field_) for field_ in by]  # Anthropic's array spelling
-
-    def day(self, bucket: Mapping[str, Any]) -> str:
-        return str(bucket.get("starting_at", ""))[:10]
+        return query + [("group_by[]", field_) for field_ in by]
 
     def headers(self, key: str) -> dict[str, str]:
         return {"x-api-key": key, "anthropic-version": self.VERSION}
 
-    def cost(self, row: Mapping[str, Any]) -> float:
-        """Dollars, from a decimal string of cents."""
-        try:
-            return float(Decimal(str(row.get("amount") or "0")) / 100)
-        except InvalidOperation:
-            return 0.0
+    def rows_in(self, page: Mapping[str, Any]) -> int:
+        return OPENAI_REPORTS.rows_in(page)
 
-    def measures(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Every number, those of nested objects named ``cache_creation.ephemeral_1h_input_tokens``."""
-        found: dict[str, Any] = {}
-        for name, value in row.items():
-            if is_number(value):
-                found[name] = value
-            elif isinstance(value, dict):
-                found.update({f"{name}.{inner}": v for inner, v in value.items() if is_number(v)})
-        return found
-
-    def tokens(self, values: Mapping[str, float]) -> float:
-        return sum(values.get(name, 0) for name in self.INPUTS) + values.get("output_tokens", 0)
+    def entries(self, kind: str, bucket: Any) -> Iterator[Entry]:
+        if not isinstance(bucket, dict):
+            return
+        day = str(bucket.get("starting_at", ""))[:10]
+        for row in _bucket_results(bucket):
+            yield day, row, {"cost": cents(row.get("amount"))} if kind == "costs" else numbers(row)
 
 
-Reports = OpenAIReports | AnthropicReports
+Reports = OpenAIReports | AnthropicAnalytics
 OPENAI_REPORTS = OpenAIReports()
-REPORTS: dict[str, Reports] = {"openai": OPENAI_REPORTS, "anthropic": AnthropicReports()}
+ANTHROPIC_ANALYTICS = AnthropicAnalytics()
+ANTHROPIC_LEGACY = AnthropicLegacyReports()
+PROVIDERS = ("openai", "anthropic")
+
+
+def reports_of(provider: str, legacy: bool = False) -> Reports:
+    """Whose reports: OpenAI's, Anthropic's analytics or (``legacy``) its older reports."""
+    if provider == "openai":
+        return OPENAI_REPORTS
+    return ANTHROPIC_LEGACY if legacy else ANTHROPIC_ANALYTICS

@@ -19,14 +19,15 @@ def daily_series(report: Report, top: int) -> tuple[list[str], dict[str, list[fl
     if there are more, "other" for the rest."""
     ranked = [group for group, _ in report.totals()]
     shown = ranked[:top]
-    days = sorted({day for day, _ in report.days})
+    sums = report.sums()
+    days = sorted({day for day, _ in sums})
     series: dict[str, list[float]] = {label(g): [0.0] * len(days) for g in shown}
     if len(ranked) > top:
         series["other"] = [0.0] * len(days)
     index = {day: i for i, day in enumerate(days)}
-    for (day, group), values in report.days.items():
+    for (day, group), values in sums.items():
         name = label(group) if group in shown else "other"
-        series[name][index[day]] += report.main_measure(values)
+        series[name][index[day]] += float(report.main_measure(group, values))  # a chart needs no exact cent
     return days, series
 
 

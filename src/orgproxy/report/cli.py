@@ -1,16 +1,6 @@
-"""``orgproxy-report``: what each key (by name) cost or used, from a running orgproxy.
-
-    orgproxy-report costs --since 2026-10-01 --until 2026-11-01 --by api_key_name
-    orgproxy-report usage completions --since 30d --by api_key_name,model --format csv
-    orgproxy-report --provider anthropic usage messages --since 30d --by api_key_name
-    orgproxy-report costs --since 2026-10-01 --until 2026-11-01 --format focus \
-        --billing-account-id org-... --billing-account-name "Example Corp" --output costs.csv
-
-It asks orgproxy to group by name (orgproxy merges the rows of keys that share a name),
-walks every page, splits a range longer than the API allows into several calls, and
-prints totals per group as a table, CSV (one row per day and group) or JSON, and
-optionally a stacked daily chart.
-"""
+"""``orgproxy-report``: what each key (by name) cost or used, from a running orgproxy, for
+OpenAI's organization, Anthropic's, or both in one report. ``options`` reads the command
+line; this module asks, adds up and writes."""
 
 from __future__ import annotations
 
@@ -19,66 +9,25 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from decimal import localcontext
 
 from orgproxy.report.aggregate import Report
-from orgproxy.report.apis import REPORTS
+from orgproxy.report.amounts import EXACT
+from orgproxy.report.apis import ANTHROPIC_LEGACY, Reports, reports_of
 from orgproxy.report.chart import write_chart
-from orgproxy.report.collect import collect
+from orgproxy.report.collect import Asked, collect_all
 from orgproxy.report.dates import parse_day
 from orgproxy.report.errors import ReportError
 from orgproxy.report.fetch import Fetcher
-from orgproxy.report.groups import USAGE_KINDS, checked_groups, describe
-from orgproxy.report.focus import BillingAccount
+from orgproxy.report.focus_charge import VENDORS, BillingAccount
 from orgproxy.report.focus_export import FORMATS as FOCUS_FORMATS
-from orgproxy.report.focus_export import exact_json, export
-from orgproxy.report.output import FORMATS, as_csv, write_text
-from orgproxy.report.progress import page_bar
+from orgproxy.report.focus_export import Source, export
+from orgproxy.report.groups import checked_groups_across
+from orgproxy.report.options import parse_args, per_provider, providers
+from orgproxy.report.output import WRITERS, write_file, write_text
+from orgproxy.report.progress import Progress, progress_for
+from orgproxy.report.table import WIDTH, as_table
 from orgproxy.text import without_surrogates
-from orgproxy.version import version_line
-
-DEFAULT_PROXY = "http://127.0.0.1:18080"
-
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="orgproxy-report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=version_line("orgproxy-report"))
-    parser.add_argument("--provider", choices=tuple(REPORTS), default="openai",
-                        help="whose reports: OpenAI's (/v1/organization/) or Anthropic's (/v1/organizations/)"
-                             " [default: openai]")
-    commands = parser.add_subparsers(dest="command", required=True)
-    costs = commands.add_parser("costs", help="costs per group")
-    usage = commands.add_parser(
-        "usage", help="usage per group", formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="--by for each kind:\n" + "\n".join(
-            f"  {kind}: {describe('usage/' + kind)}" for kind in USAGE_KINDS)
-        + f"\nwith --provider anthropic:\n  messages: {describe('usage/messages', 'anthropic')}")
-    usage.add_argument("kind", help=f"the /usage/<kind> endpoint: {', '.join(USAGE_KINDS)}"
-                                    " (a newer one is asked for as it is); for Anthropic, messages")
-    for sub, by_help in ((costs, f"group_by fields, comma-separated: {describe('costs')};"
-                                 f" for Anthropic's, {describe('costs', 'anthropic')}"),
-                         (usage, "group_by fields, comma-separated: see below")):
-        sub.add_argument("--since", required=True, help="first day: YYYY-MM-DD or 30d (days back)")
-        sub.add_argument("--until", help="day after the last: YYYY-MM-DD or 0d [default: today]")
-        sub.add_argument("--by", help=by_help)
-        sub.add_argument("--proxy", default=os.environ.get("ORGPROXY_URL", DEFAULT_PROXY),
-                         help=f"the running orgproxy [default: {DEFAULT_PROXY}]")
-        sub.add_argument("--admin-key-file", help="file with the admin key [default: $OPENAI_ADMIN_KEY,"
-                                                  " or $ANTHROPIC_ADMIN_KEY with --provider anthropic]")
-        sub.add_argument("--client-token-file", default=os.environ.get("ORGPROXY_CLIENT_TOKEN_FILE"),
-                         help="file with the token orgproxy requires as X-Orgproxy-Token"
-                              " [default: $ORGPROXY_CLIENT_TOKEN_FILE, else none]")
-        sub.add_argument("--format", choices=tuple(FORMATS) + (FOCUS_FORMATS if sub is costs else ()),
-                         default="table")
-        sub.add_argument("--chart", help="write a stacked daily chart (.svg or .png)")
-        sub.add_argument("--top", type=int, default=8, help="names in the chart before 'other'")
-        sub.add_argument("--output", help="write the output to this file, not to standard output")
-        sub.add_argument("--csv-raw", action="store_true",
-                         help="CSV: write cells as they are, without the quote put before one a spreadsheet"
-                              " would run as a formula (=, +, -, @, TAB, CR)")
-    costs.add_argument("--billing-account-id",
-                       help="FOCUS: the organization's id (org-...), which the costs API does not give")
-    costs.add_argument("--billing-account-name", help="FOCUS: the organization's name")
-    return parser.parse_args(argv)
 
 
 def read_secret(path: str, what: str) -> str:
@@ -92,13 +41,21 @@ def read_secret(path: str, what: str) -> str:
     return secret
 
 
-def admin_key(args: argparse.Namespace) -> str:
-    if args.admin_key_file:
-        return read_secret(args.admin_key_file, "admin key")
-    key = os.environ.get(REPORTS[args.provider].key_variable, "").strip()
-    if not key:
-        raise ReportError(f"no admin key: set {REPORTS[args.provider].key_variable} or pass --admin-key-file")
-    return key
+def admin_keys(args: argparse.Namespace) -> dict[str, str]:
+    """Each chosen provider's admin key: from --admin-key-file, else its variable."""
+    chosen = providers(args)
+    files = per_provider("--admin-key-file", args.admin_key_file, chosen)
+    keys = {}
+    for provider in chosen:
+        if provider in files:
+            keys[provider] = read_secret(files[provider], "admin key")
+            continue
+        variable = reports_of(provider).key_variable
+        key = os.environ.get(variable, "").strip()
+        if not key:
+            raise ReportError(f"no admin key: set {variable} or pass --admin-key-file")
+        keys[provider] = key
+    return keys
 
 
 def client_token(args: argparse.Namespace) -> str | None:
@@ -114,61 +71,118 @@ def date_range(args: argparse.Namespace) -> tuple[date, date]:
     return since, until
 
 
-def fetch_report(args: argparse.Namespace) -> Report:
-    api = REPORTS[args.provider]
-    if api.name == "anthropic" and args.command == "usage" and args.kind != "messages":
-        raise ReportError(f"Anthropic's usage report by day is 'messages', not {args.kind!r}")
+def apis(args: argparse.Namespace, since: date) -> dict[str, Reports]:
+    """Whose reports each chosen provider's are, checked against what they can answer."""
+    if args.legacy and args.provider == "openai":
+        raise ReportError("--legacy is for Anthropic's reports (its cost_report and usage_report/messages)")
+    chosen = {provider: reports_of(provider, args.legacy) for provider in providers(args)}
+    anthropic = chosen.get("anthropic")
+    if anthropic is not None and since < anthropic.EARLIEST:
+        raise ReportError(f"Anthropic's analytics API has nothing before {anthropic.EARLIEST}: --legacy asks its"
+                          " older reports")
+    return chosen
+
+
+def kind_of(args: argparse.Namespace, api: Reports) -> str:
+    """The report ``api`` is asked for: "costs", "usage/<kind>", or Anthropic's "usage"."""
+    if args.command == "costs":
+        return "costs"
+    if api.DEFAULT_USAGE is None:  # Anthropic's analytics: one usage endpoint, of no kind
+        if args.kind is not None and args.provider != "all":
+            raise ReportError(f"Anthropic's analytics usage has no kind ({args.kind!r}); --legacy usage messages"
+                              " asks its older messages report")
+        return "usage"
+    if api is ANTHROPIC_LEGACY:  # with --provider all, a kind is OpenAI's
+        kind = args.kind if args.kind is not None and args.provider != "all" else api.DEFAULT_USAGE
+        if kind != "messages":
+            raise ReportError(f"Anthropic's usage report by day is 'messages', not {kind!r}")
+    else:
+        kind = args.kind or api.DEFAULT_USAGE
+    return f"usage/{kind}"
+
+
+def fetch_report(args: argparse.Namespace, progress: Progress) -> Report:
     since, until = date_range(args)
-    kind = "costs" if args.command == "costs" else f"usage/{args.kind}"
-    by = checked_groups(kind, args.by, api.name)
-    fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr), api=api,
-                      client_token=client_token(args))
-    try:
-        return collect(fetcher, kind, since, until, by, api)
-    finally:
-        if fetcher.progress is not None:
-            fetcher.progress.close()
+    chosen = apis(args, since)
+    kinds = {provider: kind_of(args, api) for provider, api in chosen.items()}
+    by = checked_groups_across({chosen[p].endpoints: kinds[p] for p in chosen}, args.by)
+    keys, token = admin_keys(args), client_token(args)
+    asked = [Asked(kinds[p], Fetcher(args.proxy, keys[p], progress=progress, api=chosen[p], client_token=token))
+             for p in chosen]
+    label = next(iter(kinds.values())) if len(kinds) == 1 else args.command
+    daily = args.format != "table" or bool(args.chart)  # a table needs the totals alone
+    return collect_all(asked, label, since, until, by, daily)
 
 
-def export_focus(args: argparse.Namespace) -> str:
-    """FOCUS 1.2 (one row per day, project, key and line item, so --by does not apply), of
-    OpenAI's costs only."""
-    if args.provider != "openai":
-        raise ReportError(f"--format {args.format} is for OpenAI's costs only, not --provider {args.provider}")
-    if not args.billing_account_id or not args.billing_account_name:
-        raise ReportError(f"--format {args.format} needs --billing-account-id and --billing-account-name"
-                          " (the organization's id, org-..., and name: the costs API gives neither)")
+def billing_accounts(args: argparse.Namespace, keys: dict[str, str], token: str | None,
+                     progress: Progress) -> dict[str, BillingAccount]:
+    """Each vendor's billing account: as the user names it; Anthropic's, where not given,
+    from its ``/v1/organizations/me``; OpenAI's must be given (no API tells it)."""
+    chosen = providers(args)
+    ids = per_provider("--billing-account-id", args.billing_account_id, chosen)
+    names = per_provider("--billing-account-name", args.billing_account_name, chosen, shared=True)
+    accounts = {}
+    for provider in chosen:
+        given_id, given_name = ids.get(provider), names.get(provider)
+        if provider == "anthropic" and (given_id is None or given_name is None):
+            me = Fetcher(args.proxy, keys[provider], progress=progress, api=ANTHROPIC_LEGACY,
+                         client_token=token).get_json("/v1/organizations/me", [])
+            if not isinstance(me, dict) or not isinstance(me.get("id"), str) or not isinstance(me.get("name"), str):
+                raise ReportError("/v1/organizations/me: no organization id and name: give --billing-account-id"
+                                  " and --billing-account-name anthropic=...")
+            given_id, given_name = given_id or me["id"], given_name or me["name"]
+        if not given_id or not given_name:
+            raise ReportError(f"--format {args.format} needs --billing-account-id and --billing-account-name"
+                              " (the organization's id, org-..., and name: OpenAI's costs API gives neither)")
+        accounts[provider] = BillingAccount(given_id, given_name)
+    return accounts
+
+
+def export_focus(args: argparse.Namespace, progress: Progress) -> str:
+    """FOCUS (one row per day, key and charge, so --by does not apply), written as it is
+    fetched: to --output, or to standard output."""
+    if args.legacy:
+        raise ReportError(f"--format {args.format} reads Anthropic's analytics API (costs per key), not --legacy")
     if args.chart:
         raise ReportError(f"--chart does not go with --format {args.format}")
     since, until = date_range(args)
-    fetcher = Fetcher(args.proxy, admin_key(args), progress=page_bar(sys.stderr), decode=exact_json,
-                      client_token=client_token(args))
-    try:
-        return export(fetcher, since, until, BillingAccount(args.billing_account_id, args.billing_account_name),
-                      args.format, args.output)
-    finally:
-        if fetcher.progress is not None:
-            fetcher.progress.close()
+    chosen = apis(args, since)
+    keys, token = admin_keys(args), client_token(args)
+    accounts = billing_accounts(args, keys, token, progress)
+    sources = [Source(VENDORS[p], Fetcher(args.proxy, keys[p], progress=progress, api=api, client_token=token),
+                      accounts[p]) for p, api in chosen.items()]
+    export(sources, since, until, args.focus_version, args.format, args.output, sys.stdout)
+    return ""
 
 
 def run(argv: Sequence[str]) -> str:
     """What to print; the chart and the --output file, if asked for, written."""
     args = parse_args(argv)
-    if args.format in FOCUS_FORMATS:
-        return export_focus(args)
-    report = fetch_report(args)
+    progress = progress_for(sys.stderr, args.quiet)
+    try:
+        if args.format in FOCUS_FORMATS:
+            return export_focus(args, progress)
+        report = fetch_report(args, progress)
+    finally:
+        progress.close()
     if args.chart:
         write_chart(report, args.chart, args.top)
-    output = as_csv(report, raw=True) if args.format == "csv" and args.csv_raw else FORMATS[args.format](report)
-    if args.output is None:
-        return output
-    write_text(args.output, output)
+    if args.format == "table":
+        table = as_table(report, None if args.wide else WIDTH)
+        if args.output is None:
+            return table
+        write_text(args.output, table)
+    elif args.output is None:
+        WRITERS[args.format](report, sys.stdout, args.csv_raw)  # written as it is made: it can be long
+    else:
+        write_file(args.output, lambda out: WRITERS[args.format](report, out, args.csv_raw))
     return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        output = run(sys.argv[1:] if argv is None else argv)
+        with localcontext(EXACT):  # every sum exact, whatever the caller's decimal context
+            output = run(sys.argv[1:] if argv is None else argv)
     except ReportError as e:
         print(f"orgproxy-report: {e}", file=sys.stderr)
         return 1

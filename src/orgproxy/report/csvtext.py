@@ -21,8 +21,11 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Sequence
+from typing import TextIO
 
-__all__ = ["csv_text", "neutralised"]
+from orgproxy.text import without_surrogates
+
+__all__ = ["CsvWriter", "csv_text", "neutralised"]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"-(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -35,21 +38,43 @@ def neutralised(cell: object) -> object:
     return cell
 
 
-def csv_text(rows: Iterable[Sequence[object]], *, formulas_neutralised: bool = False) -> str:
-    """``rows`` as CSV text with ``\\n`` line ends, every field holding a CR, an LF, a quote
-    or a comma quoted; None and "" are both an empty unquoted field."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    row_with_cr = io.StringIO()
-    quoting_cr = csv.writer(row_with_cr, lineterminator="\r\n")
-    for row in rows:
-        if formulas_neutralised:
+class _Line:
+    """Where ``csv.writer`` puts a row: it writes each row in one call."""
+
+    text = ""
+
+    def write(self, text: str) -> None:
+        self.text = text
+
+
+class CsvWriter:
+    """Rows as CSV onto ``out``, one at a time, as they are made: ``\\n`` line ends, every
+    field holding a CR, an LF, a quote or a comma quoted; None and "" are both an empty
+    unquoted field; a lone surrogate (which JSON can carry in a name, UTF-8 cannot) as
+    U+FFFD."""
+
+    def __init__(self, out: TextIO, *, formulas_neutralised: bool = False) -> None:
+        self.out = out
+        self.formulas_neutralised = formulas_neutralised
+        self.line = _Line()
+        self.writer = csv.writer(self.line, lineterminator="\n")
+        self.quoting_cr = csv.writer(self.line, lineterminator="\r\n")
+
+    def writerow(self, row: Sequence[object]) -> None:
+        if self.formulas_neutralised:
             row = [neutralised(cell) for cell in row]
-        if any(isinstance(cell, str) and "\r" in cell for cell in row):
-            row_with_cr.seek(0)
-            row_with_cr.truncate()
-            quoting_cr.writerow(row)
-            out.write(row_with_cr.getvalue()[:-2] + "\n")
-        else:
-            writer.writerow(row)
+        self.writer.writerow(row)
+        line = self.line.text
+        if "\r" in line:  # a field holds a CR (the terminator is "\n"): write it again, CRs quoted
+            self.quoting_cr.writerow(row)
+            line = self.line.text[:-2] + "\n"
+        self.out.write(without_surrogates(line))
+
+
+def csv_text(rows: Iterable[Sequence[object]], *, formulas_neutralised: bool = False) -> str:
+    """``rows`` as CSV text (see CsvWriter)."""
+    out = io.StringIO()
+    writer = CsvWriter(out, formulas_neutralised=formulas_neutralised)
+    for row in rows:
+        writer.writerow(row)
     return out.getvalue()

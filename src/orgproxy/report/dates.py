@@ -1,8 +1,7 @@
-"""Days as the user gives them, and a range cut into the windows one API call may cover."""
+"""Days as the user gives them, and the unix time a day starts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 from orgproxy.report.errors import ReportError
@@ -23,11 +22,3 @@ def midnight(day: date) -> int:
     """The unix time ``day`` starts, in UTC (the API's buckets are UTC days)."""
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
-
-def windows(since: date, until: date, max_days: int) -> Iterator[tuple[date, date]]:
-    """[since, until) cut into windows of at most ``max_days`` days."""
-    start = since
-    while start < until:
-        end = min(until, start + timedelta(days=max_days))
-        yield start, end
-        start = end

@@ -1,106 +1,90 @@
-"""``orgproxy-report costs --format focus`` (or ``focus-parquet``): the range's costs asked
-of orgproxy grouped by id (so every row keeps its ``api_key_id`` and what orgproxy adds
-beside it), read with exact decimals, and written as FOCUS 1.2 with a metadata sidecar
-``FILE.metadata.json`` when written to a file. Parquet needs pyarrow (the `report`
-extra), imported only when asked for."""
+"""``orgproxy-report costs --format focus`` (or ``focus-parquet``): each vendor's costs for
+the range, asked of orgproxy grouped by id (so that every row keeps its key id and what
+orgproxy adds beside it) and by every dimension a price depends on, read with exact
+decimals, and written as FOCUS (1.4 unless told 1.2) page by page: one file for all the
+vendors asked for, with its metadata sidecar ``FILE.metadata.json`` when written to a file.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
-from decimal import Decimal
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TextIO
 
-from orgproxy.jsonvalues import refuse_constant
-from orgproxy.report.apis import OPENAI_REPORTS
-from orgproxy.report.dates import windows
+from orgproxy.report.calls import Calls
+from orgproxy.report.collect import cycles_not_collected
 from orgproxy.report.errors import ReportError
 from orgproxy.report.fetch import Fetcher
-from orgproxy.report.focus import (
-    COLUMNS,
-    DATETIME,
-    DECIMAL,
-    GROUP_BY,
-    BillingAccount,
-    Row,
-    as_csv,
-    cell,
-    focus_rows,
-    metadata,
-)
+from orgproxy.report.focus import COLUMNS, ROW_OF
+from orgproxy.report.focus_anthropic import GROUP_BY as ANTHROPIC_GROUP_BY
+from orgproxy.report.focus_anthropic import anthropic_charges
+from orgproxy.report.focus_charge import OPENAI, BillingAccount, Charge, Vendor
+from orgproxy.report.focus_metadata import Written, metadata
+from orgproxy.report.focus_openai import GROUP_BY as OPENAI_GROUP_BY
+from orgproxy.report.focus_openai import openai_charges
+from orgproxy.report.focus_write import PRECISION, SCALE, CsvFile, CsvSink, ParquetFile, Sink
 from orgproxy.report.output import write_text
+from orgproxy.version import installed_version
 
 FORMATS = ("focus", "focus-parquet")
 
 
-def exact_json(body: bytes) -> Any:
-    """A page with its numbers as Decimal (``0.1`` stays 0.1, not 0.1000000000000000055...)."""
-    return json.loads(body, parse_float=Decimal, parse_constant=refuse_constant)
+@dataclass(frozen=True)
+class Source:
+    """One vendor's costs: who, through which fetcher, invoiced to which account."""
+
+    vendor: Vendor
+    fetcher: Fetcher
+    account: BillingAccount
 
 
-def costs_buckets(fetcher: Fetcher, since: date, until: date) -> Iterator[dict[str, Any]]:
-    """Every daily bucket of [since, until), grouped by every dimension, by id (OpenAI's
-    costs: FOCUS is exported for them alone)."""
-    for start, end in windows(since, until, OPENAI_REPORTS.max_days("costs")):
-        yield from fetcher.buckets(OPENAI_REPORTS.path("costs"), OPENAI_REPORTS.window_query(start, end, list(GROUP_BY)))
+def charges(sources: Sequence[Source], since: date, until: date) -> Iterator[Charge]:
+    """Every vendor's charges, vendor after vendor, in page order, a page at a time."""
+    for source in sources:
+        api, progress = source.fetcher.api, source.fetcher.progress
+        vendor_openai = source.vendor is OPENAI
+        group = list(OPENAI_GROUP_BY if vendor_openai else ANTHROPIC_GROUP_BY)
+        read = openai_charges if vendor_openai else anthropic_charges
+        calls = Calls(since, until, api.max_days("costs"), api.PAGES_BY_DAYS)
+        for start, end in calls:
+            progress.covering(api.name, calls.days_done, calls.days)
+            rows = 0
+            for charge in read(source.fetcher.buckets(api.path("costs"), api.window_query(start, end, group)),
+                               source.account):
+                rows += 1
+                yield charge
+            calls.brought(start, end, rows)
+        progress.covering(api.name, calls.days_done, calls.days)
 
 
-def generator() -> str:
-    try:
-        return f"orgproxy-report {version('orgproxy')}"
-    except PackageNotFoundError:
-        return "orgproxy-report"
-
-
-def export(fetcher: Fetcher, since: date, until: date, account: BillingAccount, form: str,
-           output: str | None) -> str:
-    """What to print: the CSV, or nothing when it went to ``output`` (with its sidecar)."""
-    if form == "focus-parquet" and output is None:
-        raise ReportError("--format focus-parquet writes a file: give --output FILE.parquet")
+def sink_for(form: str, focus_version: str, output: str | None, stdout: TextIO) -> Sink:
+    columns = COLUMNS[focus_version]
     if form == "focus-parquet":
-        pyarrow_modules()  # before any page is fetched: a missing pyarrow is told at once
-    rows = list(focus_rows(costs_buckets(fetcher, since, until), account))
-    if output is None:
-        return as_csv(rows)
-    if form == "focus-parquet":
-        write_parquet(rows, output)
-    else:
-        write_text(output, as_csv(rows))
-    described = metadata(rows, datetime.now(UTC), generator())
-    write_text(output + ".metadata.json", json.dumps(described, ensure_ascii=False, indent=2) + "\n")
-    return ""
+        if output is None:
+            raise ReportError("--format focus-parquet writes a file: give --output FILE.parquet")
+        return ParquetFile(output, columns)
+    names = tuple(name for name, _ in columns)
+    return CsvFile(output, names) if output is not None else CsvSink(stdout, names)
 
 
-def pyarrow_modules() -> tuple[Any, Any]:
+def export(sources: Sequence[Source], since: date, until: date, focus_version: str, form: str,
+           output: str | None, stdout: TextIO) -> None:
+    """The FOCUS rows of every source into ``output`` (and its sidecar), or CSV on ``stdout``."""
+    sink = sink_for(form, focus_version, output, stdout)  # before any call: a missing pyarrow is told at once
+    to_row = ROW_OF[focus_version]
+    written = Written(decimal_scale=(PRECISION, SCALE) if form == "focus-parquet" else None)
     try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError:
-        raise ReportError("--format focus-parquet needs pyarrow: pip install 'orgproxy[report]'") from None
-    return pyarrow, pyarrow.parquet
-
-
-def write_parquet(rows: list[Row], path: str) -> None:
-    """The rows as a Parquet file: decimals as decimal128 at the scale the data needs,
-    times as UTC timestamps, Tags as its JSON text."""
-    pa, pq = pyarrow_modules()
-    decimals = [row[name] for row in rows for name, kind in COLUMNS if kind == DECIMAL and row[name] is not None]
-    scale = max((max(0, -int(d.as_tuple().exponent)) for d in decimals), default=1)
-    digits = max((len(d.as_tuple().digits) + int(d.as_tuple().exponent) for d in decimals), default=1)
-    if scale + max(digits, 1) > 38:
-        raise ReportError(f"an amount needs more than the 38 digits Parquet's decimals hold ({scale} decimals)")
-    types = {DECIMAL: pa.decimal128(38, scale), DATETIME: pa.timestamp("s", tz="UTC")}
-    arrays = []
-    for name, kind in COLUMNS:
-        values = [row[name] for row in rows]
-        if kind in types:
-            arrays.append(pa.array(values, type=types[kind]))
-        else:
-            arrays.append(pa.array([cell(value) for value in values], type=pa.string()))
-    table = pa.Table.from_arrays(arrays, names=[name for name, _ in COLUMNS])
-    try:
-        pq.write_table(table, path)
-    except OSError as e:
-        raise ReportError(f"{path}: {e}") from None
+        with cycles_not_collected():
+            for charge in charges(sources, since, until):
+                sink.write(to_row(charge))
+                written.saw(charge.vendor, charge.account, charge.description)
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    if output is not None:
+        days = [since + timedelta(days=n) for n in range((until - since).days)]
+        described = metadata(focus_version, written, datetime.now(UTC), installed_version(), days)
+        write_text(output + ".metadata.json", json.dumps(described, ensure_ascii=False, indent=2) + "\n")

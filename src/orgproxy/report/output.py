@@ -1,70 +1,115 @@
-"""A Report as text: a table of totals for people, CSV (one row per day and group) for
-spreadsheets, JSON (rows and totals) for programs."""
+"""A Report as text for programs and spreadsheets: CSV (one row per day and group) and JSON
+(the daily rows and the totals). Beside every name column goes its id column (the ids the
+name stood for: several for a rotated key); amounts are written with exactly the digits
+their decimal sums have, never through binary floating point. The table for people is
+``table``."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any, TextIO
 
-from orgproxy.report.aggregate import Group, Report
-from orgproxy.report.csvtext import csv_text
+from orgproxy.report.aggregate import Group, Report, UnknownName
+from orgproxy.report.csvtext import CsvWriter
 from orgproxy.report.errors import ReportError
-from orgproxy.text import escaped, without_surrogates
+from orgproxy.text import without_surrogates
 
 
-def daily_rows(report: Report) -> Iterable[tuple[tuple[str, Group], dict[str, float]]]:
-    """Every (day, group) and its sums, by day, then group."""
-    return sorted(report.days.items(), key=lambda item: (item[0][0], str(item[0][1])))
+def columns(report: Report) -> list[str]:
+    """The group's columns as written: each --by field, its id column after each name."""
+    id_columns = report.id_columns
+    return [written for column in report.by for written in (column, id_columns.get(column)) if written]
 
 
-def as_json(report: Report) -> str:
-    rows = [{"date": day, **dict(zip(report.by, group)), **values} for (day, group), values in daily_rows(report)]
-    totals = [{**dict(zip(report.by, group)), **values} for group, values in report.totals()]
-    return json.dumps({"kind": report.kind, "since": report.since.isoformat(), "until": report.until.isoformat(),
-                       "by": report.by, "rows": rows, "totals": totals}, ensure_ascii=False, indent=2) + "\n"
+def plain(value: Any) -> Any:
+    """A group's value as written: an unknown name as "unknown" (its id is beside it)."""
+    return UnknownName.name if isinstance(value, UnknownName) else value
 
 
-def as_csv(report: Report, raw: bool = False) -> str:
-    """One row per day and group; a cell a spreadsheet would run as a formula is
-    neutralised (see csvtext), unless ``raw`` (``--csv-raw``)."""
+def labelled(report: Report, group: Group, ids: dict[str, tuple[str, ...]]) -> Iterator[tuple[str, Any]]:
+    """(column, value) of a group: each --by field, its id column after each name, where
+    the ids are a list (several, one or none)."""
+    id_columns = report.id_columns
+    for column, value in zip(report.by, group):
+        yield column, plain(value)
+        if column in id_columns:
+            yield id_columns[column], list(ids.get(id_columns[column], ()))
+
+
+def number_text(value: Any) -> str:
+    """An amount with every digit and no exponent (``0.30``, ``1234``), a count as it is."""
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def as_csv(report: Report, out: TextIO, raw: bool = False) -> None:
+    """One row per day and group, written as it is made; a cell a spreadsheet would run as
+    a formula is neutralised (see csvtext), unless ``raw`` (``--csv-raw``)."""
+    writer = CsvWriter(out, formulas_neutralised=not raw)
     measures = report.measures
-    rows = [["date", *report.by, *measures]]
-    for (day, group), values in daily_rows(report):
-        rows.append([day, *("" if v is None else v for v in group),
-                     *(values.get(m, 0) for m in measures)])  # a float as its repr(): every digit
-    return csv_text(rows, formulas_neutralised=not raw)
+    writer.writerow(["date", *columns(report), *measures])
+    for day, group, values, ids in report.rows():
+        cells = ["" if v is None else " ".join(v) if isinstance(v, list) else v
+                 for _, v in labelled(report, group, ids)]
+        writer.writerow([day, *cells, *(number_text(values.get(m, 0)) for m in measures)])
 
 
-def _money(value: float) -> str:
-    return f"${value:,.2f}"
+def json_entry(report: Report, group: Group, ids: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """A group's fields for JSON: the ids of a name in ``api_key_ids`` (every one) beside
+    ``api_key_id`` (the one, or null where the name stood for several or none), as
+    orgproxy writes merged rows."""
+    fields: dict[str, Any] = {}
+    for column, value in labelled(report, group, ids):
+        if isinstance(value, list):
+            fields[column] = value[0] if len(value) == 1 else None
+            fields[column + "s"] = value
+        else:
+            fields[column] = value
+    return fields
 
 
-def _count(value: float) -> str:
-    return f"{value:,.0f}"
+def as_json(report: Report, out: TextIO, raw: bool = False) -> None:
+    """The header, the daily rows and the totals, as ``json.dumps(indent=2)`` lays them
+    out, each row written as it is made (a lone surrogate, which UTF-8 cannot hold, as
+    U+FFFD)."""
+    def put(text: str) -> None:
+        out.write(without_surrogates(text))
+
+    put("{\n")
+    for name, value in (("kind", report.kind), ("since", report.since.isoformat()),
+                        ("until", report.until.isoformat()), ("by", report.by)):
+        put(f'  "{name}": {json_text(value, 1)},\n')
+    group_ids = report.group_ids()
+    for name, entries in (("rows", ({"date": day, **json_entry(report, group, ids), **values}
+                                    for day, group, values, ids in report.rows())),
+                          ("totals", ({**json_entry(report, group, group_ids.get(group, {})), **values}
+                                      for group, values in report.totals()))):
+        put(f'  "{name}": [')
+        empty = True
+        for entry in entries:
+            put(("\n" if empty else ",\n") + "    " + json_text(entry, 2))
+            empty = False
+        put("]" if empty else "\n  ]")
+        put(",\n" if name == "rows" else "\n")
+    put("}\n")
 
 
-def as_table(report: Report) -> str:
-    measures = report.measures or (["cost"] if report.kind == "costs" else [])
-    show = _money if report.kind == "costs" else _count
-    lines = [[*report.by, *measures]]
-    grand: dict[str, float] = {}
-    for group, values in report.totals():
-        lines.append([("(none)" if v is None else escaped(str(v))) for v in group]
-                     + [show(values.get(m, 0)) for m in measures])
-        for m in measures:
-            grand[m] = grand.get(m, 0) + values.get(m, 0)
-    lines.append(["TOTAL", *[""] * (len(report.by) - 1), *[show(grand.get(m, 0)) for m in measures]])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    numeric = len(report.by)
-
-    def render(line: list[str]) -> str:
-        return "  ".join(cell.rjust(w) if i >= numeric else cell.ljust(w)
-                         for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    title = (f"{report.kind} from {report.since} to {report.until} (exclusive),"
-             f" by {', '.join(report.by)}")
-    return "\n".join([title, "", render(lines[0]), rule, *map(render, lines[1:-1]), rule, render(lines[-1])]) + "\n"
+def json_text(value: Any, depth: int = 0) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, but Decimals as JSON numbers with
+    exactly their digits (the standard library has no way to write them)."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (dict, list)) and value:
+        inner = "\n" + "  " * (depth + 1)
+        if isinstance(value, dict):
+            parts = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {json_text(v, depth + 1)}" for k, v in value.items()]
+            opening, closing = "{", "}"
+        else:
+            parts = [inner + json_text(v, depth + 1) for v in value]
+            opening, closing = "[", "]"
+        return opening + ",".join(parts) + "\n" + "  " * depth + closing
+    return json.dumps(value, ensure_ascii=False)
 
 
 def write_text(path: str, text: str) -> None:
@@ -77,4 +122,16 @@ def write_text(path: str, text: str) -> None:
         raise ReportError(f"{path}: {e.strerror}") from None
 
 
-FORMATS: dict[str, Callable[[Report], str]] = {"table": as_table, "csv": as_csv, "json": as_json}
+def write_file(path: str, write: Callable[[TextIO], None]) -> None:
+    """What ``write`` writes, into the file ``path`` (--output), as UTF-8."""
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            write(f)
+    except OSError as e:
+        raise ReportError(f"{path}: {e.strerror}") from None
+
+
+# Each format's writer (``raw``: --csv-raw); the table is small enough to be made whole
+# (table.as_table).
+WRITERS: dict[str, Callable[[Report, TextIO, bool], None]] = {"csv": as_csv, "json": as_json}
+FORMATS = ("table", *WRITERS)

@@ -46,7 +46,8 @@ from orgproxy.web.connections import (
     said_outside_allow_from,
     said_over_capacity,
 )
-from orgproxy.web.guard import AccessGuard, first_segment, route_of_target
+from orgproxy.web.dashboard import DashboardSources, OwnDirectory, add_dashboard
+from orgproxy.web.guard import AccessGuard, first_segments, route_of_target
 from orgproxy.web.names import NamesListing
 from orgproxy.web.resources import Directory, Health, MetricsPage, UnknownReport
 from orgproxy.web.respond import log_refused, method_of, path_of, reason_phrase, send_error
@@ -369,7 +370,7 @@ class OrgproxySite(server.Site):
     def refusal_before_body(self, headers: Headers, target: bytes) -> ProxyError | None:
         """Why a request with these headers, for this target, may not be answered: asked
         before its body is read."""
-        return None if self.guard is None else self.guard.refusal(headers, first_segment(target))
+        return None if self.guard is None else self.guard.refusal(headers, *first_segments(target))
 
     def log(self, request: server.Request) -> None:
         # Twisted's access log is replaced by the proxy's own line per request (no query
@@ -382,11 +383,14 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
               allow: AllowList | None, client_token: bytes | None, reactor: IReactorTime,
               anthropic_proxy: IResource | None = None, header_timeout: float | None = None,
               max_connections: int | None = None, max_connections_per_source: int | None = None,
-              max_buffered_request_bytes: int = MAX_BUFFERED_REQUEST_BYTES) -> OrgproxySite:
+              max_buffered_request_bytes: int = MAX_BUFFERED_REQUEST_BYTES,
+              dashboard: DashboardSources | None = None) -> OrgproxySite:
     """The whole tree, behind the site's admission (``allow``, the connection caps) and
     the access guard (``client_token``):
 
-    ``/health``, ``/metrics``, ``/orgproxy/unknown``, ``/orgproxy/names``, ``/v1/organization/...`` and
+    ``/health``, ``/metrics``, ``/orgproxy/unknown``, ``/orgproxy/names``, the dashboard
+    (``/orgproxy/`` and ``/orgproxy/costs.json``, where ``dashboard`` says what it reads),
+    ``/v1/organization/...`` and
     ``/v1/projects/...`` (the proxy to OpenAI, which forwards only the Admin API's paths)
     and ``/v1/organizations/...`` (the proxy to Anthropic, another leaf of the same
     class); every other path a 404 (Anthropic-shaped under ``/v1/organizations``,
@@ -395,9 +399,11 @@ def make_site(*, proxy: IResource, health: Health, unknown_report: UnknownReport
     root = Directory()
     root.putChild(b"health", health)
     root.putChild(b"metrics", MetricsPage())
-    own = Directory()
+    own = OwnDirectory()
     own.putChild(b"unknown", unknown_report)
     own.putChild(b"names", NamesListing(health.current))
+    if dashboard is not None:
+        add_dashboard(own, dashboard)
     root.putChild(b"orgproxy", own)
     v1 = Directory()
     v1.putChild(b"organization", proxy)
