@@ -1,4 +1,5 @@
-"""The names snapshot (snapshot.py), and the names in force that hold it (names/current.py): how the three sources merge, and what it counts."""
+"""The names snapshot (snapshot.py), and the names in force that hold it (names/current.py):
+how the three sources merge, and what it counts."""
 
 from __future__ import annotations
 

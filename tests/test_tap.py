@@ -198,7 +198,8 @@ def test_the_workers_are_given_the_options_as_resolved() -> None:
     (["--header-timeout", "-1"], "--header-timeout must be a positive float"),
     (["--cache-max-entries", "none"], "--cache-max-entries must be a positive int"),
     (["--workers", "2", "--port", "tcp6:0"], "--workers needs a tcp: or unix: --port"),
-    (["--port", "ssl:0:privateKey=missing.pem"], "--port 'ssl:0:privateKey=missing.pem' is not an endpoint description"),
+    (["--port", "ssl:0:privateKey=missing.pem"],
+     "--port 'ssl:0:privateKey=missing.pem' is not an endpoint description"),
 ])
 def test_malformed_options_are_refused(argv: list[str], message: str) -> None:
     with pytest.raises(usage.UsageError, match=message):

@@ -1,4 +1,5 @@
-"""Tests for amending (body/amend.py, fast_path.py, exact.py) with a names snapshot: names beside ids, every other byte kept.
+"""Tests for amending (body/amend.py, fast_path.py, exact.py) with a names snapshot: names
+beside ids, every other byte kept.
 
 The headline property renders random JSON values in random layouts with an independent
 oracle (``render`` below) that knows, for every id member, where its name member must be

@@ -11,9 +11,10 @@ example bodies in ``tests/fixtures/anthropic-admin-api/`` and the rules its refe
 - the reports (``usage_report/messages``, ``cost_report``; ``anthropic_reports.py``) are made
   from a ledger of usage and cost entries: one bucket per day from ``starting_at``
   (``bucket_width=1d``), empty days included, ``limit`` buckets a page (default 7, at most
-  31), paged by token (``page=<next_page>``, a token ending in ``=``); rows grouped by the ``group_by[]`` dimensions, every other dimension
-  null; the Console's usage has a null ``api_key_id`` and the Default Workspace's a null
-  ``workspace_id`` even when grouped by them; cost ``amount`` is a decimal string in cents;
+  31), paged by token (``page=<next_page>``, a token ending in ``=``); rows grouped by the
+  ``group_by[]`` dimensions, every other dimension null; the Console's usage has a null
+  ``api_key_id`` and the Default Workspace's a null ``workspace_id`` even when grouped by
+  them; cost ``amount`` is a decimal string in cents;
 - ``service_accounts`` pages by token (``page=<next_page>``) and, as its reference says, answers
   only an OAuth token: an Admin API key (``x-api-key``) gets 403, unless
   ``org.service_accounts_for_admin_keys``;

@@ -25,7 +25,8 @@ Events = list[dict[str, Any]]
 
 
 def said(logged: Events) -> list[dict[str, Any]]:
-    return [e for e in logged if e.get("event") == "connections_out_of_descriptors" and e["log_level"] == LogLevel.error]
+    return [e for e in logged
+            if e.get("event") == "connections_out_of_descriptors" and e["log_level"] == LogLevel.error]
 
 
 def test_a_flood_of_emfile_is_said_once_per_interval_with_its_count(logged: Events) -> None:

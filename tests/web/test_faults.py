@@ -207,7 +207,8 @@ def test_invalid_json_labelled_json_passes_untouched_with_a_warning(proxy: InMem
     answer = proxy.get(COSTS + "?start_time=1")
     assert (answer.status, answer.body) == (200, body)
     (warning,) = warnings_about(logged, COSTS)
-    assert (warning["event"], warning["method"], warning["problem"]) == ("upstream_json_invalid", "GET", "does_not_parse")
+    assert (warning["event"], warning["method"], warning["problem"]) == (
+        "upstream_json_invalid", "GET", "does_not_parse")
     (line,) = request_lines(logged)  # answered, with nothing named
     assert (line["status"], line["named"], line["unknown"]) == (200, 0, 0)
     assert_serves_normally(proxy, fake)

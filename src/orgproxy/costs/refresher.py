@@ -54,7 +54,8 @@ class CostRefresher(Periodic):
             self.store.replace(self.provider, ProviderCosts(tuple(series_of(self.provider, totals)),
                                                             self.reactor.seconds(), previous.failures))
             log.info("{provider} cost series ({why}): {count} series, ${total:,.2f} this month, in {seconds:.1f} s",
-                     event="cost_refreshed", provider=self.title, why=why, count=sum(f.exported for f in totals.values()),
+                     event="cost_refreshed", provider=self.title, why=why,
+                     count=sum(f.exported for f in totals.values()),
                      total=total(f.month_to_date for f in totals.values()),
                      seconds=self.reactor.seconds() - started)
             self.succeeded("every --cost-interval")

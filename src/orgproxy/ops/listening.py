@@ -23,7 +23,13 @@ from twisted.internet.abstract import isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorTCP, IReactorUNIX, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorTCP,
+    IReactorUNIX,
+    IStreamServerEndpoint,
+)
 from twisted.python.lockfile import FilesystemLock
 from zope.interface import implementer
 
