@@ -45,7 +45,10 @@ $(VENV)/.deps: $(VENV)/.runtime
 	$(BIN)/pip install --quiet '.[test]'
 	touch $@
 
+# setuptools builds from what it left in build/ too: a module since deleted or moved would
+# be installed again, so each install starts from a clean build/.
 $(VENV)/.package: $(SOURCES) $(VENV)/.runtime
+	rm -rf build
 	$(BIN)/pip install --quiet --no-deps --force-reinstall .
 	touch $@
 
@@ -90,5 +93,6 @@ install:
 		echo "make install: $(INSTALL_PYTHON) is under a home directory, which the service user cannot read;" \
 		"name another: make install INSTALL_PYTHON=/usr/bin/python3.11" >&2; exit 1;; esac
 	umask 022 && $(INSTALL_PYTHON) -m venv $(PREFIX)/.venv
+	rm -rf build
 	umask 022 && $(PREFIX)/.venv/bin/pip install --quiet --upgrade .
 	umask 022 && $(PREFIX)/.venv/bin/python $(PLUGIN_CACHE)
