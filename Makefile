@@ -29,7 +29,7 @@ INSTALL_PYTHON ?= $(shell for p in /usr/bin/python3.11 /usr/bin/python3 /usr/loc
 # service user cannot write it, and Twisted would try at every start and log that it could not.
 PLUGIN_CACHE := -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
 
-.PHONY: run test demo clean bench bench-report install
+.PHONY: run test tools demo clean bench bench-report install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,7 +71,24 @@ $(FOCUS_VALIDATOR)/.installed:
 	touch $@
 
 # Where Python 3.12 is, the FOCUS validator's test runs (see tests/conftest.py): install it.
-test: $(VENV)/.installed $(if $(PYTHON312),$(FOCUS_VALIDATOR)/.installed)
+# Tools some tests run that are not Python packages, from Debian's packages where missing:
+# prometheus (a real Prometheus, and promtool for etc/prometheus/), chromium and
+# chromium-driver (a real browser). About 10 s, more when Chromium is missing; where apt-get
+# cannot be run (not root, not Debian), it says what to install.
+DEBIAN_TOOLS := /usr/bin/prometheus:prometheus /usr/bin/promtool:prometheus \
+	/usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
+tools:
+	@missing=$$(for tool in $(DEBIAN_TOOLS); do [ -x "$${tool%%:*}" ] || echo "$${tool##*:}"; done | sort -u); \
+	[ -z "$$missing" ] && exit 0; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "make test: installing Debian's" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$$missing >/dev/null; \
+	else \
+		echo "make test: some tests need Debian's packages" $$missing": apt-get install" $$missing >&2; exit 1; \
+	fi
+
+test: tools $(VENV)/.installed $(if $(PYTHON312),$(FOCUS_VALIDATOR)/.installed)
 	$(BIN)/python -m pytest -n 2
 
 clean:

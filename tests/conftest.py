@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Tests of tools that are not Python packages run where the tool is, as their issue asks:
 # the FinOps FOCUS validator where Python 3.12 is (make test then installs it), promtool
-# where Debian's prometheus package is (.ci/run installs it). Nowhere are they skipped: where
+# where Debian's prometheus package is (make test installs it). Nowhere are they skipped: where
 # the tool is, a test that cannot run it fails.
 collect_ignore = [module for module, present in (("report/test_focus_validator.py", python312()),
                                                  ("test_prometheus_tools.py", promtool()))

@@ -1,5 +1,5 @@
 """etc/prometheus/ as Prometheus reads it: the scrape config and the rules are valid for
-promtool (Debian's prometheus package, which .ci/run installs), and the alerts fire as
+promtool (Debian's prometheus package, which make test installs), and the alerts fire as
 tests/fixtures/prometheus/orgproxy-rules.test.yml says. Collected where promtool is (see
 tests/conftest.py)."""
 
@@ -20,7 +20,7 @@ RULE_TESTS = ROOT / "tests" / "fixtures" / "prometheus" / "orgproxy-rules.test.y
 
 def promtool(*args: str, cwd: Path | None = None) -> str:
     found = find_promtool()
-    assert found, "promtool is missing: apt-get install prometheus (as .ci/run does)"
+    assert found, "promtool is missing: apt-get install prometheus (as make test does)"
     done = subprocess.run([found, *args], capture_output=True, text=True, timeout=60, check=False, cwd=cwd)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

@@ -1,7 +1,7 @@
 """Headless Chromium, driven through chromedriver, for the tests where what a person sees in a
 browser is the point (a page the daemon serves).
 
-Debian's ``chromium`` and ``chromium-driver`` packages (``.ci/run`` installs them): Selenium is
+Debian's ``chromium`` and ``chromium-driver`` packages (``make test`` installs them): Selenium is
 handed both paths, so it never asks Selenium Manager for a browser or a driver, and nothing is
 downloaded. The flags are the ones this closed network needs: without the background-networking
 ones Chromium keeps calling Google's hosts, and each call is refused. A browser that cannot start
@@ -98,7 +98,7 @@ class Browser:
         for path in (CHROMIUM, CHROMEDRIVER):
             if not path.is_file():
                 raise BrowserUnavailable(f"{path} is missing: apt-get install chromium chromium-driver"
-                                         " (as .ci/run does)")
+                                         " (as make test does)")
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
         for flag in FLAGS:

@@ -1,4 +1,4 @@
-"""A real Prometheus (Debian's ``prometheus`` package, which ``.ci/run`` installs) scraping one
+"""A real Prometheus (Debian's ``prometheus`` package, which ``make test`` installs) scraping one
 target every second, for the tests where what Prometheus makes of orgproxy's series and of the
 rules in ``etc/prometheus/`` is the point.
 
@@ -66,7 +66,7 @@ class PrometheusServer:
 
     def start(self) -> PrometheusServer:
         if not Path(PROMETHEUS).is_file():
-            raise AssertionError(f"{PROMETHEUS} is missing: apt-get install prometheus (as .ci/run does)")
+            raise AssertionError(f"{PROMETHEUS} is missing: apt-get install prometheus (as make test does)")
         self.directory.mkdir(parents=True, exist_ok=True)
         token_file = None
         if self.token is not None:

@@ -19,5 +19,5 @@ def python312() -> str | None:
 
 
 def promtool() -> str | None:
-    """Prometheus's promtool (Debian's prometheus package; .ci/run installs it)."""
+    """Prometheus's promtool (Debian's prometheus package; make test installs it)."""
     return shutil.which("promtool")
