@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from orgproxy.report.amounts import decimal_of, is_amount
+from orgproxy.report.errors import ReportError
 from orgproxy.report.dates import midnight
 
 Measures = dict[str, Any]  # measure -> Decimal (money) or int (counts)
@@ -42,10 +43,21 @@ def numbers(row: Mapping[str, Any]) -> Measures:
     return found
 
 
-def cents(value: object) -> Decimal:
-    """Dollars from a decimal string of cents, exactly; zero for anything else."""
+def money(value: object, where: str) -> Decimal:
+    """An amount as sent, exactly; a row without one (null) costs nothing, and one that is
+    not a decimal number of sane size (``"abc"``, ``1e999999``) stops the report with one
+    line rather than being counted as nothing."""
+    if value is None:
+        return ZERO
     amount = decimal_of(value)
-    return amount.scaleb(-2) if amount is not None else ZERO
+    if amount is None:
+        raise ReportError(f"the API sent an amount that is not a decimal number in {where}: {str(value)[:40]!r}")
+    return amount
+
+
+def cents(value: object, where: str) -> Decimal:
+    """Dollars from a decimal string of cents, exactly."""
+    return money(value, where).scaleb(-2)
 
 
 def _bucket_results(bucket: Any) -> Iterator[Mapping[str, Any]]:
@@ -91,8 +103,7 @@ class OpenAIReports:
     def cost(self, row: Mapping[str, Any]) -> Decimal:
         """Dollars, as sent in ``amount.value`` (a number, or a decimal string)."""
         amount = row.get("amount")
-        value = decimal_of(amount.get("value")) if isinstance(amount, dict) else None
-        return value if value is not None else ZERO
+        return money(amount.get("value") if isinstance(amount, dict) else None, "amount.value")
 
     def tokens(self, values: Mapping[str, Any]) -> Any:
         """What usage groups are ranked by: input + output tokens."""
@@ -137,7 +148,8 @@ class AnthropicAnalytics:
         day = str(row.get("starting_at", ""))[:10]
         if kind == "costs":
             cost = row.get("cost")
-            yield day, row["group"], {"cost": cents(cost.get("amount") if isinstance(cost, dict) else None)}
+            yield day, row["group"], {"cost": cents(cost.get("amount") if isinstance(cost, dict) else None,
+                                                      "cost.amount")}
         else:
             usage = row.get("usage")
             yield day, row["group"], numbers(usage) if isinstance(usage, dict) else {}
@@ -174,7 +186,7 @@ class AnthropicLegacyReports(AnthropicAnalytics):
             return
         day = str(bucket.get("starting_at", ""))[:10]
         for row in _bucket_results(bucket):
-            yield day, row, {"cost": cents(row.get("amount"))} if kind == "costs" else numbers(row)
+            yield day, row, {"cost": cents(row.get("amount"), "amount")} if kind == "costs" else numbers(row)
 
 
 Reports = OpenAIReports | AnthropicAnalytics
