@@ -9,9 +9,15 @@ import re
 def setup_lines(section: str) -> list[str]:
     """The lines of the README section's shell block that sets it up (the one with
     ``make install``), continuation lines joined."""
-    block = re.search(r"^```sh\n((?:(?!```).*\n)*?make install PREFIX=.*?)^```$", section, re.MULTILINE | re.DOTALL)
-    assert block, "the section has no block that installs"
-    return block.group(1).replace("\\\n", " ").splitlines()
+    # Fenced blocks found line by line: a pattern spanning the section backtracks for seconds.
+    lines = section.splitlines()
+    starts = [n for n, line in enumerate(lines) if line == "```sh"]
+    for start in starts:
+        end = lines.index("```", start + 1)
+        block = "\n".join(lines[start + 1:end]) + "\n"
+        if re.search(r"^make install PREFIX=", block, re.MULTILINE):
+            return block.replace("\\\n", " ").splitlines()
+    raise AssertionError("the section has no block that installs")
 
 
 def made_by(lines: list[str], path: str) -> bool:
