@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT, assert_clean_output
 from tests.support.answers import TOKEN
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, free_port
 from tests.support.fake_usage import ALIASES_TOML, FakeUsage
 from tests.support.prometheus_server import PrometheusServer
 from tests.support.tcp_upstream import FakeUpstream
@@ -64,8 +64,14 @@ def costs_client_token() -> str | None:
 
 
 @pytest.fixture(scope="module")
+def costs_daemon_port() -> int:
+    """The port ``costs_daemon`` listens on, known before it starts (Prometheus is told first)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
 def costs_daemon(costs_daemon_args: list[str], costs_aliases: str, costs_client_token: str | None,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[CostsDaemon]:
+                 costs_daemon_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CostsDaemon]:
     """orgproxy over ``month_around_today()``'s costs, named by ``costs_aliases``, with the
     admin key (so the cost series are on), once the series hold the first refresh."""
     directory = tmp_path_factory.mktemp("costs-daemon")
@@ -80,7 +86,7 @@ def costs_daemon(costs_daemon_args: list[str], costs_aliases: str, costs_client_
     usage = month_around_today().install(upstream)
     try:
         running = Daemon(["--upstream", upstream.url, *args, *costs_daemon_args], cwd=directory,
-                         env={"OPENAI_ADMIN_KEY": TOKEN})
+                         env={"OPENAI_ADMIN_KEY": TOKEN}, port=costs_daemon_port)
         try:
             running.wait_ready().wait_for("cost_refreshed", provider="OpenAI", why="start")  # the first refresh
             yield CostsDaemon(running, upstream, usage, costs_client_token)
@@ -93,11 +99,14 @@ def costs_daemon(costs_daemon_args: list[str], costs_aliases: str, costs_client_
 
 
 @pytest.fixture(scope="module")
-def prometheus(costs_daemon: CostsDaemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+def prometheus(costs_daemon_port: int, costs_client_token: str | None, request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     """A real Prometheus scraping ``costs_daemon`` every second with etc/prometheus's rules,
-    once it has scraped it."""
-    with PrometheusServer(tmp_path_factory.mktemp("prometheus"), costs_daemon.url, rule_files=[RULES],
-                          token=costs_daemon.client_token) as server:
+    once it has scraped it. Prometheus starts first: it hands a new target to its scraper
+    only after 5 s, during which the daemon starts."""
+    with PrometheusServer(tmp_path_factory.mktemp("prometheus"), f"127.0.0.1:{costs_daemon_port}",
+                          rule_files=[RULES], token=costs_client_token) as server:
+        request.getfixturevalue("costs_daemon")
         server.wait_scraped()
         yield server
 
