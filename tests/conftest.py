@@ -37,16 +37,24 @@ collect_ignore = [module for module, present in (("report/test_focus_validator.p
                   if present is None]
 
 
-# Modules whose tests share a browser or server started once per process (a session or module
-# fixture): make test (-n 2) runs each group in one process, so that it starts once, and
-# spreads every other test one by one, as --dist load does. (pytest-xdist's own --dist loadgroup
-# would read xdist_group marks, but under pytest 9.2 it cannot tag the tests it groups.)
+# Modules whose tests share a browser, a server, a daemon or a costly import (a session or
+# module fixture, an SDK imported in the test): make test (-n 2) runs each group in one process,
+# so that it starts once, and spreads every other test one by one, as --dist load does.
+# (pytest-xdist's own --dist loadgroup would read xdist_group marks, but under pytest 9.2 it
+# cannot tag the tests it groups.)
 ONE_PROCESS = {
     "tests/support/test_browser.py": "chromium",
     "tests/process/test_browser.py": "chromium",
     "tests/process/test_dashboard.py": "chromium",
     "tests/process/test_prometheus_server.py": "prometheus",
-    "tests/report/test_focus_validator.py": "focus-validator",  # one validator run, for three files
+    "tests/report/test_focus_validator.py": "focus-validator",  # one validator run, for all files
+    "tests/process/test_sdk.py": "openai-sdk",  # a daemon for the module; the SDK's import
+    "tests/web/test_by_name.py": "openai-sdk",
+    "tests/web/test_anthropic_sdk.py": "anthropic-sdk",  # 2 s to import
+    "tests/process/test_report_cli.py": "report-cli-daemon",
+    "tests/process/test_anthropic.py": "anthropic-daemon",
+    "tests/process/test_load.py": "loaded-daemon",
+    "tests/test_demo.py": "demo-upstream",
 }
 
 
