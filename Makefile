@@ -88,8 +88,10 @@ tools:
 		echo "make test: some tests need Debian's packages" $$missing": apt-get install" $$missing >&2; exit 1; \
 	fi
 
+# Three processes on two cores: the tests of real processes spend much of their time waiting
+# on them, which the third fills.
 test: tools $(VENV)/.installed $(if $(PYTHON312),$(FOCUS_VALIDATOR)/.installed)
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 3
 
 clean:
 	rm -rf $(VENV) $(FOCUS_VALIDATOR) build src/*.egg-info

@@ -38,7 +38,7 @@ collect_ignore = [module for module, present in (("report/test_focus_validator.p
 
 
 # Modules whose tests share a browser, a server, a daemon or a costly import (a session or
-# module fixture, an SDK imported in the test): make test (-n 2) runs each group in one process,
+# module fixture, an SDK imported in the test): make test (-n 3) runs each group in one process,
 # so that it starts once, and spreads every other test one by one, as --dist load does.
 # (pytest-xdist's own --dist loadgroup would read xdist_group marks, but under pytest 9.2 it
 # cannot tag the tests it groups.)

@@ -14,7 +14,7 @@ import os
 from hypothesis import settings
 
 # The share of its full count each property is tried on by default.
-QUICK_SHARE = 0.35
+QUICK_SHARE = 0.25
 SHARE = 1.0 if os.environ.get("ORGPROXY_PROPERTY_EXAMPLES", "") == "full" else QUICK_SHARE
 
 
