@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import random
 import struct
@@ -187,7 +188,8 @@ def _active(since: date, until: date, keys: tuple[Key, ...]) -> Iterator[tuple[d
                 yield day, key
 
 
-def _cost_rows(since: date, until: date, keys: tuple[Key, ...]) -> list[CostRow]:
+@functools.cache  # the same month for every test that asks for it: made once per process
+def _cost_rows(since: date, until: date, keys: tuple[Key, ...]) -> tuple[CostRow, ...]:
     rows = []
     for day, key in _active(since, until, keys):
         rng = random.Random(f"costs:{day.isoformat()}:{key.id}")
@@ -197,10 +199,11 @@ def _cost_rows(since: date, until: date, keys: tuple[Key, ...]) -> list[CostRow]
             # Dollars with OpenAI's many decimals (e.g. 1.2345678901).
             value = round(total * weight / sum(weights), 10)
             rows.append(CostRow(day, key.id, key.project, item, value))
-    return rows
+    return tuple(rows)
 
 
-def _usage_rows(since: date, until: date, keys: tuple[Key, ...]) -> list[UsageRow]:
+@functools.cache
+def _usage_rows(since: date, until: date, keys: tuple[Key, ...]) -> tuple[UsageRow, ...]:
     rows = []
     for day, key in _active(since, until, keys):
         for position, model in enumerate(key.models):
@@ -233,7 +236,7 @@ def _usage_rows(since: date, until: date, keys: tuple[Key, ...]) -> list[UsageRo
             }
             rows.append(UsageRow(day, key.id, key.project, f"user-{key.project.removeprefix('proj_')}",
                                  model, key.batch, "default" if not key.batch else "flex", numbers))
-    return rows
+    return tuple(rows)
 
 
 def cursor_for(bucket_start: int) -> str:
@@ -288,8 +291,8 @@ class FakeUsage:
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.costs_rows = _cost_rows(self.since, self.until, self.keys)
-        self.usage_rows = _usage_rows(self.since, self.until, self.keys)
+        self.costs_rows = list(_cost_rows(self.since, self.until, self.keys))
+        self.usage_rows = list(_usage_rows(self.since, self.until, self.keys))
 
     def install(self, upstream: FakeUpstream) -> FakeUsage:
         upstream.on(COSTS, self.answer)
