@@ -47,9 +47,12 @@ $(VENV)/.deps: $(VENV)/.runtime
 
 # setuptools builds from what it left in build/ too: a module since deleted or moved would
 # be installed again, so each install starts from a clean build/.
+# Twisted's plugin cache is built here too, once, rather than by the first twistd to start
+# (every twistd started before it is written scans every plugin).
 $(VENV)/.package: $(SOURCES) $(VENV)/.runtime
 	rm -rf build
 	$(BIN)/pip install --quiet --no-deps --force-reinstall .
+	$(BIN)/python $(PLUGIN_CACHE)
 	touch $@
 
 # Ready for the tests: the package as it is now, and the test extra.
