@@ -39,6 +39,7 @@ from tests.support.anthropic_socket import AnthropicOnASocket
 from tests.support.daemon import Daemon, daemon_env
 from tests.support.fake_anthropic import ADMIN_KEY as ANTHROPIC_ADMIN_KEY
 from tests.support.fake_usage import ALIASES_TOML, FakeUsage
+from tests.support.readme_setup import fenced_blocks
 from tests.support.tcp_upstream import FakeUpstream
 
 README = ROOT / "README.md"
@@ -61,20 +62,13 @@ def blocks() -> list[Block]:
     """The README's shell and Python blocks, in order."""
     lines = README.read_text().splitlines()
     found = []
-    n = 0
-    while n < len(lines):
-        opening = re.fullmatch(r"```(\w+)", lines[n])
-        if opening is None:
-            n += 1
-            continue
-        end = lines.index("```", n + 1)
+    for fenced in fenced_blocks(lines):
+        n = fenced.opening
         marker = NOT_RUN.match(lines[n - 1]) if n else None
-        language = RUN_LANGUAGES.get(opening.group(1))
+        language = RUN_LANGUAGES.get(fenced.language)
         assert language is not None or marker is None, f"README.md:{n}: a not-run mark on a block never run"
         if language is not None:
-            found.append(Block(n + 1, language, "\n".join(lines[n + 1:end]) + "\n",
-                               marker.group(1) if marker else None))
-        n = end + 1
+            found.append(Block(n + 1, language, fenced.code, marker.group(1) if marker else None))
     return found
 
 

@@ -1,22 +1,41 @@
-"""What a README section's set-up block makes: for the tests that check the supervisor and
-systemd sections make every file and directory their shipped files name."""
+"""The README's fenced blocks (for the test that runs them), and what a section's set-up
+block makes: for the tests that check the supervisor and systemd sections make every file
+and directory their shipped files name."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fenced:
+    opening: int  # the index of its opening fence among the lines
+    language: str  # as the fence names it: sh, python, toml, ...
+    code: str  # the lines between the fences, each ended by a newline
+
+
+def fenced_blocks(lines: list[str]) -> Iterator[Fenced]:
+    """The blocks whose fence names a language, in order; found line by line (a pattern
+    spanning the text backtracks for seconds)."""
+    n = 0
+    while n < len(lines):
+        opening = re.fullmatch(r"```(\w+)", lines[n])
+        if opening is None:
+            n += 1
+            continue
+        end = lines.index("```", n + 1)
+        yield Fenced(n, opening.group(1), "\n".join(lines[n + 1:end]) + "\n")
+        n = end + 1
 
 
 def setup_lines(section: str) -> list[str]:
     """The lines of the README section's shell block that sets it up (the one with
     ``make install``), continuation lines joined."""
-    # Fenced blocks found line by line: a pattern spanning the section backtracks for seconds.
-    lines = section.splitlines()
-    starts = [n for n, line in enumerate(lines) if line == "```sh"]
-    for start in starts:
-        end = lines.index("```", start + 1)
-        block = "\n".join(lines[start + 1:end]) + "\n"
-        if re.search(r"^make install PREFIX=", block, re.MULTILINE):
-            return block.replace("\\\n", " ").splitlines()
+    for block in fenced_blocks(section.splitlines()):
+        if block.language == "sh" and re.search(r"^make install PREFIX=", block.code, re.MULTILINE):
+            return block.code.replace("\\\n", " ").splitlines()
     raise AssertionError("the section has no block that installs")
 
 
